@@ -1,0 +1,47 @@
+# Two commands for a fresh machine:  `make run`  and  `make test`.
+# Both create .venv and install selfloop with everything it needs.
+# torch is pinned in pyproject.toml (2.13.0), which resolves to the CPU build here.
+
+PYTHON ?= python3
+VENV   ?= .venv
+BIN     = $(VENV)/bin
+STAMP   = $(VENV)/.installed
+PYTEST  = $(BIN)/python -m pytest
+
+.PHONY: install run test test-fast test-hostile bench chaos clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[test]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+## Run the daemon on the shipped config.toml and starter corpus (Ctrl-C stops it cleanly).
+run: $(STAMP)
+	$(BIN)/selfloop run
+
+## The whole test suite. Hostile sandbox cases run inside their own pid namespace,
+## so a containment bug can never signal or starve a process outside the test.
+test: $(STAMP)
+	$(PYTEST) -m "not hostile"
+	@if unshare --pid --fork --mount-proc true 2>/dev/null; then \
+		unshare --pid --fork --mount-proc --kill-child $(PYTEST) -m hostile; \
+	elif unshare --user --map-root-user --pid --fork --mount-proc true 2>/dev/null; then \
+		unshare --user --map-root-user --pid --fork --mount-proc --kill-child $(PYTEST) -m hostile; \
+	else \
+		echo "hostile sandbox suite NOT run: this machine cannot create a pid namespace (unshare)"; exit 1; \
+	fi
+
+test-fast: $(STAMP)
+	$(PYTEST) -m "not hostile and not slow"
+
+bench: $(STAMP)
+	$(BIN)/python -m bench
+
+chaos: $(STAMP)
+	$(BIN)/python -m bench.chaos --trials 50
+
+clean:
+	rm -rf $(VENV) .pytest_cache .hypothesis

@@ -1,0 +1,3 @@
+from selfloop.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,131 @@
+"""The `selfloop` command line.
+
+The parser is built from plain argparse and every handler is named as
+``"module:function"`` and imported only when its command runs: `--help`,
+`status` and `sandbox check` must not pay for importing torch/transformers.
+
+A handler takes the parsed namespace and returns an exit code:
+0 ok, 1 runtime failure, 2 usage or config error. Errors that the user can act
+on are ``SelfloopError`` and print as one line; ``--debug`` shows tracebacks.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+from collections.abc import Sequence
+
+from selfloop.errors import ConfigError, SelfloopError
+
+
+def _add_config(p: argparse.ArgumentParser) -> None:
+    p.add_argument("-c", "--config", default="config.toml", help="config file (default: ./config.toml)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="selfloop",
+        description="Self-improving retraining daemon: watch a corpus, rework it with the current model, "
+        "judge every candidate in a sandbox, retrain, promote only what is better, repeat.",
+    )
+    parser.add_argument("--debug", action="store_true", help="show tracebacks and debug logs")
+    parser.add_argument("--version", action="version", version=f"selfloop {__import__('selfloop').__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    def cmd(name: str, handler: str, help: str, config: bool = True) -> argparse.ArgumentParser:
+        p = sub.add_parser(name, help=help, description=help)
+        p.set_defaults(handler=handler)
+        if config:
+            _add_config(p)
+        return p
+
+    p = cmd("init", "selfloop.project:cmd_init", "create config.toml, corpus/orig (starter corpus), corpus/rework and the state dir", config=False)
+    p.add_argument("dir", nargs="?", default=".", help="project directory (default: .)")
+    p.add_argument("--empty", action="store_true", help="do not copy the starter corpus")
+
+    p = cmd("validate-config", "selfloop.project:cmd_validate_config", "check a config file; prints OK or one line per error", config=False)
+    p.add_argument("path", nargs="?", default="config.toml")
+
+    cmd("ingest", "selfloop.corpus.ingest:cmd_ingest", "ingest orig/ and rework/ once and print what was accepted and dropped")
+
+    p = cmd("status", "selfloop.project:cmd_status", "documents, quarantined files, generations, last cycle, daemon liveness")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+
+    p = cmd("run", "selfloop.loop.daemon:cmd_run", "run the daemon: ingest, watch, and cycle forever")
+    p.add_argument("--headless", action="store_true", help="plain log lines instead of the live dashboard")
+
+    p = cmd("cycle", "selfloop.loop.cycle:cmd_cycle", "run one whole cycle (ingest, rework, judge, train, evaluate, gate, promote)")
+    p.add_argument("--once", action="store_true", required=True, help="run exactly one cycle and exit")
+
+    cmd("models", "selfloop.model.registry:cmd_models", "list generations with their figures and gate decisions")
+
+    p = cmd("rollback", "selfloop.model.registry:cmd_rollback", "make the previous (or a given) generation current again")
+    p.add_argument("--to", type=int, default=None, metavar="N", help="generation to restore")
+
+    p = cmd("generate", "selfloop.model.generate:cmd_generate", "sample from the current model")
+    p.add_argument("prompt")
+    p.add_argument("--n", type=int, default=1, help="samples")
+    p.add_argument("--chat", action="store_true", help="wrap the prompt as a user turn with the chat template")
+    p.add_argument("--max-new-tokens", type=int, default=None)
+    p.add_argument("--seed", type=int, default=0)
+
+    cmd("dashboard", "selfloop.dashboard:cmd_dashboard", "attach a live view to a running daemon (read-only)")
+
+    sb = sub.add_parser("sandbox", help="the eval-space sandbox", description="the eval-space sandbox")
+    sbs = sb.add_subparsers(dest="sandbox_command", metavar="SUBCOMMAND", required=True)
+    p = sbs.add_parser("check", help="run a Python candidate through the sandbox and print the verdict")
+    p.set_defaults(handler="selfloop.sandbox.cli:cmd_check")
+    _add_config(p)
+    p.add_argument("file")
+    p.add_argument("--backend", choices=["auto", "docker", "bwrap", "process"], default=None)
+    p.add_argument("--tests", default=None, help="a Python file of tests (asserts / test_* functions)")
+    p.add_argument("--timeout", type=float, default=None, help="seconds")
+    p.add_argument("--memory", type=int, default=None, help="MiB")
+    p.add_argument("--json", action="store_true")
+    p = sbs.add_parser("info", help="which backends are available, and why not")
+    p.set_defaults(handler="selfloop.sandbox.cli:cmd_info")
+    _add_config(p)
+    p.add_argument("--json", action="store_true")
+    p = sbs.add_parser("build", help="build the sandbox Docker image locally (no registry needed)")
+    p.set_defaults(handler="selfloop.sandbox.cli:cmd_build")
+    _add_config(p)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.debug else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        datefmt="%H:%M:%S",
+    )
+    module_name, func_name = args.handler.split(":")
+    try:
+        handler = getattr(importlib.import_module(module_name), func_name)
+        return int(handler(args) or 0)
+    except ConfigError as e:
+        for line in e.lines:
+            print(f"selfloop: config error: {line}", file=sys.stderr)
+        if args.debug:
+            raise
+        return e.exit_code
+    except SelfloopError as e:
+        print(f"selfloop: {e}", file=sys.stderr)
+        if args.debug:
+            raise
+        return e.exit_code
+    except KeyboardInterrupt:
+        print("selfloop: interrupted", file=sys.stderr)
+        return 130
+    except Exception as e:  # an unexpected failure: one line, traceback with --debug
+        if args.debug:
+            raise
+        print(f"selfloop: {type(e).__name__}: {e} (run with --debug for the traceback)", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

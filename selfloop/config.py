@@ -1,0 +1,346 @@
+"""Typed configuration: the pydantic models of ``config.toml``.
+
+This module is the only place defaults live. The shipped ``config.toml`` states
+the same values with comments; a test keeps the two from drifting.
+
+Each concern gets its own small model, and components receive only the section
+they need (``IngestConfig`` for ingest, ``SandboxConfig`` for the sandbox, ...),
+never the whole tree. Every model forbids unknown keys so a typo is an error
+with a "did you mean" hint instead of a silently ignored setting.
+
+Environment overrides: ``SELFLOOP_<SECTION>__<KEY>=value`` (for example
+``SELFLOOP_TRAIN__MAX_STEPS=50``) take precedence over the file.
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+from selfloop.errors import ConfigError
+
+ENV_PREFIX = "SELFLOOP_"
+
+
+class Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class PathsConfig(Section):
+    """Where things live, relative to the directory holding config.toml."""
+
+    orig: str = Field("corpus/orig", description="user-owned input; never written by selfloop")
+    rework: str = Field("corpus/rework", description="accepted model-written data (append-only)")
+    state: str = Field(".selfloop", description="state dir: SQLite store, models, logs, lock")
+
+
+class WatchConfig(Section):
+    enabled: bool = Field(True, description="watch orig/ and rework/ for changes while running")
+    polling: bool = Field(False, description="use a PollingObserver (network filesystems)")
+    poll_interval_s: float = Field(2.0, gt=0, description="polling period when polling = true")
+    settle_s: float = Field(2.0, ge=0, description="a file must be unchanged this long before ingest")
+    debounce_s: float = Field(1.0, ge=0, description="events for one path within this window coalesce")
+    ignore: list[str] = Field(
+        default_factory=lambda: [".*", "*~", "*.tmp", "*.part", "*.swp", "*.swx", "#*#", "~$*"],
+        description="glob patterns of file names never ingested (hidden, temp, editor swap files)",
+    )
+
+
+class IngestConfig(Section):
+    extensions: list[str] = Field(
+        default_factory=lambda: [".txt", ".md", ".py", ".jsonl"],
+        description="file types that are ingested; anything else is quarantined",
+    )
+    max_file_mb: float = Field(64.0, gt=0, description="larger files are quarantined unread")
+    chunk_chars: int = Field(2000, ge=64, description="long text files split at paragraphs into documents of about this size")
+    min_chars: int = Field(32, ge=0, description="documents shorter than this are dropped")
+    max_chars: int = Field(100_000, gt=0, description="documents longer than this are dropped")
+    max_symbol_ratio: float = Field(0.35, ge=0, le=1, description="drop text whose share of non-alphanumeric, non-space characters exceeds this")
+    max_dup_line_fraction: float = Field(0.4, ge=0, le=1, description="drop text whose repeated lines make up more than this share")
+    max_top_ngram_fraction: float = Field(0.3, ge=0, le=1, description="drop text whose most frequent word 3-gram covers more than this share of characters")
+    max_control_ratio: float = Field(0.01, ge=0, le=1, description="drop text with more control characters than this share (binary)")
+    near_dup_threshold: float = Field(0.85, gt=0, le=1, description="MinHash Jaccard above which a document is a near duplicate")
+    minhash_perm: int = Field(128, ge=16, le=1024, description="MinHash permutations")
+    shingle_words: int = Field(5, ge=1, le=32, description="word shingle size for MinHash")
+    heldout_fraction: float = Field(0.1, ge=0, lt=1, description="share of documents fixed (by hash) as held-out eval data")
+
+    @model_validator(mode="after")
+    def _bounds(self) -> "IngestConfig":
+        if self.min_chars >= self.max_chars:
+            raise ValueError(f"min_chars ({self.min_chars}) must be below max_chars ({self.max_chars})")
+        bad = [e for e in self.extensions if not e.startswith(".")]
+        if bad:
+            raise ValueError(f"extensions must start with a dot, got {bad}")
+        return self
+
+
+class ModelConfig(Section):
+    base: str = Field("scratch", description='"scratch" (GPT-2 built from the sizes below) or a local Hugging Face model dir')
+    vocab_size: int = Field(2048, ge=300, le=1_000_000, description="scratch: byte-level BPE vocabulary trained on the corpus")
+    n_layer: int = Field(4, ge=1, le=96, description="scratch: transformer blocks")
+    n_head: int = Field(4, ge=1, le=128, description="scratch: attention heads")
+    n_embd: int = Field(128, ge=8, le=16384, description="scratch: hidden width (divisible by n_head)")
+    n_positions: int = Field(256, ge=16, le=131072, description="scratch: context length in tokens")
+    dropout: float = Field(0.0, ge=0, lt=1, description="scratch: residual, embedding and attention dropout")
+    device: Literal["auto", "cpu", "cuda", "mps"] = Field("auto", description="auto: cuda if present, else cpu")
+    dtype: Literal["auto", "float32", "bfloat16", "float16"] = Field("auto", description="auto: fp32 on CPU (bf16 is ~30x slower here), bf16 on GPU")
+    lora: bool = Field(False, description="train LoRA adapters (peft) instead of all weights; for big local models")
+    lora_r: int = Field(8, ge=1, description="LoRA rank")
+    keep_generations: int = Field(5, ge=2, description="keep this many newest generations (the champion and its predecessor are always kept)")
+
+    @model_validator(mode="after")
+    def _heads(self) -> "ModelConfig":
+        if self.n_embd % self.n_head:
+            raise ValueError(f"n_embd ({self.n_embd}) must be divisible by n_head ({self.n_head})")
+        return self
+
+
+class ReworkConfig(Section):
+    enabled: bool = Field(True, description="let the current model rework and synthesize data each cycle")
+    candidates_per_cycle: int = Field(64, ge=0, description="candidate budget per cycle, split by the shares below")
+    rewrite_share: float = Field(0.5, ge=0, le=1, description="share of the budget for rewrites of existing samples")
+    synthesize_share: float = Field(0.25, ge=0, le=1, description="share for new samples from seed prompts / free continuation")
+    solve_share: float = Field(0.25, ge=0, le=1, description="share for solving verifiable tasks (best-of-n)")
+    samples_per_prompt: int = Field(4, ge=1, le=64, description="n samples per prompt (best-of-n)")
+    batch_size: int = Field(16, ge=1, le=1024, description="generation batch size (batching is ~6x faster on CPU)")
+    max_new_tokens: int = Field(96, ge=1, description="tokens generated per sample")
+    temperature: float = Field(0.8, ge=0, le=5, description="sampling temperature (0 = greedy)")
+    top_p: float = Field(0.95, gt=0, le=1, description="nucleus sampling")
+    prefix_fraction: float = Field(0.5, gt=0, lt=1, description="rewrite: keep this share of the sample as prompt, regenerate the rest")
+    rewrite_prompt: str = Field("Improve the following text. Keep its meaning.\n\n{text}\n\nImproved:", description="instruction template for models that follow instructions ({text})")
+    instruction_following: bool = Field(False, description="use the prompt templates (true) or prefix-continuation (false, for small scratch models)")
+    seed: int = Field(0, description="sampling seed (mixed with the cycle number)")
+
+
+class JudgeConfig(Section):
+    text: list[str] = Field(default_factory=lambda: ["text_quality", "a_vs_b"], description="judge pipeline for text candidates")
+    chat: list[str] = Field(default_factory=lambda: ["text_quality", "a_vs_b"], description="judge pipeline for chat candidates")
+    python: list[str] = Field(default_factory=lambda: ["text_quality", "python"], description="judge pipeline for Python candidates")
+    task: list[str] = Field(default_factory=lambda: ["task"], description="judge pipeline for task answers")
+    ab_scorers: list[str] = Field(default_factory=lambda: ["perplexity", "quality"], description="A-vs-B scorers: perplexity, quality, external")
+    ab_min_margin: float = Field(0.0, ge=0, description="B must beat A by more than this (relative) to be accepted")
+    diversity_floor: float = Field(0.2, ge=0, le=1, description="a batch whose distinct-2 ratio is below this is not admitted")
+    external_url: str = Field("", description="OpenAI-compatible endpoint on localhost for an external judge model (optional)")
+
+
+class SandboxConfig(Section):
+    backend: Literal["auto", "docker", "bwrap", "process"] = Field("auto", description="auto picks docker > bwrap > process")
+    image: str = Field("selfloop-sandbox:latest", description="docker image (built locally by `selfloop sandbox build`)")
+    docker_host: str = Field("", description="remote Docker engine (else DOCKER_HOST / local socket)")
+    timeout_s: float = Field(10.0, gt=0, le=3600, description="wall and CPU limit per job")
+    memory_mb: int = Field(512, ge=16, description="address-space / memory limit per job")
+    pids: int = Field(64, ge=4, description="process limit per job")
+    file_mb: int = Field(64, ge=1, description="largest file a job may write; also its scratch size")
+    output_kb: int = Field(1024, ge=1, description="stdout/stderr kept per job")
+    cpus: float = Field(1.0, gt=0, description="CPU quota per job (docker)")
+    pool_size: int = Field(2, ge=0, description="warm workers (0 = one-shot sandboxes only)")
+    recycle_after: int = Field(200, ge=1, description="a warm worker is replaced after this many jobs")
+
+
+class LauncherConfig(Section):
+    kind: Literal["python", "torchrun", "accelerate"] = Field("python", description="how the training child is launched")
+    nproc_per_node: int = Field(1, ge=1, description="processes per node (torchrun / accelerate)")
+    nnodes: int = Field(1, ge=1, description="nodes")
+    rdzv_endpoint: str = Field("", description="rendezvous host:port for multi-node")
+    extra_args: list[str] = Field(default_factory=list, description="extra launcher arguments")
+
+
+class TrainConfig(Section):
+    gen0_steps: int = Field(300, ge=1, description="pretraining steps for generation 0")
+    max_steps: int = Field(100, ge=1, description="steps per challenger")
+    max_minutes: float = Field(10.0, gt=0, description="wall budget per training run")
+    learning_rate: float = Field(1e-3, gt=0, lt=1, description="peak learning rate")
+    lr_scheduler: Literal["linear", "cosine", "constant", "constant_with_warmup"] = Field("cosine", description="learning-rate schedule")
+    warmup_ratio: float = Field(0.05, ge=0, lt=1, description="share of steps spent warming up")
+    weight_decay: float = Field(0.01, ge=0, description="AdamW weight decay")
+    max_grad_norm: float = Field(1.0, gt=0, description="gradient clipping")
+    batch_size: int = Field(16, ge=1, description="sequences per device step")
+    grad_accum: int = Field(1, ge=1, description="gradient accumulation steps")
+    block_size: int = Field(128, ge=8, description="tokens per training sequence (<= model.n_positions)")
+    seed: int = Field(1234, description="training seed")
+    rework_weight: float = Field(1.0, ge=0, description="sampling weight of rework relative to orig")
+    rework_max_share: float = Field(0.5, ge=0, le=1, description="cap on rework's share of the mixture (orig is never dropped)")
+    init_from: Literal["champion", "base"] = Field("champion", description="continue from the champion, or restart from generation 0 each time (ReST-EM)")
+    save_steps: int = Field(50, ge=1, description="Trainer checkpoint interval (resume point)")
+    eval_batches: int = Field(16, ge=1, description="held-out batches per evaluation")
+    launcher: LauncherConfig = Field(default_factory=LauncherConfig)
+
+
+class GateConfig(Section):
+    loss_tolerance: float = Field(0.0, ge=0, le=1, description="challenger held-out loss may be at most champion * (1 + this)")
+    task_tolerance: float = Field(0.02, ge=0, le=1, description="no task family's pass@1 may drop by more than this")
+    min_improvement: float = Field(0.001, ge=0, description="some figure must improve by at least this (relative loss or absolute pass@1)")
+
+
+class ScheduleConfig(Section):
+    interval_minutes: float = Field(30.0, gt=0, description="run a cycle at least this often")
+    cron: str = Field("", description="crontab expression instead of the interval (e.g. '0 * * * *')")
+    min_new_documents: int = Field(1, ge=1, description="new settled documents that pull the next cycle forward")
+    min_gap_s: float = Field(60.0, ge=0, description="minimum time between two cycles")
+    misfire_grace_s: float = Field(300.0, ge=0, description="a late cycle still runs within this grace")
+    stop_timeout_s: float = Field(60.0, gt=0, description="graceful stop budget on SIGTERM before forcing")
+
+
+class DashboardConfig(Section):
+    refresh_per_second: float = Field(2.0, gt=0, le=30, description="live view refresh rate")
+    recent_events: int = Field(12, ge=1, description="events shown")
+    samples: int = Field(3, ge=0, description="sample generations shown")
+
+
+class Config(BaseSettings):
+    model_config = SettingsConfigDict(
+        extra="forbid", env_prefix=ENV_PREFIX, env_nested_delimiter="__", validate_assignment=True
+    )
+
+    paths: PathsConfig = Field(default_factory=PathsConfig)
+    watch: WatchConfig = Field(default_factory=WatchConfig)
+    ingest: IngestConfig = Field(default_factory=IngestConfig)
+    model: ModelConfig = Field(default_factory=ModelConfig)
+    rework: ReworkConfig = Field(default_factory=ReworkConfig)
+    judge: JudgeConfig = Field(default_factory=JudgeConfig)
+    sandbox: SandboxConfig = Field(default_factory=SandboxConfig)
+    train: TrainConfig = Field(default_factory=TrainConfig)
+    gate: GateConfig = Field(default_factory=GateConfig)
+    schedule: ScheduleConfig = Field(default_factory=ScheduleConfig)
+    dashboard: DashboardConfig = Field(default_factory=DashboardConfig)
+
+    @classmethod
+    def settings_customise_sources(
+        cls, settings_cls, init_settings, env_settings, dotenv_settings, file_secret_settings
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # Environment first so it overrides the file; no dotenv or secrets dirs.
+        return env_settings, init_settings
+
+    @model_validator(mode="after")
+    def _cross(self) -> "Config":
+        if self.model.base == "scratch" and self.train.block_size > self.model.n_positions:
+            raise ValueError(
+                f"train.block_size ({self.train.block_size}) exceeds model.n_positions ({self.model.n_positions})"
+            )
+        return self
+
+
+# --------------------------------------------------------------------------- paths
+
+
+@dataclass(frozen=True)
+class ProjectPaths:
+    """Absolute locations derived from a config and the directory it lives in."""
+
+    root: Path
+    orig: Path
+    rework: Path
+    state: Path
+
+    @classmethod
+    def of(cls, cfg: Config, root: Path) -> "ProjectPaths":
+        root = root.resolve()
+        return cls(
+            root=root,
+            orig=(root / cfg.paths.orig).resolve(),
+            rework=(root / cfg.paths.rework).resolve(),
+            state=(root / cfg.paths.state).resolve(),
+        )
+
+    @property
+    def db(self) -> Path:
+        return self.state / "state.db"
+
+    @property
+    def lock(self) -> Path:
+        return self.state / "daemon.lock"
+
+    @property
+    def models(self) -> Path:
+        return self.state / "models"
+
+    @property
+    def logs(self) -> Path:
+        return self.state / "logs"
+
+    @property
+    def runs(self) -> Path:
+        """Scratch for training runs (Trainer checkpoints live here until promoted or pruned)."""
+        return self.state / "runs"
+
+
+# --------------------------------------------------------------------------- loading
+
+
+def load_config(path: Path | str | None = None, *, env: bool = True) -> tuple[Config, ProjectPaths]:
+    """Read, validate and resolve a config file. Raises ConfigError with one line per problem."""
+    path = Path(path) if path is not None else Path("config.toml")
+    try:
+        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: no such config file (create one with `selfloop init`)") from None
+    except UnicodeDecodeError as e:
+        raise ConfigError(f"{path}: not UTF-8 text ({e.reason} at byte {e.start})") from None
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigError(f"{path}: invalid TOML: {e}") from None
+    except OSError as e:
+        raise ConfigError(f"{path}: cannot read: {e.strerror}") from None
+    cfg = parse_config(raw, source=str(path), env=env)
+    return cfg, ProjectPaths.of(cfg, path.resolve().parent)
+
+
+def parse_config(raw: dict[str, Any], *, source: str = "config", env: bool = True) -> Config:
+    """Validate a raw mapping (already parsed TOML) into a Config."""
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{source}: top level must be a table")
+    saved = None
+    if not env:
+        # BaseSettings always reads the environment; hide our prefix when asked not to.
+        saved = {k: os.environ.pop(k) for k in list(os.environ) if k.startswith(ENV_PREFIX)}
+    try:
+        return Config(**raw)
+    except ValidationError as e:
+        raise ConfigError("\n".join(format_errors(e, source)), lines=format_errors(e, source)) from None
+    except TypeError as e:  # e.g. a non-string key
+        raise ConfigError(f"{source}: {e}") from None
+    finally:
+        if saved:
+            os.environ.update(saved)
+
+
+def format_errors(err: ValidationError, source: str) -> list[str]:
+    """One line per error: file, dotted key, bad value, and what is allowed."""
+    lines = []
+    for e in err.errors(include_url=False):
+        loc = [str(p) for p in e["loc"]]
+        key = ".".join(loc) or "(top level)"
+        value = e.get("input")
+        shown = _short(value)
+        if e["type"] == "extra_forbidden":
+            allowed = _fields_at(loc[:-1])
+            hint = difflib.get_close_matches(loc[-1], allowed, n=1, cutoff=0.6)
+            fix = f'did you mean "{".".join(loc[:-1] + [hint[0]])}"?' if hint else f"allowed keys here: {', '.join(allowed)}"
+            lines.append(f"{source}: unknown key {key}: {fix}")
+        else:
+            msg = e["msg"].removeprefix("Value error, ")
+            lines.append(f"{source}: {key} = {shown}: {msg}")
+    return lines
+
+
+def _short(value: Any, limit: int = 60) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _fields_at(loc: list[str]) -> list[str]:
+    """Field names of the (sub)model at a dotted location, for suggestions."""
+    model: type[BaseModel] = Config
+    for part in loc:
+        field = model.model_fields.get(part)
+        ann = field.annotation if field else None
+        if not (isinstance(ann, type) and issubclass(ann, BaseModel)):
+            return []
+        model = ann
+    return sorted(model.model_fields)
