@@ -45,3 +45,7 @@ chaos: $(STAMP)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .hypothesis
+
+## Re-render the shipped config.toml from the pydantic defaults (after changing config.py).
+config.toml: selfloop/config.py
+	$(BIN)/python -c 'from selfloop.config import render_toml; print(render_toml(), end="")' > $@

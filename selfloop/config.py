@@ -42,6 +42,8 @@ class PathsConfig(Section):
 
 
 class WatchConfig(Section):
+    """How changes under orig/ and rework/ are noticed."""
+
     enabled: bool = Field(True, description="watch orig/ and rework/ for changes while running")
     polling: bool = Field(False, description="use a PollingObserver (network filesystems)")
     poll_interval_s: float = Field(2.0, gt=0, description="polling period when polling = true")
@@ -54,6 +56,8 @@ class WatchConfig(Section):
 
 
 class IngestConfig(Section):
+    """Preprocessing: formats, normalization, filters (each drop has a reason), dedup, held-out split."""
+
     extensions: list[str] = Field(
         default_factory=lambda: [".txt", ".md", ".py", ".jsonl"],
         description="file types that are ingested; anything else is quarantined",
@@ -82,6 +86,8 @@ class IngestConfig(Section):
 
 
 class ModelConfig(Section):
+    """The model: a scratch GPT-2 sized here, or a local Hugging Face model dir."""
+
     base: str = Field("scratch", description='"scratch" (GPT-2 built from the sizes below) or a local Hugging Face model dir')
     vocab_size: int = Field(2048, ge=300, le=1_000_000, description="scratch: byte-level BPE vocabulary trained on the corpus")
     n_layer: int = Field(4, ge=1, le=96, description="scratch: transformer blocks")
@@ -103,6 +109,8 @@ class ModelConfig(Section):
 
 
 class ReworkConfig(Section):
+    """How the current model rewrites, synthesizes and solves each cycle."""
+
     enabled: bool = Field(True, description="let the current model rework and synthesize data each cycle")
     candidates_per_cycle: int = Field(64, ge=0, description="candidate budget per cycle, split by the shares below")
     rewrite_share: float = Field(0.5, ge=0, le=1, description="share of the budget for rewrites of existing samples")
@@ -120,6 +128,8 @@ class ReworkConfig(Section):
 
 
 class JudgeConfig(Section):
+    """The eval space: judge pipelines per candidate kind, A-vs-B scoring, diversity floor."""
+
     text: list[str] = Field(default_factory=lambda: ["text_quality", "a_vs_b"], description="judge pipeline for text candidates")
     chat: list[str] = Field(default_factory=lambda: ["text_quality", "a_vs_b"], description="judge pipeline for chat candidates")
     python: list[str] = Field(default_factory=lambda: ["text_quality", "python"], description="judge pipeline for Python candidates")
@@ -131,6 +141,8 @@ class JudgeConfig(Section):
 
 
 class SandboxConfig(Section):
+    """Where model-written code runs: isolation backend and per-job limits."""
+
     backend: Literal["auto", "docker", "bwrap", "process"] = Field("auto", description="auto picks docker > bwrap > process")
     image: str = Field("selfloop-sandbox:latest", description="docker image (built locally by `selfloop sandbox build`)")
     docker_host: str = Field("", description="remote Docker engine (else DOCKER_HOST / local socket)")
@@ -145,6 +157,8 @@ class SandboxConfig(Section):
 
 
 class LauncherConfig(Section):
+    """How the training child process is started (python, torchrun, accelerate)."""
+
     kind: Literal["python", "torchrun", "accelerate"] = Field("python", description="how the training child is launched")
     nproc_per_node: int = Field(1, ge=1, description="processes per node (torchrun / accelerate)")
     nnodes: int = Field(1, ge=1, description="nodes")
@@ -153,6 +167,8 @@ class LauncherConfig(Section):
 
 
 class TrainConfig(Section):
+    """Training a challenger on the mixture of original and accepted rework data."""
+
     gen0_steps: int = Field(300, ge=1, description="pretraining steps for generation 0")
     max_steps: int = Field(100, ge=1, description="steps per challenger")
     max_minutes: float = Field(10.0, gt=0, description="wall budget per training run")
@@ -174,12 +190,16 @@ class TrainConfig(Section):
 
 
 class GateConfig(Section):
+    """When a challenger replaces the champion (A versus B on held-out data)."""
+
     loss_tolerance: float = Field(0.0, ge=0, le=1, description="challenger held-out loss may be at most champion * (1 + this)")
     task_tolerance: float = Field(0.02, ge=0, le=1, description="no task family's pass@1 may drop by more than this")
     min_improvement: float = Field(0.001, ge=0, description="some figure must improve by at least this (relative loss or absolute pass@1)")
 
 
 class ScheduleConfig(Section):
+    """When cycles run."""
+
     interval_minutes: float = Field(30.0, gt=0, description="run a cycle at least this often")
     cron: str = Field("", description="crontab expression instead of the interval (e.g. '0 * * * *')")
     min_new_documents: int = Field(1, ge=1, description="new settled documents that pull the next cycle forward")
@@ -189,6 +209,8 @@ class ScheduleConfig(Section):
 
 
 class DashboardConfig(Section):
+    """The live terminal view."""
+
     refresh_per_second: float = Field(2.0, gt=0, le=30, description="live view refresh rate")
     recent_events: int = Field(12, ge=1, description="events shown")
     samples: int = Field(3, ge=0, description="sample generations shown")
@@ -327,6 +349,44 @@ def format_errors(err: ValidationError, source: str) -> list[str]:
             msg = e["msg"].removeprefix("Value error, ")
             lines.append(f"{source}: {key} = {shown}: {msg}")
     return lines
+
+
+def render_toml(cfg: Config | None = None) -> str:
+    """The config as commented TOML: each key preceded by its description.
+
+    The shipped config.toml is this rendering of the defaults (a test checks it),
+    so the pydantic models stay the single source of defaults and documentation.
+    """
+    import tomli_w  # only needed when writing a config
+
+    cfg = cfg or Config()
+    out = [
+        "# selfloop configuration. Every key is optional; the values below are the defaults.",
+        "# Paths are relative to this file. Check it with `selfloop validate-config`.",
+        "# Any key can be overridden from the environment: SELFLOOP_<SECTION>__<KEY>=value.",
+    ]
+
+    def section(name: str, model: BaseModel) -> None:
+        doc = (type(model).__doc__ or "").strip().splitlines()
+        out.append("")
+        out.append(f"[{name}]")
+        if doc:
+            out.append(f"# {doc[0]}")
+        nested = []
+        for key, field in type(model).model_fields.items():
+            value = getattr(model, key)
+            if isinstance(value, BaseModel):
+                nested.append((f"{name}.{key}", value))
+                continue
+            if field.description:
+                out.append(f"# {field.description}")
+            out.append(tomli_w.dumps({key: value}).rstrip())
+        for sub_name, sub in nested:
+            section(sub_name, sub)
+
+    for name in type(cfg).model_fields:
+        section(name, getattr(cfg, name))
+    return "\n".join(out) + "\n"
 
 
 def _short(value: Any, limit: int = 60) -> str:

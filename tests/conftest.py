@@ -1,0 +1,35 @@
+"""Shared fixtures: temp projects, a subprocess runner for the real CLI."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def run_cli(*args: str, cwd: Path | None = None, env: dict[str, str] | None = None, timeout: float = 120) -> subprocess.CompletedProcess:
+    """Run `python -m selfloop ARGS` as a real subprocess and capture its output."""
+    full_env = {k: v for k, v in os.environ.items() if not k.startswith("SELFLOOP_")}
+    full_env.update(env or {})
+    return subprocess.run(
+        [sys.executable, "-m", "selfloop", *args],
+        cwd=cwd, env=full_env, capture_output=True, text=True, timeout=timeout,
+    )
+
+
+@pytest.fixture
+def cli():
+    return run_cli
+
+
+@pytest.fixture(autouse=True)
+def _no_selfloop_env(monkeypatch):
+    """Tests never inherit SELFLOOP_* overrides from the developer's shell."""
+    for key in list(os.environ):
+        if key.startswith("SELFLOOP_"):
+            monkeypatch.delenv(key)

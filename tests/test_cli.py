@@ -1,0 +1,68 @@
+import json
+import subprocess
+import sys
+
+from selfloop.project import init_project, starter_root
+
+
+def test_help_and_version(cli):
+    r = cli("--help")
+    assert r.returncode == 0
+    for command in ("init", "ingest", "status", "run", "cycle", "models", "rollback", "generate", "sandbox", "dashboard", "validate-config"):
+        assert command in r.stdout
+    assert cli("--version").stdout.startswith("selfloop ")
+
+
+def test_light_commands_do_not_import_torch():
+    # --help, status and validate-config must answer instantly: no torch/transformers at import.
+    code = (
+        "import sys, selfloop.cli, selfloop.project, selfloop.config, selfloop.state;"
+        "selfloop.cli.build_parser();"
+        "heavy = [m for m in ('torch', 'transformers', 'datasets') if m in sys.modules];"
+        "print(heavy); sys.exit(1 if heavy else 0)"
+    )
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert r.returncode == 0, r.stdout + r.stderr
+
+
+def test_usage_error_exit_code(cli):
+    assert cli("no-such-command").returncode == 2
+    assert cli("cycle").returncode == 2  # --once is required
+
+
+def test_init_creates_layout_and_refuses_overwrite(tmp_path, cli):
+    r = cli("init", str(tmp_path / "proj"))
+    assert r.returncode == 0, r.stderr
+    proj = tmp_path / "proj"
+    assert (proj / "config.toml").read_text() == (starter_root() / "config.toml").read_text()
+    shipped = sorted(p.relative_to(starter_root() / "corpus" / "orig") for p in (starter_root() / "corpus" / "orig").rglob("*") if p.is_file())
+    copied = sorted(p.relative_to(proj / "corpus" / "orig") for p in (proj / "corpus" / "orig").rglob("*") if p.is_file())
+    assert copied == shipped
+    assert (proj / "corpus" / "rework").is_dir()
+    assert (proj / ".selfloop" / "state.db").is_file()
+    before = (proj / "config.toml").read_bytes()
+    r = cli("init", str(proj))
+    assert r.returncode == 2 and "refusing to overwrite" in r.stderr
+    assert (proj / "config.toml").read_bytes() == before
+
+
+def test_init_empty(tmp_path):
+    init_project(tmp_path, starter=False)
+    assert list((tmp_path / "corpus" / "orig").iterdir()) == []
+
+
+def test_status_on_fresh_project(tmp_path, cli):
+    init_project(tmp_path, starter=False)
+    r = cli("status", "--json", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    status = json.loads(r.stdout)
+    assert status["daemon"]["running"] is False
+    assert status["documents"] == [] and status["generations"] == [] and status["last_cycle"] is None
+    r = cli("status", cwd=tmp_path)
+    assert r.returncode == 0 and "not running" in r.stdout
+
+
+def test_status_without_config_is_a_clear_error(tmp_path, cli):
+    r = cli("status", cwd=tmp_path)
+    assert r.returncode == 2
+    assert "no such config file" in r.stderr and "Traceback" not in r.stderr
