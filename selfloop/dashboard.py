@@ -1,0 +1,274 @@
+"""The live terminal dashboard.
+
+Three layers, so each can be tested on its own:
+
+* ``snapshot(store, paths)`` reads the state store (read-only, never blocks the
+  daemon) into a plain ``Snapshot``;
+* ``render(snap, width)`` turns a snapshot into a rich renderable (pure);
+* ``cmd_dashboard`` / ``LiveView`` refresh it with ``rich.live.Live``.
+
+The daemon publishes what it is doing through the store (``daemon.*`` and
+``progress.*`` meta keys, ``train_metrics``, ``events``), so a dashboard in
+another terminal sees exactly what the one inside ``selfloop run`` sees.
+Charts are drawn by plotext and embedded as ANSI text; nothing is hand-drawn.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from rich.console import Group, RenderableType
+from rich.panel import Panel
+from rich.progress_bar import ProgressBar
+from rich.table import Table
+from rich.text import Text
+
+from selfloop.config import DashboardConfig, ProjectPaths, load_config
+from selfloop.state import Store, daemon_alive
+
+
+@dataclass
+class Snapshot:
+    daemon: dict[str, Any] | None  # pid info when alive
+    meta: dict[str, str] = field(default_factory=dict)
+    progress: list[dict[str, Any]] = field(default_factory=list)
+    train_curve: list[tuple[int, float]] = field(default_factory=list)
+    eval_curve: list[tuple[int, float]] = field(default_factory=list)
+    curve_generation: int | None = None
+    generations: list[dict[str, Any]] = field(default_factory=list)
+    verdicts: list[tuple[str, str, int]] = field(default_factory=list)  # status, reason, count
+    corpus: dict[str, Any] = field(default_factory=dict)
+    quarantined: list[tuple[str, str]] = field(default_factory=list)
+    events: list[tuple[float, str, str]] = field(default_factory=list)
+    samples: list[str] = field(default_factory=list)
+    taken_at: float = field(default_factory=time.time)
+
+
+def snapshot(store: Store | None, paths: ProjectPaths, cfg: DashboardConfig | None = None) -> Snapshot:
+    """Everything the dashboard shows, read in one pass (a handful of indexed queries)."""
+    cfg = cfg or DashboardConfig()
+    snap = Snapshot(daemon=daemon_alive(paths.state))
+    if store is None:
+        return snap
+    snap.meta = {r["key"]: r["value"] for r in store.query("SELECT key, value FROM meta")}
+    for key, value in sorted(snap.meta.items()):
+        if key.startswith("progress."):
+            try:
+                snap.progress.append({"name": key.removeprefix("progress."), **json.loads(value)})
+            except ValueError:
+                continue
+    gen = store.scalar("SELECT MAX(generation) FROM train_metrics")
+    if gen is not None:
+        snap.curve_generation = gen
+        rows = store.query("SELECT step, kind, loss FROM train_metrics WHERE generation = ? AND loss IS NOT NULL ORDER BY step", (gen,))
+        snap.train_curve = [(r["step"], r["loss"]) for r in rows if r["kind"] == "train"]
+        snap.eval_curve = [(r["step"], r["loss"]) for r in rows if r["kind"] == "eval"]
+    for r in store.query("SELECT id, parent, status, metrics, gate FROM generations ORDER BY id"):
+        snap.generations.append({"id": r["id"], "parent": r["parent"], "status": r["status"],
+                                 "metrics": _json(r["metrics"]), "gate": _json(r["gate"])})
+    snap.verdicts = [(r[0], r[1] or "", r[2]) for r in store.query(
+        "SELECT status, reason, COUNT(*) FROM candidates WHERE status != 'pending' GROUP BY status, reason ORDER BY 3 DESC LIMIT 12")]
+    for r in store.query("SELECT origin, status, COUNT(*) AS n, COALESCE(SUM(n_chars), 0) AS chars FROM documents GROUP BY origin, status"):
+        snap.corpus[f"{r['origin']}.{r['status']}"] = {"n": r["n"], "chars": r["chars"]}
+    snap.quarantined = [(r[0], r[1] or "") for r in store.query(
+        "SELECT path, reason FROM files WHERE status = 'quarantined' ORDER BY updated_at DESC LIMIT 8")]
+    snap.events = [(r["ts"], r["kind"], r["message"]) for r in store.recent_events(cfg.recent_events)]
+    current = [g for g in snap.generations if g["status"] == "promoted"]
+    if current:
+        snap.samples = [str(s) for s in current[-1]["metrics"].get("samples", [])][: cfg.samples]
+    return snap
+
+
+def _json(text: str | None) -> dict[str, Any]:
+    try:
+        value = json.loads(text or "{}")
+    except ValueError:
+        return {}
+    return value if isinstance(value, dict) else {}
+
+
+# --------------------------------------------------------------------------- rendering
+
+
+def _duration(secs: float | None) -> str:
+    if secs is None or secs < 0:
+        return "-"
+    secs = int(secs)
+    h, rem = divmod(secs, 3600)
+    m, s = divmod(rem, 60)
+    return f"{h}h{m:02d}m" if h else f"{m}m{s:02d}s"
+
+
+def _header(snap: Snapshot) -> RenderableType:
+    meta = snap.meta
+    if snap.daemon:
+        started = snap.daemon.get("started")
+        state = f"[green]running[/] pid {snap.daemon.get('pid')} up {_duration(snap.taken_at - started if started else None)}"
+    else:
+        state = "[yellow]no daemon running[/] (showing the last recorded state)"
+    promoted = [g["id"] for g in snap.generations if g["status"] == "promoted"]
+    current = meta.get("current_generation") or (str(promoted[-1]) if promoted else "-")
+    line = Text.from_markup(
+        f"selfloop  {state}  |  state [bold]{meta.get('daemon.state', '-')}[/]  phase [bold]{meta.get('daemon.phase', '-')}[/]"
+        f"  |  generation [bold]{current}[/]  |  sandbox {meta.get('sandbox.backend', '-')}"
+        f"  |  model {meta.get('model.summary', '-')}"
+    )
+    return line
+
+
+def _progress(snap: Snapshot, width: int) -> RenderableType:
+    table = Table.grid(padding=(0, 1))
+    table.add_column(width=10)
+    table.add_column(width=max(10, width // 3))
+    table.add_column()
+    if not snap.progress:
+        table.add_row("progress", Text("idle", style="dim"), "")
+    for p in snap.progress:
+        total = p.get("total") or 0
+        done = p.get("done") or 0
+        extra = []
+        if p.get("rate"):
+            extra.append(f"{p['rate']:.1f} {p.get('rate_unit', '/s')}")
+        if p.get("eta_s") is not None:
+            extra.append(f"ETA {_duration(p['eta_s'])}")
+        table.add_row(p["name"], ProgressBar(total=max(total, 1), completed=min(done, total) if total else 0),
+                      f"{done}/{total} {p.get('unit', '')}  " + "  ".join(extra))
+    return table
+
+
+def _plot(series: list[tuple[str, list[tuple[float, float]]]], title: str, width: int, height: int) -> RenderableType:
+    """A line chart drawn by plotext (its figure is a module-level singleton: one renderer thread)."""
+    import plotext
+
+    if not any(points for _, points in series):
+        return Panel(Text("no data yet", style="dim"), title=title, height=height, width=width)
+    fig = plotext.figure
+    fig.clear()
+    fig.plot_size(width, height)
+    fig.theme("simple")
+    fig.title(title)
+    for label, points in series:
+        if points:
+            xs, ys = zip(*points)
+            fig.draw(fig.signal(list(xs), list(ys), marker="braille").lines().label(label))
+    return Text.from_ansi(fig.build().string())
+
+
+def _generations(snap: Snapshot) -> RenderableType:
+    t = Table(title="generations", expand=True)
+    for col in ("gen", "held-out loss", "pass@1", "status", "gate reason"):
+        t.add_column(col, overflow="fold")
+    for g in snap.generations[-8:]:
+        m = g["metrics"]
+        loss = m.get("heldout_loss")
+        pass1 = m.get("pass_at_1") or {}
+        pass_text = " ".join(f"{k}={v:.2f}" for k, v in pass1.items() if isinstance(v, (int, float))) or "-"
+        style = {"promoted": "green", "rejected": "red", "training": "yellow"}.get(g["status"], "")
+        t.add_row(str(g["id"]), f"{loss:.4f}" if isinstance(loss, (int, float)) else "-", pass_text,
+                  Text(g["status"], style=style), str(g["gate"].get("reason", "")))
+    return t
+
+
+def _verdicts(snap: Snapshot) -> RenderableType:
+    t = Table(title="candidates by verdict", expand=True)
+    t.add_column("verdict")
+    t.add_column("reason", overflow="fold")
+    t.add_column("n", justify="right")
+    for status, reason, n in snap.verdicts:
+        t.add_row(Text(status, style="green" if status == "accepted" else "red"), reason, str(n))
+    return t
+
+
+def _corpus(snap: Snapshot) -> RenderableType:
+    t = Table(title="corpus", expand=True)
+    t.add_column("what")
+    t.add_column("docs", justify="right")
+    t.add_column("chars", justify="right")
+    for key in sorted(snap.corpus):
+        t.add_row(key, str(snap.corpus[key]["n"]), f"{snap.corpus[key]['chars']:,}")
+    if not snap.quarantined:
+        return t
+    q = Table(title="quarantined files", expand=True)
+    q.add_column("file", overflow="fold", style="red")
+    q.add_column("reason", overflow="fold")
+    for path, reason in snap.quarantined:
+        q.add_row(path, reason)
+    return Group(t, q)
+
+
+def _events(snap: Snapshot) -> RenderableType:
+    t = Table(title="recent events", expand=True)
+    t.add_column("time", width=8)
+    t.add_column("kind", width=12)
+    t.add_column("message", overflow="fold")
+    for ts, kind, message in snap.events:
+        t.add_row(time.strftime("%H:%M:%S", time.localtime(ts)), kind, message)
+    return t
+
+
+def render(snap: Snapshot, width: int = 120) -> RenderableType:
+    """The whole dashboard for one snapshot (pure: no I/O)."""
+    gens = [g for g in snap.generations if isinstance(g["metrics"].get("heldout_loss"), (int, float))]
+    families = sorted({f for g in snap.generations for f in (g["metrics"].get("pass_at_1") or {})})
+    specs = [([("train", snap.train_curve), ("eval", snap.eval_curve)],
+              f"loss, generation {snap.curve_generation if snap.curve_generation is not None else '-'}"),
+             ([("held-out loss", [(g["id"], g["metrics"]["heldout_loss"]) for g in gens])], "held-out loss by generation")]
+    if families:
+        specs.append(([(fam, [(g["id"], g["metrics"]["pass_at_1"][fam]) for g in snap.generations
+                              if isinstance((g["metrics"].get("pass_at_1") or {}).get(fam), (int, float))])
+                       for fam in families], "pass@1 by generation"))
+    each = max(30, width // len(specs) - 1)
+    plots = Table.grid(expand=True)
+    for _ in specs:
+        plots.add_column()
+    plots.add_row(*[_plot(series, title, each, 12) for series, title in specs])
+    mid = Table.grid(expand=True)
+    mid.add_column(ratio=3)
+    mid.add_column(ratio=2)
+    mid.add_row(_generations(snap), _verdicts(snap))
+    low = Table.grid(expand=True)
+    low.add_column(ratio=2)
+    low.add_column(ratio=3)
+    low.add_row(_corpus(snap), _events(snap))
+    parts: list[RenderableType] = [_header(snap), _progress(snap, width), plots, mid, low]
+    if snap.samples:
+        parts.append(Panel(Text("\n".join(s.replace("\n", " ⏎ ")[:width - 6] for s in snap.samples)), title="latest samples"))
+    return Group(*parts)
+
+
+# --------------------------------------------------------------------------- live
+
+
+def live(paths: ProjectPaths, cfg: DashboardConfig, *, stop: Any = None, console: Any = None) -> None:
+    """Refresh the dashboard until ``stop()`` is true (or Ctrl-C). Never writes to the store."""
+    from rich.console import Console
+    from rich.live import Live
+
+    console = console or Console()
+    store: Store | None = None
+    with Live(console=console, refresh_per_second=cfg.refresh_per_second, screen=False) as view:
+        while not (stop and stop()):
+            if store is None and paths.db.exists():
+                store = Store.open(paths.db, readonly=True)
+            view.update(render(snapshot(store, paths, cfg), console.width))
+            time.sleep(1.0 / cfg.refresh_per_second)
+    if store is not None:
+        store.close()
+
+
+def cmd_dashboard(args: Any) -> int:
+    cfg, paths = load_config(args.config)
+    from rich.console import Console
+
+    console = Console()
+    if daemon_alive(paths.state) is None:
+        console.print(f"[yellow]no selfloop daemon is running on {paths.state}[/]; showing the last recorded state "
+                      "(start one with `selfloop run`). Ctrl-C to quit.")
+    try:
+        live(paths, cfg.dashboard, console=console)
+    except KeyboardInterrupt:
+        pass
+    return 0

@@ -1,0 +1,68 @@
+import json
+
+from rich.console import Console
+
+from selfloop.config import Config, DashboardConfig, ProjectPaths
+from selfloop.dashboard import live, render, snapshot
+from selfloop.state import Store
+
+
+def _text(renderable, width=140) -> str:
+    console = Console(width=width, record=True, force_terminal=False, color_system=None)
+    console.print(renderable)
+    return console.export_text()
+
+
+def _paths(tmp_path):
+    return ProjectPaths.of(Config(), tmp_path)
+
+
+def test_renders_empty_project_without_a_store(tmp_path):
+    text = _text(render(snapshot(None, _paths(tmp_path)), 140))
+    assert "no daemon running" in text
+    assert "idle" in text and "no data yet" in text
+
+
+def test_renders_live_state(tmp_path):
+    paths = _paths(tmp_path)
+    store = Store.open(paths.db)
+    with store.tx() as c:
+        for step in range(0, 100, 10):
+            c.execute("INSERT INTO train_metrics (generation, step, kind, loss, ts) VALUES (2, ?, 'train', ?, 0)", (step, 5 - step / 50))
+        for gen, status, loss, reason in [(0, "promoted", 4.5, "first generation"), (1, "promoted", 4.1, "loss improved 8.9%"),
+                                          (2, "rejected", 4.4, "held-out loss 4.4 > 4.1")]:
+            c.execute("INSERT INTO generations (id, parent, path, status, metrics, gate, created_at) VALUES (?, ?, 'p', ?, ?, ?, 0)",
+                      (gen, gen - 1 if gen else None, status,
+                       json.dumps({"heldout_loss": loss, "pass_at_1": {"addition": gen / 4}, "samples": [f"sample of gen {gen}"]}),
+                       json.dumps({"reason": reason})))
+        for reason, n in [("near_duplicate", 3), ("lost_a_vs_b", 2)]:
+            for _ in range(n):
+                c.execute("INSERT INTO candidates (strategy, kind, content, status, reason, created_at) VALUES ('rewrite', 'text', 'x', 'rejected', ?, 0)", (reason,))
+        c.execute("INSERT INTO files (path, origin, status, reason, updated_at) VALUES ('orig/blob.bin', 'orig', 'quarantined', 'binary: 31% control characters', 0)")
+        c.execute("INSERT INTO documents (file_path, locator, origin, kind, format, hash, content, n_chars, split, status, created_at, updated_at) "
+                  "VALUES ('orig/a.txt', 'chunk 0', 'orig', 'text', 'txt', 'h', 'hello', 12345, 'train', 'active', 0, 0)")
+        c.execute("INSERT INTO meta VALUES ('daemon.phase', 'train'), ('daemon.state', 'cycle'), ('sandbox.backend', 'bwrap')")
+        c.execute("INSERT INTO meta VALUES ('progress.train', ?)", (json.dumps({"done": 40, "total": 100, "unit": "steps", "eta_s": 90}),))
+    store.event("promoted", "generation 1 promoted: loss improved 8.9%")
+
+    reader = Store.open(paths.db, readonly=True)
+    text = _text(render(snapshot(reader, paths), 140))
+    for expected in ["phase train", "sandbox bwrap", "40/100 steps", "ETA 1m30s", "loss, generation 2",
+                     "held-out loss by generation", "pass@1 by generation", "held-out loss 4.4 > 4.1",
+                     "near_duplicate", "lost_a_vs_b", "orig/blob.bin", "binary: 31% control characters",
+                     "orig.active", "12,345", "generation 1 promoted", "sample of gen 1"]:
+        assert expected in text, expected
+    assert "sample of gen 2" not in text  # samples come from the current champion only
+    lines = text.splitlines()
+    assert max(len(line) for line in lines) <= 140
+
+
+def test_live_loop_is_read_only_and_stops(tmp_path):
+    paths = _paths(tmp_path)
+    Store.open(paths.db).close()
+    before = paths.db.read_bytes()
+    console = Console(width=120, record=True, force_terminal=False, color_system=None)
+    ticks = iter(range(3))
+    live(paths, DashboardConfig(refresh_per_second=20), stop=lambda: next(ticks, None) is None, console=console)
+    assert "no daemon running" in console.export_text()
+    assert paths.db.read_bytes() == before
