@@ -1,0 +1,87 @@
+"""Collapse guard: how diverse is a batch of accepted rework?
+
+Two figures per batch, both recorded per generation:
+
+* ``distinct_2``: distinct word bigrams / all word bigrams over the batch
+  (Li et al. 2016). A model collapsing onto a few phrasings drives it down.
+* ``max_similarity`` / ``mean_similarity``: estimated Jaccard similarity
+  (datasketch MinHash) of each record to its nearest neighbour in the batch.
+
+A batch whose distinct-2 is below the configured floor is not admitted.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from datasketch import MinHash, MinHashLSH
+
+_WORD = re.compile(r"\w+|[^\w\s]")
+
+
+def words(text: str) -> list[str]:
+    return _WORD.findall(text.lower())
+
+
+def distinct_n(texts: Sequence[str], n: int = 2) -> float:
+    total = 0
+    seen: set[tuple[str, ...]] = set()
+    for text in texts:
+        toks = words(text)
+        grams = [tuple(toks[i : i + n]) for i in range(len(toks) - n + 1)]
+        total += len(grams)
+        seen.update(grams)
+    return len(seen) / total if total else 0.0
+
+
+def minhash(text: str, num_perm: int = 64, shingle: int = 3) -> MinHash:
+    m = MinHash(num_perm=num_perm)
+    toks = words(text)
+    grams = [" ".join(toks[i : i + shingle]) for i in range(max(1, len(toks) - shingle + 1))]
+    m.update_batch(g.encode("utf-8") for g in grams)
+    return m
+
+
+@dataclass(frozen=True)
+class Diversity:
+    n: int
+    distinct_1: float
+    distinct_2: float
+    mean_similarity: float
+    max_similarity: float
+
+    def as_dict(self) -> dict[str, float]:
+        return {"n": self.n, "distinct_1": round(self.distinct_1, 4), "distinct_2": round(self.distinct_2, 4),
+                "mean_similarity": round(self.mean_similarity, 4), "max_similarity": round(self.max_similarity, 4)}
+
+
+def measure(texts: Sequence[str], num_perm: int = 64) -> Diversity:
+    """Diversity of a batch. Nearest neighbours come from an LSH index, not all pairs."""
+    hashes = [minhash(t, num_perm) for t in texts]
+    nearest = [0.0] * len(texts)
+    if len(texts) > 1:
+        lsh = MinHashLSH(threshold=0.3, num_perm=num_perm)
+        for i, m in enumerate(hashes):
+            for j in lsh.query(m):
+                sim = m.jaccard(hashes[j])
+                nearest[i] = max(nearest[i], sim)
+                nearest[j] = max(nearest[j], sim)
+            lsh.insert(i, m)
+    return Diversity(
+        n=len(texts),
+        distinct_1=distinct_n(texts, 1),
+        distinct_2=distinct_n(texts, 2),
+        mean_similarity=sum(nearest) / len(nearest) if nearest else 0.0,
+        max_similarity=max(nearest, default=0.0),
+    )
+
+
+def admit(div: Diversity, floor: float) -> tuple[bool, str]:
+    """Whether a batch passes the diversity floor, with the reason."""
+    if div.n == 0:
+        return True, "empty batch"
+    if div.distinct_2 < floor:
+        return False, f"diversity_floor: distinct-2 {div.distinct_2:.3f} < {floor}"
+    return True, f"distinct-2 {div.distinct_2:.3f} >= {floor}"
