@@ -155,6 +155,12 @@ MIGRATIONS: list[str] = [
     );
     CREATE INDEX events_kind ON events (kind, id);
     """,
+    # 1 -> 2: a duplicate document points at the document it duplicates, so that
+    # removing that document can bring the duplicate back instead of losing the text.
+    """
+    ALTER TABLE documents ADD COLUMN dup_of INTEGER;
+    CREATE INDEX documents_dup_of ON documents (dup_of) WHERE dup_of IS NOT NULL;
+    """,
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)
