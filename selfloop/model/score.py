@@ -1,0 +1,58 @@
+"""Reference-model scoring: how likely is a continuation under a model?
+
+``continuation_nll`` is the mean negative log-likelihood per token of each
+continuation given its prompt. The A-vs-B judge compares an original (A) and a
+rewrite (B) of the same prompt with it, and the synthesize judge records it.
+
+Prompt and continuation are tokenized separately and concatenated, so A and B
+are cut at the same token boundary; the prompt is trimmed from the left so the
+pair fits the model's context. Only continuation tokens are scored.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+
+def continuation_nll(model, tokenizer, prompts: Sequence[str], continuations: Sequence[str], *, batch_size: int = 16) -> list[float]:
+    """Mean NLL (nats/token) of each continuation given its prompt; inf for an empty continuation."""
+    import torch
+    import torch.nn.functional as F
+
+    if len(prompts) != len(continuations):
+        raise ValueError("prompts and continuations differ in length")
+    limit = getattr(model.config, "max_position_embeddings", None) or tokenizer.model_max_length
+    device = next(model.parameters()).device
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    rows: list[tuple[list[int], int]] = []  # token ids, number of prompt tokens
+    for prompt, cont in zip(prompts, continuations):
+        p = tokenizer(prompt, add_special_tokens=False)["input_ids"] if prompt else []
+        c = tokenizer(cont, add_special_tokens=False)["input_ids"] if cont else []
+        c = c[: limit - 1]
+        p = p[-(limit - len(c)) :] if len(p) + len(c) > limit else p
+        if not p:
+            # Score the first continuation token too: condition on eos as a document start.
+            p = [tokenizer.eos_token_id]
+            if len(c) >= limit:
+                c = c[: limit - 1]
+        rows.append((p + c, len(p)))
+    out: list[float] = []
+    with torch.inference_mode():
+        for start in range(0, len(rows), batch_size):
+            chunk = rows[start : start + batch_size]
+            width = max(len(ids) for ids, _ in chunk)
+            ids = torch.full((len(chunk), width), pad, dtype=torch.long)
+            mask = torch.zeros((len(chunk), width), dtype=torch.long)
+            labels = torch.full((len(chunk), width), -100, dtype=torch.long)
+            for i, (seq, n_prompt) in enumerate(chunk):
+                ids[i, : len(seq)] = torch.tensor(seq)
+                mask[i, : len(seq)] = 1
+                labels[i, n_prompt : len(seq)] = torch.tensor(seq[n_prompt:], dtype=torch.long)
+            logits = model(input_ids=ids.to(device), attention_mask=mask.to(device)).logits.float()
+            shift_logits, shift_labels = logits[:, :-1], labels[:, 1:].to(device)
+            losses = F.cross_entropy(shift_logits.transpose(1, 2), shift_labels, ignore_index=-100, reduction="none")
+            counts = (shift_labels != -100).sum(dim=1)
+            sums = losses.sum(dim=1)
+            for s, n in zip(sums.tolist(), counts.tolist()):
+                out.append(s / n if n else float("inf"))
+    return out

@@ -1,0 +1,167 @@
+"""What the model is asked to write each cycle (pure: no model, no I/O).
+
+A strategy turns source documents into *prompts* and, once the model has
+sampled, turns each sample into a *draft* candidate that the eval space judges.
+
+* **rewrite**: an existing sample (orig, or earlier rework) is reworked. A tiny
+  scratch model follows no instructions, so by default it is conditioned on the
+  start of a window of the sample and regenerates the rest (prefix
+  continuation); with ``instruction_following`` the configured prompt template
+  is used instead. For chat records the last assistant turn is regenerated. Each
+  draft keeps its original (A) so the A-vs-B judge can compare.
+* **synthesize**: a new sample from a short seed (the opening of a training
+  document), Self-Instruct style free continuation. There is no A to beat; the
+  text-quality and dedup judges decide.
+
+Task solving (best-of-n with sandbox checks) lives with the task packs.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from selfloop.config import ReworkConfig
+
+# Characters per token of a byte-level BPE on English text and code, roughly.
+# Used only to size text windows so that prompts fit the model's context.
+CHARS_PER_TOKEN = 3.5
+
+
+@dataclass(frozen=True)
+class Source:
+    """A document a strategy may draw from."""
+
+    id: int
+    kind: str  # text | chat
+    content: str  # text, or canonical JSON {"messages": [...]} for chat
+
+
+@dataclass(frozen=True)
+class Prompt:
+    strategy: str
+    kind: str
+    source_ids: tuple[int, ...]
+    text: str  # exactly what the model continues (chat prompts are already rendered by the template)
+    original: str | None = None  # A: the original continuation, when there is one
+    context: dict[str, Any] = field(default_factory=dict)  # what assemble() needs
+
+
+@dataclass(frozen=True)
+class Draft:
+    """A candidate before judgement."""
+
+    strategy: str
+    kind: str  # text | chat
+    source_ids: tuple[int, ...]
+    content: str  # text, or canonical JSON {"messages": [...]}
+    prompt: str  # what the model saw (for pairs)
+    completion: str  # what the model wrote (B)
+    original: str | None  # A, when the strategy has one
+
+    def record_body(self) -> dict[str, Any]:
+        """The training payload of a rework record: {"text"} or {"messages"}."""
+        if self.kind == "chat":
+            return {"messages": json.loads(self.content)["messages"]}
+        return {"text": self.content}
+
+
+def plan_budget(cfg: ReworkConfig, have_tasks: bool) -> dict[str, int]:
+    """Candidates per strategy this cycle. Without tasks, the solve share goes to the others."""
+    shares = {"rewrite": cfg.rewrite_share, "synthesize": cfg.synthesize_share, "solve": cfg.solve_share if have_tasks else 0.0}
+    total = sum(shares.values())
+    if total <= 0 or cfg.candidates_per_cycle <= 0:
+        return {k: 0 for k in shares}
+    counts = {k: int(cfg.candidates_per_cycle * v / total) for k, v in shares.items()}
+    # Hand the rounding remainder to the largest shares so the budget is spent exactly.
+    for k in sorted(shares, key=shares.get, reverse=True)[: cfg.candidates_per_cycle - sum(counts.values())]:
+        counts[k] += 1
+    return counts
+
+
+def _cut_at_space(text: str, pos: int) -> int:
+    """A cut position near ``pos`` that falls on whitespace (so no word is split)."""
+    if pos <= 0 or pos >= len(text):
+        return max(0, min(pos, len(text)))
+    m = re.search(r"\s", text[pos:])
+    return pos + m.start() if m and m.start() < 40 else pos
+
+
+def rewrite_prompts(
+    sources: Sequence[Source], count: int, cfg: ReworkConfig, context_tokens: int, rng: random.Random,
+    render_chat: Callable[[list[dict[str, str]]], str],
+) -> list[Prompt]:
+    """Rewrite prompts for ``count`` candidates (each prompt is sampled ``samples_per_prompt`` times).
+
+    ``render_chat`` renders a conversation with the tokenizer's chat template plus
+    the assistant header (``apply_chat_template(..., add_generation_prompt=True)``).
+    """
+    prompts: list[Prompt] = []
+    n_prompts = max(0, -(-count // cfg.samples_per_prompt))
+    if not sources or not n_prompts:
+        return prompts
+    picks = [sources[rng.randrange(len(sources))] for _ in range(n_prompts)]
+    suffix_chars = int(cfg.max_new_tokens * CHARS_PER_TOKEN)
+    window_chars = int(min(context_tokens - cfg.max_new_tokens, cfg.max_new_tokens / (1 - cfg.prefix_fraction)) * CHARS_PER_TOKEN)
+    prefix_chars = max(16, int(window_chars * cfg.prefix_fraction))
+    for src in picks:
+        if src.kind == "chat":
+            p = _chat_rewrite(src, render_chat)
+            if p:
+                prompts.append(p)
+            continue
+        text = src.content
+        if len(text) < prefix_chars + 32:
+            continue
+        start = _cut_at_space(text, rng.randrange(0, max(1, len(text) - prefix_chars - suffix_chars // 2)))
+        cut = _cut_at_space(text, start + prefix_chars)
+        end = _cut_at_space(text, cut + suffix_chars)
+        prefix, original = text[start:cut].lstrip(), text[cut:end]
+        if not original.strip():
+            continue
+        if cfg.instruction_following:
+            prompt_text = cfg.rewrite_prompt.format(text=prefix + original)
+            prompts.append(Prompt("rewrite", "text", (src.id,), prompt_text, original=prefix + original, context={"prefix": ""}))
+        else:
+            prompts.append(Prompt("rewrite", "text", (src.id,), prefix, original=original, context={"prefix": prefix}))
+    return prompts
+
+
+def _chat_rewrite(src: Source, render_chat: Callable[[list[dict[str, str]]], str]) -> Prompt | None:
+    try:
+        messages = json.loads(src.content)["messages"]
+    except (ValueError, KeyError, TypeError):
+        return None
+    last = max((i for i, m in enumerate(messages) if m.get("role") == "assistant"), default=None)
+    if last is None:
+        return None
+    return Prompt("rewrite", "chat", (src.id,), render_chat(messages[:last]), original=messages[last]["content"],
+                  context={"messages": messages[:last], "after": messages[last + 1 :]})
+
+
+def synthesize_prompts(sources: Sequence[Source], count: int, cfg: ReworkConfig, rng: random.Random, seed_chars: int = 80) -> list[Prompt]:
+    """Seeds for new samples: the opening words of training documents."""
+    n_prompts = max(0, -(-count // cfg.samples_per_prompt))
+    texts = [s for s in sources if s.kind == "text" and len(s.content) > seed_chars // 2]
+    if not texts or not n_prompts:
+        return []
+    prompts = []
+    for _ in range(n_prompts):
+        src = texts[rng.randrange(len(texts))]
+        seed = src.content[: _cut_at_space(src.content, seed_chars // 2)].rstrip()
+        prompts.append(Prompt("synthesize", "text", (src.id,), seed, context={"prefix": seed}))
+    return prompts
+
+
+def assemble(prompt: Prompt, completion: str) -> Draft:
+    """Turn one sample into a draft candidate."""
+    if prompt.kind == "chat":
+        messages = [*prompt.context["messages"], {"role": "assistant", "content": completion.strip()}, *prompt.context["after"]]
+        content = json.dumps({"messages": messages}, ensure_ascii=False, sort_keys=True)
+        return Draft(prompt.strategy, "chat", prompt.source_ids, content, prompt.text, completion.strip(), prompt.original)
+    prefix = prompt.context.get("prefix", "")
+    return Draft(prompt.strategy, "text", prompt.source_ids, prefix + completion, prompt.text, completion, prompt.original)

@@ -1,0 +1,100 @@
+import json
+import random
+
+import pytest
+
+from selfloop.config import ReworkConfig
+from selfloop.rework.strategies import Source, assemble, plan_budget, rewrite_prompts, synthesize_prompts
+
+TEXT = " ".join(f"Sentence number {i} talks about rivers, trees and small birds." for i in range(40))
+CHAT = json.dumps({"messages": [{"role": "user", "content": "What is 2+3?"}, {"role": "assistant", "content": "5"}]})
+
+
+def render(messages):
+    return "".join(f"<|{m['role']}|>{m['content']}<|end|>" for m in messages) + "<|assistant|>"
+
+
+def test_budget_is_spent_exactly_and_solve_share_moves_without_tasks():
+    cfg = ReworkConfig(candidates_per_cycle=10, rewrite_share=0.5, synthesize_share=0.25, solve_share=0.25)
+    with_tasks = plan_budget(cfg, have_tasks=True)
+    assert sum(with_tasks.values()) == 10 and with_tasks["solve"] > 0
+    without = plan_budget(cfg, have_tasks=False)
+    assert sum(without.values()) == 10 and without["solve"] == 0
+    assert plan_budget(ReworkConfig(candidates_per_cycle=0), True) == {"rewrite": 0, "synthesize": 0, "solve": 0}
+
+
+def test_rewrite_text_is_a_prefix_continuation_with_the_original_kept():
+    cfg = ReworkConfig(samples_per_prompt=2, max_new_tokens=24, prefix_fraction=0.5)
+    prompts = rewrite_prompts([Source(7, "text", TEXT)], 6, cfg, context_tokens=128, rng=random.Random(0), render_chat=render)
+    assert len(prompts) == 3
+    for p in prompts:
+        assert p.source_ids == (7,) and p.strategy == "rewrite"
+        assert p.text and p.original
+        assert (p.text + p.original) in TEXT  # a contiguous window of the source
+        d = assemble(p, " a new ending.")
+        assert d.content == p.text + " a new ending." and d.original == p.original and d.completion == " a new ending."
+        assert d.record_body() == {"text": d.content}
+
+
+def test_rewrite_chat_regenerates_the_assistant_turn():
+    cfg = ReworkConfig(samples_per_prompt=1)
+    (p,) = rewrite_prompts([Source(3, "chat", CHAT)], 1, cfg, 128, random.Random(0), render)
+    assert p.kind == "chat" and p.text == "<|user|>What is 2+3?<|end|><|assistant|>" and p.original == "5"
+    d = assemble(p, " five ")
+    assert d.record_body() == {"messages": [{"role": "user", "content": "What is 2+3?"}, {"role": "assistant", "content": "five"}]}
+
+
+def test_rewrite_with_instructions_uses_the_template():
+    cfg = ReworkConfig(samples_per_prompt=1, instruction_following=True, rewrite_prompt="Improve: {text}\nBetter:")
+    (p,) = rewrite_prompts([Source(1, "text", TEXT)], 1, cfg, 256, random.Random(1), render)
+    assert p.text.startswith("Improve: ") and p.text.endswith("Better:")
+    assert assemble(p, "X").content == "X"
+
+
+def test_unusable_sources_yield_no_prompts():
+    cfg = ReworkConfig(samples_per_prompt=1)
+    bad_chat = Source(2, "chat", json.dumps({"messages": [{"role": "user", "content": "hi"}]}))
+    assert rewrite_prompts([Source(1, "text", "too short"), bad_chat, Source(3, "chat", "{broken")], 3, cfg, 128, random.Random(0), render) == []
+    assert rewrite_prompts([], 5, cfg, 128, random.Random(0), render) == []
+
+
+def test_synthesize_seeds_are_document_openings():
+    cfg = ReworkConfig(samples_per_prompt=4)
+    prompts = synthesize_prompts([Source(5, "text", TEXT), Source(6, "chat", CHAT)], 8, cfg, random.Random(0))
+    assert len(prompts) == 2
+    assert all(TEXT.startswith(p.text) and p.source_ids == (5,) for p in prompts)
+    assert assemble(prompts[0], " more").content == prompts[0].text + " more"
+
+
+@pytest.fixture(scope="module")
+def tiny_lm():
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    from selfloop.model.tokenizer import train_tokenizer
+
+    tok = train_tokenizer([TEXT] * 3, 300, max_length=64)
+    model = GPT2LMHeadModel(GPT2Config(vocab_size=len(tok), n_positions=64, n_embd=32, n_layer=2, n_head=2,
+                                       eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id)).eval()
+    return model, tok
+
+
+def test_continuation_nll_matches_the_model_loss_and_is_padding_invariant(tiny_lm):
+    import torch
+
+    from selfloop.model.score import continuation_nll
+
+    model, tok = tiny_lm
+    prompts = ["Sentence number 3 talks", "Sentence", "rivers"]
+    conts = [" about rivers, trees and small birds.", " number 12 talks about", " and trees"]
+    batched = continuation_nll(model, tok, prompts, conts, batch_size=8)
+    single = [continuation_nll(model, tok, [p], [c])[0] for p, c in zip(prompts, conts)]
+    assert batched == pytest.approx(single, rel=1e-4)
+    p_ids = tok(prompts[0], add_special_tokens=False)["input_ids"]
+    c_ids = tok(conts[0], add_special_tokens=False)["input_ids"]
+    labels = torch.tensor([[-100] * len(p_ids) + c_ids])
+    with torch.no_grad():
+        ref = model(input_ids=torch.tensor([p_ids + c_ids]), labels=labels).loss.item()
+    assert batched[0] == pytest.approx(ref, rel=1e-4)
+    assert continuation_nll(model, tok, ["x"], [""])[0] == float("inf")
+    long = continuation_nll(model, tok, [TEXT], [TEXT])  # longer than the context: trimmed, still scored
+    assert long[0] > 0
