@@ -192,6 +192,9 @@ class TrainConfig(Section):
 class GateConfig(Section):
     """When a challenger replaces the champion (A versus B on held-out data)."""
 
+    eval_samples: int = Field(3, ge=0, description="greedy sample generations from held-out starts kept in each manifest")
+    eval_sample_tokens: int = Field(48, ge=1, description="tokens generated per evaluation sample")
+    log_steps: int = Field(10, ge=1, description="report step, loss, lr, tokens/s and ETA every this many steps")
     loss_tolerance: float = Field(0.0, ge=0, le=1, description="challenger held-out loss may be at most champion * (1 + this)")
     task_tolerance: float = Field(0.02, ge=0, le=1, description="no task family's pass@1 may drop by more than this")
     min_improvement: float = Field(0.001, ge=0, description="some figure must improve by at least this (relative loss or absolute pass@1)")

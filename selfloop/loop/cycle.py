@@ -1,0 +1,273 @@
+"""One improvement cycle as a resumable state machine over named phases.
+
+Phases run in order: ``ingest -> train -> evaluate -> gate -> promote``. The
+rework and judge phases belong between ``ingest`` and ``train`` (insert them into
+``PHASES`` there); every phase is a function ``(CycleContext) -> dict`` whose
+returned dict is persisted as that phase's output, so later phases (and a resumed
+run) read it back instead of recomputing.
+
+The ``cycles`` row records each phase before it runs (``running``) and after
+(``done`` with its output) in ``detail["phases"]``. A cycle left ``running`` (a
+crash, kill -9) or ``interrupted`` (SIGTERM, Ctrl-C) is resumed by the next
+``run_cycle`` at its first phase that is not done; the train phase then resumes
+from its Trainer checkpoint and its data snapshot, so nothing restarts from zero.
+A ``failed`` cycle is not retried: the next call starts a fresh cycle.
+
+Generation 0 is trained from scratch (or from the local base model) when there
+is no champion yet.
+
+Does not cover: scheduling and watching (``selfloop.loop.daemon``).
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from selfloop.config import Config, ProjectPaths, load_config
+from selfloop.errors import SelfloopError
+from selfloop.model.registry import Registry, gen_name
+from selfloop.state import DaemonLock, Store
+from selfloop.train.launch import TrainingInterrupted
+
+Log = Callable[[str], None]
+
+
+@dataclass
+class CycleContext:
+    cfg: Config
+    paths: ProjectPaths
+    store: Store
+    config_path: Path
+    registry: Registry
+    cycle_id: int
+    generation: int  # the challenger this cycle trains
+    detail: dict[str, Any]
+    task_suite: Callable[[Any, Any], dict[str, float]] | None = None
+    log: Log = field(default=lambda msg: None)
+
+    def output(self, phase: str) -> dict[str, Any]:
+        """What an earlier phase of this cycle returned."""
+        return self.detail["phases"][phase]["out"]
+
+    @property
+    def run_dir(self) -> Path:
+        return self.paths.runs / gen_name(self.generation)
+
+
+# --------------------------------------------------------------------------- phases
+
+
+def phase_ingest(ctx: CycleContext) -> dict[str, Any]:
+    from selfloop.corpus.ingest import Ingestor
+
+    report = Ingestor(ctx.cfg.ingest, ctx.cfg.watch, ctx.paths, ctx.store).scan()
+    return _jsonable(report)
+
+
+def phase_train(ctx: CycleContext) -> dict[str, Any]:
+    """Snapshot the mixture (once), train in a child process (resuming), register the result."""
+    from selfloop.model.factory import local_base_dir
+    from selfloop.train.data import load_documents, read_snapshot, select_mixture, summarize, write_snapshot
+    from selfloop.train.launch import launch_training
+
+    cfg, reg = ctx.cfg, ctx.registry
+    champion = reg.current()
+    if champion is None:
+        init = "scratch" if cfg.model.base == "scratch" else str(local_base_dir(cfg.model, ctx.paths.root))
+        steps, parent = cfg.train.gen0_steps, None
+    else:
+        start = champion if cfg.train.init_from == "champion" else 0
+        init, steps, parent = str(reg.path(start)), cfg.train.max_steps, champion
+
+    ctx.run_dir.mkdir(parents=True, exist_ok=True)
+    snapshot = ctx.run_dir / "data.jsonl"
+    if not snapshot.is_file():  # a resumed run keeps the data it started with
+        orig = load_documents(ctx.store, split="train", origin="orig")
+        if not orig:
+            raise SelfloopError(f"no active original training documents; add files to {ctx.paths.orig}")
+        rework = [] if champion is None else load_documents(ctx.store, split="train", origin="rework")
+        mixture = select_mixture(orig, rework, weight=cfg.train.rework_weight, max_share=cfg.train.rework_max_share,
+                                 seed=cfg.train.seed + ctx.generation)
+        write_snapshot(snapshot, mixture)
+    data = summarize(read_snapshot(snapshot))
+    ctx.log(f"train: generation {ctx.generation} from {'scratch' if init == 'scratch' else Path(init).name}, "
+            f"{steps} steps on {data['documents']} documents (rework share {data['rework_share']:.0%})")
+
+    if ctx.generation not in reg.on_disk():  # registered already if we crashed right after
+        result = launch_training(cfg.train.launcher, ctx.config_path, ctx.generation, ctx.run_dir, init=init, steps=steps)
+        recipe = {"init": init, "init_from": cfg.train.init_from if parent is not None else "gen0", "steps": steps,
+                  **cfg.train.model_dump(mode="json", exclude={"launcher"})}
+        manifest = {"parent": parent, "data": data, "train": result, "recipe": recipe, "created_at": time.time()}
+        reg.add(ctx.generation, ctx.run_dir / "final", manifest, ctx.cfg.model_dump(mode="json"))
+    train = reg.manifest(ctx.generation)["train"]
+    return {"parent": parent, "global_step": train["global_step"], "train_loss": train["train_loss"], "data": data}
+
+
+def phase_evaluate(ctx: CycleContext) -> dict[str, Any]:
+    """Figures of the challenger and its champion on the same held-out documents."""
+    from selfloop.model.factory import load_pretrained, resolve_device, resolve_dtype
+    from selfloop.train.data import load_documents
+    from selfloop.train.evaluate import evaluate
+
+    heldout = load_documents(ctx.store, split="heldout", origin="orig")
+    device = resolve_device(ctx.cfg.model)
+    dtype = resolve_dtype(ctx.cfg.model, device)
+    parent = ctx.output("train")["parent"]
+    models = {}
+    try:
+        models["challenger"] = load_pretrained(ctx.registry.path(ctx.generation), device=device, dtype=dtype)
+    except SelfloopError as e:
+        return {"challenger": {"loss": None, "error": str(e)}, "champion": None}
+    if parent is not None:
+        models["champion"] = load_pretrained(ctx.registry.path(parent), device=device, dtype=dtype)
+    figures = evaluate(models, heldout, ctx.cfg.train, ctx.task_suite)
+    ctx.registry.update(ctx.generation, metrics=_without_samples(figures["challenger"]),
+                        samples=figures["challenger"]["samples"])
+    ctx.log(f"evaluate: challenger loss {_f(figures['challenger'].get('loss'))}"
+            + (f", champion loss {_f(figures['champion'].get('loss'))}" if "champion" in figures else ""))
+    return {"challenger": figures["challenger"], "champion": figures.get("champion")}
+
+
+def phase_gate(ctx: CycleContext) -> dict[str, Any]:
+    from selfloop.train.gate import decide
+
+    ev = ctx.output("evaluate")
+    champion = _without_samples(ev["champion"]) if ev["champion"] else None
+    decision = decide(_without_samples(ev["challenger"]), champion, ctx.cfg.gate)
+    ctx.log(f"gate: {'PROMOTE' if decision.promote else 'REJECT'} generation {ctx.generation}: {decision.reason}")
+    return decision.to_dict()
+
+
+def phase_promote(ctx: CycleContext) -> dict[str, Any]:
+    """Act on the gate: move ``current`` or keep the champion; prune; drop the run's checkpoints."""
+    gate = ctx.output("gate")
+    if gate["promote"]:
+        ctx.registry.promote(ctx.generation, gate)
+    else:
+        ctx.registry.reject(ctx.generation, gate)
+    pruned = ctx.registry.prune(ctx.cfg.model.keep_generations)
+    shutil.rmtree(ctx.run_dir, ignore_errors=True)
+    ctx.log(f"promote: current is generation {ctx.registry.current()}" + (f"; pruned {pruned}" if pruned else ""))
+    return {"promoted": gate["promote"], "current": ctx.registry.current(), "pruned": pruned}
+
+
+# The cycle's phases in order. Rework and judge go between "ingest" and "train".
+PHASES: list[tuple[str, Callable[[CycleContext], dict[str, Any]]]] = [
+    ("ingest", phase_ingest),
+    ("train", phase_train),
+    ("evaluate", phase_evaluate),
+    ("gate", phase_gate),
+    ("promote", phase_promote),
+]
+
+
+# --------------------------------------------------------------------------- driver
+
+
+def run_cycle(
+    cfg: Config,
+    paths: ProjectPaths,
+    store: Store,
+    *,
+    config_path: Path,
+    phases: list[tuple[str, Callable[[CycleContext], dict[str, Any]]]] | None = None,
+    task_suite: Callable[[Any, Any], dict[str, float]] | None = None,
+    log: Log = lambda msg: None,
+) -> dict[str, Any]:
+    """Run (or resume) one cycle to the end and return its ``detail`` (phase outputs)."""
+    phases = PHASES if phases is None else phases
+    registry = Registry(paths.models, store)
+    registry.clean_temp()
+    cycle_id, generation, detail = _resume_or_start(store, registry, paths)
+    ctx = CycleContext(cfg, paths, store, Path(config_path), registry, cycle_id, generation, detail, task_suite, log)
+    for name, func in phases:
+        if detail["phases"].get(name, {}).get("status") == "done":
+            continue
+        detail["phases"][name] = {"status": "running", "started": time.time()}
+        _save(store, cycle_id, name, "running", detail)
+        try:
+            out = func(ctx)
+        except (TrainingInterrupted, KeyboardInterrupt) as e:
+            detail["phases"][name]["status"] = "interrupted"
+            _save(store, cycle_id, name, "interrupted", detail, error=str(e) or type(e).__name__)
+            raise
+        except BaseException as e:
+            detail["phases"][name]["status"] = "failed"
+            _save(store, cycle_id, name, "failed", detail, error=f"{type(e).__name__}: {e}", finished=True)
+            store.event("cycle", f"cycle {cycle_id} failed in {name}: {e}", cycle=cycle_id, phase=name)
+            raise
+        detail["phases"][name] = {**detail["phases"][name], "status": "done", "finished": time.time(), "out": out}
+        _save(store, cycle_id, name, "running", detail)
+    _save(store, cycle_id, "done", "done", detail, finished=True)
+    store.event("cycle", f"cycle {cycle_id} done (generation {generation})", cycle=cycle_id, generation=generation)
+    return detail
+
+
+def _resume_or_start(store: Store, registry: Registry, paths: ProjectPaths) -> tuple[int, int, dict[str, Any]]:
+    row = store.query(
+        "SELECT id, generation, detail FROM cycles WHERE status IN ('running', 'interrupted') ORDER BY id DESC LIMIT 1"
+    )
+    if row:
+        detail = json.loads(row[0]["detail"])
+        detail.setdefault("phases", {})
+        store.event("cycle", f"resuming cycle {row[0]['id']}", cycle=row[0]["id"])
+        return row[0]["id"], row[0]["generation"], detail
+    used = [store.scalar("SELECT MAX(id) FROM generations"), store.scalar("SELECT MAX(generation) FROM cycles"),
+            *registry.on_disk()]
+    generation = max((u for u in used if u is not None), default=-1) + 1
+    if paths.runs.is_dir():  # run dirs of failed cycles are never resumed
+        for stale in paths.runs.iterdir():
+            shutil.rmtree(stale, ignore_errors=True)
+    detail: dict[str, Any] = {"phases": {}}
+    with store.tx() as c:
+        cur = c.execute(
+            "INSERT INTO cycles (started_at, phase, status, generation, detail) VALUES (?, 'start', 'running', ?, ?)",
+            (time.time(), generation, json.dumps(detail)),
+        )
+        cycle_id = int(cur.lastrowid)
+    store.event("cycle", f"cycle {cycle_id} started (generation {generation})", cycle=cycle_id, generation=generation)
+    return cycle_id, generation, detail
+
+
+def _save(store: Store, cycle_id: int, phase: str, status: str, detail: dict[str, Any], *,
+          error: str | None = None, finished: bool = False) -> None:
+    with store.tx() as c:
+        c.execute(
+            "UPDATE cycles SET phase = ?, status = ?, detail = ?, error = ?, finished_at = ? WHERE id = ?",
+            (phase, status, json.dumps(detail, default=str), error, time.time() if finished else None, cycle_id),
+        )
+
+
+def _without_samples(figures: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in figures.items() if k != "samples"}
+
+
+def _jsonable(report: Any) -> dict[str, Any]:
+    """An ingest report as a dict (dataclass, mapping or anything with a readable form)."""
+    from dataclasses import asdict, is_dataclass
+
+    if is_dataclass(report) and not isinstance(report, type):
+        return json.loads(json.dumps(asdict(report), default=str))
+    if isinstance(report, dict):
+        return json.loads(json.dumps(report, default=str))
+    return {"report": str(report)}
+
+
+def _f(x: Any) -> str:
+    return f"{x:.4f}" if isinstance(x, (int, float)) else "n/a"
+
+
+def cmd_cycle(args) -> int:
+    """`selfloop cycle --once`: run (or resume) exactly one cycle, printing its phases and the gate decision."""
+    cfg, paths = load_config(args.config)
+    with DaemonLock(paths.state), Store.open(paths.db) as store:
+        detail = run_cycle(cfg, paths, store, config_path=Path(args.config), log=lambda m: print(m, flush=True))
+    gate = detail["phases"]["gate"]["out"]
+    print(f"cycle done: {'promoted' if gate['promote'] else 'rejected'} — {gate['reason']}")
+    return 0

@@ -1,0 +1,95 @@
+"""Model factory: builds or loads the (model, tokenizer) pair a config asks for.
+
+Covers: the scratch GPT-2 sized from ``ModelConfig`` (its tokenizer comes from
+``selfloop.model.tokenizer``), local Hugging Face causal LMs loaded with the Auto
+classes (never downloading: ``local_files_only=True``), optional LoRA adapters
+(peft), and the device/dtype policy (fp32 on CPU, bf16 on a GPU).
+
+Does not cover: where generations live (``registry``) or training (``selfloop.train``).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from selfloop.config import ModelConfig
+from selfloop.errors import SelfloopError
+
+
+def resolve_device(cfg: ModelConfig) -> str:
+    import torch
+
+    if cfg.device != "auto":
+        return cfg.device
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def resolve_dtype(cfg: ModelConfig, device: str):
+    """fp32 on CPU (bf16 matmuls are far slower there), bf16 on accelerators, unless configured."""
+    import torch
+
+    if cfg.dtype != "auto":
+        return getattr(torch, cfg.dtype)
+    return torch.float32 if device == "cpu" else torch.bfloat16
+
+
+def build_scratch_model(cfg: ModelConfig, tokenizer):
+    """A freshly initialised GPT-2 whose vocabulary and special ids match ``tokenizer``."""
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    config = GPT2Config(
+        vocab_size=len(tokenizer),
+        n_positions=cfg.n_positions,
+        n_embd=cfg.n_embd,
+        n_layer=cfg.n_layer,
+        n_head=cfg.n_head,
+        resid_pdrop=cfg.dropout,
+        embd_pdrop=cfg.dropout,
+        attn_pdrop=cfg.dropout,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+    )
+    return GPT2LMHeadModel(config)
+
+
+def local_base_dir(cfg: ModelConfig, root: Path) -> Path:
+    """The local model directory named by ``model.base`` (relative to the project root)."""
+    path = Path(cfg.base).expanduser()
+    path = path if path.is_absolute() else root / path
+    if not (path / "config.json").is_file():
+        raise SelfloopError(
+            f'model.base = "{cfg.base}": {path} is not a local Hugging Face model directory '
+            '(no config.json); use "scratch" or a directory saved with save_pretrained'
+        )
+    return path
+
+
+def load_pretrained(path: Path | str, *, device: str = "cpu", dtype: Any = None, for_training: bool = False):
+    """Load a causal LM and its tokenizer from a local directory with the Auto classes."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()  # a daemon's log is no place for progress bars
+    path = Path(path)
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
+        model = AutoModelForCausalLM.from_pretrained(path, local_files_only=True, dtype=dtype or "auto")
+    except (OSError, ValueError) as e:
+        raise SelfloopError(f"cannot load model from {path}: {e}") from None
+    if tokenizer.pad_token is None:
+        # Batched generation and padded chat batches need a pad id; eos is the usual stand-in.
+        tokenizer.pad_token = tokenizer.eos_token
+    model.to(device)
+    model.train(for_training)
+    return model, tokenizer
+
+
+def apply_lora(model, cfg: ModelConfig):
+    """Wrap ``model`` with LoRA adapters (only the adapters train)."""
+    try:
+        from peft import LoraConfig, get_peft_model
+    except ImportError:
+        raise SelfloopError("model.lora = true needs peft: pip install 'selfloop[lora]'") from None
+    return get_peft_model(model, LoraConfig(r=cfg.lora_r, lora_alpha=2 * cfg.lora_r, task_type="CAUSAL_LM"))

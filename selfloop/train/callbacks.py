@@ -1,0 +1,87 @@
+"""Trainer callbacks of the training child: progress reporting and clean stops.
+
+Covers: writing step, loss, learning rate, tokens/s and ETA to the state store
+(``train_metrics``) and to ``metrics.jsonl`` in the run dir; stopping at the
+wall-clock budget; and turning SIGTERM into "save a checkpoint, then stop".
+
+Does not cover: what is trained or how the run resumes (``selfloop.train.run``).
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import time
+from pathlib import Path
+
+from transformers import TrainerCallback
+
+
+class MetricsCallback(TrainerCallback):
+    """Reports each Trainer log line (rank 0 only) to the store and a JSONL file."""
+
+    def __init__(self, store, generation: int, jsonl: Path):
+        self.store = store
+        self.generation = generation
+        self.jsonl = jsonl
+        self._t0 = time.monotonic()
+        self._step0 = 0
+        self._last: tuple[float, int] = (self._t0, 0)
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        # A resumed run starts at the checkpoint's step; speeds count from here.
+        self._t0 = time.monotonic()
+        self._step0 = state.global_step
+        self._last = (self._t0, state.num_input_tokens_seen or 0)
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        if not state.is_world_process_zero or not logs or "loss" not in logs:
+            return
+        now = time.monotonic()
+        tokens = state.num_input_tokens_seen or 0
+        last_t, last_tokens = self._last
+        self._last = (now, tokens)
+        tokens_per_s = (tokens - last_tokens) / (now - last_t) if now > last_t else None
+        done = state.global_step - self._step0
+        eta = (now - self._t0) / done * (state.max_steps - state.global_step) if done > 0 else None
+        row = {
+            "generation": self.generation,
+            "step": state.global_step,
+            "loss": float(logs["loss"]),
+            "lr": float(logs.get("learning_rate", 0.0)),
+            "tokens_per_s": tokens_per_s,
+            "eta_s": eta,
+            "ts": time.time(),
+        }
+        with self.jsonl.open("a", encoding="utf-8") as f:
+            f.write(json.dumps(row) + "\n")
+        with self.store.tx() as c:
+            c.execute(
+                "INSERT INTO train_metrics (generation, step, kind, loss, lr, tokens_per_s, eta_s, ts) "
+                "VALUES (:generation, :step, 'train', :loss, :lr, :tokens_per_s, :eta_s, :ts)",
+                row,
+            )
+
+
+class StopCallback(TrainerCallback):
+    """Stops at the wall budget (a finished run) or on SIGTERM (an interrupted run).
+
+    Both save a Trainer checkpoint first, so an interrupted run resumes from
+    exactly where it stopped instead of from the last ``save_steps`` boundary.
+    """
+
+    def __init__(self, max_minutes: float):
+        self.deadline = time.monotonic() + max_minutes * 60
+        self.terminated = False
+        self.out_of_time = False
+        signal.signal(signal.SIGTERM, self._on_sigterm)
+
+    def _on_sigterm(self, signum, frame) -> None:
+        self.terminated = True
+
+    def on_step_end(self, args, state, control, **kwargs):
+        if time.monotonic() >= self.deadline:
+            self.out_of_time = True
+        if self.terminated or self.out_of_time:
+            control.should_save = True
+            control.should_training_stop = True

@@ -1,0 +1,98 @@
+"""Held-out evaluation of the champion and the challenger on the same data.
+
+Covers: loss and perplexity on the orig held-out split, text and chat
+separately and combined (token-weighted), on a fixed deterministic eval set
+(the first ``eval_batches`` batches of the held-out documents in id order, never
+shuffled); pass@1 per task family from an optional callable; and a few greedy
+sample generations from fixed held-out prompts, for the manifest and dashboard.
+
+Each model tokenizes the documents with its own tokenizer. Generations of one
+project share the tokenizer trained at generation 0, so their per-token losses
+compare directly.
+
+Does not cover: the promotion decision (``selfloop.train.gate``).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from selfloop.config import TrainConfig
+from selfloop.train.data import Doc, encode_docs, messages_of
+
+TaskSuite = Callable[[Any, Any], dict[str, float]]  # (model, tokenizer) -> {family: pass@1}
+
+
+def eval_examples(docs: Sequence[Doc], tokenizer, cfg: TrainConfig) -> dict[str, list[dict[str, list[int]]]]:
+    """The fixed eval set per kind: at most ``eval_batches * batch_size`` examples, in document order."""
+    limit = cfg.eval_batches * cfg.batch_size
+    return {kind: examples[:limit] for kind, examples in encode_docs(docs, tokenizer, cfg.block_size).items()}
+
+
+def summed_loss(model, examples: Sequence[dict[str, list[int]]], batch_size: int) -> tuple[float, int]:
+    """Sum of next-token cross-entropy over labelled tokens, and their count."""
+    import torch
+    import torch.nn.functional as F
+
+    from selfloop.train.data import IGNORE
+
+    device = next(model.parameters()).device
+    total, count = 0.0, 0
+    with torch.inference_mode():
+        for start in range(0, len(examples), batch_size):
+            chunk = examples[start : start + batch_size]
+            ids = torch.tensor([e["input_ids"] for e in chunk], device=device)
+            mask = torch.tensor([e["attention_mask"] for e in chunk], device=device)
+            labels = torch.tensor([e["labels"] for e in chunk], device=device)
+            logits = model(input_ids=ids, attention_mask=mask).logits[:, :-1].float()
+            target = labels[:, 1:]
+            total += F.cross_entropy(logits.reshape(-1, logits.shape[-1]), target.reshape(-1), ignore_index=IGNORE, reduction="sum").item()
+            count += int((target != IGNORE).sum())
+    return total, count
+
+
+def sample_prompts(docs: Sequence[Doc], n: int, words: int = 6) -> list[tuple[str, str]]:
+    """Fixed prompts from held-out starts: ("text", first words) or ("chat", first user turn), alternating."""
+    texts = [" ".join(d.content.split()[:words]) for d in docs if d.kind == "text"]
+    chats = [m[0]["content"] for m in (messages_of(d) for d in docs if d.kind == "chat") if m and m[0]["role"] == "user"]
+    out: list[tuple[str, str]] = []
+    for i in range(max(len(texts), len(chats))):
+        out += [("text", texts[i])] if i < len(texts) else []
+        out += [("chat", chats[i])] if i < len(chats) else []
+    return out[:n]
+
+
+def evaluate_model(model, tokenizer, docs: Sequence[Doc], cfg: TrainConfig, task_suite: TaskSuite | None = None) -> dict[str, Any]:
+    """Figures of one model: losses, perplexities, token counts, task pass@1, samples."""
+    from selfloop.model.generate import generate
+
+    model.eval()
+    figures: dict[str, Any] = {"tokens": {}}
+    total, count = 0.0, 0
+    for kind, examples in eval_examples(docs, tokenizer, cfg).items():
+        if not examples:
+            continue
+        s, c = summed_loss(model, examples, cfg.batch_size)
+        if c:
+            figures[f"{kind}_loss"] = s / c
+            figures[f"{kind}_ppl"] = math.exp(min(s / c, 50.0))
+            figures["tokens"][kind] = c
+            total, count = total + s, count + c
+    figures["loss"] = total / count if count else None
+    figures["ppl"] = math.exp(min(total / count, 50.0)) if count else None
+    figures["tasks"] = dict(task_suite(model, tokenizer)) if task_suite else {}
+    samples = []
+    for kind, prompt in sample_prompts(docs, cfg.eval_samples):
+        out = generate(model, tokenizer, [prompt], chat=kind == "chat", temperature=0, max_new_tokens=cfg.eval_sample_tokens)
+        samples.append({"kind": kind, "prompt": prompt, "completion": out.texts[0][0]})
+    figures["samples"] = samples
+    return figures
+
+
+def evaluate(models: dict[str, tuple[Any, Any]], docs: Sequence[Doc], cfg: TrainConfig,
+             task_suite: TaskSuite | None = None) -> dict[str, dict[str, Any]]:
+    """Evaluate every named (model, tokenizer) on the same held-out documents."""
+    return {name: evaluate_model(model, tok, docs, cfg, task_suite) for name, (model, tok) in models.items()}
+

@@ -1,0 +1,180 @@
+"""The training child: one Trainer run that turns a data snapshot into a model.
+
+Entry point ``python -m selfloop.train --config PATH --generation N --out RUNDIR
+--init scratch|DIR --steps N`` (built by ``selfloop.train.launch``). The parent has
+already written ``RUNDIR/data.jsonl`` (the snapshot). This process:
+
+1. builds the starting point: a scratch GPT-2 with a BPE tokenizer trained on
+   the snapshot's orig documents (saved to ``RUNDIR/tokenizer`` first, so a
+   resumed run reuses it) or a local model dir (the champion, generation 0 or
+   a Hugging Face base), optionally with LoRA adapters;
+2. tokenizes the snapshot deterministically and trains with ``Trainer``,
+   checkpointing every ``save_steps`` into ``RUNDIR/checkpoints`` and resuming
+   from the last checkpoint if one exists;
+3. writes ``RUNDIR/final`` (model + tokenizer, safetensors) and
+   ``RUNDIR/result.json``.
+
+Exit codes: 0 finished (all steps or the wall budget), 3 interrupted by SIGTERM
+(a checkpoint was saved; run again to resume), 1 failure (message on stderr).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+from selfloop.config import Config, load_config
+from selfloop.errors import SelfloopError
+
+EXIT_INTERRUPTED = 3
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="python -m selfloop.train", description=__doc__.split("\n\n")[0])
+    p.add_argument("--config", required=True, help="config.toml of the project")
+    p.add_argument("--generation", type=int, required=True, help="generation number being trained")
+    p.add_argument("--out", required=True, help="run dir (holds data.jsonl; receives checkpoints and final/)")
+    p.add_argument("--init", required=True, help='"scratch" or a local model dir to start from')
+    p.add_argument("--steps", type=int, required=True, help="optimizer steps")
+    return p.parse_args(argv)
+
+
+def starting_point(cfg: Config, init: str, run_dir: Path, docs):
+    """The (model, tokenizer) training starts from, in fp32 for training."""
+    from transformers import AutoTokenizer, set_seed
+
+    from selfloop.model.factory import apply_lora, build_scratch_model, load_pretrained
+    from selfloop.model.tokenizer import train_tokenizer
+    from selfloop.train.data import messages_of
+
+    set_seed(cfg.train.seed)  # the scratch initialisation is part of the recipe
+    if init == "scratch":
+        tok_dir = run_dir / "tokenizer"
+        if (tok_dir / "tokenizer.json").is_file():
+            tokenizer = AutoTokenizer.from_pretrained(tok_dir, local_files_only=True)
+        else:
+            tokenizer = train_tokenizer(_tokenizer_texts(docs, messages_of), cfg.model.vocab_size, max_length=cfg.model.n_positions)
+            tokenizer.save_pretrained(tok_dir)
+        model = build_scratch_model(cfg.model, tokenizer)
+    else:
+        import torch
+
+        model, tokenizer = load_pretrained(init, dtype=torch.float32, for_training=True)
+    if cfg.model.lora:
+        model = apply_lora(model, cfg.model)
+    return model, tokenizer
+
+
+def _tokenizer_texts(docs, messages_of):
+    """The orig training split as plain strings: text as is, chats by message content."""
+    for d in docs:
+        if d.origin != "orig":
+            continue
+        if d.kind == "text":
+            yield d.content
+        else:
+            for m in messages_of(d) or []:
+                yield m["content"]
+
+
+def train(args: argparse.Namespace) -> int:
+    from transformers import Trainer, TrainingArguments, default_data_collator
+    from transformers.trainer_utils import get_last_checkpoint
+
+    from selfloop.model.factory import resolve_device, resolve_dtype
+    from selfloop.state import Store
+    from selfloop.train.callbacks import MetricsCallback, StopCallback
+    from selfloop.train.data import encode_docs, read_snapshot, to_dataset
+
+    cfg, paths = load_config(args.config)
+    run_dir = Path(args.out)
+    snapshot = run_dir / "data.jsonl"
+    if not snapshot.is_file():
+        raise SelfloopError(f"{snapshot}: no data snapshot (the parent writes it before launching)")
+    docs = read_snapshot(snapshot)
+    stop = StopCallback(cfg.train.max_minutes)  # SIGTERM is honoured from here on
+
+    model, tokenizer = starting_point(cfg, args.init, run_dir, docs)
+    encoded = encode_docs(docs, tokenizer, cfg.train.block_size)
+    examples = encoded["text"] + encoded["chat"]
+    if not examples:
+        raise SelfloopError("no training examples: the snapshot has no usable text or chat documents")
+    device = resolve_device(cfg.model)
+    dtype = resolve_dtype(cfg.model, device)
+    t = cfg.train
+    targs = TrainingArguments(
+        output_dir=str(run_dir / "checkpoints"),
+        max_steps=args.steps,
+        per_device_train_batch_size=t.batch_size,
+        gradient_accumulation_steps=t.grad_accum,
+        learning_rate=t.learning_rate,
+        lr_scheduler_type=t.lr_scheduler,
+        warmup_steps=t.warmup_ratio,  # a float below 1 is a ratio of max_steps
+        weight_decay=t.weight_decay,
+        max_grad_norm=t.max_grad_norm,
+        seed=t.seed,
+        data_seed=t.seed,
+        logging_steps=t.log_steps,
+        save_strategy="steps",
+        save_steps=t.save_steps,
+        save_total_limit=2,
+        eval_strategy="no",
+        report_to="none",
+        push_to_hub=False,
+        disable_tqdm=True,
+        log_level="warning",
+        use_cpu=device == "cpu",
+        bf16=device != "cpu" and str(dtype) == "torch.bfloat16",
+        dataloader_num_workers=0,
+        include_num_input_tokens_seen="non_padding",
+    )
+    store = Store.open(paths.db)
+    trainer = Trainer(
+        model=model,
+        args=targs,
+        train_dataset=to_dataset(examples),
+        data_collator=default_data_collator,
+        processing_class=tokenizer,
+        callbacks=[MetricsCallback(store, args.generation, run_dir / "metrics.jsonl"), stop],
+    )
+    last = get_last_checkpoint(targs.output_dir) if Path(targs.output_dir).is_dir() else None
+    started = time.time()
+    output = trainer.train(resume_from_checkpoint=last)
+    if not trainer.is_world_process_zero():
+        return 0
+    result = {
+        "generation": args.generation,
+        "status": "interrupted" if stop.terminated else "done",
+        "stopped_by": "sigterm" if stop.terminated else ("time" if stop.out_of_time else "steps"),
+        "resumed_from": last,
+        "global_step": trainer.state.global_step,
+        "max_steps": args.steps,
+        "train_loss": output.training_loss,
+        "tokens": trainer.state.num_input_tokens_seen,
+        "examples": {"text": len(encoded["text"]), "chat": len(encoded["chat"])},
+        "seconds": time.time() - started,
+    }
+    if not stop.terminated:
+        final = run_dir / "final"
+        model = trainer.model
+        if cfg.model.lora:
+            model = model.merge_and_unload()  # a generation must load with the plain Auto classes
+        model.save_pretrained(final)
+        tokenizer.save_pretrained(final)
+    tmp = run_dir / "result.json.tmp"
+    tmp.write_text(json.dumps(result, indent=2))
+    tmp.replace(run_dir / "result.json")  # the parent treats a result file as final
+    store.close()
+    return EXIT_INTERRUPTED if stop.terminated else 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    try:
+        return train(args)
+    except SelfloopError as e:
+        print(f"selfloop.train: {e}", file=sys.stderr)
+        return 1

@@ -1,0 +1,94 @@
+"""Helpers for the model-lifecycle tests: a tiny project, a learnable corpus, document rows.
+
+Not a test module. The tiny config keeps every model at 2 layers x 32 wide so
+training runs in seconds on a CPU.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import random
+import time
+from pathlib import Path
+from typing import Any
+
+import tomli_w
+
+from selfloop.config import Config, ProjectPaths, load_config
+from selfloop.state import Store
+
+TINY: dict[str, Any] = {
+    "model": {"vocab_size": 320, "n_layer": 2, "n_head": 2, "n_embd": 32, "n_positions": 64, "keep_generations": 3},
+    "train": {
+        "gen0_steps": 16, "max_steps": 8, "batch_size": 8, "block_size": 32, "save_steps": 4,
+        "log_steps": 2, "eval_batches": 2, "eval_samples": 2, "eval_sample_tokens": 8,
+        "learning_rate": 3e-3, "warmup_ratio": 0.0,
+    },
+    "rework": {"enabled": False},
+}
+
+SUBJECTS = ["the cat", "a dog", "my friend", "the old man", "a small bird", "the teacher"]
+VERBS = ["sees", "likes", "finds", "helps", "follows", "paints"]
+OBJECTS = ["the red ball", "a green tree", "the river", "a quiet house", "the garden", "a long road"]
+
+
+def sentences(n: int, seed: int = 0) -> list[str]:
+    rng = random.Random(seed)
+    return [f"{rng.choice(SUBJECTS).capitalize()} {rng.choice(VERBS)} {rng.choice(OBJECTS)}." for _ in range(n)]
+
+
+def paragraph(seed: int, n: int = 6) -> str:
+    return " ".join(sentences(n, seed))
+
+
+def chat_record(seed: int) -> dict[str, Any]:
+    rng = random.Random(seed)
+    subject, obj = rng.choice(SUBJECTS), rng.choice(OBJECTS)
+    return {"messages": [
+        {"role": "user", "content": f"What does {subject} see?"},
+        {"role": "assistant", "content": f"{subject.capitalize()} sees {obj}."},
+    ]}
+
+
+def merge(base: dict, over: dict) -> dict:
+    out = {k: (dict(v) if isinstance(v, dict) else v) for k, v in base.items()}
+    for k, v in over.items():
+        out[k] = merge(out.get(k, {}), v) if isinstance(v, dict) else v
+    return out
+
+
+def make_project(root: Path, overrides: dict[str, Any] | None = None) -> tuple[Path, Config, ProjectPaths]:
+    """A project dir with a tiny config.toml (and empty orig/rework dirs)."""
+    root.mkdir(parents=True, exist_ok=True)
+    raw = merge(TINY, overrides or {})
+    config_path = root / "config.toml"
+    config_path.write_text(tomli_w.dumps(raw))
+    cfg, paths = load_config(config_path)
+    paths.orig.mkdir(parents=True, exist_ok=True)
+    paths.rework.mkdir(parents=True, exist_ok=True)
+    return config_path, cfg, paths
+
+
+def insert_doc(store: Store, content: str, *, kind: str = "text", origin: str = "orig", split: str = "train",
+               status: str = "active") -> int:
+    now = time.time()
+    with store.tx() as c:
+        cur = c.execute(
+            "INSERT INTO documents (file_path, locator, origin, kind, format, hash, content, n_chars, split, status, created_at, updated_at) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (f"{origin}/test.txt", "chunk", origin, kind, "jsonl" if kind != "text" else "txt",
+             hashlib.sha256(content.encode()).hexdigest(), content, len(content), split, status, now, now),
+        )
+        return int(cur.lastrowid)
+
+
+def fill_corpus(store: Store, *, n_text: int = 40, n_chat: int = 16, n_heldout: int = 6) -> None:
+    """Learnable orig documents: text paragraphs and chats, train and held-out."""
+    for i in range(n_text):
+        insert_doc(store, paragraph(i))
+    for i in range(n_chat):
+        insert_doc(store, json.dumps(chat_record(i)), kind="chat")
+    for i in range(n_heldout):
+        insert_doc(store, paragraph(1000 + i), split="heldout")
+        insert_doc(store, json.dumps(chat_record(1000 + i)), kind="chat", split="heldout")
