@@ -69,11 +69,13 @@ class IngestConfig(Section):
     max_symbol_ratio: float = Field(0.35, ge=0, le=1, description="drop text whose share of non-alphanumeric, non-space characters exceeds this")
     max_dup_line_fraction: float = Field(0.4, ge=0, le=1, description="drop text whose repeated lines make up more than this share")
     max_top_ngram_fraction: float = Field(0.3, ge=0, le=1, description="drop text whose most frequent word 3-gram covers more than this share of characters")
+    repetition_min_words: int = Field(30, ge=1, description="the 3-gram repetition check applies only to texts of at least this many words (a short answer that echoes its question is not spam)")
     max_control_ratio: float = Field(0.01, ge=0, le=1, description="drop text with more control characters than this share (binary)")
     near_dup_threshold: float = Field(0.85, gt=0, le=1, description="MinHash Jaccard above which a document is a near duplicate")
     minhash_perm: int = Field(128, ge=16, le=1024, description="MinHash permutations")
     shingle_words: int = Field(5, ge=1, le=32, description="word shingle size for MinHash")
     heldout_fraction: float = Field(0.1, ge=0, lt=1, description="share of documents fixed (by hash) as held-out eval data")
+    max_json_depth: int = Field(16, ge=2, le=1000, description="JSONL lines nested deeper than this are rejected")
 
     @model_validator(mode="after")
     def _bounds(self) -> "IngestConfig":

@@ -1,0 +1,44 @@
+"""Text normalization applied to every document before it is filtered, hashed and stored.
+
+Covers: Unicode NFC, newlines to ``\\n``, removal of control characters (except
+``\\n`` and ``\\t``) and zero-width characters, trailing whitespace per line, runs
+of more than two blank lines, and blank lines around the whole text. Two texts
+that differ only in these respects normalize to the same string, which is what
+exact deduplication relies on.
+
+Does not touch leading indentation (code depends on it), case, or punctuation.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+
+# C0/C1 controls except \t and \n (\r is handled by the newline step first), plus the
+# zero-width characters that are invisible yet split otherwise equal words apart.
+_UNWANTED = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u200b\u200c\u200d\u2060\ufeff]")
+_TRAILING = re.compile(r"[ \t\f\v\u00a0]+$", re.MULTILINE)
+_BLANK_RUNS = re.compile(r"\n{4,}")  # 4 newlines = 3 blank lines
+
+
+def normalize_newlines(text: str) -> str:
+    return text.replace("\r\n", "\n").replace("\r", "\n")
+
+
+def normalize(text: str) -> str:
+    text = normalize_newlines(text)
+    text = unicodedata.normalize("NFC", text)
+    text = _UNWANTED.sub("", text)
+    text = _TRAILING.sub("", text)
+    text = _BLANK_RUNS.sub("\n\n\n", text)
+    return text.strip("\n")
+
+
+_CONTROL = re.compile("[\x00-\x08\x0b\x0e-\x1f\x7f]")  # \t \n \v \f \r are ordinary in text files
+
+
+def control_ratio(text: str) -> float:
+    """Share of characters that are C0 control codes other than whitespace: high in binary data."""
+    if not text:
+        return 0.0
+    return len(_CONTROL.findall(text)) / len(text)

@@ -1,0 +1,1 @@
+"""selfloop.tasks: verifiable task records (prompt plus checker, tests or reference answer)."""
