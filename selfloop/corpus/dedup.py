@@ -46,7 +46,10 @@ class NearDupIndex:
     def __init__(self, *, threshold: float, num_perm: int):
         self.threshold = threshold
         self.num_perm = num_perm
-        self._lsh = MinHashLSH(threshold=threshold, num_perm=num_perm)
+        # Weigh misses far above false candidates: every candidate is re-checked by its
+        # estimated Jaccard, while a miss lets a near duplicate in. With equal weights
+        # LSH finds only about half of the pairs right at the threshold.
+        self._lsh = MinHashLSH(threshold=threshold, num_perm=num_perm, weights=(0.1, 0.9))
         self._sigs: dict[int, LeanMinHash] = {}
 
     def __len__(self) -> int:

@@ -73,6 +73,8 @@ def parse(text: str, fmt: str, *, chunk_chars: int, max_json_depth: int) -> Iter
     else:
         ranges = pack(paragraph_blocks(lines, fenced=False), lines, chunk_chars, splittable=lambda a: True)
     for i, (start, end) in enumerate(ranges, 1):
+        while end > start + 1 and not lines[end - 1].strip():
+            end -= 1  # trailing blank lines: not part of the chunk's locator
         yield TextRecord(f"chunk {i} (lines {start + 1}-{end})", "\n".join(lines[start:end]))
 
 

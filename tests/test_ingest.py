@@ -1,0 +1,349 @@
+"""Ingestor end to end on real files in tmp_path and a real SQLite store."""
+
+from __future__ import annotations
+
+import codecs
+import hashlib
+import json
+import os
+import time
+from pathlib import Path
+
+import pytest
+
+from selfloop.config import IngestConfig, ProjectPaths, WatchConfig
+from selfloop.corpus import queries
+from selfloop.corpus.ingest import Ingestor
+from selfloop.state import Store
+
+REPO = Path(__file__).resolve().parent.parent
+
+LONG = (
+    "The harbor was quiet in the early morning, and the fishing boats rocked gently at their moorings. "
+    "A gull circled over the market square while the baker opened his shutters and set out fresh bread. "
+    "Children walked to school along the sea wall, counting the ships that waited outside the breakwater. "
+    "By noon the tide had turned, the nets were mended, and the old lighthouse keeper told stories of storms "
+    "that had flattened the dunes long before anyone in the village could remember. Visitors from the city "
+    "bought smoked fish, postcards and woollen hats, then hurried back to the station before the last train."
+)
+OTHER = (
+    "Mountain trails climb through pine forests toward a ridge where snow lingers until early summer. "
+    "Hikers carry maps, water and warm jackets because the weather changes quickly above the tree line."
+)
+
+
+@pytest.fixture
+def project(tmp_path: Path) -> ProjectPaths:
+    paths = ProjectPaths(root=tmp_path, orig=tmp_path / "corpus/orig", rework=tmp_path / "corpus/rework", state=tmp_path / ".selfloop")
+    paths.orig.mkdir(parents=True)
+    paths.rework.mkdir(parents=True)
+    return paths
+
+
+@pytest.fixture
+def store(project: ProjectPaths):
+    with Store.open(project.db) as s:
+        yield s
+
+
+def make(project: ProjectPaths, store: Store, **ingest: object) -> Ingestor:
+    return Ingestor(IngestConfig(**ingest), WatchConfig(), project, store)
+
+
+def docs(store: Store, status: str | None = "active") -> list:
+    return list(queries.documents(store, status=status))
+
+
+def file_row(store: Store, key: str):
+    return store.query("SELECT * FROM files WHERE path = ?", (key,))[0]
+
+
+def tree_hashes(root: Path) -> dict[str, tuple[str, int]]:
+    out = {}
+    for p in sorted(root.rglob("*")):
+        st = p.lstat()
+        if p.is_file() and not p.is_symlink():
+            out[str(p)] = (hashlib.sha256(p.read_bytes()).hexdigest(), st.st_mtime_ns)
+        else:
+            out[str(p)] = (os.readlink(p) if p.is_symlink() else "special", st.st_mtime_ns)
+    return out
+
+
+def test_every_format_is_ingested_with_kinds_and_locators(project, store):
+    o = project.orig
+    (o / "a.txt").write_text(LONG)
+    (o / "b.md").write_text("# Notes\n\n" + OTHER)
+    (o / "c.py").write_text('def area(width, height):\n    """Area of a rectangle."""\n    return width * height\n')
+    chat = {"messages": [{"role": "user", "content": "How many minutes are in 2 hours?"},
+                         {"role": "assistant", "content": "There are 120 minutes in 2 hours."}]}
+    task = {"id": "t1", "family": "arith", "difficulty": 0, "prompt": "What is 2+2?", "answer": "4"}
+    (o / "d.jsonl").write_text("\n".join([json.dumps({"text": "A JSONL text record about libraries: shelves, catalogues, reading rooms and quiet study."}), json.dumps(chat), json.dumps(task)]) + "\n")
+    report = make(project, store).scan()
+    assert report.files == 4 and report.ingested == 4 and report.accepted == 6 and not report.dropped
+    rows = {(r["file_path"], r["locator"]): r for r in docs(store)}
+    assert rows[("orig/a.txt", "chunk 1 (lines 1-1)")]["kind"] == "text"
+    assert rows[("orig/b.md", "chunk 1 (lines 1-3)")]["format"] == "md"
+    assert rows[("orig/c.py", "chunk 1 (lines 1-3)")]["content"].startswith("def area(")
+    assert json.loads(rows[("orig/d.jsonl", "line 2")]["content"])["messages"][1]["content"].startswith("There are 120")
+    assert rows[("orig/d.jsonl", "line 3")]["kind"] == "task"
+    assert all(r["origin"] == "orig" and r["status"] == "active" for r in rows.values())
+    assert file_row(store, "orig/d.jsonl")["n_docs"] == 3
+    assert store.scalar("SELECT count(*) FROM events WHERE kind = 'ingested'") == 4
+
+
+def test_malformed_jsonl_lines_are_dropped_alone_with_line_numbers(project, store):
+    good = json.dumps({"text": LONG})
+    (project.orig / "mixed.jsonl").write_text("\n".join([good, "{oops", '"just a string"', json.dumps({"txt": "typo"})]) + "\n")
+    report = make(project, store).scan()
+    assert report.accepted == 1
+    assert report.dropped == {"invalid_json": 1, "wrong_type": 1, "missing_field": 1}
+    dropped = {r["locator"]: r for r in docs(store, "dropped")}
+    assert dropped["line 2"]["reason"].startswith("invalid_json:") and dropped["line 2"]["content"] == "{oops"
+    assert set(dropped) == {"line 2", "line 3", "line 4"}
+    assert file_row(store, "orig/mixed.jsonl")["status"] == "ingested"
+
+
+def test_filtered_documents_are_kept_with_reasons(project, store):
+    (project.orig / "short.txt").write_text("too short")
+    (project.orig / "spam.txt").write_text("buy now " * 100)
+    make(project, store).scan()
+    reasons = {r["file_path"]: r["reason"] for r in docs(store, "dropped")}
+    assert reasons["orig/short.txt"] == "too_short: 9 chars < min_chars 32"
+    assert reasons["orig/spam.txt"].startswith("top_ngram_fraction:")
+    assert ("dropped", "too_short", 1) in queries.reason_counts(store)
+
+
+def test_exact_and_near_duplicates(project, store):
+    (project.orig / "a.txt").write_text(LONG)
+    (project.orig / "b.txt").write_text(LONG.replace("  ", " ") + "\n\n\n")  # normalizes to the same text
+    (project.orig / "c.txt").write_text(LONG.replace("gull", "seagull"))
+    make(project, store).scan()
+    active = docs(store)
+    assert [r["file_path"] for r in active] == ["orig/a.txt"]
+    dups = {r["file_path"]: r for r in docs(store, "duplicate")}
+    assert dups["orig/b.txt"]["reason"].startswith(f"exact_duplicate: same as doc {active[0]['id']} (orig/a.txt")
+    assert dups["orig/c.txt"]["reason"].startswith("near_duplicate: ~")
+    assert dups["orig/c.txt"]["dup_of"] == active[0]["id"]
+
+
+def test_near_dup_index_survives_restart(project, store):
+    (project.orig / "a.txt").write_text(LONG)
+    make(project, store).scan()
+    (project.orig / "c.txt").write_text(LONG.replace("gull", "seagull"))
+    report = make(project, store).scan()  # a fresh ingestor rebuilds LSH from stored signatures
+    assert report.dropped == {"near_duplicate": 1}
+
+
+def test_removing_the_original_revives_its_duplicate(project, store):
+    (project.orig / "a.txt").write_text(LONG)
+    (project.orig / "b.txt").write_text(LONG)
+    ing = make(project, store)
+    ing.scan()
+    (project.orig / "a.txt").unlink()
+    result = ing.ingest_path(project.orig / "a.txt")
+    assert result.status == "removed"
+    assert [r["file_path"] for r in docs(store)] == ["orig/b.txt"]
+    assert ing.is_duplicate(LONG) is not None
+
+
+def test_is_duplicate_and_quality_check_for_candidates(project, store):
+    (project.orig / "a.txt").write_text(LONG)
+    chat = {"messages": [{"role": "user", "content": "What is the boiling point of water?"},
+                         {"role": "assistant", "content": "Water boils at 100 degrees Celsius at sea level."}]}
+    (project.orig / "c.jsonl").write_text(json.dumps(chat) + "\n")
+    ing = make(project, store)
+    ing.scan()
+    assert ing.is_duplicate(LONG + "\n\n").startswith("exact_duplicate:")
+    assert ing.is_duplicate(LONG.replace("gull", "seagull")).startswith("near_duplicate:")
+    assert ing.is_duplicate(OTHER) is None
+    assert ing.is_duplicate(json.dumps(chat, indent=2).replace("\n", " "), kind="chat").startswith("exact_duplicate:")
+    before = store.scalar("SELECT count(*) FROM documents")
+    assert ing.is_duplicate(OTHER) is None and store.scalar("SELECT count(*) FROM documents") == before
+
+
+@pytest.mark.parametrize(
+    ("name", "data", "code"),
+    [
+        ("bin.txt", b"\x7fELF\x02\x01\x01\x00\x00\x00", "binary"),
+        ("latin.txt", "caf\u00e9 cr\u00e8me br\u00fbl\u00e9e, a long enough line".encode("latin-1"), "not_utf8"),
+        ("doc.pdf", b"%PDF-1.4", "unsupported_type"),
+    ],
+)
+def test_bad_files_are_quarantined_with_reason(project, store, name, data, code):
+    (project.orig / name).write_bytes(data)
+    report = make(project, store).scan()
+    assert report.quarantined and report.quarantined[0][0] == f"orig/{name}"
+    row = file_row(store, f"orig/{name}")
+    assert row["status"] == "quarantined" and row["reason"].startswith(code + ":")
+    assert [r["path"] for r in queries.quarantined_files(store)] == [f"orig/{name}"]
+    assert not docs(store, None)
+
+
+def test_utf16_with_bom_is_converted(project, store):
+    (project.orig / "u16.txt").write_bytes(codecs.BOM_UTF16_LE + LONG.encode("utf-16-le"))
+    make(project, store).scan()
+    [doc] = docs(store)
+    assert doc["content"] == LONG
+
+
+def test_large_file_is_quarantined_unread(project, store):
+    (project.orig / "big.txt").write_bytes(b"a" * (2 * 2**20))
+    make(project, store, max_file_mb=1.0).scan()
+    row = file_row(store, "orig/big.txt")
+    assert row["status"] == "quarantined" and row["reason"].startswith("too_large: 2.0 MiB") and row["sha256"] is None
+
+
+def test_symlinks_fifo_and_loops(project, store, tmp_path):
+    outside = tmp_path / "secret.txt"
+    outside.write_text(LONG)
+    (project.orig / "inside.txt").write_text(LONG)
+    (project.orig / "out.txt").symlink_to(outside)
+    (project.orig / "ok.txt").symlink_to(project.orig / "inside.txt")
+    (project.orig / "loop1.txt").symlink_to(project.orig / "loop2.txt")
+    (project.orig / "loop2.txt").symlink_to(project.orig / "loop1.txt")
+    (project.orig / "dangling.txt").symlink_to(project.orig / "missing.txt")
+    (project.orig / "sub").mkdir()
+    (project.orig / "dirlink").symlink_to(project.orig / "sub")
+    os.mkfifo(project.orig / "pipe.txt")
+    make(project, store).scan()
+    reasons = {r["path"]: r["reason"].split(":")[0] for r in queries.quarantined_files(store)}
+    assert reasons == {
+        "orig/out.txt": "symlink_outside", "orig/loop1.txt": "symlink_loop", "orig/loop2.txt": "symlink_loop",
+        "orig/dangling.txt": "broken_symlink", "orig/dirlink": "symlink_dir", "orig/pipe.txt": "not_regular_file",
+    }
+    assert file_row(store, "orig/ok.txt")["status"] == "ingested"  # a link inside the root is read
+
+
+def test_orig_tree_is_never_modified(project, store):
+    (project.orig / "sub").mkdir()
+    (project.orig / "a.txt").write_text(LONG)
+    (project.orig / "sub" / "b.jsonl").write_text('{"text": "x"}\n{bad\n')
+    (project.orig / "bin.txt").write_bytes(b"\x00\x01\x02")
+    (project.orig / ".hidden.txt").write_text(OTHER)
+    (project.orig / "out.txt").symlink_to("/etc/hostname")
+    os.mkfifo(project.orig / "pipe.txt")
+    before = tree_hashes(project.orig)
+    ing = make(project, store)
+    ing.scan()
+    ing.scan()
+    assert tree_hashes(project.orig) == before
+
+
+def test_hidden_and_temp_files_are_ignored(project, store):
+    (project.orig / ".draft.txt").write_text(LONG)
+    (project.orig / "notes.txt.swp").write_text(LONG)
+    (project.orig / ".git").mkdir()
+    (project.orig / ".git" / "x.txt").write_text(LONG)
+    report = make(project, store).scan()
+    assert report.files == 0 and not docs(store, None)
+
+
+def test_restart_reconciliation(project, store):
+    o = project.orig
+    (o / "keep.txt").write_text(LONG)
+    (o / "change.txt").write_text(OTHER)
+    (o / "delete.txt").write_text("Doomed text that will be deleted between the two scans of this test.")
+    make(project, store).scan()
+    keep_id = next(r["id"] for r in docs(store) if r["file_path"] == "orig/keep.txt")
+
+    (o / "delete.txt").unlink()
+    (o / "change.txt").write_text(OTHER + " A sentence was added while the daemon was down.")
+    (o / "new.txt").write_text("A brand new file that appeared while nothing was running at all.")
+    touched = o / "keep.txt"
+    os.utime(touched, ns=(time.time_ns(), time.time_ns() + 5_000_000_000))  # touched, same bytes
+
+    report = make(project, store).scan()  # a fresh Ingestor, as after a restart
+    assert (report.ingested, report.unchanged, report.removed) == (2, 1, 1)
+    by_file = {}
+    for r in docs(store, None):
+        by_file.setdefault(r["file_path"], []).append(r["status"])
+    assert by_file["orig/delete.txt"] == ["removed"]
+    assert by_file["orig/change.txt"] == ["removed", "active"]
+    assert by_file["orig/new.txt"] == ["active"]
+    assert next(r["id"] for r in docs(store) if r["file_path"] == "orig/keep.txt") == keep_id
+    assert file_row(store, "orig/delete.txt")["status"] == "removed"
+
+    again = make(project, store).scan()
+    assert (again.ingested, again.unchanged, again.removed) == (0, 3, 0)
+
+
+def test_quarantined_file_is_examined_again_when_it_changes(project, store):
+    p = project.orig / "fix.txt"
+    p.write_bytes(b"\x00\x00binary")
+    ing = make(project, store)
+    ing.scan()
+    assert file_row(store, "orig/fix.txt")["status"] == "quarantined"
+    assert ing.ingest_path(p).status == "unchanged"
+    p.write_text(LONG)
+    assert ing.ingest_path(p).status == "ingested"
+    assert file_row(store, "orig/fix.txt")["reason"] is None and len(docs(store)) == 1
+
+
+def test_deleted_directory_marks_its_files_removed(project, store):
+    d = project.orig / "batch"
+    d.mkdir()
+    (d / "a.txt").write_text(LONG)
+    (d / "b.txt").write_text(OTHER)
+    ing = make(project, store)
+    ing.scan()
+    for f in d.iterdir():
+        f.unlink()
+    d.rmdir()
+    result = ing.ingest_path(d)
+    assert result.status == "removed" and "2 files" in result.reason
+    assert not docs(store)
+
+
+def test_rework_files_get_origin_rework(project, store):
+    (project.rework / "accepted-0001.jsonl").write_text(json.dumps({"text": LONG}) + "\n")
+    make(project, store).scan()
+    [doc] = docs(store)
+    assert doc["origin"] == "rework" and doc["file_path"] == "rework/accepted-0001.jsonl"
+    assert queries.active_totals(store) == {("rework", doc["split"]): (1, len(LONG))}
+
+
+def test_heldout_split_is_stable(project, store):
+    words = LONG.split()
+    lines = [json.dumps({"text": " ".join(words[i % 7 :: 3][:12]) + f" {i} " + " ".join(words[(i * 5) % 50 :][:20])}) for i in range(200)]
+    (project.orig / "many.jsonl").write_text("\n".join(lines) + "\n")
+    make(project, store).scan()
+    first = {r["hash"]: r["split"] for r in docs(store)}
+    assert 5 <= list(first.values()).count("heldout") <= 40
+    # the file changes (reordered, one line added) and the fraction changes: no document moves
+    (project.orig / "many.jsonl").write_text("\n".join(reversed(lines)) + "\n" + json.dumps({"text": LONG}) + "\n")
+    make(project, store, heldout_fraction=0.5).scan()
+    second = {r["hash"]: r["split"] for r in docs(store)}
+    assert {h: second[h] for h in first} == first
+
+
+def test_missing_orig_is_a_clear_error(project, store):
+    project.orig.rmdir()
+    from selfloop.errors import SelfloopError
+
+    with pytest.raises(SelfloopError, match="does not exist"):
+        make(project, store).scan()
+
+
+def test_starter_corpus_ingests_cleanly(tmp_path):
+    paths = ProjectPaths(root=tmp_path, orig=REPO / "corpus/orig", rework=tmp_path / "rework", state=tmp_path / "state")
+    with Store.open(paths.db) as store:
+        report = Ingestor(IngestConfig(), WatchConfig(), paths, store).scan()
+        assert not report.quarantined
+        assert report.accepted > 3000
+        kinds = {r[0] for r in store.query("SELECT DISTINCT kind FROM documents WHERE status = 'active'")}
+        assert kinds == {"text", "chat"}
+        assert sum(report.dropped.values()) < 0.02 * report.accepted  # only ASCII-art tables are dropped
+
+
+def test_cli_ingest_prints_the_table(tmp_path, cli):
+    (tmp_path / "config.toml").write_text('[paths]\norig = "data/orig"\nrework = "data/rework"\nstate = "st"\n')
+    orig = tmp_path / "data/orig"
+    orig.mkdir(parents=True)
+    (orig / "a.txt").write_text(LONG)
+    (orig / "b.txt").write_text("short")
+    (orig / "c.bin").write_bytes(b"\x00")
+    proc = cli("ingest", "-c", str(tmp_path / "config.toml"), cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert "documents accepted" in proc.stdout and "dropped: too_short" in proc.stdout
+    assert "orig/c.bin" in proc.stdout and "unsupported_type" in proc.stdout
+    assert (tmp_path / "st/state.db").exists() and (tmp_path / "data/rework").is_dir()
