@@ -248,15 +248,18 @@ def _without_samples(figures: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in figures.items() if k != "samples"}
 
 
-def _jsonable(report: Any) -> dict[str, Any]:
-    """An ingest report as a dict (dataclass, mapping or anything with a readable form)."""
+def _jsonable(value: Any) -> Any:
+    """A phase output (e.g. the ingest report dataclass) as plain JSON data; mapping keys become strings."""
     from dataclasses import asdict, is_dataclass
 
-    if is_dataclass(report) and not isinstance(report, type):
-        return json.loads(json.dumps(asdict(report), default=str))
-    if isinstance(report, dict):
-        return json.loads(json.dumps(report, default=str))
-    return {"report": str(report)}
+    if is_dataclass(value) and not isinstance(value, type):
+        value = asdict(value)
+    if isinstance(value, dict):
+        return {(k if isinstance(k, str) else "/".join(map(str, k)) if isinstance(k, tuple) else str(k)): _jsonable(v)
+                for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    return value if isinstance(value, (str, int, float, bool, type(None))) else str(value)
 
 
 def _f(x: Any) -> str:

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -80,9 +81,28 @@ def _tokenizer_texts(docs, messages_of):
                 yield m["content"]
 
 
+def last_complete_checkpoint(folder: Path) -> str | None:
+    """The newest Trainer checkpoint that was written completely, removing torn ones.
+
+    Trainer writes a checkpoint folder in place and ``trainer_state.json`` last, so
+    a kill -9 during a save leaves a folder without it; resuming from that would
+    fail, resuming from the one before loses only ``save_steps`` steps.
+    """
+    if not folder.is_dir():
+        return None
+    found = sorted(
+        (int(p.name.split("-")[1]), p) for p in folder.iterdir()
+        if p.is_dir() and p.name.startswith("checkpoint-") and p.name.split("-")[1].isdigit()
+    )
+    for _, path in reversed(found):
+        if (path / "trainer_state.json").is_file():
+            return str(path)
+        shutil.rmtree(path)
+    return None
+
+
 def train(args: argparse.Namespace) -> int:
     from transformers import Trainer, TrainingArguments, default_data_collator
-    from transformers.trainer_utils import get_last_checkpoint
 
     from selfloop.model.factory import resolve_device, resolve_dtype
     from selfloop.state import Store
@@ -140,7 +160,7 @@ def train(args: argparse.Namespace) -> int:
         processing_class=tokenizer,
         callbacks=[MetricsCallback(store, args.generation, run_dir / "metrics.jsonl"), stop],
     )
-    last = get_last_checkpoint(targs.output_dir) if Path(targs.output_dir).is_dir() else None
+    last = last_complete_checkpoint(Path(targs.output_dir))
     started = time.time()
     output = trainer.train(resume_from_checkpoint=last)
     if not trainer.is_world_process_zero():
