@@ -140,6 +140,7 @@ class JudgeConfig(Section):
     ab_min_margin: float = Field(0.0, ge=0, description="B must beat A by more than this (relative) to be accepted")
     diversity_floor: float = Field(0.2, ge=0, le=1, description="a batch whose distinct-2 ratio is below this is not admitted")
     external_url: str = Field("", description="OpenAI-compatible endpoint on localhost for an external judge model (optional)")
+    python_require_tests: bool = Field(False, description="python judge: reject code that has no tests or doctests to run")
 
 
 class SandboxConfig(Section):
@@ -156,6 +157,9 @@ class SandboxConfig(Section):
     cpus: float = Field(1.0, gt=0, description="CPU quota per job (docker)")
     pool_size: int = Field(2, ge=0, description="warm workers (0 = one-shot sandboxes only)")
     recycle_after: int = Field(200, ge=1, description="a warm worker is replaced after this many jobs")
+    nofile: int = Field(64, ge=16, description="open files per job process")
+    startup_timeout_s: float = Field(60.0, gt=0, description="a sandbox worker must be ready within this (container start)")
+    python: str = Field("", description="interpreter run inside bwrap/process sandboxes and copied into the built image (default: /usr/bin/python3 when present, else the running one)")
 
 
 class LauncherConfig(Section):

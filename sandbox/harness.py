@@ -1,0 +1,914 @@
+#!/usr/bin/env python3
+"""selfloop sandbox harness: the program that runs INSIDE a sandbox. Standard library only.
+
+It reads jobs as JSON lines on stdin and writes one JSON result line per job on
+stdout. Its stdout is the result channel; no child ever inherits it. A job holds
+candidate files, an optional entry program, optional tests / doctests / a
+``check(answer)`` checker / an expected answer, limits, and a per-job nonce.
+
+Why the candidate cannot forge a pass:
+
+* Candidate code only ever runs in child processes with their own session and
+  rlimits; their stdout/stderr are pipes the harness reads (capped), their stdin
+  is the job's stdin text, never the job itself.
+* The nonce arrives on the harness's stdin and lives only in this process's
+  memory. This process and the tester make themselves non-dumpable
+  (``prctl(PR_SET_DUMPABLE, 0)``), so same-uid code cannot ptrace them or open
+  their ``/proc/<pid>/{mem,fd,environ}``. A result line without the nonce is
+  rejected by the client; a line the candidate smuggles onto the channel some
+  other way cannot carry it.
+* Tests, doctests and checkers run in a separate *tester* process that never
+  executes candidate code. Candidate modules are reached through RPC: a
+  candidate-side server evaluates calls and returns a canonical encoding of
+  plain values (None, bool, int, float, str, bytes, list, tuple, set, dict of
+  exact built-in types); anything else comes back as an opaque handle whose
+  ``==`` is identity. So an object whose ``__eq__`` is always true, or code that
+  monkeypatches the checker, cannot make a check pass.
+* The harness counts checks itself. Exiting early, crashing the server or
+  killing the tester leaves checks failed or missing, never passed.
+
+Roles (``--role``): the default is the harness; ``compile`` compiles candidate
+files in a limited child; ``server`` is the candidate-side RPC server; ``tester``
+runs the checks. The harness does not judge quality or decide acceptance: it
+reports facts, and the client outside the sandbox decides.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ast
+import base64
+import builtins
+import ctypes
+import doctest
+import hashlib
+import io
+import json
+import linecache
+import math
+import os
+import resource
+import selectors
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import traceback
+import types
+
+PROTOCOL = 1
+HERE = os.path.abspath(__file__)
+CHILD_ENV = {"PATH": "/usr/local/bin:/usr/bin:/bin", "LANG": "C.UTF-8", "PYTHONHASHSEED": "0", "PYTHONDONTWRITEBYTECODE": "1"}
+# Exit code a server or compile child uses for "I reported an error on stderr".
+REPORTED = 3
+MAX_RPC_LINE = 16 * 1024 * 1024
+
+
+# --------------------------------------------------------------------------- hardening
+
+
+LIBC = ctypes.CDLL(None, use_errno=True)
+PR_SET_PDEATHSIG = 1
+PR_SET_DUMPABLE = 4
+
+
+def make_undumpable() -> None:
+    """Forbid same-uid processes from ptracing us or reading /proc/self/{mem,fd,environ}."""
+    if LIBC.prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) != 0:
+        raise OSError(ctypes.get_errno(), "prctl(PR_SET_DUMPABLE, 0) failed")
+
+
+def limit_preexec(limits: dict) -> "callable":
+    """rlimits applied in the child between fork and exec (the harness is single-threaded)."""
+
+    def apply() -> None:
+        # Die with the harness: without a pid namespace nothing else would reap us.
+        LIBC.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+        cpu = max(1, math.ceil(limits["timeout_s"]))
+        resource.setrlimit(resource.RLIMIT_CPU, (cpu, cpu + 1))
+        mem = limits["memory_mb"] * 1024 * 1024
+        resource.setrlimit(resource.RLIMIT_AS, (mem, mem))
+        size = limits["file_mb"] * 1024 * 1024
+        resource.setrlimit(resource.RLIMIT_FSIZE, (size, size))
+        resource.setrlimit(resource.RLIMIT_NOFILE, (limits["nofile"], limits["nofile"]))
+        resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+        if limits.get("nproc"):
+            resource.setrlimit(resource.RLIMIT_NPROC, (limits["nproc"], limits["nproc"]))
+
+    return apply
+
+
+# --------------------------------------------------------------------------- children
+
+
+class Child:
+    """One limited child process with captured, capped stdout/stderr."""
+
+    def __init__(self, name: str, argv: list[str], limits: dict, cwd: str, stdin: bytes = b"", extra_fds: tuple[int, ...] = ()):
+        self.name = name
+        self.cap = limits["output_bytes"]
+        self.out = bytearray()
+        self.err = bytearray()
+        self.overflow = False
+        self.proc = subprocess.Popen(
+            argv,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            cwd=cwd,
+            env=CHILD_ENV,
+            start_new_session=True,
+            preexec_fn=limit_preexec(limits),
+            pass_fds=extra_fds,
+        )
+        # Fed by `supervise` as the pipe drains, so any size works without a writer thread.
+        self.pending = memoryview(stdin)
+        if not stdin:
+            self.proc.stdin.close()
+
+    def streams(self) -> list:
+        return [s for s in (self.proc.stdout, self.proc.stderr) if s is not None and not s.closed]
+
+    def feed(self, stream, data: bytes) -> None:
+        buf = self.out if stream is self.proc.stdout else self.err
+        room = self.cap - len(buf)
+        buf += data[: max(room, 0)]
+        if len(data) > room:
+            self.overflow = True
+
+    def kill(self) -> None:
+        try:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
+        try:
+            self.proc.kill()
+        except OSError:
+            pass
+
+    def close(self) -> None:
+        self.kill()
+        self.proc.wait()
+        for s in (self.proc.stdin, self.proc.stdout, self.proc.stderr):
+            if s is not None and not s.closed:
+                s.close()
+
+    def text(self, which: str) -> str:
+        return (self.out if which == "out" else self.err).decode("utf-8", "replace")
+
+
+def supervise(children: list[Child], until: list[Child], deadline: float, extra: dict | None = None) -> str | None:
+    """Feed stdin and pump output of all children until every child in `until` has exited.
+
+    Returns None when they exited, "timeout" at the deadline, "output_limit" when
+    a child wrote more than its cap. ``extra`` maps additional readable fds to
+    bytearrays (the tester's result pipe). Once the awaited children have exited,
+    what is already buffered is drained a bounded number of times and reading
+    stops: a detached grandchild may hold the pipes open (and keep writing) forever.
+    """
+    sel = selectors.DefaultSelector()
+    for c in children:
+        for s in c.streams():
+            os.set_blocking(s.fileno(), False)
+            sel.register(s, selectors.EVENT_READ, c)
+        if c.pending and not c.proc.stdin.closed:
+            os.set_blocking(c.proc.stdin.fileno(), False)
+            sel.register(c.proc.stdin, selectors.EVENT_WRITE, c)
+    for fd, buf in (extra or {}).items():
+        os.set_blocking(fd, False)
+        sel.register(fd, selectors.EVENT_READ, buf)
+    drain_rounds = 64
+    try:
+        while True:
+            now = time.monotonic()
+            if now >= deadline:
+                return "timeout"
+            done = all(c.proc.poll() is not None for c in until)
+            events = sel.select(timeout=0 if done else min(0.05, deadline - now)) if sel.get_map() else []
+            if done:
+                drain_rounds -= 1
+                if not events or drain_rounds <= 0:
+                    return None
+            for key, mask in events:
+                if mask & selectors.EVENT_WRITE:
+                    child = key.data
+                    try:
+                        sent = os.write(key.fd, child.pending[:65536])
+                        child.pending = child.pending[sent:]
+                    except BlockingIOError:
+                        continue
+                    except OSError:
+                        child.pending = memoryview(b"")
+                    if not child.pending:
+                        sel.unregister(key.fileobj)
+                        key.fileobj.close()
+                    continue
+                try:
+                    data = os.read(key.fd, 65536)
+                except BlockingIOError:
+                    continue
+                except OSError:
+                    data = b""
+                if not data:
+                    sel.unregister(key.fileobj)
+                    continue
+                if isinstance(key.data, Child):
+                    key.data.feed(key.fileobj, data)
+                    if key.data.overflow:
+                        return "output_limit"
+                else:
+                    buf = key.data
+                    buf += data  # in place: the bytearray belongs to the caller
+                    if len(buf) > MAX_RPC_LINE:
+                        return "output_limit"
+            if not events and not sel.get_map():
+                time.sleep(0.01)
+    finally:
+        sel.close()
+
+
+# --------------------------------------------------------------------------- harness
+
+
+def classify_crash(child: Child) -> tuple[str, str]:
+    """Status and reason for a child that did not exit 0."""
+    rc = child.proc.returncode
+    tail = last_line(child.text("err"))
+    if "MemoryError" in child.text("err") or "Cannot allocate memory" in child.text("err"):
+        return "memory", f"{child.name} ran out of memory: {tail}"
+    if rc is not None and rc < 0:
+        sig = -rc
+        if sig == signal.SIGXCPU:
+            return "timeout", f"{child.name} exceeded its CPU time limit"
+        if sig == signal.SIGKILL:
+            return "memory", f"{child.name} was killed (SIGKILL, most likely the memory limit)"
+        return "error", f"{child.name} was killed by signal {signal.Signals(sig).name}"
+    return "error", f"{child.name} exited with code {rc}: {tail}" if tail else f"{child.name} exited with code {rc}"
+
+
+def last_line(text: str) -> str:
+    lines = [ln for ln in text.strip().splitlines() if ln.strip()]
+    return lines[-1][:300] if lines else ""
+
+
+def safe_relpath(name: str) -> str:
+    norm = os.path.normpath(name)
+    if not name or os.path.isabs(name) or norm.startswith("..") or "\0" in name:
+        raise ValueError(f"bad file name {name!r}: must be a relative path inside the scratch dir")
+    return norm
+
+
+def sweep_namespace() -> bool:
+    """Kill every process of this pid namespace except init and us; True if something survived.
+
+    Only ever called with ``--pidns``, i.e. when the harness is the sole tenant of
+    its own pid namespace (docker, bwrap); never on the process backend.
+    """
+    me = os.getpid()
+
+    def others() -> list[int]:
+        found = []
+        for entry in os.listdir("/proc"):
+            if entry.isdigit() and int(entry) not in (1, me):
+                try:
+                    with open(f"/proc/{entry}/stat", "rb") as f:
+                        state = f.read().rsplit(b")", 1)[1].split()[0]
+                except (OSError, IndexError):
+                    continue
+                if state not in (b"Z", b"X"):
+                    found.append(int(entry))
+        return found
+
+    deadline = time.monotonic() + 1.0
+    while time.monotonic() < deadline:
+        pids = others()
+        if not pids:
+            return False
+        for pid in pids:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except (ProcessLookupError, PermissionError):
+                pass
+        time.sleep(0.01)
+    return bool(others())
+
+
+def run_job(job: dict, scratch_root: str, pidns: bool) -> dict:
+    """Run one job; always returns a result dict (never raises for candidate behaviour)."""
+    start = time.monotonic()
+    limits = dict(job["limits"])
+    limits["output_bytes"] = limits["output_kb"] * 1024
+    deadline = start + limits["timeout_s"]
+    checks: list[dict] = []
+    children: list[Child] = []
+    result = {"status": "error", "reason": "", "exit_code": None}
+    scratch = tempfile.mkdtemp(prefix="job-", dir=scratch_root)
+    py = sys.executable
+
+    def spawn(name: str, argv: list[str], **kw) -> Child:
+        child = Child(name, argv, limits, cwd=kw.pop("cwd", scratch), **kw)
+        children.append(child)
+        return child
+
+    def finish(status: str, reason: str) -> dict:
+        result.update(status=status, reason=reason)
+        return result
+
+    try:
+        files = {safe_relpath(k): v for k, v in job.get("files", {}).items()}
+        for rel, text in files.items():
+            path = os.path.join(scratch, rel)
+            os.makedirs(os.path.dirname(path), exist_ok=True)
+            with open(path, "w", encoding="utf-8") as f:
+                f.write(text)
+        sources = sorted(rel for rel in files if rel.endswith(".py"))
+
+        if sources:
+            comp = spawn("compile", [py, "-I", "-S", HERE, "--role", "compile", *sources])
+            stop = supervise([comp], [comp], deadline)
+            if stop:
+                return finish(stop, "compiling took longer than the time limit" if stop == "timeout" else "the compiler wrote more output than allowed")
+            if comp.proc.returncode != 0:
+                status, reason = classify_crash(comp)
+                if status == "error" and comp.proc.returncode == REPORTED:
+                    reason = f"does not compile: {last_line(comp.text('err'))}"
+                return finish(status, reason)
+            checks.append({"name": "compile", "ok": True, "message": ""})
+
+        answer = job.get("answer")
+        entry = job.get("entry")
+        if entry:
+            entry = safe_relpath(entry)
+            prog = spawn("program", [py, "-I", "-S", entry], stdin=(job.get("stdin") or "").encode("utf-8", "replace"))
+            stop = supervise([prog], [prog], deadline)
+            result["exit_code"] = prog.proc.returncode
+            if stop:
+                return finish(stop, f"the program did not finish within {limits['timeout_s']:g} s" if stop == "timeout" else f"the program wrote more than {limits['output_kb']} KiB")
+            if prog.proc.returncode != 0:
+                return finish(*classify_crash(prog))
+            checks.append({"name": "program exits 0", "ok": True, "message": ""})
+            if answer is None:
+                answer = prog.text("out")
+
+        expected = job.get("expected")
+        if expected is not None:
+            got = (answer or "").strip()
+            ok = got == expected.strip()
+            checks.append({"name": "expected answer", "ok": ok, "message": "" if ok else f"expected {expected.strip()[:200]!r}, got {got[:200]!r}"})
+
+        tests, checker, doctests = job.get("tests"), job.get("checker"), bool(job.get("doctests"))
+        if tests or checker or doctests:
+            status = run_tester(job, limits, sources, answer, spawn, scratch, deadline, checks)
+            if status:
+                return finish(*status)
+
+        if not checks:
+            return finish("error", "the job defines nothing to check")
+        failed = [c for c in checks if not c["ok"]]
+        if failed:
+            return finish("fail", f"{len(failed)} of {len(checks)} checks failed; first: {failed[0]['name']}: {failed[0]['message'][:300]}")
+        return finish("pass", f"{len(checks)} checks passed")
+    except ValueError as e:
+        return finish("error", str(e))
+    finally:
+        for c in children:
+            c.close()
+        result["leak"] = sweep_namespace() if pidns else False
+        shutil.rmtree(scratch, ignore_errors=True)
+        result["checks_run"] = len(checks)
+        result["checks_passed"] = sum(1 for c in checks if c["ok"])
+        result["failures"] = [f"{c['name']}: {c['message']}" for c in checks if not c["ok"]]
+        result["checks"] = [c["name"] for c in checks]
+        cand = [c for c in children if c.name in ("program", "candidate module", "compile")]
+        result["stdout"] = "".join(c.text("out") for c in cand)
+        result["stderr"] = "".join(c.text("err") for c in cand)
+        result["wall_ms"] = round((time.monotonic() - start) * 1000, 1)
+
+
+def run_tester(job, limits, sources, answer, spawn, scratch, deadline, checks) -> tuple[str, str] | None:
+    """Run the tester (and the candidate-side server when modules are needed); extend `checks`."""
+    modules = {os.path.splitext(rel)[0].replace(os.sep, "."): rel for rel in sources}
+    need_server = bool(job.get("tests") or job.get("doctests")) and bool(modules)
+    to_tester_r, to_tester_w = os.pipe()  # server -> tester
+    to_server_r, to_server_w = os.pipe()  # tester -> server
+    result_r, result_w = os.pipe()  # tester -> harness
+    server = None
+    try:
+        if need_server:
+            server = spawn(
+                "candidate module",
+                [sys.executable, "-I", "-S", HERE, "--role", "server", "--rpc-in", str(to_server_r), "--rpc-out", str(to_tester_w)],
+                extra_fds=(to_server_r, to_tester_w),
+            )
+        spec = {
+            "tests": job.get("tests"),
+            "checker": job.get("checker"),
+            "answer": answer,
+            "doctests": {name: _read(scratch, rel) for name, rel in modules.items()} if job.get("doctests") else {},
+            "modules": sorted(modules) if need_server else [],
+            "star": job.get("module") if need_server else None,
+        }
+        tester_cwd = tempfile.mkdtemp(prefix="tester-", dir=os.path.dirname(scratch))
+        tester = spawn(
+            "tester",
+            [sys.executable, "-I", "-S", HERE, "--role", "tester", "--rpc-in", str(to_tester_r), "--rpc-out", str(to_server_w), "--result-fd", str(result_w)],
+            stdin=json.dumps(spec).encode(),
+            cwd=tester_cwd,
+            extra_fds=(to_tester_r, to_server_w, result_w),
+        )
+    finally:
+        for fd in (to_tester_r, to_tester_w, to_server_r, to_server_w, result_w):
+            os.close(fd)
+    report = bytearray()
+    try:
+        stop = supervise([c for c in (server, tester) if c], [tester], deadline, extra={result_r: report})
+    finally:
+        os.close(result_r)
+        shutil.rmtree(tester_cwd, ignore_errors=True)
+    if stop:
+        return stop, (f"the checks did not finish within {limits['timeout_s']:g} s" if stop == "timeout" else f"output exceeded {limits['output_kb']} KiB")
+    try:
+        found = json.loads(report.decode("utf-8"))["checks"]
+    except (ValueError, KeyError, TypeError):
+        return "error", f"the tester reported nothing (exit code {tester.proc.returncode}): {last_line(tester.text('err'))}"
+    checks.extend({"name": str(c["name"]), "ok": c["ok"] is True, "message": str(c.get("message", ""))} for c in found)
+    kinds = {c.get("kind") for c in found if c["ok"] is not True}
+    if "memory" in kinds:
+        return "memory", "the candidate ran out of memory during the checks"
+    if "died" in kinds:
+        why = classify_crash(server)[1] if server and server.proc.poll() is not None else "the candidate process stopped answering"
+        return "error", f"the candidate process died during the checks: {why}"
+    return None
+
+
+def _read(scratch: str, rel: str) -> str:
+    with open(os.path.join(scratch, rel), encoding="utf-8") as f:
+        return f.read()
+
+
+def harness_main(args: argparse.Namespace) -> int:
+    make_undumpable()
+    with open(HERE, "rb") as f:
+        digest = hashlib.sha256(f.read()).hexdigest()
+    out = sys.stdout
+    out.write(json.dumps({"hello": "selfloop-harness", "protocol": PROTOCOL, "sha256": digest, "python": sys.version.split()[0]}) + "\n")
+    out.flush()
+    os.makedirs(args.scratch, exist_ok=True)
+    for line in sys.stdin:
+        if not line.strip():
+            continue
+        try:
+            job = json.loads(line)
+            nonce = job["nonce"]
+            job["limits"]["nofile"]  # fail early on a malformed job
+        except (ValueError, KeyError, TypeError) as e:
+            out.write(json.dumps({"nonce": None, "status": "sandbox_error", "reason": f"malformed job: {e}"}) + "\n")
+            out.flush()
+            continue
+        result = run_job(job, args.scratch, args.pidns)
+        result["nonce"] = nonce
+        out.write(json.dumps(result) + "\n")
+        out.flush()
+        if not args.serve:
+            break
+    return 0
+
+
+# --------------------------------------------------------------------------- compile role
+
+
+def compile_main(files: list[str]) -> int:
+    for rel in files:
+        try:
+            with open(rel, encoding="utf-8") as f:
+                compile(f.read(), rel, "exec", dont_inherit=True)
+        except SyntaxError as e:
+            print(f"{type(e).__name__}: {e.msg} ({rel}, line {e.lineno})", file=sys.stderr)
+            return REPORTED
+        except (ValueError, UnicodeDecodeError, RecursionError, MemoryError) as e:
+            print(f"{type(e).__name__}: {e} ({rel})", file=sys.stderr)
+            return REPORTED
+    return 0
+
+
+# --------------------------------------------------------------------------- RPC encoding
+
+# Exact built-in types only: a subclass could override __eq__/__hash__/__repr__.
+_SCALARS = (type(None), bool, str)
+
+
+def encode(value, handles: "dict[int, object] | None") -> object:
+    """Canonical JSON form of a plain value; other objects become handles (server side)."""
+    t = type(value)
+    if t in _SCALARS:
+        return value
+    if t is int:
+        return {"int": str(value)}
+    if t is float:
+        return {"float": repr(value)}
+    if t is bytes:
+        return {"bytes": base64.b64encode(value).decode()}
+    if t in (list, tuple, set, frozenset):
+        return {t.__name__: [encode(v, handles) for v in value]}
+    if t is dict:
+        return {"dict": [[encode(k, handles), encode(v, handles)] for k, v in value.items()]}
+    if handles is None:
+        raise TypeError(f"cannot pass a {t.__name__} to candidate code (only plain values and candidate objects)")
+    hid = id(value)
+    handles[hid] = value
+    return {"handle": hid, "type": t.__name__[:100], "callable": callable(value)}
+
+
+_SEQUENCES = {"list": list, "tuple": tuple, "set": set, "frozenset": frozenset}
+
+
+def decode(obj, make_handle) -> object:
+    """Rebuild plain values from their canonical form; only known tags are accepted."""
+    if obj is None or type(obj) in (bool, str):
+        return obj
+    if type(obj) is dict and set(obj) == {"handle", "type", "callable"} and type(obj["handle"]) is int:
+        return make_handle(obj["handle"], str(obj["type"]), obj["callable"] is True)
+    if type(obj) is dict and len(obj) == 1:
+        ((tag, val),) = obj.items()
+        if tag == "int" and type(val) is str:
+            return int(val)
+        if tag == "float" and type(val) is str:
+            return float(val)
+        if tag == "bytes" and type(val) is str:
+            return base64.b64decode(val)
+        if tag in _SEQUENCES and type(val) is list:
+            return _SEQUENCES[tag](decode(v, make_handle) for v in val)
+        if tag == "dict" and type(val) is list and all(type(kv) is list and len(kv) == 2 for kv in val):
+            return {decode(k, make_handle): decode(v, make_handle) for k, v in val}
+    raise ProtocolError(f"unexpected value in reply: {str(obj)[:80]}")
+
+
+class ProtocolError(Exception):
+    pass
+
+
+# --------------------------------------------------------------------------- server role (candidate side)
+
+
+def server_main(rpc_in: int, rpc_out: int) -> int:
+    """Import candidate modules on request and evaluate operations on their objects.
+
+    This process runs candidate code, so nothing it says is trusted: it can only
+    answer with values, which the tester decodes into plain built-in objects.
+    """
+    sys.path.insert(0, os.getcwd())
+    sys.setrecursionlimit(10_000)
+    reader = os.fdopen(rpc_in, "rb")
+    writer = os.fdopen(rpc_out, "wb")
+    handles: dict[int, object] = {}
+
+    def obj(h):
+        return handles[h] if type(h) is int else None
+
+    def arg(v):
+        return decode(v, lambda h, t, c: handles[h])
+
+    ops = {
+        "import": lambda r: __import__(r["module"], fromlist=["_"]),
+        "dir": lambda r: {n: getattr(obj(r["h"]), n) for n in dir(obj(r["h"])) if not n.startswith("_")},
+        "getattr": lambda r: getattr(obj(r["h"]), r["name"]),
+        "call": lambda r: obj(r["h"])(*[arg(a) for a in r["args"]], **{k: arg(v) for k, v in r["kwargs"].items()}),
+        "getitem": lambda r: obj(r["h"])[arg(r["key"])],
+        "len": lambda r: len(obj(r["h"])),
+        "iter": lambda r: list(obj(r["h"])),
+        "contains": lambda r: arg(r["item"]) in obj(r["h"]),
+        "bool": lambda r: bool(obj(r["h"])),
+        "repr": lambda r: repr(obj(r["h"])),
+        "str": lambda r: str(obj(r["h"])),
+    }
+    for line in reader:
+        try:
+            req = json.loads(line)
+            value = ops[req["op"]](req)
+            reply = {"ok": encode(value, handles)}
+        except BaseException as e:  # the candidate's exceptions are answers, not crashes
+            if isinstance(e, KeyboardInterrupt):
+                raise
+            reply = {"raise": {"type": type(e).__name__[:100], "message": str(e)[:2000]}}
+        try:
+            data = json.dumps(reply)
+        except (ValueError, RecursionError, TypeError) as e:
+            data = json.dumps({"raise": {"type": "TypeError", "message": f"unencodable reply: {e}"[:2000]}})
+        writer.write(data.encode() + b"\n")
+        writer.flush()
+    return 0
+
+
+# --------------------------------------------------------------------------- tester role (trusted side)
+
+
+class CandidateDied(Exception):
+    pass
+
+
+class RemoteError(Exception):
+    """A candidate exception whose type is not a built-in exception."""
+
+
+class Remote:
+    """A candidate object seen from the tester. Equality is identity of the handle."""
+
+    __slots__ = ("_rpc", "_h", "_type", "_callable")
+
+    def __init__(self, rpc: "Rpc", h: int, type_name: str, is_callable: bool):
+        object.__setattr__(self, "_rpc", rpc)
+        object.__setattr__(self, "_h", h)
+        object.__setattr__(self, "_type", type_name)
+        object.__setattr__(self, "_callable", is_callable)
+
+    def __getattr__(self, name):
+        if name.startswith("__"):
+            raise AttributeError(name)
+        return self._rpc.ask(op="getattr", h=self._h, name=name)
+
+    def __call__(self, *args, **kwargs):
+        return self._rpc.ask(op="call", h=self._h, args=[self._rpc.enc(a) for a in args], kwargs={k: self._rpc.enc(v) for k, v in kwargs.items()})
+
+    def __getitem__(self, key):
+        return self._rpc.ask(op="getitem", h=self._h, key=self._rpc.enc(key))
+
+    def __len__(self):
+        n = self._rpc.ask(op="len", h=self._h)
+        if type(n) is not int:
+            raise TypeError("len() of a candidate object did not return an int")
+        return n
+
+    def __iter__(self):
+        items = self._rpc.ask(op="iter", h=self._h)
+        return iter(items if type(items) is list else [])
+
+    def __contains__(self, item):
+        return self._rpc.ask(op="contains", h=self._h, item=self._rpc.enc(item)) is True
+
+    def __bool__(self):
+        return self._rpc.ask(op="bool", h=self._h) is True
+
+    def __repr__(self):
+        text = self._rpc.ask(op="repr", h=self._h)
+        return text if type(text) is str else f"<{self._type}>"
+
+    def __str__(self):
+        text = self._rpc.ask(op="str", h=self._h)
+        return text if type(text) is str else f"<{self._type}>"
+
+    def __eq__(self, other):
+        return type(other) is Remote and other._h == self._h
+
+    def __hash__(self):
+        return hash(("remote", self._h))
+
+
+class Rpc:
+    def __init__(self, rpc_in: int, rpc_out: int):
+        self.reader = os.fdopen(rpc_in, "rb")
+        self.writer = os.fdopen(rpc_out, "wb")
+
+    def enc(self, value):
+        if type(value) is Remote:
+            return {"handle": value._h, "type": value._type, "callable": value._callable}
+        return encode(value, None)
+
+    def ask(self, **req):
+        try:
+            self.writer.write(json.dumps(req).encode() + b"\n")
+            self.writer.flush()
+            line = self.reader.readline(MAX_RPC_LINE)
+        except (BrokenPipeError, OSError):
+            line = b""
+        if not line.endswith(b"\n"):
+            raise CandidateDied("the candidate process exited or stopped answering")
+        try:
+            reply = json.loads(line)
+        except ValueError:
+            raise ProtocolError("the candidate process sent a malformed reply") from None
+        if type(reply) is not dict:
+            raise ProtocolError("the candidate process sent a malformed reply")
+        if "ok" in reply:
+            return decode(reply["ok"], lambda h, t, c: Remote(self, h, t, c))
+        err = reply.get("raise")
+        if type(err) is not dict:
+            raise ProtocolError("the candidate process sent a malformed reply")
+        name, message = str(err.get("type")), str(err.get("message"))
+        exc = getattr(builtins, name, None)
+        if isinstance(exc, type) and issubclass(exc, Exception) and exc is not StopIteration:
+            raise exc(message)
+        raise RemoteError(f"{name}: {message}")
+
+
+class RemoteModule(types.ModuleType):
+    def __init__(self, rpc: Rpc, name: str):
+        super().__init__(name)
+        self.__remote = rpc.ask(op="import", module=name)
+
+    def __getattr__(self, attr):
+        if attr.startswith("__"):
+            raise AttributeError(attr)
+        return getattr(self.__remote, attr)
+
+
+class RemoteFinder:
+    """Makes `import solution` in tests yield a proxy of the candidate's module."""
+
+    def __init__(self, rpc: Rpc, names: list[str]):
+        self.rpc, self.names, self.cache = rpc, set(names), {}
+
+    def find_module(self, name, path=None):  # pragma: no cover - legacy protocol
+        return None
+
+    def find_spec(self, name, path=None, target=None):
+        if name not in self.names:
+            return None
+        import importlib.machinery
+
+        return importlib.machinery.ModuleSpec(name, self)
+
+    def create_module(self, spec):
+        return RemoteModule(self.rpc, spec.name)
+
+    def exec_module(self, module):
+        pass
+
+
+def failure_kind(exc: BaseException) -> str:
+    if isinstance(exc, MemoryError):
+        return "memory"
+    if isinstance(exc, CandidateDied):
+        return "died"
+    return "failed"
+
+
+def remember_source(filename: str, source: str) -> None:
+    """Let tracebacks of exec'd test code show the failing line."""
+    linecache.cache[filename] = (len(source), None, source.splitlines(True), filename)
+
+
+def describe(exc: BaseException, filename: str) -> str:
+    frames = [f for f in traceback.extract_tb(exc.__traceback__) if f.filename == filename]
+    where = f" (line {frames[-1].lineno}: {frames[-1].line.strip()})" if frames else ""
+    text = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+    return (text + where)[:1000]
+
+
+def tester_main(rpc_in: int, rpc_out: int, result_fd: int) -> int:
+    make_undumpable()
+    spec = json.loads(sys.stdin.buffer.read())
+    result = os.fdopen(result_fd, "w")
+    os.close(0)
+    rpc = Rpc(rpc_in, rpc_out)
+    checks: list[dict] = []
+
+    def record(name: str, ok: bool, message: str = "", kind: str = "failed") -> None:
+        checks.append({"name": name, "ok": ok, "message": message, "kind": "ok" if ok else kind})
+
+    if spec["modules"]:
+        sys.meta_path.insert(0, RemoteFinder(rpc, spec["modules"]))
+
+    if spec.get("checker") is not None:
+        run_checker(spec["checker"], spec.get("answer"), record)
+    if spec.get("tests"):
+        run_tests(rpc, spec["tests"], spec.get("star"), record)
+    for name, source in spec.get("doctests", {}).items():
+        run_doctests(rpc, name, source, record)
+    result.write(json.dumps({"checks": checks}))
+    result.close()
+    return 0
+
+
+def run_checker(source: str, answer, record) -> None:
+    ns: dict = {"__name__": "checker"}
+    remember_source("checker.py", source)
+    try:
+        exec(compile(source, "checker.py", "exec", dont_inherit=True), ns)
+        check = ns.get("check")
+        if not callable(check):
+            record("checker", False, "the checker defines no check(answer) function")
+            return
+        verdict = check(answer if isinstance(answer, str) else "")
+    except Exception as e:
+        record("checker", False, describe(e, "checker.py"), failure_kind(e))
+        return
+    # `is True`: a truthy non-bool is a checker bug, not a pass.
+    record("checker", verdict is True, "" if verdict is True else f"check(answer) returned {verdict!r}")
+
+
+def run_tests(rpc: Rpc, source: str, star: str | None, record) -> None:
+    filename = "tests.py"
+    ns: dict = {"__name__": "tests", "__file__": filename}
+    remember_source(filename, source)
+    try:
+        code = compile(source, filename, "exec", dont_inherit=True)
+        tree = ast.parse(source, filename)
+    except (SyntaxError, ValueError) as e:
+        record("tests", False, f"the tests do not compile: {e}", "failed")
+        return
+    if star:
+        # The tests may call the candidate's functions by bare name.
+        try:
+            names = rpc.ask(op="dir", h=rpc.ask(op="import", module=star)._h)
+        except Exception as e:
+            record(f"import {star}", False, describe(e, ""), failure_kind(e))
+            return
+        if type(names) is dict:
+            ns.update({k: v for k, v in names.items() if type(k) is str})
+    top_asserts = any(isinstance(node, ast.Assert) for node in tree.body)
+    try:
+        exec(code, ns)
+    except Exception as e:
+        record("tests (module level)", False, describe(e, filename), failure_kind(e))
+        return
+    if top_asserts:
+        record("tests (module level asserts)", True)
+    funcs = sorted(
+        (f for n, f in ns.items() if n.startswith("test") and isinstance(f, types.FunctionType) and f.__code__.co_filename == filename),
+        key=lambda f: f.__code__.co_firstlineno,
+    )
+    for func in funcs:
+        try:
+            func()
+        except Exception as e:
+            record(func.__name__, False, describe(e, filename), failure_kind(e))
+        else:
+            record(func.__name__, True)
+    if not funcs and not top_asserts:
+        record("tests", False, "the tests define no test_* function and no assert")
+
+
+def run_doctests(rpc: Rpc, module: str, source: str, record) -> None:
+    """Doctests of a candidate module, executed here against the module's RPC proxy."""
+    try:
+        tree = ast.parse(source)
+    except (SyntaxError, ValueError, RecursionError, MemoryError):
+        return  # compile already reported it
+    parser = doctest.DocTestParser()
+    found = []
+    for node in [tree, *ast.walk(tree)]:
+        if isinstance(node, (ast.Module, ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            doc = ast.get_docstring(node, clean=True)
+            if doc and ">>>" in doc:
+                name = module if isinstance(node, ast.Module) else f"{module}.{node.name}"
+                found.append((name, doc, getattr(node, "lineno", 0)))
+    if not found:
+        return
+    try:
+        remote = rpc.ask(op="import", module=module)
+        names = rpc.ask(op="dir", h=remote._h)
+    except Exception as e:
+        record(f"doctest {module}", False, describe(e, ""), failure_kind(e))
+        return
+    seen = set()
+    for name, doc, lineno in found:
+        if (name, lineno) in seen:
+            continue
+        seen.add((name, lineno))
+        globs = dict(names) if type(names) is dict else {}
+        globs["__name__"] = module
+        out = io.StringIO()
+        runner = doctest.DocTestRunner(verbose=False, optionflags=doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE)
+        try:
+            test = parser.get_doctest(doc, globs, name, f"{module}.py", lineno)
+            res = runner.run(test, out=out.write, clear_globs=True)
+        except Exception as e:
+            record(f"doctest {name}", False, describe(e, ""), failure_kind(e))
+            continue
+        text = out.getvalue()
+        kind = "memory" if "MemoryError" in text else "died" if "CandidateDied" in text else "failed"
+        record(f"doctest {name}", res.failed == 0, text[-1000:], kind)
+
+
+# --------------------------------------------------------------------------- entry
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description="selfloop sandbox harness (runs inside the sandbox)")
+    p.add_argument("--role", choices=["harness", "compile", "server", "tester"], default="harness")
+    p.add_argument("--serve", action="store_true", help="handle jobs until stdin closes (warm worker)")
+    p.add_argument("--pidns", action="store_true", help="the harness owns its pid namespace: sweep it after each job")
+    p.add_argument("--scratch", default="/scratch", help="tmpfs for per-job scratch dirs")
+    p.add_argument("--rpc-in", type=int)
+    p.add_argument("--rpc-out", type=int)
+    p.add_argument("--result-fd", type=int)
+    p.add_argument("files", nargs="*")
+    args = p.parse_args(argv)
+    if args.role == "compile":
+        return compile_main(args.files)
+    if args.role == "server":
+        return server_main(args.rpc_in, args.rpc_out)
+    if args.role == "tester":
+        return tester_main(args.rpc_in, args.rpc_out, args.result_fd)
+    if args.pidns and not (os.getppid() == 1 and os.getpid() < 1000):
+        # A guard against ever sweeping a shared pid namespace: only an init's direct child may.
+        print("harness: --pidns given but this process is not the tenant of its own pid namespace", file=sys.stderr)
+        return 2
+    signal.signal(signal.SIGPIPE, signal.SIG_DFL)
+    return harness_main(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

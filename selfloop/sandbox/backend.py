@@ -1,0 +1,156 @@
+"""The backend interface, the worker for harnesses reached through a local child
+process (bwrap, process), and backend selection.
+
+A backend knows how to start one harness inside one fresh sandbox instance and
+how to tell whether it can do so on this machine (`probe`). `choose` implements
+``auto``: docker > bwrap > process, with the reason for the choice.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import signal
+import subprocess
+import threading
+from abc import ABC, abstractmethod
+from collections.abc import Iterator
+from typing import IO
+
+from selfloop.config import SandboxConfig
+from selfloop.errors import SelfloopError
+from selfloop.sandbox.job import Limits
+from selfloop.sandbox.worker import Worker
+
+log = logging.getLogger(__name__)
+
+ORDER = ("docker", "bwrap", "process")
+
+
+class Backend(ABC):
+    name: str = "?"
+    isolation: str = ""
+    pidns: bool = False  # each worker owns a pid namespace (kill(-1)-style cases are contained)
+
+    def __init__(self, cfg: SandboxConfig):
+        self.cfg = cfg
+
+    @abstractmethod
+    def start_worker(self, serve: bool) -> Worker:
+        """Start a harness in a fresh sandbox instance; the caller does the handshake."""
+
+    def limits(self) -> Limits:
+        cfg = self.cfg
+        return Limits(timeout_s=cfg.timeout_s, memory_mb=cfg.memory_mb, file_mb=cfg.file_mb, output_kb=cfg.output_kb, nofile=cfg.nofile)
+
+    def close(self) -> None:
+        """Release backend-wide resources (clients, probes)."""
+
+
+def harness_args(serve: bool, pidns: bool, scratch: str) -> list[str]:
+    return [*(["--serve"] if serve else []), *(["--pidns"] if pidns else []), "--scratch", scratch]
+
+
+class PopenWorker(Worker):
+    """A harness reached through a child process's stdin/stdout (bwrap, process)."""
+
+    def __init__(self, backend: str, argv: list[str], limits: Limits, *, cleanup: str | None = None, **popen_kw):
+        super().__init__(limits)
+        self.backend = backend
+        self.host_uid: int | None = None  # the unprivileged host uid the sandbox runs as, when chosen
+        self._cleanup = cleanup
+        self.proc = subprocess.Popen(
+            argv,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            start_new_session=True,
+            **popen_kw,
+        )
+        self.start_reader(self._chunks())
+        threading.Thread(target=self._drain_stderr, name=f"sandbox-{backend}-stderr", daemon=True).start()
+
+    def _chunks(self) -> Iterator[tuple[int, bytes]]:
+        out: IO[bytes] = self.proc.stdout  # type: ignore[assignment]
+        while chunk := out.read1(65536):
+            yield 1, chunk
+
+    def _drain_stderr(self) -> None:
+        err: IO[bytes] = self.proc.stderr  # type: ignore[assignment]
+        while chunk := err.read1(65536):
+            self._stderr_tail = (self._stderr_tail + [chunk])[-20:]
+
+    def send(self, data: bytes) -> None:
+        assert self.proc.stdin is not None
+        self.proc.stdin.write(data)
+        self.proc.stdin.flush()
+
+    def alive(self) -> bool:
+        return super().alive() and self.proc.poll() is None
+
+    def kill(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        try:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
+        self.proc.wait()
+        for stream in (self.proc.stdin, self.proc.stdout, self.proc.stderr):
+            try:
+                stream.close()  # type: ignore[union-attr]
+            except OSError:
+                pass
+        if self._cleanup:
+            shutil.rmtree(self._cleanup, ignore_errors=True)
+
+
+def make_backend(name: str, cfg: SandboxConfig) -> Backend:
+    """Construct a named backend; raises SandboxUnavailable with the reason when it cannot run here."""
+    if name == "docker":
+        from selfloop.sandbox.docker_backend import DockerBackend
+
+        return DockerBackend(cfg)
+    if name == "bwrap":
+        from selfloop.sandbox.bwrap_backend import BwrapBackend
+
+        return BwrapBackend(cfg)
+    if name == "process":
+        from selfloop.sandbox.process_backend import ProcessBackend
+
+        return ProcessBackend(cfg)
+    raise SelfloopError(f"unknown sandbox backend {name!r} (choose from auto, {', '.join(ORDER)})")
+
+
+def probe_all(cfg: SandboxConfig) -> dict[str, str | None]:
+    """Each backend -> None when usable here, else the reason it is not."""
+    from selfloop.sandbox.worker import SandboxUnavailable
+
+    found: dict[str, str | None] = {}
+    for name in ORDER:
+        try:
+            make_backend(name, cfg).close()
+            found[name] = None
+        except (SandboxUnavailable, SelfloopError) as e:
+            found[name] = str(e)
+    return found
+
+
+def choose(cfg: SandboxConfig) -> Backend:
+    """The configured backend, or for ``auto`` the strongest one that works here (logged with why)."""
+    from selfloop.sandbox.worker import SandboxUnavailable
+
+    if cfg.backend != "auto":
+        return make_backend(cfg.backend, cfg)
+    skipped = []
+    for name in ORDER:
+        try:
+            backend = make_backend(name, cfg)
+        except (SandboxUnavailable, SelfloopError) as e:
+            skipped.append(f"{name}: {e}")
+            continue
+        log.info("sandbox backend: %s (%s)%s", name, backend.isolation, f"; skipped {'; '.join(skipped)}" if skipped else "")
+        return backend
+    raise SandboxUnavailable("no sandbox backend works here: " + "; ".join(skipped))

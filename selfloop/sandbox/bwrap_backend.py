@@ -1,0 +1,144 @@
+"""The bubblewrap backend: Linux namespaces without a container engine.
+
+Each worker is ``bwrap --unshare-all`` (user, pid, net, ipc, uts, cgroup
+namespaces) with ``--die-with-parent --new-session --clearenv``, read-only
+binds of the Python runtime only (no /home, /root, /etc, /work), the harness
+bound from a pipe (``--ro-bind-data``, so no host path to it is needed), a
+sized tmpfs as scratch, a fresh /proc and a minimal /dev, and a non-root uid.
+
+When the daemon runs as root, bwrap itself is started as a random unprivileged
+host uid (one per worker): the sandbox then owns no host file, cannot signal
+any host process, and RLIMIT_NPROC (which the kernel counts per real uid and
+does not enforce for root) bounds its process count. As a normal user the
+worker runs as that user, and the process limit is set above the user's
+current count.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import functools
+import os
+import secrets
+import shutil
+import subprocess
+
+from selfloop.config import SandboxConfig
+from selfloop.sandbox.backend import Backend, PopenWorker, harness_args
+from selfloop.sandbox.job import Limits
+from selfloop.sandbox.runtime import Interpreter, harness_bytes, interpreter
+from selfloop.sandbox.worker import SandboxUnavailable, Worker
+
+# Host uids for root-started sandboxes: far above any real account, below 2**31.
+UID_BASE = 2_000_000
+UID_SPAN = 1_000_000
+INNER_UID = 10001
+
+
+def runtime_binds(python: Interpreter) -> list[str]:
+    """Read-only binds (or symlinks, mirroring merged-/usr hosts) of what the interpreter needs."""
+    args = ["--ro-bind", "/usr", "/usr"]
+    for top in ("/bin", "/lib", "/lib64", "/lib32", "/libx32", "/sbin"):
+        if os.path.islink(top):
+            args += ["--symlink", os.readlink(top), top]
+        elif os.path.isdir(top):
+            args += ["--ro-bind", top, top]
+    prefix = os.path.realpath(python.prefix)
+    if not (prefix == "/usr" or prefix.startswith("/usr/")):
+        args += ["--ro-bind", prefix, prefix]
+    return args
+
+
+def bwrap_argv(bwrap: str, python: Interpreter, harness_fd: int, limits: Limits, serve: bool) -> list[str]:
+    scratch_bytes = str(limits.file_mb * 1024 * 1024)
+    return [
+        bwrap,
+        "--unshare-all",
+        "--die-with-parent",
+        "--new-session",
+        "--clearenv",
+        "--setenv", "PATH", "/usr/local/bin:/usr/bin:/bin",
+        "--setenv", "LANG", "C.UTF-8",
+        *runtime_binds(python),
+        "--dir", "/sandbox",
+        "--ro-bind-data", str(harness_fd), "/sandbox/harness.py",
+        "--size", scratch_bytes, "--tmpfs", "/scratch",
+        "--size", str(16 * 1024 * 1024), "--tmpfs", "/tmp",
+        "--proc", "/proc",
+        "--dev", "/dev",
+        "--uid", str(INNER_UID),
+        "--gid", str(INNER_UID),
+        "--chdir", "/scratch",
+        python.path, "-I", "-S", "/sandbox/harness.py",
+        *harness_args(serve, True, "/scratch"),
+    ]
+
+
+def user_task_count(uid: int) -> int:
+    """Processes and threads of `uid` right now (RLIMIT_NPROC counts both)."""
+    count = 0
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                if os.stat(f"/proc/{entry}").st_uid == uid:
+                    count += len(os.listdir(f"/proc/{entry}/task"))
+            except OSError:
+                continue
+    return count
+
+
+@functools.cache
+def _probe(bwrap: str, python: Interpreter, as_root: bool) -> str | None:
+    """None when a trivial sandbox starts here, else bwrap's complaint."""
+    argv = [bwrap, "--unshare-all", "--die-with-parent", *runtime_binds(python), "--proc", "/proc", "--dev", "/dev",
+            "--uid", str(INNER_UID), python.path, "-I", "-S", "-c", "pass"]
+    kw = {"user": UID_BASE, "group": UID_BASE, "extra_groups": []} if as_root else {}
+    try:
+        r = subprocess.run(argv, capture_output=True, text=True, timeout=30, **kw)
+    except (OSError, subprocess.SubprocessError) as e:
+        return f"bwrap failed to run: {e}"
+    if r.returncode != 0:
+        return f"bwrap cannot create namespaces here: {r.stderr.strip()[:300] or f'exit code {r.returncode}'}"
+    return None
+
+
+class BwrapBackend(Backend):
+    name = "bwrap"
+    pidns = True
+    isolation = "namespaces (user, pid, net, ipc, uts, cgroup) + rlimits, read-only runtime, tmpfs scratch, non-root"
+
+    def __init__(self, cfg: SandboxConfig):
+        super().__init__(cfg)
+        bwrap = shutil.which("bwrap")
+        if not bwrap:
+            raise SandboxUnavailable("bubblewrap is not installed (apt-get install bubblewrap)")
+        self.bwrap = bwrap
+        self.python = interpreter(cfg.python)
+        self.as_root = os.geteuid() == 0
+        problem = _probe(bwrap, self.python, self.as_root)
+        if problem:
+            raise SandboxUnavailable(problem)
+
+    def start_worker(self, serve: bool) -> Worker:
+        base = self.limits().to_dict()
+        if self.as_root:
+            uid: int | None = UID_BASE + secrets.randbelow(UID_SPAN)
+            kw = {"user": uid, "group": uid, "extra_groups": []}
+            limits = Limits(**{**base, "nproc": self.cfg.pids})
+        else:
+            uid, kw = None, {}
+            limits = Limits(**{**base, "nproc": self.cfg.pids + user_task_count(os.getuid())})
+        data = harness_bytes()
+        read_fd, write_fd = os.pipe()
+        try:
+            # bwrap reads the harness from this pipe; size it to hold the whole file so
+            # the write cannot block before bwrap starts.
+            fcntl.fcntl(write_fd, fcntl.F_SETPIPE_SZ, max(len(data) + 4096, 65536))
+            os.write(write_fd, data)
+            os.close(write_fd)
+            argv = bwrap_argv(self.bwrap, self.python, read_fd, limits, serve)
+            worker = PopenWorker(self.name, argv, limits, pass_fds=(read_fd,), env={"PATH": "/usr/bin:/bin"}, cwd="/", **kw)
+        finally:
+            os.close(read_fd)
+        worker.host_uid = uid
+        return worker
