@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import ast
 import json
+from itertools import pairwise
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -122,7 +123,7 @@ def python_units(lines: list[str]) -> list[tuple[int, int]] | None:
                 first -= 1
             cuts.append(first)
     bounds = sorted({0, *cuts, len(lines)})
-    return [(a, b) for a, b in zip(bounds, bounds[1:]) if any(line.strip() for line in lines[a:b])]
+    return [(a, b) for a, b in pairwise(bounds) if any(line.strip() for line in lines[a:b])]
 
 
 def pack(blocks: list[tuple[int, int]], lines: list[str], chunk_chars: int, *,

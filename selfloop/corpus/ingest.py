@@ -26,6 +26,8 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
+from datasketch import LeanMinHash
+
 from selfloop.config import IngestConfig, ProjectPaths, WatchConfig
 from selfloop.corpus.decode import decode
 from selfloop.corpus.dedup import NearDupIndex, from_bytes, signature, to_bytes
@@ -38,6 +40,7 @@ from selfloop.corpus.reasons import Reason
 from selfloop.corpus.split import split_of
 from selfloop.errors import SelfloopError
 from selfloop.state import Store
+from selfloop.tasks.records import TaskRecord
 
 log = logging.getLogger(__name__)
 
@@ -145,13 +148,17 @@ class Ingestor:
 
         ``kind`` is ``text`` (plain text), or ``chat`` / ``task`` (one JSON record as in JSONL).
         """
+        record: TextRecord | ChatRecord | TaskItem
         if kind == "text":
-            record: TextRecord | ChatRecord | TaskItem = TextRecord("candidate", content)
+            record = TextRecord("candidate", content)
         else:
             parsed = parse_json_line(content, max_json_depth=self.cfg.max_json_depth)
-            if isinstance(parsed, Reason):
-                raise ValueError(f"not a {kind} record: {parsed}")
-            record = TaskItem("candidate", parsed) if kind == "task" else ChatRecord("candidate", parsed)  # type: ignore[arg-type]
+            if kind == "task" and isinstance(parsed, TaskRecord):
+                record = TaskItem("candidate", parsed)
+            elif kind == "chat" and isinstance(parsed, tuple):
+                record = ChatRecord("candidate", parsed)
+            else:
+                raise ValueError(f"not a {kind} record: {parsed if isinstance(parsed, Reason) else type(parsed).__name__}")
         p = prepare(record, self.cfg)
         reason, _, _ = self._find_duplicate(p.hash, p.dedup_text)
         return None if reason is None else str(reason)
@@ -298,7 +305,7 @@ class Ingestor:
             if sig is not None:
                 self._index_add(row["id"], sig, undo)
 
-    def _find_duplicate(self, digest: str, text: str | None):
+    def _find_duplicate(self, digest: str, text: str | None) -> tuple[Reason | None, int | None, LeanMinHash | None]:
         """(reason, duplicated doc id, signature computed on the way) — reason None when unique."""
         row = self.store.conn.execute(
             "SELECT id, file_path, locator FROM documents WHERE hash = ? AND status = 'active' ORDER BY id LIMIT 1", (digest,)
