@@ -55,6 +55,10 @@ def init_project(target: Path, *, starter: bool = True) -> list[Path]:
     shutil.copyfile(src / "config.toml", config_path)
     if starter:
         shutil.copytree(src / "corpus" / "orig", orig, dirs_exist_ok=True)
+        # The starter corpus's license notes sit beside orig/, not in it (they are not training data).
+        for note in ("README-LICENSES.md", "PSF-LICENSE.txt"):
+            if (src / "corpus" / note).is_file():
+                shutil.copyfile(src / "corpus" / note, target / "corpus" / note)
     else:
         orig.mkdir(parents=True, exist_ok=True)
     created.append(orig)

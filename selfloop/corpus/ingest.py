@@ -54,6 +54,12 @@ class FileResult:
     accepted: int = 0
     dropped: Counter[str] = field(default_factory=Counter)  # by reason code, duplicates included
 
+    def summary(self) -> str:
+        text = f"{self.status}, {self.accepted} accepted"
+        if self.dropped:
+            text += ", dropped " + ", ".join(f"{k} {v}" for k, v in self.dropped.most_common())
+        return text + (f" ({self.reason})" if self.reason else "")
+
 
 @dataclass
 class IngestReport:
@@ -64,6 +70,13 @@ class IngestReport:
     accepted: int = 0
     dropped: Counter[str] = field(default_factory=Counter)
     quarantined: list[tuple[str, str]] = field(default_factory=list)
+
+    def summary(self) -> str:
+        text = (f"{self.files} files ({self.ingested} ingested, {self.unchanged} unchanged, {self.removed} removed, "
+                f"{len(self.quarantined)} quarantined), {self.accepted} documents accepted")
+        if self.dropped:
+            text += ", dropped " + ", ".join(f"{k} {v}" for k, v in self.dropped.most_common())
+        return text
 
     def add(self, r: FileResult) -> None:
         if r.status == "ignored":
