@@ -1,0 +1,155 @@
+"""The text judges on real inputs: a real Ingestor over a temp corpus, a tiny trained GPT-2."""
+
+import json
+import threading
+from http.server import BaseHTTPRequestHandler, HTTPServer
+
+import pytest
+
+from selfloop.config import Config, IngestConfig, JudgeConfig, ProjectPaths
+from selfloop.corpus.ingest import Ingestor
+from selfloop.errors import ConfigError
+from selfloop.judge import Candidate, JudgeContext, Pipeline
+from selfloop.state import Store
+
+SENTENCE = "The quiet river runs past the old mill and the green fields every morning."
+KNOWN = "A lighthouse keeper wrote long letters about storms, ships and the gulls on the rocks. " * 3
+
+
+@pytest.fixture
+def corpus(tmp_path):
+    cfg = Config()
+    paths = ProjectPaths.of(cfg, tmp_path)
+    paths.orig.mkdir(parents=True)
+    (paths.orig / "known.txt").write_text(KNOWN)
+    store = Store.open(paths.db)
+    ingestor = Ingestor(cfg.ingest, cfg.watch, paths, store)
+    ingestor.scan()
+    yield ingestor
+    store.close()
+
+
+def _quality(corpus):
+    ctx = JudgeContext(JudgeConfig(text=["text_quality"], chat=["text_quality"]), resources={"corpus": corpus, "ingest_config": IngestConfig()})
+    return Pipeline(ctx, kinds=["text", "chat"])
+
+
+def test_text_quality_rejects_with_reasons_and_accepts_new_good_text(corpus):
+    pipe = _quality(corpus)
+    good = "Bread rises because yeast turns sugar into gas, and the dough traps the bubbles while it bakes."
+    outcomes = pipe.judge_batch([
+        Candidate("text", good),
+        Candidate("text", "short"),
+        Candidate("text", "buy buy buy buy " * 40),
+        Candidate("text", KNOWN),  # already in the corpus
+        Candidate("text", good),  # duplicate within the batch
+        Candidate("text", "\x00\x01\x02" * 40),
+        Candidate("chat", json.dumps({"messages": [{"role": "user", "content": "hi"}]})),
+    ])
+    reasons = [o.reason for o in outcomes]
+    assert outcomes[0].accepted, reasons[0]
+    assert "too_short" in reasons[1]
+    assert any(code in reasons[2] for code in ("dup_line", "top_ngram", "repetition"))
+    assert "duplicate" in reasons[3]
+    assert "batch_duplicate" in reasons[4]
+    assert not outcomes[5].accepted
+    assert "malformed_chat" in reasons[6]
+    assert not any(o.accepted for o in outcomes[1:])
+
+
+@pytest.fixture(scope="module")
+def trained_lm():
+    """A 2-layer GPT-2 that has memorised one sentence (a few hundred ms of training)."""
+    import torch
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    from selfloop.model.tokenizer import train_tokenizer
+
+    tok = train_tokenizer([SENTENCE] * 20, 300, max_length=64)
+    torch.manual_seed(0)
+    model = GPT2LMHeadModel(GPT2Config(vocab_size=len(tok), n_positions=64, n_embd=32, n_layer=2, n_head=2,
+                                       eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id))
+    ids = torch.tensor([tok(SENTENCE)["input_ids"]] * 4)
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-2)
+    for _ in range(60):
+        loss = model(input_ids=ids, labels=ids).loss
+        loss.backward()
+        opt.step()
+        opt.zero_grad()
+    return model.eval(), tok
+
+
+def _ab(trained_lm, **judge):
+    model, tok = trained_lm
+    cfg = JudgeConfig(text=["a_vs_b"], **judge)
+    return Pipeline(JudgeContext(cfg, resources={"model": model, "tokenizer": tok}), kinds=["text"])
+
+
+def test_a_vs_b_accepts_the_likelier_rewrite_and_rejects_the_worse(trained_lm):
+    prompt, good = "The quiet river runs past", " the old mill and the green fields every morning."
+    bad = " zqx vvk jjj the mmm fields qqq."
+    pipe = _ab(trained_lm, ab_scorers=["perplexity"])
+    win, lose, fresh = pipe.judge_batch([
+        Candidate("text", prompt + good, source=bad, metadata={"prompt": prompt, "completion": good}),
+        Candidate("text", prompt + bad, source=good, metadata={"prompt": prompt, "completion": bad}),
+        Candidate("text", prompt + good, source=None, metadata={"prompt": prompt, "completion": good}),
+    ])
+    assert win.accepted and win.verdicts[0].detail["nll_b"] < win.verdicts[0].detail["nll_a"]
+    assert not lose.accepted and lose.reason.startswith("a_vs_b: lost_a_vs_b: perplexity")
+    assert fresh.accepted and fresh.verdicts[0].score is not None
+
+
+def test_a_vs_b_margin_and_quality_scorer(trained_lm):
+    prompt, good = "The quiet river runs past", " the old mill and the green fields every morning."
+    same = Candidate("text", prompt + good, source=good, metadata={"prompt": prompt, "completion": good})
+    assert not _ab(trained_lm, ab_scorers=["perplexity"]).judge(same).accepted  # a tie is not a win
+    junk = " ;;;; ]]]] #### @@@@ ;;;; ]]]] #### @@@@ ;;;; ]]]] ####"
+    outcome = _ab(trained_lm, ab_scorers=["quality"]).judge(
+        Candidate("text", prompt + junk, source=good, metadata={"prompt": prompt, "completion": junk}))
+    assert not outcome.accepted and "quality" in outcome.reason
+
+
+def test_a_vs_b_refuses_unknown_scorers_and_remote_endpoints(trained_lm):
+    with pytest.raises(ConfigError, match="unknown scorer"):
+        _ab(trained_lm, ab_scorers=["vibes"])
+    with pytest.raises(ConfigError, match="localhost"):
+        _ab(trained_lm, ab_scorers=["external"], external_url="http://example.com:8000")
+
+
+@pytest.fixture
+def local_judge_server():
+    answers = []
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self):
+            body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+            answers.append(body)
+            text = body["messages"][0]["content"]
+            verdict = "B" if "mill" in text.split("B:")[1] else "A"
+            payload = json.dumps({"choices": [{"message": {"role": "assistant", "content": verdict}}]}).encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(payload)))
+            self.end_headers()
+            self.wfile.write(payload)
+
+        def log_message(self, *args):
+            pass
+
+    server = HTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}", answers
+    server.shutdown()
+
+
+def test_a_vs_b_external_judge_on_localhost(trained_lm, local_judge_server):
+    url, requests = local_judge_server
+    pipe = _ab(trained_lm, ab_scorers=["external"], external_url=url)
+    prompt = "The quiet river runs past"
+    good, bad = " the old mill.", " nothing at all."
+    win = pipe.judge(Candidate("text", prompt + good, source=bad, metadata={"prompt": prompt, "completion": good}))
+    lose = pipe.judge(Candidate("text", prompt + bad, source=good, metadata={"prompt": prompt, "completion": bad}))
+    assert win.accepted and win.verdicts[0].detail["external"] == "B"
+    assert not lose.accepted and "external judge preferred A" in lose.reason
+    assert len(requests) == 2
