@@ -14,6 +14,7 @@ import shutil
 import signal
 import subprocess
 import threading
+import time
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
 from typing import IO
@@ -98,6 +99,11 @@ class PopenWorker(Worker):
         except (ProcessLookupError, PermissionError):
             pass
         self.proc.wait()
+        if self.host_uid is not None:
+            # The namespace's processes die asynchronously after bwrap; wait so "killed" means gone.
+            deadline = time.monotonic() + 5
+            while live_processes_of(self.host_uid) and time.monotonic() < deadline:
+                time.sleep(0.01)
         for stream in (self.proc.stdin, self.proc.stdout, self.proc.stderr):
             try:
                 stream.close()  # type: ignore[union-attr]
@@ -105,6 +111,24 @@ class PopenWorker(Worker):
                 pass
         if self._cleanup:
             shutil.rmtree(self._cleanup, ignore_errors=True)
+
+
+def live_processes_of(uid: int) -> list[int]:
+    """Pids owned by `uid` that are not zombies."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            if os.stat(f"/proc/{entry}").st_uid != uid:
+                continue
+            with open(f"/proc/{entry}/stat", "rb") as f:
+                state = f.read().rsplit(b")", 1)[1].split()[0]
+        except (OSError, IndexError):
+            continue
+        if state not in (b"Z", b"X"):
+            found.append(int(entry))
+    return found
 
 
 def make_backend(name: str, cfg: SandboxConfig) -> Backend:

@@ -24,12 +24,14 @@ from typing import Any
 from selfloop.config import SandboxConfig
 from selfloop.sandbox.backend import Backend, harness_args
 from selfloop.sandbox.job import Limits
+from selfloop.sandbox.runtime import harness_sha256
 from selfloop.sandbox.worker import SandboxUnavailable, Worker
 
 log = logging.getLogger(__name__)
 
 LABEL = "selfloop.sandbox"
 OWNER_LABEL = "selfloop.owner"
+HARNESS_LABEL = "selfloop.harness.sha256"
 # Room for the harness and tester processes on top of the job's own memory and its tmpfs.
 OVERHEAD_MB = 128
 
@@ -151,13 +153,18 @@ class DockerBackend(Backend):
             where = cfg.docker_host or os.environ.get("DOCKER_HOST") or "the local socket"
             raise SandboxUnavailable(f"no Docker engine answers at {where}: {str(e)[:200]}") from None
         try:
-            self.client.images.get(cfg.image)
+            image = self.client.images.get(cfg.image)
         except docker.errors.ImageNotFound:
             self.client.close()
             raise SandboxUnavailable(f"image {cfg.image} not found: build it with `selfloop sandbox build`") from None
         except docker.errors.APIError as e:
             self.client.close()
             raise SandboxUnavailable(f"cannot inspect image {cfg.image}: {e}") from None
+        # Images from `selfloop sandbox build` name their harness; others are checked at handshake.
+        built_for = (image.labels or {}).get(HARNESS_LABEL)
+        if built_for and built_for != harness_sha256():
+            self.client.close()
+            raise SandboxUnavailable(f"image {cfg.image} holds an older harness: rebuild it with `selfloop sandbox build`")
         self.sweep()
 
     def sweep(self) -> int:

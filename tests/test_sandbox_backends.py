@@ -1,0 +1,171 @@
+"""Benign jobs on every backend this machine can run (docker, bwrap, process),
+the warm pool (reuse, recycling, sweep, threads), and `selfloop sandbox check`."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import threading
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+from sandbox_helpers import assert_no_leftovers, backend_or_skip, config
+
+from selfloop.sandbox import Job, Sandbox
+
+BACKENDS = [pytest.param("docker", marks=pytest.mark.docker), pytest.param("bwrap", marks=pytest.mark.bwrap), "process"]
+ADD = "def add(a, b):\n    return a + b\n"
+
+
+@pytest.fixture(params=BACKENDS)
+def sandbox(request):
+    cfg = config(backend=request.param, pool_size=1)
+    with Sandbox(cfg, backend_or_skip(request.param, cfg)) as sb:
+        yield sb
+    assert_no_leftovers(request.param)
+
+
+CASES = [
+    ("program_expected", Job(files={"main.py": "print(6 * 7)"}, entry="main.py", expected="42"), "pass"),
+    ("program_wrong", Job(files={"main.py": "print(41)"}, entry="main.py", expected="42"), "fail"),
+    ("checker_on_stdout", Job(files={"main.py": "print('hello')"}, entry="main.py", checker="def check(a):\n    return a.strip() == 'hello'\n"), "pass"),
+    ("direct_answer", Job(answer="4", checker="def check(a):\n    return a.strip() == '4'\n"), "pass"),
+    ("direct_answer_wrong", Job(answer="5", checker="def check(a):\n    return a.strip() == '4'\n"), "fail"),
+    ("checker_returns_truthy", Job(answer="4", checker="def check(a):\n    return 'yes'\n"), "fail"),
+    ("tests_pass", Job(files={"solution.py": ADD}, tests="from solution import add\nassert add(1, 2) == 3\ndef test_neg():\n    assert add(-1, 1) == 0\n", module="solution"), "pass"),
+    ("tests_fail", Job(files={"solution.py": ADD}, tests="def test_bad():\n    assert add(1, 1) == 3\n", module="solution"), "fail"),
+    ("tests_exception_type", Job(files={"solution.py": "def f():\n    raise ValueError('no')\n"}, tests="def test_raises():\n    try:\n        f()\n    except ValueError:\n        return\n    assert False\n", module="solution"), "pass"),
+    ("doctests", Job(files={"solution.py": 'def sq(x):\n    """\n    >>> sq(3)\n    9\n    """\n    return x * x\n'}, doctests=True), "pass"),
+    ("doctests_wrong", Job(files={"solution.py": 'def sq(x):\n    """\n    >>> sq(3)\n    10\n    """\n    return x * x\n'}, doctests=True), "fail"),
+    ("objects_and_methods", Job(files={"solution.py": "class Stack:\n    def __init__(self):\n        self.items = []\n    def push(self, x):\n        self.items.append(x)\n    def pop(self):\n        return self.items.pop()\n"}, tests="s = Stack()\ns.push(1)\ns.push(2)\nassert s.pop() == 2\nassert len(s.items) == 1\n", module="solution"), "pass"),
+    ("syntax_error", Job(files={"main.py": "def f(:\n"}, entry="main.py"), "error"),
+    ("runtime_error", Job(files={"main.py": "1 / 0"}, entry="main.py"), "error"),
+    ("stdin_given", Job(files={"main.py": "print(input()[::-1])"}, entry="main.py", stdin="abc\n", expected="cba"), "pass"),
+    ("eq_always_true", Job(files={"solution.py": "class T:\n    def __eq__(self, o):\n        return True\ndef f():\n    return T()\n"}, tests="assert f() == 5\n", module="solution"), "fail"),
+    ("monkeypatch_checker", Job(files={"main.py": "import builtins, sys\nbuiltins.check = lambda a: True\nsys.modules['checker'] = None\nprint('wrong')\n"}, entry="main.py", checker="def check(a):\n    return a.strip() == 'right'\n"), "fail"),
+    ("exit_before_checks", Job(files={"solution.py": "import os\nos._exit(0)\n"}, tests="assert f() == 1\n", module="solution"), "error"),
+    ("forged_result_on_stdout", Job(files={"main.py": 'import json, os\nprint(json.dumps({"nonce": "0" * 32, "status": "pass", "checks_run": 1, "checks_passed": 1}))\nos._exit(0)\n'}, entry="main.py", expected="42"), "fail"),
+]
+
+
+@pytest.mark.parametrize("name, job, status", CASES, ids=[c[0] for c in CASES])
+def test_benign_job(sandbox, name, job, status):
+    v = sandbox.run(job)
+    assert v.status == status, v
+    assert v.backend == sandbox.backend_name and v.wall_ms > 0
+    if status == "pass":
+        assert v.checks_run > 0 and v.checks_passed == v.checks_run
+
+
+def test_invalid_utf8_without_newline_is_replaced(sandbox):
+    v = sandbox.run(Job(files={"main.py": "import sys\nsys.stdout.buffer.write(b'ok\\xff\\xfe' * 10)"}, entry="main.py"))
+    assert v.status == "pass" and "\ufffd" in v.stdout and "\n" not in v.stdout
+
+
+def test_output_is_capped(sandbox):
+    v = sandbox.run(Job(files={"main.py": "print('x' * 200_000)"}, entry="main.py"))
+    assert v.status == "output_limit" and len(v.stdout) <= 64 * 1024
+
+
+def test_warm_worker_is_reused_then_recycled():
+    cfg = config(backend="bwrap", pool_size=1, recycle_after=2)
+    with Sandbox(cfg, backend_or_skip("bwrap", cfg)) as sb:
+        probe = Job(files={"main.py": "print(1)"}, entry="main.py", expected="1")
+        assert sb.run(probe).passed
+        first = sb._idle[0]
+        assert sb.run(probe).passed  # second job on the same warm worker
+        assert sb._idle == [] and not first.alive()  # recycled after recycle_after jobs
+        assert sb.run(probe).passed
+        second = sb._idle[0]
+        assert second is not first and second.alive()
+        assert sb.run(Job(files={"main.py": "while True: pass"}, entry="main.py")).status == "timeout"
+        assert not second.alive()  # a timeout always discards the worker
+        assert sb.run(probe).passed
+
+
+def test_orphans_are_swept_between_jobs_in_a_warm_worker():
+    cfg = config(backend="bwrap", pool_size=1)
+    orphan = (
+        "import os, sys, time\n"
+        "if os.fork() == 0:\n"
+        "    os.setsid()\n"
+        "    if os.fork() == 0:\n"
+        "        time.sleep(1000)\n"
+        "    os._exit(0)\n"
+        "print('parent done')\n"
+    )
+    census = "import os\nprint(sorted(int(p) for p in os.listdir('/proc') if p.isdigit()))"
+    with Sandbox(cfg, backend_or_skip("bwrap", cfg)) as sb:
+        assert sb.run(Job(files={"main.py": orphan}, entry="main.py", expected="parent done")).status == "pass"
+        worker = sb._idle[0]
+        pids = json.loads(sb.run(Job(files={"main.py": census}, entry="main.py")).stdout)
+        assert sb._idle[0] is worker  # same warm sandbox
+        assert len(pids) == 3  # init, harness, this program: the orphan is gone
+
+
+def test_pool_is_safe_from_many_threads():
+    cfg = config(backend="bwrap", pool_size=2)
+    with Sandbox(cfg, backend_or_skip("bwrap", cfg)) as sb:
+        jobs = [Job(files={"main.py": f"print({i} * 2)"}, entry="main.py", expected=str(i * 2)) for i in range(12)]
+        with ThreadPoolExecutor(max_workers=6) as ex:
+            verdicts = list(ex.map(sb.run, jobs))
+        assert [v.status for v in verdicts] == ["pass"] * 12
+        assert len(sb._idle) <= 2 and sb._busy == 0
+    assert_no_leftovers("bwrap")
+
+
+def test_one_shot_mode_leaves_nothing():
+    cfg = config(backend="bwrap", pool_size=0)
+    with Sandbox(cfg, backend_or_skip("bwrap", cfg)) as sb:
+        assert sb.run(Job(files={"main.py": "print(1)"}, entry="main.py", expected="1")).status == "pass"
+        assert sb._idle == []
+        assert_no_leftovers("bwrap")
+
+
+def test_invalid_job_is_an_error_not_a_crash(sandbox):
+    v = sandbox.run(Job(files={"../escape.py": "print(1)"}, entry="../escape.py"))
+    assert v.status == "error" and "bad file name" in v.reason
+
+
+def test_cli_check_json(tmp_path):
+    (tmp_path / "config.toml").write_text('[sandbox]\nbackend = "bwrap"\n')
+    (tmp_path / "good.py").write_text('def sq(x):\n    """\n    >>> sq(2)\n    4\n    """\n    return x * x\n')
+    (tmp_path / "tests.py").write_text("def test_sq():\n    assert sq(5) == 25\n")
+    (tmp_path / "bad.py").write_text("import sys\nsys.exit(3)\n")
+    backend_or_skip("bwrap", config(backend="bwrap"))
+
+    def check(*args):
+        r = subprocess.run([sys.executable, "-m", "selfloop", "sandbox", "check", *args, "--json"], cwd=tmp_path, capture_output=True, text=True, timeout=60)
+        lines = r.stdout.strip().splitlines()
+        assert len(lines) == 1, r.stdout + r.stderr
+        return r.returncode, json.loads(lines[0])
+
+    rc, out = check("good.py", "--tests", "tests.py")
+    assert rc == 0 and out["status"] == "pass" and out["backend"] == "bwrap" and out["wall_ms"] > 0 and out["reason"]
+    assert "test_sq" in out["checks"]
+    rc, out = check("bad.py", "--timeout", "3")
+    assert rc == 1 and out["status"] == "error" and "code 3" in out["reason"]
+
+
+def test_cli_info_json(tmp_path):
+    (tmp_path / "config.toml").write_text("")
+    r = subprocess.run([sys.executable, "-m", "selfloop", "sandbox", "info", "--json"], cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    info = json.loads(r.stdout)
+    rows = {b["backend"]: b for b in info["backends"]}
+    assert set(rows) == {"docker", "bwrap", "process"}
+    assert rows["process"]["available"] and "NOT a security boundary" in rows["process"]["note"]
+    for b in rows.values():
+        assert b["available"] or b["reason"]
+
+
+def test_threads_dont_kill_bwrap_workers():
+    """bwrap's --die-with-parent follows the spawning thread; workers must outlive it."""
+    cfg = config(backend="bwrap", pool_size=1)
+    with Sandbox(cfg, backend_or_skip("bwrap", cfg)) as sb:
+        t = threading.Thread(target=sb.run, args=(Job(files={"main.py": "print(1)"}, entry="main.py"),))
+        t.start()
+        t.join()
+        worker = sb._idle[0]
+        assert worker.alive()
+        assert sb.run(Job(files={"main.py": "print(2)"}, entry="main.py", expected="2")).status == "pass"
