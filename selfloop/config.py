@@ -175,7 +175,7 @@ class LauncherConfig(Section):
 class TrainConfig(Section):
     """Training a challenger on the mixture of original and accepted rework data."""
 
-    gen0_steps: int = Field(300, ge=1, description="pretraining steps for generation 0")
+    gen0_steps: int = Field(400, ge=1, description="pretraining steps for generation 0 (about 2.5 minutes at the default size on 2 CPU cores)")
     max_steps: int = Field(100, ge=1, description="steps per challenger")
     max_minutes: float = Field(10.0, gt=0, description="wall budget per training run")
     learning_rate: float = Field(1e-3, gt=0, lt=1, description="peak learning rate")
@@ -192,15 +192,15 @@ class TrainConfig(Section):
     init_from: Literal["champion", "base"] = Field("champion", description="continue from the champion, or restart from generation 0 each time (ReST-EM)")
     save_steps: int = Field(50, ge=1, description="Trainer checkpoint interval (resume point)")
     eval_batches: int = Field(16, ge=1, description="held-out batches per evaluation")
+    eval_samples: int = Field(3, ge=0, description="greedy sample generations from held-out starts kept in each manifest")
+    eval_sample_tokens: int = Field(48, ge=1, description="tokens generated per evaluation sample")
+    log_steps: int = Field(10, ge=1, description="report step, loss, lr, tokens/s and ETA every this many steps")
     launcher: LauncherConfig = Field(default_factory=LauncherConfig)
 
 
 class GateConfig(Section):
     """When a challenger replaces the champion (A versus B on held-out data)."""
 
-    eval_samples: int = Field(3, ge=0, description="greedy sample generations from held-out starts kept in each manifest")
-    eval_sample_tokens: int = Field(48, ge=1, description="tokens generated per evaluation sample")
-    log_steps: int = Field(10, ge=1, description="report step, loss, lr, tokens/s and ETA every this many steps")
     loss_tolerance: float = Field(0.0, ge=0, le=1, description="challenger held-out loss may be at most champion * (1 + this)")
     task_tolerance: float = Field(0.02, ge=0, le=1, description="no task family's pass@1 may drop by more than this")
     min_improvement: float = Field(0.001, ge=0, description="some figure must improve by at least this (relative loss or absolute pass@1)")

@@ -53,6 +53,9 @@ def test_cycle_once_cli_makes_generation_zero_then_gates_generation_one(tmp_path
     assert not (paths.runs / "gen-0001").exists()  # checkpoints dropped once decided
     models = cli("models", "-c", str(config_path), env={"COLUMNS": "200"})
     assert models.returncode == 0 and "gen" in models.stdout
+    gen = cli("generate", "The cat", "--n", "2", "--max-new-tokens", "6", "-c", str(config_path))
+    assert gen.returncode == 0, gen.stderr
+    assert gen.stdout.count("--- sample") == 2 and "tokens/s" in gen.stdout
 
 
 def test_gate_rejects_a_damaged_challenger_and_promotes_a_better_one(tmp_path):

@@ -18,8 +18,13 @@ def fig(**over):
 def test_generation_zero_is_promoted_when_it_evaluates():
     d = decide({"loss": 5.0}, None, CFG)
     assert d.promote and "generation 0" in d.reason
-    assert not decide({"loss": None}, None, CFG).promote
+    d = decide({"loss": None}, None, CFG)
+    assert d.promote and "no held-out data" in d.reason
     assert not decide({"loss": math.nan}, None, CFG).promote
+    d = decide({"loss": None, "error": "cannot load model"}, None, CFG)
+    assert not d.promote and "does not load" in d.reason
+    d = decide({"loss": None}, CHAMP, CFG)
+    assert not d.promote and "no finite held-out loss" in d.reason
 
 
 def test_lower_loss_promotes_and_names_the_gain():

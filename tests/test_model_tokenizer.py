@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import threading
 
 import pytest
@@ -11,7 +12,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from selfloop.config import ModelConfig
 from selfloop.errors import SelfloopError
-from selfloop.model.factory import build_scratch_model, load_pretrained, local_base_dir
+from selfloop.model.factory import apply_lora, build_scratch_model, load_pretrained, local_base_dir
 from selfloop.model.generate import generate
 from selfloop.model.holder import ModelHolder
 from selfloop.model.registry import Registry
@@ -148,3 +149,10 @@ def test_holder_without_champion_says_so(tmp_path):
     with pytest.raises(SelfloopError, match="no current model"):
         with holder.acquire():
             pass
+
+
+@pytest.mark.skipif(importlib.util.find_spec("peft") is not None, reason="peft is installed")
+def test_lora_without_peft_is_a_clear_error(saved):
+    _, model = saved
+    with pytest.raises(SelfloopError, match="needs peft"):
+        apply_lora(model, TINY_MODEL)

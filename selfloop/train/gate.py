@@ -6,7 +6,8 @@ A challenger replaces the champion only if
 - no task family's pass@1 drops by more than ``task_tolerance`` (absolute),
 - and at least one figure improves by at least ``min_improvement`` (relative for
   losses, absolute for pass@1).
-Generation 0 (no champion) is promoted if it trained and evaluates to a finite loss.
+Generation 0 (no champion) is promoted if it trained and loads (and its loss, if
+there is held-out data yet, is finite).
 
 Does not cover: computing the figures (``selfloop.train.evaluate``) or acting on
 the decision (``selfloop.model.registry``).
@@ -40,10 +41,16 @@ def _finite(x: Any) -> bool:
 def decide(challenger: dict[str, Any], champion: dict[str, Any] | None, cfg: GateConfig) -> Decision:
     """Decide on figures shaped like ``{"loss", "text_loss", "chat_loss", "tasks": {family: pass@1}}``."""
     figures: dict[str, Any] = {"challenger": challenger, "champion": champion}
-    if not _finite(challenger.get("loss")):
-        return Decision(False, f"challenger has no finite held-out loss ({challenger.get('loss')})", figures)
+    loss = challenger.get("loss")
+    if challenger.get("error"):
+        return Decision(False, f"challenger does not load: {challenger['error']}", figures)
     if champion is None:
-        return Decision(True, "generation 0: trained and evaluated", figures)
+        # Generation 0 has nothing to beat: it must load and must not have diverged.
+        if loss is not None and not _finite(loss):
+            return Decision(False, f"generation 0 diverged (held-out loss {loss})", figures)
+        return Decision(True, "generation 0: trained and loads" + ("" if loss is not None else " (no held-out data yet)"), figures)
+    if not _finite(loss):
+        return Decision(False, f"challenger has no finite held-out loss ({loss}) to compare", figures)
 
     improvements: list[str] = []
     for key in LOSS_KEYS:
