@@ -161,6 +161,13 @@ MIGRATIONS: list[str] = [
     ALTER TABLE documents ADD COLUMN dup_of INTEGER;
     CREATE INDEX documents_dup_of ON documents (dup_of) WHERE dup_of IS NOT NULL;
     """,
+    # 2 -> 3: a candidate keeps what the model saw and wrote, and the original it
+    # competes with, so judging can resume after a crash and A-vs-B pairs can be stored.
+    """
+    ALTER TABLE candidates ADD COLUMN prompt TEXT;
+    ALTER TABLE candidates ADD COLUMN completion TEXT;
+    ALTER TABLE candidates ADD COLUMN original TEXT;
+    """,
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -26,8 +26,8 @@ def continuation_nll(model, tokenizer, prompts: Sequence[str], continuations: Se
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
     rows: list[tuple[list[int], int]] = []  # token ids, number of prompt tokens
     for prompt, cont in zip(prompts, continuations):
-        p = tokenizer(prompt, add_special_tokens=False)["input_ids"] if prompt else []
-        c = tokenizer(cont, add_special_tokens=False)["input_ids"] if cont else []
+        p = tokenizer(prompt, add_special_tokens=False, verbose=False)["input_ids"] if prompt else []
+        c = tokenizer(cont, add_special_tokens=False, verbose=False)["input_ids"] if cont else []
         c = c[: limit - 1]
         p = p[-(limit - len(c)) :] if len(p) + len(c) > limit else p
         if not p:

@@ -1,0 +1,254 @@
+"""The rework and judge phases of a cycle.
+
+``rework``: the champion samples candidates (batched) for each strategy's share of
+the budget; all candidates of the cycle are stored as *pending* in one
+transaction, so a crash before that point regenerates them (sampling is seeded by
+the cycle, so the same ones) and a crash after it never duplicates them.
+
+``judge``: every pending candidate goes through its kind's judge pipeline;
+verdicts, the candidate's status and its A-vs-B pair are written in one
+transaction per candidate (a resumed phase re-judges only what is still
+pending). Then the collapse guard: a strategy's accepted batch whose diversity is
+below ``judge.diversity_floor`` is not admitted. Finally accepted candidates are
+written to ``corpus/rework/`` (atomic, append-only, with provenance) and
+ingested, which makes them part of the next training mixture.
+
+Nothing reaches rework unjudged: only candidates whose every verdict is an
+accept are written.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import random
+import time
+from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from selfloop.config import Config, ProjectPaths
+from selfloop.rework import diversity
+from selfloop.rework.strategies import Draft, Prompt, Source, assemble, plan_budget, rewrite_prompts, synthesize_prompts
+from selfloop.rework.writer import rework_file, write_records
+from selfloop.state import Store
+
+log = logging.getLogger(__name__)
+
+JUDGE_BATCH = 64
+
+
+def load_sources(store: Store) -> list[Source]:
+    """Training documents the model may rework: orig and earlier rework, never held-out ones."""
+    rows = store.query(
+        "SELECT id, kind, format, content FROM documents WHERE status = 'active' AND split = 'train' "
+        "AND kind IN ('text', 'chat') ORDER BY id"
+    )
+    return [Source(r["id"], "python" if r["kind"] == "text" and r["format"] == "py" else r["kind"], r["content"]) for r in rows]
+
+
+# --------------------------------------------------------------------------- rework
+
+
+def generate_drafts(cfg: Config, sources: list[Source], model: Any, tokenizer: Any, cycle_id: int) -> tuple[list[Draft], dict[str, Any]]:
+    """Sample this cycle's candidates from the model. Deterministic for a cycle."""
+    from selfloop.model.generate import generate
+
+    rc = cfg.rework
+    budget = plan_budget(rc, have_tasks=False)
+    rng = random.Random(rc.seed * 1_000_003 + cycle_id)
+    context = getattr(model.config, "max_position_embeddings", None) or cfg.model.n_positions
+
+    def render_chat(messages: list[dict[str, str]]) -> str:
+        return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+
+    # Python sources are reworked like text, then judged as Python (they must still compile and run).
+    text_like = [Source(s.id, "text", s.content) if s.kind == "python" else s for s in sources]
+    python_ids = {s.id for s in sources if s.kind == "python"}
+    plans: list[tuple[str, list[Prompt]]] = [
+        ("rewrite", rewrite_prompts(text_like, budget["rewrite"], rc, context, rng, render_chat)),
+        ("synthesize", synthesize_prompts(text_like, budget["synthesize"], rc, rng)),
+    ]
+    drafts: list[Draft] = []
+    stats: dict[str, Any] = {"budget": budget, "tokens": 0, "seconds": 0.0}
+    for strategy, prompts in plans:
+        if not prompts:
+            continue
+        result = generate(model, tokenizer, [p.text for p in prompts], n=rc.samples_per_prompt,
+                          max_new_tokens=rc.max_new_tokens, temperature=rc.temperature, top_p=rc.top_p,
+                          seed=rng.randrange(2**31), batch_size=rc.batch_size)
+        stats["tokens"] += sum(sum(t) for t in result.new_tokens)
+        stats["seconds"] += result.seconds
+        made = [assemble(p, text) for p, samples in zip(prompts, result.texts) for text in samples]
+        for d in made[: budget[strategy]]:
+            if d.kind == "text" and set(d.source_ids) & python_ids:
+                d = Draft(d.strategy, "python", d.source_ids, d.content, d.prompt, d.completion, d.original)
+            drafts.append(d)
+    stats["tokens_per_s"] = round(stats["tokens"] / stats["seconds"], 1) if stats["seconds"] else 0.0
+    return drafts, stats
+
+
+def store_drafts(store: Store, cycle_id: int, generation: int, drafts: list[Draft]) -> int:
+    """All of a cycle's candidates as pending, in one transaction (so never half of them)."""
+    now = time.time()
+    with store.tx() as c:
+        if c.execute("SELECT COUNT(*) FROM candidates WHERE cycle_id = ?", (cycle_id,)).fetchone()[0]:
+            return 0  # a resumed phase: this cycle's candidates are already stored
+        c.executemany(
+            "INSERT INTO candidates (cycle_id, generation, strategy, kind, source_ids, content, status, prompt, completion, original, created_at) "
+            "VALUES (?, ?, ?, ?, ?, ?, 'pending', ?, ?, ?, ?)",
+            [(cycle_id, generation, d.strategy, d.kind, json.dumps(list(d.source_ids)), d.content, d.prompt, d.completion, d.original, now)
+             for d in drafts],
+        )
+    return len(drafts)
+
+
+def run_rework(cfg: Config, store: Store, cycle_id: int, model_source: Any) -> dict[str, Any]:
+    """The rework phase: generate and store this cycle's candidates."""
+    existing = store.scalar("SELECT COUNT(*) FROM candidates WHERE cycle_id = ?", (cycle_id,))
+    if existing:
+        return {"candidates": existing, "resumed": True}
+    sources = load_sources(store)
+    if not sources:
+        return {"candidates": 0, "skipped": "no training documents to rework"}
+    with model_source() as loaded:
+        drafts, stats = generate_drafts(cfg, sources, loaded.model, loaded.tokenizer, cycle_id)
+        generation = loaded.generation
+    n = store_drafts(store, cycle_id, generation, drafts)
+    by_strategy = Counter(d.strategy for d in drafts)
+    store.event("rework", f"cycle {cycle_id}: generation {generation} wrote {n} candidates "
+                f"({', '.join(f'{k} {v}' for k, v in by_strategy.items()) or 'none'}) at {stats['tokens_per_s']} tokens/s",
+                cycle=cycle_id, generation=generation, **stats)
+    return {"candidates": n, "by_strategy": dict(by_strategy), "writer_generation": generation, **stats}
+
+
+# --------------------------------------------------------------------------- judge
+
+
+def _candidate(row: Any) -> Any:
+    from selfloop.judge import Candidate
+
+    meta = {"prompt": row["prompt"] or "", "completion": row["completion"] or ""}
+    return Candidate(kind=row["kind"], content=row["content"], source=row["original"], metadata=meta)
+
+
+def record_outcome(store: Store, row: Any, outcome: Any, cycle_id: int) -> None:
+    """Verdicts, status and (for A vs B) the preference pair of one candidate: one transaction."""
+    now = time.time()
+    scores = {v.judge: v.score for v in outcome.verdicts if v.score is not None}
+    with store.tx() as c:
+        c.execute("DELETE FROM verdicts WHERE candidate_id = ?", (row["id"],))
+        c.executemany(
+            "INSERT INTO verdicts (candidate_id, judge, status, score, reason, detail, created_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+            [(row["id"], v.judge, v.status, v.score, v.reason, json.dumps(v.detail, default=str), now) for v in outcome.verdicts],
+        )
+        c.execute("UPDATE candidates SET status = ?, reason = ?, scores = ? WHERE id = ?",
+                  ("accepted" if outcome.accepted else "rejected", _reason_code(outcome), json.dumps(scores), row["id"]))
+        ab = next((v for v in outcome.verdicts if v.judge == "a_vs_b"), None)
+        if ab is not None and row["original"] is not None and row["completion"]:
+            chosen, rejected = (row["completion"], row["original"]) if ab.accepted else (row["original"], row["completion"])
+            c.execute("INSERT INTO pairs (cycle_id, prompt, chosen, rejected, source, created_at) VALUES (?, ?, ?, ?, 'a_vs_b', ?)",
+                      (cycle_id, row["prompt"] or "", chosen, rejected, now))
+
+
+def _reason_code(outcome: Any) -> str:
+    """``judge: code: detail`` becomes ``judge/code`` so rejections count by reason."""
+    if outcome.accepted:
+        return "accepted"
+    for v in outcome.verdicts:
+        if not v.accepted:
+            return f"{v.judge}/{v.reason.split(':', 1)[0].strip()}"
+    return "rejected"
+
+
+def run_judge(cfg: Config, paths: ProjectPaths, store: Store, cycle_id: int, model_source: Any, sandbox_source: Any) -> dict[str, Any]:
+    """The judge phase: verdicts for pending candidates, the diversity guard, then write and ingest accepted ones."""
+    from selfloop.corpus.ingest import Ingestor
+    from selfloop.judge import JudgeContext, Pipeline
+
+    pending = store.query("SELECT * FROM candidates WHERE cycle_id = ? AND status = 'pending' ORDER BY id", (cycle_id,))
+    ingestor = Ingestor(cfg.ingest, cfg.watch, paths, store)
+    if pending:
+        kinds = sorted({r["kind"] for r in pending})
+        needs_sandbox = any("python" in getattr(cfg.judge, k) or "task" in getattr(cfg.judge, k) for k in kinds)
+        with model_source() as loaded, (sandbox_source() if needs_sandbox else _nothing()) as sandbox:
+            ctx = JudgeContext(cfg.judge, sandbox=sandbox, resources={
+                "model": loaded.model, "tokenizer": loaded.tokenizer, "corpus": ingestor, "ingest_config": cfg.ingest})
+            pipeline = Pipeline(ctx, kinds=kinds)
+            for start in range(0, len(pending), JUDGE_BATCH):
+                rows = pending[start : start + JUDGE_BATCH]
+                for row, outcome in zip(rows, pipeline.judge_batch([_candidate(r) for r in rows])):
+                    record_outcome(store, row, outcome, cycle_id)
+    figures = admit_by_diversity(store, cycle_id, cfg.judge.diversity_floor)
+    written = write_accepted(paths, store, cycle_id)
+    for path in written:
+        ingestor.ingest_path(path)
+    counts = {f"{r['status']}:{r['reason']}": r["n"] for r in store.query(
+        "SELECT status, reason, COUNT(*) AS n FROM candidates WHERE cycle_id = ? GROUP BY status, reason", (cycle_id,))}
+    accepted = store.scalar("SELECT COUNT(*) FROM candidates WHERE cycle_id = ? AND status = 'accepted'", (cycle_id,))
+    store.event("judged", f"cycle {cycle_id}: {accepted} accepted of {sum(counts.values())} candidates", cycle=cycle_id, counts=counts)
+    return {"accepted": accepted, "counts": counts, "diversity": figures, "files": [str(p.relative_to(paths.root)) if p.is_relative_to(paths.root) else str(p) for p in written]}
+
+
+@contextmanager
+def _nothing() -> Iterator[None]:
+    yield None
+
+
+def admit_by_diversity(store: Store, cycle_id: int, floor: float) -> dict[str, Any]:
+    """Reject a strategy's whole accepted batch when it is not diverse enough (the collapse guard)."""
+    figures: dict[str, Any] = {}
+    for strategy in [r[0] for r in store.query("SELECT DISTINCT strategy FROM candidates WHERE cycle_id = ? AND status = 'accepted' AND rework_path IS NULL", (cycle_id,))]:
+        rows = store.query("SELECT id, content FROM candidates WHERE cycle_id = ? AND strategy = ? AND status = 'accepted'", (cycle_id, strategy))
+        div = diversity.measure([r["content"] for r in rows])
+        ok, reason = diversity.admit(div, floor)
+        figures[strategy] = {**div.as_dict(), "admitted": ok}
+        if not ok:
+            with store.tx() as c:
+                c.executemany("UPDATE candidates SET status = 'rejected', reason = ? WHERE id = ?",
+                              [(reason.split(":")[0], r["id"]) for r in rows])
+            store.event("collapse_guard", f"cycle {cycle_id}: {strategy} batch not admitted ({reason})", cycle=cycle_id, **div.as_dict())
+    return figures
+
+
+def write_accepted(paths: ProjectPaths, store: Store, cycle_id: int) -> list[Path]:
+    """One rework file per strategy with every accepted candidate of the cycle and its provenance."""
+    written = []
+    rows = store.query("SELECT * FROM candidates WHERE cycle_id = ? AND status = 'accepted' ORDER BY id", (cycle_id,))
+    by_strategy: dict[str, list[Any]] = {}
+    for r in rows:
+        by_strategy.setdefault(r["strategy"], []).append(r)
+    for strategy, group in by_strategy.items():
+        path = rework_file(paths.rework, group[0]["generation"], strategy, cycle_id)
+        if all(r["rework_path"] for r in group) and path.exists():
+            continue
+        records = [_record(store, r, cycle_id) for r in group]
+        write_records(path, records)  # False when a resumed phase finds the file already whole
+        with store.tx() as c:
+            c.executemany("UPDATE candidates SET rework_path = ? WHERE id = ?", [(str(path), r["id"]) for r in group])
+        written.append(path)
+    return written
+
+
+def _record(store: Store, row: Any, cycle_id: int) -> dict[str, Any]:
+    verdicts = [{"judge": v["judge"], "status": v["status"], "score": v["score"], "reason": v["reason"]}
+                for v in store.query("SELECT judge, status, score, reason FROM verdicts WHERE candidate_id = ? ORDER BY id", (row["id"],))]
+    body: dict[str, Any]
+    if row["kind"] == "chat":
+        body = {"messages": json.loads(row["content"])["messages"]}
+    else:
+        body = {"text": row["content"]}
+    return {
+        "id": f"c{cycle_id:05d}-{row['id']}",
+        **body,
+        "kind": row["kind"],
+        "strategy": row["strategy"],
+        "generation": row["generation"],
+        "cycle": cycle_id,
+        "sources": json.loads(row["source_ids"]),
+        "verdicts": verdicts,
+        "scores": json.loads(row["scores"] or "{}"),
+        "created_at": row["created_at"],
+    }

@@ -1,0 +1,169 @@
+"""The rework + judge phases on a real tiny champion, real files, real store, real sandbox."""
+
+import json
+from contextlib import contextmanager
+
+import pytest
+
+from lifecycle_helpers import chat_record, make_project, paragraph
+from selfloop.corpus.ingest import Ingestor
+from selfloop.model.holder import ModelHolder
+from selfloop.model.registry import Registry
+from selfloop.rework.phase import run_judge, run_rework
+from selfloop.state import Store
+
+pytestmark = pytest.mark.slow
+
+PY = '''def add(a, b):
+    """Add two numbers.
+
+    >>> add(2, 3)
+    5
+    """
+    return a + b
+
+
+def scale(values, k):
+    """Multiply every value by k."""
+    return [v * k for v in values]
+'''
+
+
+@pytest.fixture
+def project(tmp_path):
+    config_path, cfg, paths = make_project(tmp_path, {
+        "rework": {"enabled": True, "candidates_per_cycle": 24, "samples_per_prompt": 2, "max_new_tokens": 24,
+                   "batch_size": 8, "temperature": 1.0},
+        "judge": {"diversity_floor": 0.05},
+        "sandbox": {"pool_size": 1, "timeout_s": 5},
+    })
+    (paths.orig / "prose.txt").write_text("\n\n".join(paragraph(i, 8) for i in range(30)))
+    (paths.orig / "chat.jsonl").write_text("\n".join(json.dumps(chat_record(i)) for i in range(30)) + "\n")
+    (paths.orig / "code.py").write_text(PY * 2)
+    store = Store.open(paths.db)
+    Ingestor(cfg.ingest, cfg.watch, paths, store).scan()
+    _champion(cfg, paths, store)
+    yield cfg, paths, store
+    store.close()
+
+
+def _champion(cfg, paths, store):
+    """Generation 0: a tiny GPT-2 trained for a few steps on the corpus, installed as current."""
+    import torch
+
+    from selfloop.model.factory import build_scratch_model
+    from selfloop.model.tokenizer import train_tokenizer
+
+    texts = [r[0] for r in store.query("SELECT content FROM documents WHERE status = 'active'")]
+    tok = train_tokenizer(texts, cfg.model.vocab_size, max_length=cfg.model.n_positions)
+    torch.manual_seed(0)
+    model = build_scratch_model(cfg.model, tok)
+    ids = torch.tensor([tok(paragraph(i, 8))["input_ids"][:48] for i in range(8)])
+    opt = torch.optim.AdamW(model.parameters(), lr=3e-3)
+    for _ in range(20):
+        model(input_ids=ids, labels=ids).loss.backward()
+        opt.step()
+        opt.zero_grad()
+    out = paths.state / "export"
+    model.save_pretrained(out)
+    tok.save_pretrained(out)
+    registry = Registry(paths.models, store)
+    registry.add(0, out, {"parent": None}, cfg.model_dump())
+    registry.promote(0, {"reason": "first generation"})
+
+
+def _sources(cfg, paths, store):
+    from selfloop.model.factory import load_pretrained
+    from selfloop.sandbox import Sandbox
+
+    holder = ModelHolder(Registry(paths.models, store), lambda p: load_pretrained(p))
+
+    @contextmanager
+    def sandbox():
+        with Sandbox(cfg.sandbox) as sb:
+            yield sb
+
+    return holder.acquire, sandbox
+
+
+def test_rework_then_judge_writes_only_judged_candidates_with_provenance(project):
+    import datasets
+
+    cfg, paths, store = project
+    model_source, sandbox_source = _sources(cfg, paths, store)
+    out = run_rework(cfg, store, cycle_id=1, model_source=model_source)
+    assert out["candidates"] == 24 and out["writer_generation"] == 0 and out["tokens_per_s"] > 0
+    kinds = {r[0] for r in store.query("SELECT DISTINCT kind FROM candidates")}
+    assert {"text", "chat"} <= kinds
+    assert store.scalar("SELECT COUNT(*) FROM candidates WHERE status = 'pending'") == 24
+
+    judged = run_judge(cfg, paths, store, cycle_id=1, model_source=model_source, sandbox_source=sandbox_source)
+    assert store.scalar("SELECT COUNT(*) FROM candidates WHERE status = 'pending'") == 0
+    # Every candidate carries a verdict from each judge it reached, and a reason.
+    assert store.scalar("SELECT COUNT(*) FROM candidates c WHERE NOT EXISTS (SELECT 1 FROM verdicts v WHERE v.candidate_id = c.id)") == 0
+    assert store.scalar("SELECT COUNT(*) FROM candidates WHERE reason IS NULL") == 0
+    rejected_python = store.query("SELECT reason FROM candidates WHERE kind = 'python' AND status = 'rejected'")
+    assert all(r[0].startswith(("python/", "text_quality/", "a_vs_b/")) for r in rejected_python)
+
+    accepted = store.query("SELECT * FROM candidates WHERE status = 'accepted'")
+    files = sorted(paths.rework.rglob("*.jsonl"))
+    assert len(files) == len(judged["files"])
+    records = [json.loads(line) for f in files for line in f.read_text().splitlines()]
+    assert len(records) == len(accepted) == judged["accepted"]
+    for rec in records:
+        assert {"id", "strategy", "generation", "sources", "verdicts", "created_at", "cycle"} <= set(rec)
+        assert ("text" in rec) != ("messages" in rec)
+        assert rec["verdicts"] and all(v["status"] == "accept" for v in rec["verdicts"])
+    assert len({r["id"] for r in records}) == len(records)
+    if files:
+        ds = datasets.load_dataset("json", data_files=[str(f) for f in files], split="train")
+        assert ds.num_rows == len(records)
+        # Accepted rework is ingested as rework documents, ready for the next mixture.
+        assert store.scalar("SELECT COUNT(*) FROM documents WHERE origin = 'rework'") >= 1
+    # A-vs-B comparisons become preference pairs (chosen/rejected) either way.
+    ab = store.scalar("SELECT COUNT(*) FROM verdicts WHERE judge = 'a_vs_b' AND detail LIKE '%nll_a%'")
+    assert store.scalar("SELECT COUNT(*) FROM pairs") == ab > 0
+
+    # Resuming either phase duplicates nothing.
+    before = [f.read_bytes() for f in files]
+    assert run_rework(cfg, store, cycle_id=1, model_source=model_source)["resumed"]
+    run_judge(cfg, paths, store, cycle_id=1, model_source=model_source, sandbox_source=sandbox_source)
+    assert store.scalar("SELECT COUNT(*) FROM candidates") == 24
+    assert [f.read_bytes() for f in sorted(paths.rework.rglob("*.jsonl"))] == before
+    assert store.scalar("SELECT COUNT(*) FROM pairs") == ab
+
+
+def test_resume_after_a_crash_mid_judging(project):
+    cfg, paths, store = project
+    model_source, sandbox_source = _sources(cfg, paths, store)
+    run_rework(cfg, store, cycle_id=1, model_source=model_source)
+    # Simulate a crash after some candidates were judged: judge only the first few rows by hand.
+    from selfloop.judge import JudgeContext, Pipeline
+    from selfloop.rework.phase import _candidate, record_outcome
+
+    rows = store.query("SELECT * FROM candidates WHERE kind = 'text' ORDER BY id LIMIT 3")
+    with model_source() as loaded:
+        ctx = JudgeContext(cfg.judge, resources={"model": loaded.model, "tokenizer": loaded.tokenizer,
+                                                 "corpus": Ingestor(cfg.ingest, cfg.watch, paths, store), "ingest_config": cfg.ingest})
+        for row, outcome in zip(rows, Pipeline(ctx, kinds=["text"]).judge_batch([_candidate(r) for r in rows])):
+            record_outcome(store, row, outcome, 1)
+    first = {r["id"]: r["status"] for r in store.query("SELECT id, status FROM candidates WHERE id IN (?, ?, ?)", tuple(r["id"] for r in rows))}
+    run_judge(cfg, paths, store, cycle_id=1, model_source=model_source, sandbox_source=sandbox_source)
+    assert store.scalar("SELECT COUNT(*) FROM candidates WHERE status = 'pending'") == 0
+    again = {r["id"]: r["status"] for r in store.query("SELECT id, status FROM candidates WHERE id IN (?, ?, ?)", tuple(r["id"] for r in rows))}
+    assert first == again or all(s == "rejected" for s in again.values())  # only the diversity guard may overturn
+    per_candidate = store.query("SELECT candidate_id, judge, COUNT(*) AS n FROM verdicts GROUP BY candidate_id, judge HAVING n > 1")
+    assert per_candidate == []
+
+
+def test_diversity_floor_rejects_a_batch_of_near_copies(project):
+    cfg, paths, store = project
+    cfg.judge.diversity_floor = 0.99  # nothing a model writes is that diverse: every batch is refused
+    model_source, sandbox_source = _sources(cfg, paths, store)
+    run_rework(cfg, store, cycle_id=1, model_source=model_source)
+    out = run_judge(cfg, paths, store, cycle_id=1, model_source=model_source, sandbox_source=sandbox_source)
+    assert out["accepted"] == 0 and out["files"] == []
+    assert not list(paths.rework.rglob("*.jsonl"))
+    if out["diversity"]:
+        assert all(not f["admitted"] for f in out["diversity"].values())
+        assert store.scalar("SELECT COUNT(*) FROM candidates WHERE reason = 'diversity_floor'") > 0
