@@ -9,7 +9,7 @@ import torch
 from lifecycle_helpers import chat_record, fill_corpus, make_project, paragraph
 
 from selfloop.loop import cycle as cycle_mod
-from selfloop.loop.cycle import PHASES, CycleContext, run_cycle
+from selfloop.loop.cycle import PHASES, CycleContext, CycleInterrupted, run_cycle
 from selfloop.model.factory import load_pretrained
 from selfloop.model.registry import Registry
 from selfloop.state import Store
@@ -118,3 +118,16 @@ def test_an_interrupted_cycle_resumes_at_its_phase_boundary(tmp_path, monkeypatc
         assert store.scalar("SELECT COUNT(*) FROM train_metrics") == train_rows  # training was not redone
         assert calls["evaluate"] == 2 and detail["phases"]["promote"]["out"]["current"] == 0
         assert store.scalar("SELECT status FROM cycles") == "done"
+
+
+def test_a_stop_request_interrupts_at_the_next_phase_boundary(tmp_path):
+    config_path, cfg, paths = make_project(tmp_path)
+    with Store.open(paths.db) as store:
+        fill_corpus(store)
+        trained = lambda: Registry(paths.models).on_disk() == [0]  # noqa: E731 - stop once training is done
+        with pytest.raises(CycleInterrupted, match="before evaluate"):
+            run_cycle(cfg, paths, store, config_path=config_path, phases=NO_INGEST, should_stop=trained)
+        assert store.query("SELECT status, phase FROM cycles")[0][:] == ("interrupted", "evaluate")
+        detail = run_cycle(cfg, paths, store, config_path=config_path, phases=NO_INGEST)
+        assert detail["phases"]["promote"]["out"]["current"] == 0
+        assert store.scalar("SELECT COUNT(*) FROM cycles") == 1

@@ -38,6 +38,10 @@ from selfloop.train.launch import TrainingInterrupted
 Log = Callable[[str], None]
 
 
+class CycleInterrupted(SelfloopError):
+    """The cycle stopped at a phase boundary because a stop was requested; it resumes next time."""
+
+
 @dataclass
 class CycleContext:
     cfg: Config
@@ -50,6 +54,7 @@ class CycleContext:
     detail: dict[str, Any]
     task_suite: Callable[[Any, Any], dict[str, float]] | None = None
     log: Log = field(default=lambda msg: None)
+    should_stop: Callable[[], bool] = field(default=lambda: False)
 
     def output(self, phase: str) -> dict[str, Any]:
         """What an earlier phase of this cycle returned."""
@@ -100,7 +105,8 @@ def phase_train(ctx: CycleContext) -> dict[str, Any]:
             f"{steps} steps on {data['documents']} documents (rework share {data['rework_share']:.0%})")
 
     if ctx.generation not in reg.on_disk():  # registered already if we crashed right after
-        result = launch_training(cfg.train.launcher, ctx.config_path, ctx.generation, ctx.run_dir, init=init, steps=steps)
+        result = launch_training(cfg.train.launcher, ctx.config_path, ctx.generation, ctx.run_dir, init=init, steps=steps,
+                                 should_stop=ctx.should_stop)
         recipe = {"init": init, "init_from": cfg.train.init_from if parent is not None else "gen0", "steps": steps,
                   **cfg.train.model_dump(mode="json", exclude={"launcher"})}
         manifest = {"parent": parent, "data": data, "train": result, "recipe": recipe, "created_at": time.time()}
@@ -179,16 +185,25 @@ def run_cycle(
     phases: list[tuple[str, Callable[[CycleContext], dict[str, Any]]]] | None = None,
     task_suite: Callable[[Any, Any], dict[str, float]] | None = None,
     log: Log = lambda msg: None,
+    should_stop: Callable[[], bool] = lambda: False,
 ) -> dict[str, Any]:
-    """Run (or resume) one cycle to the end and return its ``detail`` (phase outputs)."""
+    """Run (or resume) one cycle to the end and return its ``detail`` (phase outputs).
+
+    ``should_stop`` is polled at every phase boundary and during training; when
+    it turns true the cycle is recorded ``interrupted`` and ``CycleInterrupted``
+    (or ``TrainingInterrupted``) is raised; the next call resumes it.
+    """
     phases = PHASES if phases is None else phases
     registry = Registry(paths.models, store)
     registry.clean_temp()
     cycle_id, generation, detail = _resume_or_start(store, registry, paths)
-    ctx = CycleContext(cfg, paths, store, Path(config_path), registry, cycle_id, generation, detail, task_suite, log)
+    ctx = CycleContext(cfg, paths, store, Path(config_path), registry, cycle_id, generation, detail, task_suite, log, should_stop)
     for name, func in phases:
         if detail["phases"].get(name, {}).get("status") == "done":
             continue
+        if should_stop():
+            _save(store, cycle_id, name, "interrupted", detail, error="stop requested")
+            raise CycleInterrupted(f"cycle {cycle_id} stopped before {name}; it resumes there next time")
         detail["phases"][name] = {"status": "running", "started": time.time()}
         _save(store, cycle_id, name, "running", detail)
         try:

@@ -14,6 +14,7 @@ import json
 import signal
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -56,13 +57,15 @@ def child_args(config_path: Path, generation: int, run_dir: Path, init: str, ste
 
 
 def launch_training(
-    launcher: LauncherConfig, config_path: Path, generation: int, run_dir: Path, *, init: str, steps: int
+    launcher: LauncherConfig, config_path: Path, generation: int, run_dir: Path, *, init: str, steps: int,
+    should_stop: Callable[[], bool] | None = None,
 ) -> dict[str, Any]:
     """Run the training child to completion and return its ``result.json``.
 
-    Resumes on its own when ``run_dir`` already holds checkpoints. If this
-    process is interrupted (Ctrl-C, an exception) the child gets SIGTERM and
-    saves a checkpoint before the interruption propagates.
+    Resumes on its own when ``run_dir`` already holds checkpoints. When
+    ``should_stop()`` turns true (the daemon is stopping), or this process is
+    interrupted (Ctrl-C, an exception), the child gets SIGTERM and saves a
+    checkpoint; then ``TrainingInterrupted`` (or the interruption) propagates.
     """
     run_dir = Path(run_dir)
     argv = build_argv(launcher, child_args(config_path, generation, run_dir, init, steps))
@@ -71,7 +74,11 @@ def launch_training(
     with log_path.open("ab") as log:
         proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
         try:
-            rc = proc.wait()
+            while (rc := _wait(proc, 0.5)) is None:
+                if should_stop is not None and should_stop():
+                    proc.send_signal(signal.SIGTERM)
+                    rc = proc.wait()
+                    break
         except BaseException:
             proc.send_signal(signal.SIGTERM)
             proc.wait()
@@ -82,6 +89,13 @@ def launch_training(
     if rc != 0 or not result_path.is_file():
         raise SelfloopError(f"training of generation {generation} failed (exit {rc}): {_tail(log_path)}")
     return json.loads(result_path.read_text())
+
+
+def _wait(proc: subprocess.Popen, timeout: float) -> int | None:
+    try:
+        return proc.wait(timeout)
+    except subprocess.TimeoutExpired:
+        return None
 
 
 def _tail(path: Path, lines: int = 3) -> str:
