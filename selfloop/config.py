@@ -175,7 +175,7 @@ class LauncherConfig(Section):
 class TrainConfig(Section):
     """Training a challenger on the mixture of original and accepted rework data."""
 
-    gen0_steps: int = Field(400, ge=1, description="pretraining steps for generation 0 (about 2.5 minutes at the default size on 2 CPU cores)")
+    gen0_steps: int = Field(600, ge=1, description="pretraining steps for generation 0 (1.5-4 minutes at the default size on 2 CPU cores)")
     max_steps: int = Field(100, ge=1, description="steps per challenger")
     max_minutes: float = Field(10.0, gt=0, description="wall budget per training run")
     learning_rate: float = Field(1e-3, gt=0, lt=1, description="peak learning rate")
