@@ -48,7 +48,8 @@ def test_cycle_once_cli_makes_generation_zero_then_gates_generation_one(tmp_path
         assert [(c["status"], c["phase"], c["generation"]) for c in cycles] == [("done", "done", 0), ("done", "done", 1)]
         assert store.scalar("SELECT COUNT(*) FROM generations") == 2
         detail = json.loads(store.scalar("SELECT detail FROM cycles WHERE id = 2"))
-        assert list(detail["phases"]) == ["ingest", "train", "evaluate", "gate", "promote"]
+        assert list(detail["phases"]) == ["ingest", "rework", "judge", "train", "evaluate", "gate", "promote"]
+        assert detail["phases"]["rework"]["out"] == {"skipped": "rework disabled"}
         assert detail["phases"]["ingest"]["out"]["unchanged"] > 0  # nothing new the second time
     assert not (paths.runs / "gen-0001").exists()  # checkpoints dropped once decided
     models = cli("models", "-c", str(config_path), env={"COLUMNS": "200"})

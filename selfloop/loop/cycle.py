@@ -1,8 +1,7 @@
 """One improvement cycle as a resumable state machine over named phases.
 
-Phases run in order: ``ingest -> train -> evaluate -> gate -> promote``. The
-rework and judge phases belong between ``ingest`` and ``train`` (insert them into
-``PHASES`` there); every phase is a function ``(CycleContext) -> dict`` whose
+Phases run in order: ``ingest -> rework -> judge -> train -> evaluate -> gate ->
+promote``. Every phase is a function ``(CycleContext) -> dict`` whose
 returned dict is persisted as that phase's output, so later phases (and a resumed
 run) read it back instead of recomputing.
 
@@ -24,13 +23,15 @@ from __future__ import annotations
 import json
 import shutil
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from selfloop.config import Config, ProjectPaths, load_config
 from selfloop.errors import SelfloopError
+from selfloop.model.holder import ModelHolder
 from selfloop.model.registry import Registry, gen_name
 from selfloop.state import DaemonLock, Store
 from selfloop.train.launch import TrainingInterrupted
@@ -55,6 +56,34 @@ class CycleContext:
     task_suite: Callable[[Any, Any], dict[str, float]] | None = None
     log: Log = field(default=lambda msg: None)
     should_stop: Callable[[], bool] = field(default=lambda: False)
+    # The daemon's long-lived champion (hot-reloaded after a promotion) and warm
+    # sandbox; `selfloop cycle --once` gets fresh ones for the cycle.
+    holder: ModelHolder | None = None
+    sandbox: Any = None
+    _own_holder: ModelHolder | None = field(default=None, repr=False)
+
+    def model_source(self) -> AbstractContextManager[Any]:
+        """The champion for a piece of work (``Loaded``: generation, model, tokenizer)."""
+        if self.holder is not None:
+            return self.holder.acquire()
+        if self._own_holder is None:
+            from selfloop.model.factory import load_pretrained, resolve_device, resolve_dtype
+
+            device = resolve_device(self.cfg.model)
+            dtype = resolve_dtype(self.cfg.model, device)
+            self._own_holder = ModelHolder(self.registry, lambda path: load_pretrained(path, device=device, dtype=dtype))
+        return self._own_holder.acquire()
+
+    @contextmanager
+    def sandbox_source(self) -> Iterator[Any]:
+        """The sandbox judges run code in: the daemon's warm one, or one for this phase."""
+        if self.sandbox is not None:
+            yield self.sandbox
+            return
+        from selfloop.sandbox import Sandbox
+
+        with Sandbox(self.cfg.sandbox) as sandbox:
+            yield sandbox
 
     def output(self, phase: str) -> dict[str, Any]:
         """What an earlier phase of this cycle returned."""
@@ -73,6 +102,31 @@ def phase_ingest(ctx: CycleContext) -> dict[str, Any]:
 
     report = Ingestor(ctx.cfg.ingest, ctx.cfg.watch, ctx.paths, ctx.store).scan()
     return _jsonable(report)
+
+
+def phase_rework(ctx: CycleContext) -> dict[str, Any]:
+    """The champion writes candidates (none before generation 0 exists, or when disabled)."""
+    from selfloop.rework.phase import run_rework
+
+    if not ctx.cfg.rework.enabled or ctx.cfg.rework.candidates_per_cycle == 0:
+        return {"skipped": "rework disabled"}
+    if ctx.registry.current() is None:
+        return {"skipped": "no champion yet (generation 0 trains on original data only)"}
+    out = run_rework(ctx.cfg, ctx.store, ctx.cycle_id, ctx.model_source)
+    ctx.log(f"rework: {out.get('candidates', 0)} candidates" + (f" at {out['tokens_per_s']} tokens/s" if out.get("tokens_per_s") else ""))
+    return out
+
+
+def phase_judge(ctx: CycleContext) -> dict[str, Any]:
+    """The eval space judges this cycle's candidates; accepted ones land in corpus/rework/."""
+    from selfloop.rework.phase import run_judge
+
+    rework = ctx.detail["phases"].get("rework", {}).get("out", {"skipped": "no rework phase in this cycle"})
+    if "skipped" in rework:
+        return {"skipped": rework["skipped"]}
+    out = run_judge(ctx.cfg, ctx.paths, ctx.store, ctx.cycle_id, ctx.model_source, ctx.sandbox_source)
+    ctx.log(f"judge: {out['accepted']} accepted; " + ", ".join(f"{k} {v}" for k, v in sorted(out["counts"].items())))
+    return out
 
 
 def phase_train(ctx: CycleContext) -> dict[str, Any]:
@@ -157,15 +211,21 @@ def phase_promote(ctx: CycleContext) -> dict[str, Any]:
         ctx.registry.promote(ctx.generation, gate)
     else:
         ctx.registry.reject(ctx.generation, gate)
+    if ctx.holder is not None and ctx.holder.reload_if_changed():
+        # Hot reload: the daemon's rework model is the new champion from now on;
+        # work that acquired the old one finishes on it.
+        ctx.store.event("reloaded", f"generation {ctx.holder.generation} loaded for rework", generation=ctx.holder.generation)
     pruned = ctx.registry.prune(ctx.cfg.model.keep_generations)
     shutil.rmtree(ctx.run_dir, ignore_errors=True)
     ctx.log(f"promote: current is generation {ctx.registry.current()}" + (f"; pruned {pruned}" if pruned else ""))
     return {"promoted": gate["promote"], "current": ctx.registry.current(), "pruned": pruned}
 
 
-# The cycle's phases in order. Rework and judge go between "ingest" and "train".
+# The cycle's phases in order.
 PHASES: list[tuple[str, Callable[[CycleContext], dict[str, Any]]]] = [
     ("ingest", phase_ingest),
+    ("rework", phase_rework),
+    ("judge", phase_judge),
     ("train", phase_train),
     ("evaluate", phase_evaluate),
     ("gate", phase_gate),
@@ -186,6 +246,8 @@ def run_cycle(
     task_suite: Callable[[Any, Any], dict[str, float]] | None = None,
     log: Log = lambda msg: None,
     should_stop: Callable[[], bool] = lambda: False,
+    holder: ModelHolder | None = None,
+    sandbox: Any = None,
 ) -> dict[str, Any]:
     """Run (or resume) one cycle to the end and return its ``detail`` (phase outputs).
 
@@ -197,7 +259,8 @@ def run_cycle(
     registry = Registry(paths.models, store)
     registry.clean_temp()
     cycle_id, generation, detail = _resume_or_start(store, registry, paths)
-    ctx = CycleContext(cfg, paths, store, Path(config_path), registry, cycle_id, generation, detail, task_suite, log, should_stop)
+    ctx = CycleContext(cfg, paths, store, Path(config_path), registry, cycle_id, generation, detail, task_suite, log,
+                       should_stop, holder, sandbox)
     for name, func in phases:
         if detail["phases"].get(name, {}).get("status") == "done":
             continue
