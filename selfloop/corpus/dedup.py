@@ -9,6 +9,7 @@ duplicate. Exact duplicates are found by content hash in the store, not here.
 
 from __future__ import annotations
 
+import functools
 import re
 
 from datasketch import LeanMinHash, MinHash, MinHashLSH
@@ -21,11 +22,18 @@ def shingles(text: str, n: int) -> set[bytes]:
     words = _WORDS.findall(text.lower())
     if len(words) <= n:
         return {" ".join(words).encode("utf-8")}
-    return {" ".join(words[i : i + n]).encode("utf-8") for i in range(len(words) - n + 1)}
+    return {" ".join(gram).encode("utf-8") for gram in zip(*(words[i:] for i in range(n)))}
+
+
+@functools.cache
+def _empty(num_perm: int) -> MinHash:
+    # Drawing the permutations took a quarter of ingest time when done per document;
+    # copies share them (same seed, so signatures are unchanged).
+    return MinHash(num_perm=num_perm)
 
 
 def signature(text: str, *, num_perm: int, shingle_words: int) -> LeanMinHash:
-    mh = MinHash(num_perm=num_perm)
+    mh = _empty(num_perm).copy()
     mh.update_batch(list(shingles(text, shingle_words)))
     return LeanMinHash(mh)
 

@@ -22,6 +22,8 @@ from selfloop.corpus.reasons import Reason
 Filter = Callable[[str, IngestConfig], Reason | None]
 
 _WORD = re.compile(r"\S+")
+_SPACE = re.compile(r"\s+")
+_WORDCHARS = re.compile(r"\w+")  # str.isalnum() or "_", char for char (the re module's definition)
 
 
 def non_text(raw: str, cfg: IngestConfig) -> Reason | None:
@@ -47,11 +49,12 @@ def too_long(text: str, cfg: IngestConfig) -> Reason | None:
 
 def symbol_ratio(text: str, cfg: IngestConfig) -> Reason | None:
     # Underscores count as word characters: identifiers in code are not noise.
-    visible = [c for c in text if not c.isspace()]
+    # Counted with regexes: a Python loop over characters was half of ingest time.
+    visible = len(text) - sum(map(len, _SPACE.findall(text)))
     if not visible:
         return None
-    symbols = sum(1 for c in visible if not (c.isalnum() or c == "_"))
-    ratio = symbols / len(visible)
+    symbols = visible - sum(map(len, _WORDCHARS.findall(text)))
+    ratio = symbols / visible
     if ratio > cfg.max_symbol_ratio:
         return Reason("symbol_ratio", f"symbols are {ratio:.0%} of visible chars > max_symbol_ratio {cfg.max_symbol_ratio:.0%}")
     return None
@@ -75,7 +78,7 @@ def top_ngram_fraction(text: str, cfg: IngestConfig, n: int = 3) -> Reason | Non
     words = _WORD.findall(text)
     if len(words) < max(cfg.repetition_min_words, 2 * n):
         return None
-    grams = Counter(tuple(words[i : i + n]) for i in range(len(words) - n + 1))
+    grams = Counter(zip(*(words[i:] for i in range(n))))
     gram, count = grams.most_common(1)[0]
     if count < 2:  # a 3-gram that occurs once is not repetition, however short the text
         return None
