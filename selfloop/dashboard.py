@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import time
+from pathlib import Path
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -44,6 +45,7 @@ class Snapshot:
     quarantined: list[tuple[str, str]] = field(default_factory=list)
     events: list[tuple[float, str, str]] = field(default_factory=list)
     samples: list[str] = field(default_factory=list)
+    current: int | None = None  # the champion's generation
     taken_at: float = field(default_factory=time.time)
 
 
@@ -54,20 +56,18 @@ def snapshot(store: Store | None, paths: ProjectPaths, cfg: DashboardConfig | No
     if store is None:
         return snap
     snap.meta = {r["key"]: r["value"] for r in store.query("SELECT key, value FROM meta")}
-    for key, value in sorted(snap.meta.items()):
-        if key.startswith("progress."):
-            try:
-                snap.progress.append({"name": key.removeprefix("progress."), **json.loads(value)})
-            except ValueError:
-                continue
+    cycle = store.query("SELECT id, phase, generation FROM cycles WHERE status = 'running' ORDER BY id DESC LIMIT 1")
+    if cycle:
+        snap.meta.setdefault("daemon.phase", cycle[0]["phase"])
+        snap.progress = _progress_of(store, snap.meta, cycle[0]["id"], cycle[0]["generation"], cycle[0]["phase"])
     gen = store.scalar("SELECT MAX(generation) FROM train_metrics")
     if gen is not None:
         snap.curve_generation = gen
         rows = store.query("SELECT step, kind, loss FROM train_metrics WHERE generation = ? AND loss IS NOT NULL ORDER BY step", (gen,))
         snap.train_curve = [(r["step"], r["loss"]) for r in rows if r["kind"] == "train"]
         snap.eval_curve = [(r["step"], r["loss"]) for r in rows if r["kind"] == "eval"]
-    for r in store.query("SELECT id, parent, status, metrics, gate FROM generations ORDER BY id"):
-        snap.generations.append({"id": r["id"], "parent": r["parent"], "status": r["status"],
+    for r in store.query("SELECT id, parent, path, status, metrics, gate FROM generations ORDER BY id"):
+        snap.generations.append({"id": r["id"], "parent": r["parent"], "path": r["path"], "status": r["status"],
                                  "metrics": _json(r["metrics"]), "gate": _json(r["gate"])})
     snap.verdicts = [(r[0], r[1] or "", r[2]) for r in store.query(
         "SELECT status, reason, COUNT(*) FROM candidates WHERE status != 'pending' GROUP BY status, reason ORDER BY 3 DESC LIMIT 12")]
@@ -76,10 +76,49 @@ def snapshot(store: Store | None, paths: ProjectPaths, cfg: DashboardConfig | No
     snap.quarantined = [(r[0], r[1] or "") for r in store.query(
         "SELECT path, reason FROM files WHERE status = 'quarantined' ORDER BY updated_at DESC LIMIT 8")]
     snap.events = [(r["ts"], r["kind"], r["message"]) for r in store.recent_events(cfg.recent_events)]
-    current = [g for g in snap.generations if g["status"] == "promoted"]
-    if current:
-        snap.samples = [str(s) for s in current[-1]["metrics"].get("samples", [])][: cfg.samples]
+    snap.current = _current(paths)
+    champion = [g for g in snap.generations if g["id"] == snap.current]
+    if champion and cfg.samples:
+        snap.samples = _samples(champion[0]["path"])[: cfg.samples]
     return snap
+
+
+def _current(paths: ProjectPaths) -> int | None:
+    from selfloop.errors import SelfloopError
+    from selfloop.model.registry import Registry
+
+    try:
+        return Registry(paths.models).current()
+    except SelfloopError:
+        return None
+
+
+def _progress_of(store: Store, meta: dict[str, str], cycle_id: int, generation: int, phase: str) -> list[dict[str, Any]]:
+    """Progress of the running cycle, derived from what its phases record in the store."""
+    bars: list[dict[str, Any]] = []
+    counts = dict(store.query("SELECT status, COUNT(*) FROM candidates WHERE cycle_id = ? GROUP BY status", (cycle_id,)))
+    total = sum(counts.values())
+    if total:
+        bars.append({"name": "verdicts", "done": total - counts.get("pending", 0), "total": total, "unit": "candidates"})
+    elif phase == "rework":
+        bars.append({"name": "rework", "done": 0, "total": int(meta.get("rework.budget", 0) or 0), "unit": "candidates"})
+    last = store.query("SELECT step, tokens_per_s, eta_s FROM train_metrics WHERE generation = ? AND kind = 'train' "
+                       "ORDER BY id DESC LIMIT 1", (generation,))
+    if phase == "train" or last:
+        steps = int(meta.get("train.total_steps", 0) or 0)
+        row = last[0] if last else None
+        bars.append({"name": "train", "done": row["step"] if row else 0, "total": steps, "unit": "steps",
+                     "rate": row["tokens_per_s"] if row else None, "rate_unit": "tok/s", "eta_s": row["eta_s"] if row else None})
+    return bars
+
+
+def _samples(path: str) -> list[str]:
+    """Sample generations kept in a generation's manifest (prompt -> completion)."""
+    try:
+        manifest = json.loads((Path(path) / "manifest.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return []
+    return [f"{s.get('prompt', '')!r} -> {s.get('completion', '')!r}" for s in manifest.get("samples", []) if isinstance(s, dict)]
 
 
 def _json(text: str | None) -> dict[str, Any]:
@@ -109,8 +148,7 @@ def _header(snap: Snapshot) -> RenderableType:
         state = f"[green]running[/] pid {snap.daemon.get('pid')} up {_duration(snap.taken_at - started if started else None)}"
     else:
         state = "[yellow]no daemon running[/] (showing the last recorded state)"
-    promoted = [g["id"] for g in snap.generations if g["status"] == "promoted"]
-    current = meta.get("current_generation") or (str(promoted[-1]) if promoted else "-")
+    current = "-" if snap.current is None else str(snap.current)
     line = Text.from_markup(
         f"selfloop  {state}  |  state [bold]{meta.get('daemon.state', '-')}[/]  phase [bold]{meta.get('daemon.phase', '-')}[/]"
         f"  |  generation [bold]{current}[/]  |  sandbox {meta.get('sandbox.backend', '-')}"
@@ -163,8 +201,8 @@ def _generations(snap: Snapshot) -> RenderableType:
         t.add_column(col, overflow="fold")
     for g in snap.generations[-8:]:
         m = g["metrics"]
-        loss = m.get("heldout_loss")
-        pass1 = m.get("pass_at_1") or {}
+        loss = m.get("loss")
+        pass1 = m.get("tasks") or {}
         pass_text = " ".join(f"{k}={v:.2f}" for k, v in pass1.items() if isinstance(v, (int, float))) or "-"
         style = {"promoted": "green", "rejected": "red", "training": "yellow"}.get(g["status"], "")
         t.add_row(str(g["id"]), f"{loss:.4f}" if isinstance(loss, (int, float)) else "-", pass_text,
@@ -211,14 +249,14 @@ def _events(snap: Snapshot) -> RenderableType:
 
 def render(snap: Snapshot, width: int = 120) -> RenderableType:
     """The whole dashboard for one snapshot (pure: no I/O)."""
-    gens = [g for g in snap.generations if isinstance(g["metrics"].get("heldout_loss"), (int, float))]
-    families = sorted({f for g in snap.generations for f in (g["metrics"].get("pass_at_1") or {})})
+    gens = [g for g in snap.generations if isinstance(g["metrics"].get("loss"), (int, float))]
+    families = sorted({f for g in snap.generations for f in (g["metrics"].get("tasks") or {})})
     specs = [([("train", snap.train_curve), ("eval", snap.eval_curve)],
               f"loss, generation {snap.curve_generation if snap.curve_generation is not None else '-'}"),
-             ([("held-out loss", [(g["id"], g["metrics"]["heldout_loss"]) for g in gens])], "held-out loss by generation")]
+             ([("held-out loss", [(g["id"], g["metrics"]["loss"]) for g in gens])], "held-out loss by generation")]
     if families:
-        specs.append(([(fam, [(g["id"], g["metrics"]["pass_at_1"][fam]) for g in snap.generations
-                              if isinstance((g["metrics"].get("pass_at_1") or {}).get(fam), (int, float))])
+        specs.append(([(fam, [(g["id"], g["metrics"]["tasks"][fam]) for g in snap.generations
+                              if isinstance((g["metrics"].get("tasks") or {}).get(fam), (int, float))])
                        for fam in families], "pass@1 by generation"))
     each = max(30, width // len(specs) - 1)
     plots = Table.grid(expand=True)

@@ -121,8 +121,7 @@ def collect_status(paths: ProjectPaths) -> dict[str, Any]:
             {**dict(r), "metrics": json.loads(r["metrics"]), "gate": json.loads(r["gate"])}
             for r in store.query("SELECT id, parent, status, metrics, gate, created_at, decided_at FROM generations ORDER BY id")
         ]
-        current = store.get_meta("current_generation")
-        out["current_generation"] = int(current) if current is not None else None
+        out["current_generation"] = _current(paths)
         last = store.query("SELECT * FROM cycles ORDER BY id DESC LIMIT 1")
         out["last_cycle"] = dict(last[0]) if last else None
         out["candidates"] = [
@@ -132,6 +131,15 @@ def collect_status(paths: ProjectPaths) -> dict[str, Any]:
             )
         ]
     return out
+
+
+def _current(paths: ProjectPaths) -> int | None:
+    from selfloop.model.registry import Registry
+
+    try:
+        return Registry(paths.models).current()
+    except SelfloopError:
+        return None
 
 
 def cmd_status(args: Any) -> int:
@@ -191,7 +199,7 @@ def print_status(status: dict[str, Any]) -> None:
     for col in ("gen", "parent", "status", "held-out loss", "gate"):
         g.add_column(col)
     for r in status["generations"]:
-        loss = r["metrics"].get("heldout_loss")
+        loss = r["metrics"].get("loss")
         g.add_row(str(r["id"]), str(r["parent"]), r["status"], f"{loss:.4f}" if isinstance(loss, (int, float)) else "-", r["gate"].get("reason", ""))
     console.print(g)
     last = status["last_cycle"]

@@ -27,27 +27,31 @@ def test_renders_live_state(tmp_path):
     paths = _paths(tmp_path)
     store = Store.open(paths.db)
     with store.tx() as c:
-        for step in range(0, 100, 10):
+        for step in range(0, 40, 10):
             c.execute("INSERT INTO train_metrics (generation, step, kind, loss, ts) VALUES (2, ?, 'train', ?, 0)", (step, 5 - step / 50))
         for gen, status, loss, reason in [(0, "promoted", 4.5, "first generation"), (1, "promoted", 4.1, "loss improved 8.9%"),
                                           (2, "rejected", 4.4, "held-out loss 4.4 > 4.1")]:
-            c.execute("INSERT INTO generations (id, parent, path, status, metrics, gate, created_at) VALUES (?, ?, 'p', ?, ?, ?, 0)",
-                      (gen, gen - 1 if gen else None, status,
-                       json.dumps({"heldout_loss": loss, "pass_at_1": {"addition": gen / 4}, "samples": [f"sample of gen {gen}"]}),
-                       json.dumps({"reason": reason})))
+            gen_dir = paths.models / f"gen-{gen:04d}"
+            gen_dir.mkdir(parents=True)
+            (gen_dir / "manifest.json").write_text(json.dumps({"samples": [{"kind": "text", "prompt": "The", "completion": f" sample of gen {gen}"}]}))
+            c.execute("INSERT INTO generations (id, parent, path, status, metrics, gate, created_at) VALUES (?, ?, ?, ?, ?, ?, 0)",
+                      (gen, gen - 1 if gen else None, str(gen_dir), status,
+                       json.dumps({"loss": loss, "tasks": {"addition": gen / 4}}), json.dumps({"reason": reason})))
+        (paths.models / "current").write_text("gen-0001\n")
         for reason, n in [("near_duplicate", 3), ("lost_a_vs_b", 2)]:
             for _ in range(n):
                 c.execute("INSERT INTO candidates (strategy, kind, content, status, reason, created_at) VALUES ('rewrite', 'text', 'x', 'rejected', ?, 0)", (reason,))
         c.execute("INSERT INTO files (path, origin, status, reason, updated_at) VALUES ('orig/blob.bin', 'orig', 'quarantined', 'binary: 31% control characters', 0)")
         c.execute("INSERT INTO documents (file_path, locator, origin, kind, format, hash, content, n_chars, split, status, created_at, updated_at) "
                   "VALUES ('orig/a.txt', 'chunk 0', 'orig', 'text', 'txt', 'h', 'hello', 12345, 'train', 'active', 0, 0)")
-        c.execute("INSERT INTO meta VALUES ('daemon.phase', 'train'), ('daemon.state', 'cycle'), ('sandbox.backend', 'bwrap')")
-        c.execute("INSERT INTO meta VALUES ('progress.train', ?)", (json.dumps({"done": 40, "total": 100, "unit": "steps", "eta_s": 90}),))
+        c.execute("INSERT INTO meta VALUES ('daemon.state', 'cycle'), ('sandbox.backend', 'bwrap'), ('train.total_steps', '100')")
+        c.execute("INSERT INTO cycles (started_at, phase, status, generation) VALUES (0, 'train', 'running', 2)")
+        c.execute("INSERT INTO train_metrics (generation, step, kind, loss, tokens_per_s, eta_s, ts) VALUES (2, 40, 'train', 3.2, 900, 90, 0)")
     store.event("promoted", "generation 1 promoted: loss improved 8.9%")
 
     reader = Store.open(paths.db, readonly=True)
     text = _text(render(snapshot(reader, paths), 140))
-    for expected in ["phase train", "sandbox bwrap", "40/100 steps", "ETA 1m30s", "loss, generation 2",
+    for expected in ["phase train", "sandbox bwrap", "generation 1", "40/100 steps", "900.0 tok/s", "ETA 1m30s", "loss, generation 2",
                      "held-out loss by generation", "pass@1 by generation", "held-out loss 4.4 > 4.1",
                      "near_duplicate", "lost_a_vs_b", "orig/blob.bin", "binary: 31% control characters",
                      "orig.active", "12,345", "generation 1 promoted", "sample of gen 1"]:
