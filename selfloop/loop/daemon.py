@@ -247,7 +247,8 @@ class Daemon:
         self.scheduler.modify_job("cycle", next_run_time=datetime.now().astimezone() + timedelta(milliseconds=50))
 
     def _cycle_job(self) -> None:
-        from selfloop.loop.cycle import run_cycle
+        from selfloop.loop.cycle import CycleInterrupted, run_cycle
+        from selfloop.train.launch import TrainingInterrupted
 
         if self.stop_event.is_set():
             return
@@ -261,8 +262,10 @@ class Daemon:
             run_cycle(self.cfg, self.paths, store, config_path=self.config_path, should_stop=self.stop_event.is_set,
                       log=log.info, holder=self._holder(), sandbox=self._sandbox())
             self._publish_model(store)
+        except (CycleInterrupted, TrainingInterrupted) as e:
+            log.info("cycle paused: %s", e)  # a requested stop: it resumes at this point on the next start
         except SelfloopError as e:
-            log.error("cycle stopped: %s", e)
+            log.error("cycle failed: %s", e)
             store.event("cycle_failed", str(e))
         except Exception:
             # A bug in one cycle must not take the daemon down; it is logged with its traceback
@@ -328,6 +331,9 @@ class Daemon:
         from selfloop.corpus.ingest import Ingestor
 
         dashboard = not self.headless
+        if dashboard:
+            # Library warnings printed to the terminal would tear the live view; they still reach the log file.
+            os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
         setup_logging(self.paths, terminal=not dashboard, debug=self.debug)
         store = Store.open(self.paths.db)
         store.set_meta("daemon.state", "starting")
