@@ -28,6 +28,7 @@ from rich.table import Table
 from rich.text import Text
 
 from selfloop.config import DashboardConfig, ProjectPaths, load_config
+from selfloop.project import current_generation
 from selfloop.state import Store, daemon_alive
 
 
@@ -76,21 +77,11 @@ def snapshot(store: Store | None, paths: ProjectPaths, cfg: DashboardConfig | No
     snap.quarantined = [(r[0], r[1] or "") for r in store.query(
         "SELECT path, reason FROM files WHERE status = 'quarantined' ORDER BY updated_at DESC LIMIT 8")]
     snap.events = [(r["ts"], r["kind"], r["message"]) for r in store.recent_events(cfg.recent_events)]
-    snap.current = _current(paths)
+    snap.current = current_generation(paths)
     champion = [g for g in snap.generations if g["id"] == snap.current]
     if champion and cfg.samples:
         snap.samples = _samples(champion[0]["path"])[: cfg.samples]
     return snap
-
-
-def _current(paths: ProjectPaths) -> int | None:
-    from selfloop.errors import SelfloopError
-    from selfloop.model.registry import Registry
-
-    try:
-        return Registry(paths.models).current()
-    except SelfloopError:
-        return None
 
 
 def _progress_of(store: Store, meta: dict[str, str], cycle_id: int, generation: int, phase: str) -> list[dict[str, Any]]:

@@ -121,7 +121,7 @@ def collect_status(paths: ProjectPaths) -> dict[str, Any]:
             {**dict(r), "metrics": json.loads(r["metrics"]), "gate": json.loads(r["gate"])}
             for r in store.query("SELECT id, parent, status, metrics, gate, created_at, decided_at FROM generations ORDER BY id")
         ]
-        out["current_generation"] = _current(paths)
+        out["current_generation"] = current_generation(paths)
         last = store.query("SELECT * FROM cycles ORDER BY id DESC LIMIT 1")
         out["last_cycle"] = dict(last[0]) if last else None
         out["candidates"] = [
@@ -133,7 +133,8 @@ def collect_status(paths: ProjectPaths) -> dict[str, Any]:
     return out
 
 
-def _current(paths: ProjectPaths) -> int | None:
+def current_generation(paths: ProjectPaths) -> int | None:
+    """The champion's number from the registry's pointer; None before generation 0 or if unreadable."""
     from selfloop.model.registry import Registry
 
     try:
