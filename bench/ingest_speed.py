@@ -1,0 +1,110 @@
+"""Ingest throughput: ``Ingestor.scan`` (decode, normalize, filters, exact and near dedup,
+one transaction per file) against reading and hashing the same files.
+
+Corpora: synthetic prose files (distinct paragraphs that pass the filters, so
+every document goes through the whole pipeline including MinHash) at 1x, 4x
+and 16x size, each ingested into a fresh store, and the shipped starter corpus
+(mixed .txt .md .py .jsonl). The baseline, in the same run, reads every file and
+computes its sha256 (page cache warm for both: the baseline runs first).
+
+Cost growth: ingest seconds at the three sizes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import shutil
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from bench.common import Recorder, growth, quick_flag, say
+from bench.project import make_project, write_corpus
+
+NAME = "ingest"
+
+
+def files_of(folder: Path) -> list[Path]:
+    return sorted(p for p in folder.rglob("*") if p.is_file())
+
+
+def read_and_hash(folder: Path) -> dict[str, Any]:
+    files = files_of(folder)
+    start = time.perf_counter()
+    size = 0
+    for p in files:
+        data = p.read_bytes()
+        hashlib.sha256(data).hexdigest()
+        size += len(data)
+    seconds = time.perf_counter() - start
+    return {"files": len(files), "mb": round(size / 1e6, 3), "seconds": round(seconds, 4), "mb_per_s": round(size / 1e6 / seconds, 1)}
+
+
+def ingest(root: Path, corpus: Path | None) -> dict[str, Any]:
+    """A fresh project whose orig is ``corpus`` (or the starter corpus), scanned once."""
+    from selfloop.corpus.ingest import Ingestor
+    from selfloop.state import Store
+
+    _, cfg, paths = make_project(root, starter=corpus is None)
+    if corpus is not None:
+        shutil.rmtree(paths.orig)
+        shutil.copytree(corpus, paths.orig)
+    size = sum(p.stat().st_size for p in files_of(paths.orig))
+    read_and_hash(paths.orig)  # warm the page cache for the copy that is ingested
+    baseline = read_and_hash(paths.orig)
+    with Store.open(paths.db) as store:
+        ingestor = Ingestor(cfg.ingest, cfg.watch, paths, store)
+        start = time.perf_counter()
+        report = ingestor.scan()
+        seconds = time.perf_counter() - start
+    return {
+        "mb": round(size / 1e6, 3),
+        "seconds": round(seconds, 3),
+        "mb_per_s": round(size / 1e6 / seconds, 2),
+        "documents": report.accepted,
+        "dropped": dict(report.dropped),
+        "read_and_hash": baseline,
+        "ratio_vs_read_and_hash": round((size / seconds) / (baseline["mb"] * 1e6 / baseline["seconds"]), 4),
+    }
+
+
+def run(quick: bool, workdir: Path) -> Recorder:
+    rec = Recorder(NAME, quick, "python -m bench.ingest_speed" + (" --quick" if quick else ""))
+    files, chars = (4, 16_000) if quick else (40, 50_000)  # 1x: 64 KB quick, 2 MB full
+    sizes = [1, 4, 16]
+    runs = {}
+    for m in sizes:
+        corpus = workdir / f"corpus{m}x"
+        write_corpus(corpus, files * m, chars, seed=m)
+        runs[f"{m}x"] = r = ingest(workdir / f"proj{m}x", corpus)
+        say(f"[ingest] {m}x: {r['mb']} MB in {r['seconds']} s = {r['mb_per_s']} MB/s "
+            f"({r['documents']} documents); read+hash {r['read_and_hash']['mb_per_s']} MB/s")
+        shutil.rmtree(corpus)
+    starter = None if quick else ingest(workdir / "starter", None)
+    if starter:
+        say(f"[ingest] starter corpus: {starter['mb']} MB in {starter['seconds']} s = {starter['mb_per_s']} MB/s ({starter['documents']} documents)")
+    scaling = growth(sizes, [runs[f"{m}x"]["seconds"] for m in sizes])
+    say(f"[ingest] cost at 1x/4x/16x -> {scaling['growth']} (exponent {scaling['exponent']})")
+    largest = runs["16x"]
+    rec.figures = {
+        "synthetic": runs,
+        "starter_corpus": starter,
+        "mb_per_s": largest["mb_per_s"],
+        "read_and_hash_mb_per_s": largest["read_and_hash"]["mb_per_s"],
+        "target_mb_per_s": 20.0,
+        "scaling_corpus": scaling,
+    }
+    return rec
+
+
+def main(argv: list[str] | None = None) -> int:
+    quick = quick_flag(argv)
+    with tempfile.TemporaryDirectory(prefix="bench-ingest-") as tmp:
+        rec = run(quick, Path(tmp))
+    say(f"[ingest] wrote {rec.write()}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
