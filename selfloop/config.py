@@ -165,11 +165,22 @@ class SandboxConfig(Section):
 class LauncherConfig(Section):
     """How the training child process is started (python, torchrun, accelerate)."""
 
-    kind: Literal["python", "torchrun", "accelerate"] = Field("python", description="how the training child is launched")
-    nproc_per_node: int = Field(1, ge=1, description="processes per node (torchrun / accelerate)")
-    nnodes: int = Field(1, ge=1, description="nodes")
-    rdzv_endpoint: str = Field("", description="rendezvous host:port for multi-node")
-    extra_args: list[str] = Field(default_factory=list, description="extra launcher arguments")
+    kind: Literal["python", "torchrun", "accelerate"] = Field("python", description="how the training child is launched: python (one process), torchrun or accelerate (DDP; FSDP / DeepSpeed through extra_args)")
+    nproc_per_node: int = Field(1, ge=1, description="processes per node (torchrun / accelerate); on GPUs one per GPU, on CPU each uses gloo")
+    nnodes: int = Field(1, ge=1, description="nodes; more than 1 needs rdzv_endpoint")
+    node_rank: int = Field(0, ge=0, description="this node's rank (accelerate multi-node; torchrun assigns ranks at rendezvous)")
+    rdzv_endpoint: str = Field("", description="rendezvous host:port for multi-node (empty on one node: a free local port is picked)")
+    extra_args: list[str] = Field(default_factory=list, description="extra launcher arguments (e.g. accelerate's --use_fsdp or --config_file)")
+
+    @model_validator(mode="after")
+    def _multi_node(self) -> "LauncherConfig":
+        if self.nnodes > 1 and not self.rdzv_endpoint:
+            raise ValueError(f"nnodes = {self.nnodes} needs rdzv_endpoint (host:port of the rendezvous on node 0)")
+        if self.rdzv_endpoint and not self.rdzv_endpoint.rpartition(":")[2].isdigit():
+            raise ValueError(f"rdzv_endpoint {self.rdzv_endpoint!r} must be host:port")
+        if self.node_rank >= self.nnodes:
+            raise ValueError(f"node_rank ({self.node_rank}) must be below nnodes ({self.nnodes})")
+        return self
 
 
 class TrainConfig(Section):
@@ -195,6 +206,8 @@ class TrainConfig(Section):
     eval_samples: int = Field(3, ge=0, description="greedy sample generations from held-out starts kept in each manifest")
     eval_sample_tokens: int = Field(48, ge=1, description="tokens generated per evaluation sample")
     log_steps: int = Field(10, ge=1, description="report step, loss, lr, tokens/s and ETA every this many steps")
+    streaming: bool = Field(False, description="read the training data as a stream (datasets.IterableDataset) instead of a memory-mapped Arrow cache in the run dir; for corpora whose tokens do not fit the run dir's disk")
+    shuffle_buffer: int = Field(4096, ge=1, description="streaming: examples held in the shuffle buffer (memory grows with it)")
     launcher: LauncherConfig = Field(default_factory=LauncherConfig)
 
 

@@ -26,8 +26,8 @@ def test_launcher_argv():
     assert torchrun == ["py", "-m", "torch.distributed.run", "--nproc_per_node=4", "--nnodes=2", "--rdzv_backend=c10d",
                         "--rdzv_endpoint=h:29500", "-m", "selfloop.train", "--steps", "5"]
     acc = build_argv(LauncherConfig(kind="accelerate", nproc_per_node=2, extra_args=["--mixed_precision=bf16"]), args, python="py")
-    assert acc == ["py", "-m", "accelerate.commands.launch", "--num_processes=2", "--num_machines=1",
-                   "--mixed_precision=bf16", "-m", "selfloop.train", "--steps", "5"]
+    assert acc == ["py", "-m", "accelerate.commands.launch", "--num_processes=2", "--num_machines=1", "--multi_gpu",
+                   "--main_process_port=0", "--mixed_precision=bf16", "-m", "selfloop.train", "--steps", "5"]
 
 
 def test_torn_checkpoints_are_skipped(tmp_path):

@@ -5,7 +5,8 @@ with no network, a read-only root, a sized tmpfs scratch, memory == memory+swap,
 a pids limit, a CPU quota, no capabilities, no-new-privileges, a non-root user
 and an init. The docker socket is never mounted. The client talks to the engine
 named by ``docker_host`` (else DOCKER_HOST / the local socket), so a remote
-engine works. The harness is fed jobs through the container's attached stdin and
+engine works with the same container options (``docker_client``; TLS through
+DOCKER_TLS_VERIFY / DOCKER_CERT_PATH). The harness is fed jobs through the container's attached stdin and
 answers on its stdout; the wall deadline is enforced here, then the container
 is removed.
 
@@ -51,6 +52,26 @@ def owner_gone(tag: str) -> bool:
     except PermissionError:
         return False
     return False
+
+
+def engine_name(cfg: SandboxConfig) -> str:
+    """The engine the sandbox talks to, for messages."""
+    return cfg.docker_host or os.environ.get("DOCKER_HOST") or "the local socket"
+
+
+def docker_client(cfg: SandboxConfig, timeout: int = 60):
+    """A Docker SDK client for ``cfg.docker_host``, else DOCKER_HOST, else the local socket.
+
+    Always through ``docker.from_env`` so the TLS settings of the environment
+    (DOCKER_TLS_VERIFY, DOCKER_CERT_PATH: a remote engine on tcp://) apply to a
+    configured host as well. Used for jobs, the leftover sweep and image builds alike.
+    """
+    import docker
+
+    env = dict(os.environ)
+    if cfg.docker_host:
+        env["DOCKER_HOST"] = cfg.docker_host
+    return docker.from_env(timeout=timeout, environment=env)
 
 
 def container_options(cfg: SandboxConfig) -> dict[str, Any]:
@@ -147,11 +168,10 @@ class DockerBackend(Backend):
         except ImportError as e:  # pragma: no cover - docker is a dependency
             raise SandboxUnavailable(f"the docker SDK is not installed: {e}") from None
         try:
-            self.client = docker.DockerClient(base_url=cfg.docker_host, timeout=60) if cfg.docker_host else docker.from_env(timeout=60)
+            self.client = docker_client(cfg)
             self.client.ping()
         except Exception as e:
-            where = cfg.docker_host or os.environ.get("DOCKER_HOST") or "the local socket"
-            raise SandboxUnavailable(f"no Docker engine answers at {where}: {str(e)[:200]}") from None
+            raise SandboxUnavailable(f"no Docker engine answers at {engine_name(cfg)}: {str(e)[:200]}") from None
         try:
             image = self.client.images.get(cfg.image)
         except docker.errors.ImageNotFound:

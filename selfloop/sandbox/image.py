@@ -24,6 +24,7 @@ from pathlib import Path
 
 from selfloop.config import SandboxConfig
 from selfloop.errors import SelfloopError
+from selfloop.sandbox.docker_backend import docker_client, engine_name
 from selfloop.sandbox.runtime import Interpreter, harness_bytes, harness_sha256, interpreter
 
 log = logging.getLogger(__name__)
@@ -170,15 +171,14 @@ def image_changes(python: Interpreter) -> list[str]:
 
 def build_image(cfg: SandboxConfig) -> dict[str, str | int]:
     """Build and tag `cfg.image` with docker import; returns id, tag, size and python version."""
-    import docker
     import docker.errors
 
     python = interpreter(cfg.python)
     try:
-        client = docker.DockerClient(base_url=cfg.docker_host) if cfg.docker_host else docker.from_env()
+        client = docker_client(cfg, timeout=300)  # the rootfs is uploaded: a remote engine builds it too
         client.ping()
     except Exception as e:
-        raise SelfloopError(f"no Docker engine answers ({str(e)[:200]}); start dockerd or set sandbox.docker_host") from None
+        raise SelfloopError(f"no Docker engine answers at {engine_name(cfg)} ({str(e)[:200]}); start dockerd or set sandbox.docker_host") from None
     repo, _, tag = cfg.image.rpartition(":") if ":" in cfg.image.rsplit("/", 1)[-1] else (cfg.image, "", "latest")
     with tempfile.TemporaryDirectory(prefix="selfloop-rootfs-") as tmp:
         rootfs = Path(tmp) / "rootfs.tar"

@@ -2,7 +2,8 @@
 
 Covers: writing step, loss, learning rate, tokens/s and ETA to the state store
 (``train_metrics``) and to ``metrics.jsonl`` in the run dir; stopping at the
-wall-clock budget; and turning SIGTERM into "save a checkpoint, then stop".
+wall-clock budget; and turning SIGTERM into "save a checkpoint, then stop", at
+the same step on every DDP rank.
 
 Does not cover: what is trained or how the run resumes (``selfloop.train.run``).
 """
@@ -68,6 +69,9 @@ class StopCallback(TrainerCallback):
 
     Both save a Trainer checkpoint first, so an interrupted run resumes from
     exactly where it stopped instead of from the last ``save_steps`` boundary.
+    Under DDP the ranks agree on stopping after every step (one tiny all-reduce):
+    SIGTERM or the deadline reach them at slightly different moments, and a rank
+    that stopped alone would leave the others waiting in the next step's collective.
     """
 
     def __init__(self, max_minutes: float):
@@ -80,8 +84,21 @@ class StopCallback(TrainerCallback):
         self.terminated = True
 
     def on_step_end(self, args, state, control, **kwargs):
-        if time.monotonic() >= self.deadline:
-            self.out_of_time = True
+        terminated, out_of_time = agreed([self.terminated, time.monotonic() >= self.deadline], args.device)
+        self.terminated = self.terminated or terminated  # a SIGTERM that arrived meanwhile still counts
+        self.out_of_time = self.out_of_time or out_of_time
         if self.terminated or self.out_of_time:
             control.should_save = True
             control.should_training_stop = True
+
+
+def agreed(flags: list[bool], device) -> list[bool]:
+    """Each flag OR-ed over all ranks (itself when not distributed)."""
+    import torch
+    import torch.distributed as dist
+
+    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+        return flags
+    t = torch.tensor([int(f) for f in flags], device=device)
+    dist.all_reduce(t, op=dist.ReduceOp.MAX)
+    return [bool(v) for v in t.tolist()]

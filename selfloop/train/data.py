@@ -10,7 +10,11 @@ Covers:
   it started with, even if the corpus changed meanwhile),
 - tokenization: plain text packed into ``block_size`` blocks for causal LM loss;
   chat records rendered by the tokenizer's chat template with loss on assistant
-  tokens only (labels -100 elsewhere).
+  tokens only (labels -100 elsewhere),
+- the training set: the snapshot streamed through that tokenization into a
+  ``datasets`` Arrow file in the run dir (memory-mapped, so memory stays flat as
+  the corpus grows; other DDP ranks and a resumed run reuse it), or, with
+  ``train.streaming``, an ``IterableDataset`` that tokenizes as it reads.
 
 Task documents train only when they carry a worked answer (string ``prompt`` and
 ``solution``), as a user/assistant exchange; bare tasks (no solution) are
@@ -26,12 +30,15 @@ import hashlib
 import json
 import math
 import random
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from itertools import islice
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 IGNORE = -100  # label value the loss ignores
+TOKENIZE_BATCH = 256  # texts per fast-tokenizer call: batches run in Rust threads and bound what is held
+DATA_FORMAT = 1  # part of the Arrow cache fingerprint; bump when the example layout changes
 
 
 @dataclass(frozen=True)
@@ -120,9 +127,16 @@ def write_snapshot(path: Path, docs: Sequence[Doc]) -> None:
     tmp.replace(path)
 
 
+def iter_snapshot(path: Path) -> Iterator[Doc]:
+    """The snapshot's documents one at a time, so a snapshot larger than memory can be read."""
+    with Path(path).open(encoding="utf-8") as f:
+        for line in f:
+            if line.strip():
+                yield Doc(**json.loads(line))
+
+
 def read_snapshot(path: Path) -> list[Doc]:
-    with path.open(encoding="utf-8") as f:
-        return [Doc(**json.loads(line)) for line in f if line.strip()]
+    return list(iter_snapshot(path))
 
 
 # --------------------------------------------------------------------------- tokens
@@ -147,22 +161,33 @@ def messages_of(doc: Doc) -> list[dict[str, str]] | None:
     return None
 
 
-def pack_texts(texts: Iterable[str], tokenizer, block_size: int) -> list[dict[str, list[int]]]:
-    """Concatenate texts (each followed by eos) and cut into ``block_size`` blocks.
+def iter_text_blocks(texts: Iterable[str], tokenizer, block_size: int) -> Iterator[dict[str, list[int]]]:
+    """Concatenate texts (each followed by eos) and cut into ``block_size`` blocks, lazily.
 
-    The last, partial block is padded with attention 0 and label -100 so no text
-    is thrown away.
+    Holds one batch of texts and less than one block of carried-over tokens at a
+    time. The last, partial block is padded with attention 0 and label -100 so
+    no text is thrown away.
     """
+    texts = iter(texts)
     stream: list[int] = []
-    for text in texts:
+    while batch := list(islice(texts, TOKENIZE_BATCH)):
         # verbose=False: long documents are expected here, they are cut into blocks below.
-        stream.extend(tokenizer(text, add_special_tokens=False, verbose=False)["input_ids"])
-        stream.append(tokenizer.eos_token_id)
-    blocks = []
-    for start in range(0, len(stream), block_size):
-        ids = stream[start : start + block_size]
-        blocks.append(_padded(ids, list(ids), tokenizer.pad_token_id, block_size))
-    return blocks
+        for ids in tokenizer(batch, add_special_tokens=False, verbose=False)["input_ids"]:
+            stream.extend(ids)
+            stream.append(tokenizer.eos_token_id)
+            start = 0
+            while len(stream) - start >= block_size:
+                block = stream[start : start + block_size]
+                yield _padded(block, list(block), tokenizer.pad_token_id, block_size)
+                start += block_size
+            del stream[:start]
+    if stream:
+        yield _padded(stream, list(stream), tokenizer.pad_token_id, block_size)
+
+
+def pack_texts(texts: Iterable[str], tokenizer, block_size: int) -> list[dict[str, list[int]]]:
+    """All blocks of ``iter_text_blocks`` as a list."""
+    return list(iter_text_blocks(texts, tokenizer, block_size))
 
 
 def encode_chat(messages: list[dict[str, str]], tokenizer, block_size: int) -> dict[str, list[int]] | None:
@@ -190,18 +215,103 @@ def _padded(ids: list[int], labels: list[int], pad_id: int, block_size: int) -> 
     }
 
 
+def iter_chat_examples(docs: Iterable[Doc], tokenizer, block_size: int) -> Iterator[dict[str, list[int]]]:
+    """One example per chat (or solved task) document that trains, in document order."""
+    for doc in docs:
+        if doc.kind in ("chat", "task") and (messages := messages_of(doc)):
+            if example := encode_chat(messages, tokenizer, block_size):
+                yield example
+
+
 def encode_docs(docs: Sequence[Doc], tokenizer, block_size: int) -> dict[str, list[dict[str, list[int]]]]:
     """Fixed-length examples per kind: ``{"text": [...], "chat": [...]}`` in document order."""
-    texts = [d.content for d in docs if d.kind == "text"]
-    chats = [m for m in (messages_of(d) for d in docs if d.kind in ("chat", "task")) if m]
-    encoded_chats = [e for e in (encode_chat(m, tokenizer, block_size) for m in chats) if e]
-    return {"text": pack_texts(texts, tokenizer, block_size), "chat": encoded_chats}
+    texts = (d.content for d in docs if d.kind == "text")
+    return {"text": pack_texts(texts, tokenizer, block_size), "chat": list(iter_chat_examples(docs, tokenizer, block_size))}
 
 
 def to_dataset(examples: Sequence[dict[str, list[int]]]):
-    """A ``datasets.Dataset`` of fixed-length examples (input_ids, attention_mask, labels)."""
+    """A ``datasets.Dataset`` of fixed-length examples (input_ids, attention_mask, labels), held in memory."""
     from datasets import Dataset
 
     return Dataset.from_dict(
         {key: [e[key] for e in examples] for key in ("input_ids", "attention_mask", "labels")}
     )
+
+
+# --------------------------------------------------------------------------- the training set
+
+
+def snapshot_examples(snapshot: str, tokenizer, block_size: int) -> Iterator[dict[str, list[int] | int]]:
+    """The training examples of a snapshot file, as ``encode_docs`` orders them (text blocks, then chats).
+
+    Reads the file twice instead of holding it; each example carries ``chat`` (0/1)
+    so the counts per kind can be reported without a second tokenization.
+    """
+    path = Path(snapshot)
+    texts = (d.content for d in iter_snapshot(path) if d.kind == "text")
+    for example in iter_text_blocks(texts, tokenizer, block_size):
+        yield {**example, "chat": 0}
+    for example in iter_chat_examples(iter_snapshot(path), tokenizer, block_size):
+        yield {**example, "chat": 1}
+
+
+def example_features(block_size: int):
+    """The Arrow schema of a training example: fixed-length id, mask and label rows."""
+    from datasets import Features, List, Value
+
+    return Features({
+        "input_ids": List(Value("int32"), length=block_size),
+        "attention_mask": List(Value("int8"), length=block_size),
+        "labels": List(Value("int32"), length=block_size),
+        "chat": Value("int8"),
+    })
+
+
+def data_fingerprint(snapshot: Path, tokenizer, block_size: int) -> str:
+    """Names the Arrow cache: the snapshot's bytes, the tokenizer's vocabulary and template, the block size.
+
+    Built from content, not object identity, so every DDP rank and a resumed run
+    compute the same name and reuse one cache.
+    """
+    h = hashlib.sha256(f"selfloop-train-data-v{DATA_FORMAT}:{block_size}\n".encode())
+    with Path(snapshot).open("rb") as f:
+        while chunk := f.read(1 << 20):
+            h.update(chunk)
+    backend = json.loads(tokenizer.backend_tokenizer.to_str())
+    for call_state in ("truncation", "padding"):  # set by calls to the tokenizer, not part of what it is
+        backend.pop(call_state, None)
+    h.update(json.dumps(backend, sort_keys=True).encode())
+    h.update(str(tokenizer.chat_template).encode())
+    return h.hexdigest()[:32]
+
+
+def build_train_dataset(
+    snapshot: Path, tokenizer, block_size: int, cache_dir: Path, *, streaming: bool = False,
+    shuffle_buffer: int = 4096, seed: int = 0,
+):
+    """The training set of a snapshot and its counts per kind.
+
+    Default: ``Dataset.from_generator`` writes the examples to an Arrow file under
+    ``cache_dir`` in batches and returns it memory-mapped, so peak memory does not
+    grow with the corpus; a second call with the same inputs (another DDP rank,
+    a resumed run) opens the cached file. Returns ``(dataset, {"text": n, "chat": n})``.
+
+    ``streaming``: an ``IterableDataset`` that tokenizes while the Trainer reads,
+    shuffled through a ``shuffle_buffer``-example buffer; nothing is written and
+    the counts are unknown (None).
+    """
+    from datasets import Dataset, IterableDataset
+    from datasets.utils.logging import disable_progress_bar
+
+    disable_progress_bar()  # the child's log is no place for progress bars
+    gen_kwargs = {"snapshot": str(snapshot), "tokenizer": tokenizer, "block_size": block_size}
+    features = example_features(block_size)
+    if streaming:
+        stream = IterableDataset.from_generator(snapshot_examples, features=features, gen_kwargs=gen_kwargs)
+        return stream.remove_columns("chat").shuffle(seed=seed, buffer_size=shuffle_buffer), None
+    dataset = Dataset.from_generator(
+        snapshot_examples, features=features, gen_kwargs=gen_kwargs, cache_dir=str(cache_dir),
+        fingerprint=data_fingerprint(snapshot, tokenizer, block_size), writer_batch_size=1000,
+    )
+    chats = sum(dataset.with_format("arrow")["chat"].to_pylist())
+    return dataset.remove_columns("chat"), {"text": len(dataset) - chats, "chat": chats}

@@ -2,8 +2,16 @@
 
 Covers: building the child's argv for ``train.launcher.kind`` (python |
 torchrun | accelerate; pure, so the scale-out path is testable without GPUs),
-running it with its output in ``RUNDIR/train.log``, and reading its result.
+running it with its output in ``RUNDIR/train.log``, reading its result, and
+killing every running child with its workers when the daemon must exit now.
 Training in a child process returns all its memory to the OS when it ends.
+
+The child is the same module under every launcher; torchrun and accelerate
+start ``nproc_per_node`` copies of it and the Trainer inside does DDP (FSDP /
+DeepSpeed through accelerate's own flags in ``extra_args``). Multi-node: this
+process starts node 0's launcher; every other node runs the same command line
+(the first line of ``train.log``) against the same project on a shared
+filesystem.
 
 Does not cover: what the child does (``selfloop.train.run``).
 """
@@ -11,9 +19,11 @@ Does not cover: what the child does (``selfloop.train.run``).
 from __future__ import annotations
 
 import json
+import shlex
 import signal
 import subprocess
 import sys
+import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -28,6 +38,11 @@ class TrainingInterrupted(SelfloopError):
     """The child stopped on SIGTERM after saving a checkpoint; launching again resumes it."""
 
 
+# accelerate flags that already choose its distributed mode; without one, several
+# processes need --multi_gpu (see build_argv).
+ACCELERATE_MODE_FLAGS = ("--multi_gpu", "--use_fsdp", "--use_deepspeed", "--use_megatron_lm", "--tpu", "--config_file")
+
+
 def build_argv(launcher: LauncherConfig, child_args: list[str], python: str = sys.executable) -> list[str]:
     """The command line that runs ``python -m selfloop.train CHILD_ARGS`` under ``launcher``."""
     if launcher.kind == "python":
@@ -36,15 +51,23 @@ def build_argv(launcher: LauncherConfig, child_args: list[str], python: str = sy
         head = [python, "-m", "torch.distributed.run", f"--nproc_per_node={launcher.nproc_per_node}", f"--nnodes={launcher.nnodes}"]
         if launcher.rdzv_endpoint:
             head += ["--rdzv_backend=c10d", f"--rdzv_endpoint={launcher.rdzv_endpoint}"]
+        else:
+            head.append("--standalone")  # one node on a free local port: two runs on one host never collide
         head += [*launcher.extra_args, "-m", "selfloop.train"]
     else:  # accelerate
-        head = [
-            python, "-m", "accelerate.commands.launch",
-            f"--num_processes={launcher.nproc_per_node * launcher.nnodes}", f"--num_machines={launcher.nnodes}",
-        ]
+        processes = launcher.nproc_per_node * launcher.nnodes
+        head = [python, "-m", "accelerate.commands.launch", f"--num_processes={processes}", f"--num_machines={launcher.nnodes}"]
+        chosen = any(a.split("=", 1)[0] in ACCELERATE_MODE_FLAGS for a in launcher.extra_args)
+        if processes > 1 and not chosen:
+            # accelerate's torch.distributed.run path. Without it (and without an accelerate
+            # config file) a machine with fewer than two GPUs gets accelerate's "simple"
+            # launcher: ONE process, whatever --num_processes says. On CPU the workers use gloo.
+            head.append("--multi_gpu")
         if launcher.rdzv_endpoint:
             host, _, port = launcher.rdzv_endpoint.rpartition(":")
-            head += [f"--main_process_ip={host}", f"--main_process_port={port}"]
+            head += [f"--main_process_ip={host}", f"--main_process_port={port}", f"--machine_rank={launcher.node_rank}"]
+        elif processes > 1:
+            head.append("--main_process_port=0")  # a free local port, as torchrun --standalone
         head += [*launcher.extra_args, "-m", "selfloop.train"]
     return head + child_args
 
@@ -54,6 +77,11 @@ def child_args(config_path: Path, generation: int, run_dir: Path, init: str, ste
         "--config", str(Path(config_path).resolve()), "--generation", str(generation),
         "--out", str(Path(run_dir).resolve()), "--init", init, "--steps", str(steps),
     ]
+
+
+# Running training children, so a forced exit can kill them (kill_active_children).
+_active: set[subprocess.Popen] = set()
+_active_lock = threading.Lock()
 
 
 def launch_training(
@@ -66,13 +94,19 @@ def launch_training(
     ``should_stop()`` turns true (the daemon is stopping), or this process is
     interrupted (Ctrl-C, an exception), the child gets SIGTERM and saves a
     checkpoint; then ``TrainingInterrupted`` (or the interruption) propagates.
+    torchrun and accelerate pass SIGTERM on to their workers.
     """
     run_dir = Path(run_dir)
     argv = build_argv(launcher, child_args(config_path, generation, run_dir, init, steps))
-    (run_dir / "result.json").unlink(missing_ok=True)
+    result_path = run_dir / "result.json"
+    result_path.unlink(missing_ok=True)
     log_path = run_dir / "train.log"
     with log_path.open("ab") as log:
+        log.write(f"$ {shlex.join(argv)}\n".encode())  # the command other nodes run in a multi-node job
+        log.flush()
         proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        with _active_lock:
+            _active.add(proc)
         try:
             while (rc := _wait(proc, 0.5)) is None:
                 if should_stop is not None and should_stop():
@@ -83,12 +117,53 @@ def launch_training(
             proc.send_signal(signal.SIGTERM)
             proc.wait()
             raise
-    if rc == EXIT_INTERRUPTED or rc == -signal.SIGTERM:
+        finally:
+            with _active_lock:
+                _active.discard(proc)
+    result = _read_result(result_path)
+    # A launcher's own exit code after SIGTERM varies (torchrun reports its workers'
+    # failure); the status rank 0 wrote is what tells an interruption apart.
+    if rc in (EXIT_INTERRUPTED, -signal.SIGTERM) or (result or {}).get("status") == "interrupted":
         raise TrainingInterrupted(f"training of generation {generation} was interrupted; its checkpoint is in {run_dir}")
-    result_path = run_dir / "result.json"
-    if rc != 0 or not result_path.is_file():
+    if rc != 0 or result is None:
         raise SelfloopError(f"training of generation {generation} failed (exit {rc}): {_tail(log_path)}")
-    return json.loads(result_path.read_text())
+    return result
+
+
+def kill_active_children() -> int:
+    """SIGKILL every running training child and all its descendants; returns how many processes.
+
+    For a forced exit only (the graceful path is SIGTERM, which saves a checkpoint).
+    torchrun and accelerate start each worker in a session of its own, so killing
+    the launcher's process group would leave the workers running (blocked in a
+    collective until its timeout); the whole tree is collected first instead.
+    """
+    import psutil  # a dependency of accelerate
+
+    with _active_lock:
+        procs = list(_active)
+    killed = 0
+    for proc in procs:
+        try:
+            root = psutil.Process(proc.pid)
+            tree = [root, *root.children(recursive=True)]
+        except psutil.NoSuchProcess:
+            continue
+        for p in tree:
+            try:
+                p.kill()
+                killed += 1
+            except psutil.NoSuchProcess:
+                pass
+    return killed
+
+
+def _read_result(path: Path) -> dict[str, Any] | None:
+    """The child's result, or None when it wrote none (it writes it whole, by rename)."""
+    try:
+        return json.loads(path.read_text())
+    except (FileNotFoundError, ValueError):
+        return None
 
 
 def _wait(proc: subprocess.Popen, timeout: float) -> int | None:

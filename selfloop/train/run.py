@@ -1,18 +1,24 @@
 """The training child: one Trainer run that turns a data snapshot into a model.
 
 Entry point ``python -m selfloop.train --config PATH --generation N --out RUNDIR
---init scratch|DIR --steps N`` (built by ``selfloop.train.launch``). The parent has
-already written ``RUNDIR/data.jsonl`` (the snapshot). This process:
+--init scratch|DIR --steps N`` (built by ``selfloop.train.launch``), the same
+under ``torchrun`` and ``accelerate launch``: there each process is one DDP rank
+and the Trainer does the distributed part. The parent has already written
+``RUNDIR/data.jsonl`` (the snapshot). This process:
 
 1. builds the starting point: a scratch GPT-2 with a BPE tokenizer trained on
    the snapshot's orig documents (saved to ``RUNDIR/tokenizer`` first, so a
-   resumed run reuses it) or a local model dir (the champion, generation 0 or
-   a Hugging Face base), optionally with LoRA adapters;
-2. tokenizes the snapshot deterministically and trains with ``Trainer``,
-   checkpointing every ``save_steps`` into ``RUNDIR/checkpoints`` and resuming
-   from the last checkpoint if one exists;
+   resumed run and the other ranks reuse it) or a local model dir (the
+   champion, generation 0 or a Hugging Face base), optionally with LoRA adapters;
+2. tokenizes the snapshot deterministically into a memory-mapped Arrow file in
+   ``RUNDIR/arrow`` (or a stream, ``train.streaming``) and trains with
+   ``Trainer``, checkpointing every ``save_steps`` into ``RUNDIR/checkpoints``
+   and resuming from the last checkpoint if one exists;
 3. writes ``RUNDIR/final`` (model + tokenizer, safetensors) and
    ``RUNDIR/result.json``.
+
+Rank 0 alone does steps 1-2's one-time work (the others wait, then load what it
+wrote) and alone writes metrics, ``final`` and ``result.json``.
 
 Exit codes: 0 finished (all steps or the wall budget), 3 interrupted by SIGTERM
 (a checkpoint was saved; run again to resume), 1 failure (message on stderr).
@@ -43,22 +49,22 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
-def starting_point(cfg: Config, init: str, run_dir: Path, docs):
+def starting_point(cfg: Config, init: str, run_dir: Path, snapshot: Path):
     """The (model, tokenizer) training starts from, in fp32 for training."""
     from transformers import AutoTokenizer, set_seed
 
     from selfloop.model.factory import apply_lora, build_scratch_model, load_pretrained
     from selfloop.model.tokenizer import train_tokenizer
-    from selfloop.train.data import messages_of
+    from selfloop.train.data import iter_snapshot, messages_of
 
     set_seed(cfg.train.seed)  # the scratch initialisation is part of the recipe
     if init == "scratch":
         tok_dir = run_dir / "tokenizer"
-        if (tok_dir / "tokenizer.json").is_file():
-            tokenizer = AutoTokenizer.from_pretrained(tok_dir, local_files_only=True)
-        else:
-            tokenizer = train_tokenizer(_tokenizer_texts(docs, messages_of), cfg.model.vocab_size, max_length=cfg.model.n_positions)
-            tokenizer.save_pretrained(tok_dir)
+        if not (tok_dir / "tokenizer.json").is_file():
+            texts = _tokenizer_texts(iter_snapshot(snapshot), messages_of)
+            train_tokenizer(texts, cfg.model.vocab_size, max_length=cfg.model.n_positions).save_pretrained(tok_dir)
+        # Always the saved copy: a fresh run, a resumed one and every rank then tokenize identically.
+        tokenizer = AutoTokenizer.from_pretrained(tok_dir, local_files_only=True)
         model = build_scratch_model(cfg.model, tokenizer)
     else:
         import torch
@@ -101,33 +107,18 @@ def last_complete_checkpoint(folder: Path) -> str | None:
     return None
 
 
-def train(args: argparse.Namespace) -> int:
-    from transformers import Trainer, TrainingArguments, default_data_collator
+def training_arguments(cfg: Config, run_dir: Path, steps: int):
+    """The Trainer's arguments. Creating them joins the process group under torchrun / accelerate."""
+    from transformers import TrainingArguments
 
     from selfloop.model.factory import resolve_device, resolve_dtype
-    from selfloop.state import Store
-    from selfloop.train.callbacks import MetricsCallback, StopCallback
-    from selfloop.train.data import encode_docs, read_snapshot, to_dataset
 
-    cfg, paths = load_config(args.config)
-    run_dir = Path(args.out)
-    snapshot = run_dir / "data.jsonl"
-    if not snapshot.is_file():
-        raise SelfloopError(f"{snapshot}: no data snapshot (the parent writes it before launching)")
-    docs = read_snapshot(snapshot)
-    stop = StopCallback(cfg.train.max_minutes)  # SIGTERM is honoured from here on
-
-    model, tokenizer = starting_point(cfg, args.init, run_dir, docs)
-    encoded = encode_docs(docs, tokenizer, cfg.train.block_size)
-    examples = encoded["text"] + encoded["chat"]
-    if not examples:
-        raise SelfloopError("no training examples: the snapshot has no usable text or chat documents")
     device = resolve_device(cfg.model)
     dtype = resolve_dtype(cfg.model, device)
     t = cfg.train
-    targs = TrainingArguments(
+    return TrainingArguments(
         output_dir=str(run_dir / "checkpoints"),
-        max_steps=args.steps,
+        max_steps=steps,
         per_device_train_batch_size=t.batch_size,
         gradient_accumulation_steps=t.grad_accum,
         learning_rate=t.learning_rate,
@@ -146,25 +137,66 @@ def train(args: argparse.Namespace) -> int:
         push_to_hub=False,
         disable_tqdm=True,
         log_level="warning",
-        use_cpu=device == "cpu",
+        use_cpu=device == "cpu",  # several CPU processes then talk over gloo
         bf16=device != "cpu" and str(dtype) == "torch.bfloat16",
         dataloader_num_workers=0,
         include_num_input_tokens_seen="non_padding",
     )
-    store = Store.open(paths.db)
+
+
+def train(args: argparse.Namespace) -> int:
+    from transformers import Trainer, default_data_collator
+
+    from selfloop.state import Store
+    from selfloop.train.callbacks import MetricsCallback, StopCallback
+    from selfloop.train.data import build_train_dataset
+
+    cfg, paths = load_config(args.config)
+    run_dir = Path(args.out)
+    snapshot = run_dir / "data.jsonl"
+    if not snapshot.is_file():
+        raise SelfloopError(f"{snapshot}: no data snapshot (the parent writes it before launching)")
+    stop = StopCallback(cfg.train.max_minutes)  # SIGTERM is honoured from here on
+    targs = training_arguments(cfg, run_dir, args.steps)
+    t = cfg.train
+    # Rank 0 trains the tokenizer, writes the Arrow cache and clears torn checkpoints;
+    # the other ranks wait for it, then load the same files.
+    with targs.main_process_first(local=False, desc="tokenizer, training data and checkpoints"):
+        model, tokenizer = starting_point(cfg, args.init, run_dir, snapshot)
+        dataset, counts = build_train_dataset(snapshot, tokenizer, t.block_size, run_dir / "arrow",
+                                              streaming=t.streaming, shuffle_buffer=t.shuffle_buffer, seed=t.seed)
+        last = last_complete_checkpoint(Path(targs.output_dir))
+    if counts is not None and not sum(counts.values()):
+        raise SelfloopError("no training examples: the snapshot has no usable text or chat documents")
+    # Every step a full global batch: one process and N processes (same global batch) then
+    # see identical batches. Kept otherwise, accelerate would complete a ragged last batch
+    # of each epoch by recycling examples on N processes only. A corpus smaller than one
+    # batch keeps its single partial batch.
+    targs.dataloader_drop_last = counts is not None and sum(counts.values()) >= t.batch_size * targs.world_size
+    primary = targs.process_index == 0
+    store = Store.open(paths.db) if primary else None
+    callbacks = [MetricsCallback(store, args.generation, run_dir / "metrics.jsonl"), stop] if primary else [stop]
     trainer = Trainer(
         model=model,
         args=targs,
-        train_dataset=to_dataset(examples),
+        train_dataset=dataset,
         data_collator=default_data_collator,
         processing_class=tokenizer,
-        callbacks=[MetricsCallback(store, args.generation, run_dir / "metrics.jsonl"), stop],
+        callbacks=callbacks,
     )
-    last = last_complete_checkpoint(Path(targs.output_dir))
     started = time.time()
     output = trainer.train(resume_from_checkpoint=last)
-    if not trainer.is_world_process_zero():
+    if not primary:
+        # Exit 0 even when interrupted: a launcher tears the whole job down as soon as
+        # one worker exits non-zero, which must not cut rank 0 off while it writes.
         return 0
+    _write_generation(cfg, args, run_dir, trainer, tokenizer, output, stop, last, counts, time.time() - started)
+    store.close()
+    return EXIT_INTERRUPTED if stop.terminated else 0
+
+
+def _write_generation(cfg: Config, args, run_dir: Path, trainer, tokenizer, output, stop, last, counts, seconds) -> None:
+    """Rank 0's output: ``final`` (unless interrupted) and ``result.json``, the file the parent waits for."""
     result = {
         "generation": args.generation,
         "status": "interrupted" if stop.terminated else "done",
@@ -174,12 +206,13 @@ def train(args: argparse.Namespace) -> int:
         "max_steps": args.steps,
         "train_loss": output.training_loss,
         "tokens": trainer.state.num_input_tokens_seen,
-        "examples": {"text": len(encoded["text"]), "chat": len(encoded["chat"])},
-        "seconds": time.time() - started,
+        "examples": counts,
+        "world_size": trainer.args.world_size,
+        "seconds": seconds,
     }
     if not stop.terminated:
         final = run_dir / "final"
-        model = trainer.model
+        model = trainer.model  # the bare model, not its DDP wrapper
         if cfg.model.lora:
             model = model.merge_and_unload()  # a generation must load with the plain Auto classes
         model.save_pretrained(final)
@@ -187,8 +220,6 @@ def train(args: argparse.Namespace) -> int:
     tmp = run_dir / "result.json.tmp"
     tmp.write_text(json.dumps(result, indent=2))
     tmp.replace(run_dir / "result.json")  # the parent treats a result file as final
-    store.close()
-    return EXIT_INTERRUPTED if stop.terminated else 0
 
 
 def main(argv: list[str] | None = None) -> int:
