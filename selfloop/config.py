@@ -219,6 +219,38 @@ class GateConfig(Section):
     min_improvement: float = Field(0.001, ge=0, description="some figure must improve by at least this (relative loss or absolute pass@1)")
 
 
+class TasksConfig(Section):
+    """Verifiable task packs: generated families, held-out pass@1, the curriculum, and solving (best-of-n, tool use)."""
+
+    enabled: bool = Field(True, description="solve tasks during rework and measure held-out pass@1 in every evaluation")
+    families: list[str] = Field(default_factory=lambda: ["addition", "reverse"], description="generated task families (see selfloop.tasks.families); task files in orig/ may add any family")
+    modes: list[Literal["answer", "program"]] = Field(default_factory=lambda: ["answer", "program"], description='how tasks are answered: "answer" (direct, mental math) and/or "program" (the model writes Python, the sandbox runs it)')
+    digit_format: Literal["reversed", "plain"] = Field("reversed", description="direct answers to digit tasks: least significant digit first, digits spaced (reversed) or as written (plain)")
+    samples_per_task: int = Field(4, ge=1, le=64, description="best-of-n: samples per task and mode, each checked in the sandbox")
+    max_new_tokens: int = Field(40, ge=4, description="tokens generated per answer or program")
+    temperature: float = Field(0.7, ge=0, le=5, description="sampling temperature when solving (evaluation is greedy)")
+    max_difficulty: int = Field(6, ge=1, le=64, description="largest difficulty generated, evaluated and reached by the curriculum")
+    heldout_per_level: int = Field(8, ge=1, le=1000, description="held-out tasks per family and difficulty (fixed, seeded; never trained on)")
+    heldout_seed: int = Field(0, description="seed of the fixed held-out task set (changing it changes the benchmark)")
+    start_level: int = Field(0, ge=0, description="curriculum level a family starts at; 0 = one above the largest labelled difficulty in the corpus")
+    solve_window: int = Field(3, ge=1, description="new problems are drawn from the curriculum level and the levels just below it (this many in all)")
+    advance_threshold: float = Field(0.9, ge=0, le=1, description="a family advances a level only when held-out pass@1 at its current level is at least this")
+    min_label_accuracy: float = Field(0.3, ge=0, le=1, description="and only when at least this share of its sampled answers at that level were judged correct")
+    curriculum_modes: list[Literal["answer", "program"]] = Field(default_factory=lambda: ["answer"], description="answer modes whose held-out pass@1 drives the curriculum")
+    rationalize: bool = Field(True, description="STaR rationalization: a task with a reference answer that no sample solves is retried with the answer as a hint (marked in provenance)")
+
+    @model_validator(mode="after")
+    def _known(self) -> "TasksConfig":
+        from selfloop.tasks.families import FAMILIES
+
+        unknown = [f for f in self.families if f not in FAMILIES]
+        if unknown:
+            raise ValueError(f"unknown task families {unknown} (known: {', '.join(sorted(FAMILIES))})")
+        if not self.modes:
+            raise ValueError("modes must name at least one of answer, program")
+        return self
+
+
 class ScheduleConfig(Section):
     """When cycles run."""
 
@@ -252,6 +284,7 @@ class Config(BaseSettings):
     sandbox: SandboxConfig = Field(default_factory=SandboxConfig)
     train: TrainConfig = Field(default_factory=TrainConfig)
     gate: GateConfig = Field(default_factory=GateConfig)
+    tasks: TasksConfig = Field(default_factory=TasksConfig)
     schedule: ScheduleConfig = Field(default_factory=ScheduleConfig)
     dashboard: DashboardConfig = Field(default_factory=DashboardConfig)
 

@@ -168,6 +168,11 @@ MIGRATIONS: list[str] = [
     ALTER TABLE candidates ADD COLUMN completion TEXT;
     ALTER TABLE candidates ADD COLUMN original TEXT;
     """,
+    # 3 -> 4: what a solve candidate answers (its task record, answer mode, decoded
+    # answer, whether it was a hinted retry), so the task judge can check it.
+    """
+    ALTER TABLE candidates ADD COLUMN meta TEXT NOT NULL DEFAULT '{}';
+    """,
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)

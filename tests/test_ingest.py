@@ -331,7 +331,7 @@ def test_starter_corpus_ingests_cleanly(tmp_path):
         assert not report.quarantined
         assert report.accepted > 3000
         kinds = {r[0] for r in store.query("SELECT DISTINCT kind FROM documents WHERE status = 'active'")}
-        assert kinds == {"text", "chat"}
+        assert kinds == {"text", "chat", "task"}  # corpus/orig/tasks: the starter task pack
         assert sum(report.dropped.values()) < 0.02 * report.accepted  # only ASCII-art tables are dropped
 
 

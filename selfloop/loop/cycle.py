@@ -132,6 +132,7 @@ def phase_judge(ctx: CycleContext) -> dict[str, Any]:
 def phase_train(ctx: CycleContext) -> dict[str, Any]:
     """Snapshot the mixture (once), train in a child process (resuming), register the result."""
     from selfloop.model.factory import local_base_dir
+    from selfloop.tasks.training import training_docs
     from selfloop.train.data import load_documents, read_snapshot, select_mixture, summarize, write_snapshot
     from selfloop.train.launch import launch_training
 
@@ -147,10 +148,10 @@ def phase_train(ctx: CycleContext) -> dict[str, Any]:
     ctx.run_dir.mkdir(parents=True, exist_ok=True)
     snapshot = ctx.run_dir / "data.jsonl"
     if not snapshot.is_file():  # a resumed run keeps the data it started with
-        orig = load_documents(ctx.store, split="train", origin="orig")
+        orig = training_docs(load_documents(ctx.store, split="train", origin="orig"), cfg.tasks)
         if not orig:
             raise SelfloopError(f"no active original training documents; add files to {ctx.paths.orig}")
-        rework = [] if champion is None else load_documents(ctx.store, split="train", origin="rework")
+        rework = [] if champion is None else training_docs(load_documents(ctx.store, split="train", origin="rework"), cfg.tasks)
         mixture = select_mixture(orig, rework, weight=cfg.train.rework_weight, max_share=cfg.train.rework_max_share,
                                  seed=cfg.train.seed + ctx.generation)
         write_snapshot(snapshot, mixture)
@@ -172,10 +173,15 @@ def phase_train(ctx: CycleContext) -> dict[str, Any]:
 def phase_evaluate(ctx: CycleContext) -> dict[str, Any]:
     """Figures of the challenger and its champion on the same held-out documents."""
     from selfloop.model.factory import load_pretrained, resolve_device, resolve_dtype
+    from selfloop.tasks.suite import TaskSuite
+    from selfloop.tasks.training import heldout_loss_docs, task_records, training_docs
     from selfloop.train.data import load_documents
     from selfloop.train.evaluate import evaluate
 
-    heldout = load_documents(ctx.store, split="heldout", origin="orig")
+    raw_heldout = load_documents(ctx.store, split="heldout", origin="orig")
+    heldout = training_docs(raw_heldout, ctx.cfg.tasks)  # held-out tasks count in the loss in their trained format
+    if ctx.cfg.tasks.enabled:
+        heldout += heldout_loss_docs(ctx.cfg.tasks, ctx.cfg.ingest.heldout_fraction)
     device = resolve_device(ctx.cfg.model)
     dtype = resolve_dtype(ctx.cfg.model, device)
     parent = ctx.output("train")["parent"]
@@ -186,7 +192,15 @@ def phase_evaluate(ctx: CycleContext) -> dict[str, Any]:
         return {"challenger": {"loss": None, "error": str(e)}, "champion": None}
     if parent is not None:
         models["champion"] = load_pretrained(ctx.registry.path(parent), device=device, dtype=dtype)
-    figures = evaluate(models, heldout, ctx.cfg.train, ctx.task_suite)
+    suite = ctx.task_suite
+    if suite is None and ctx.cfg.tasks.enabled:
+        # Held-out pass@1 per family and difficulty is part of every evaluation.
+        suite = TaskSuite(ctx.cfg.tasks, ctx.cfg.judge, ctx.sandbox_source, heldout_fraction=ctx.cfg.ingest.heldout_fraction,
+                          corpus_heldout=task_records(raw_heldout))
+    figures = evaluate(models, heldout, ctx.cfg.train, suite)
+    if isinstance(suite, TaskSuite):
+        for name, (model, _) in models.items():
+            figures[name]["task_detail"] = suite.detail(model)
     ctx.registry.update(ctx.generation, metrics=_without_samples(figures["challenger"]),
                         samples=figures["challenger"]["samples"])
     ctx.log(f"evaluate: challenger loss {_f(figures['challenger'].get('loss'))}"
@@ -218,7 +232,16 @@ def phase_promote(ctx: CycleContext) -> dict[str, Any]:
     pruned = ctx.registry.prune(ctx.cfg.model.keep_generations)
     shutil.rmtree(ctx.run_dir, ignore_errors=True)
     ctx.log(f"promote: current is generation {ctx.registry.current()}" + (f"; pruned {pruned}" if pruned else ""))
-    return {"promoted": gate["promote"], "current": ctx.registry.current(), "pruned": pruned}
+    out = {"promoted": gate["promote"], "current": ctx.registry.current(), "pruned": pruned}
+    if ctx.cfg.tasks.enabled:
+        from selfloop.tasks.curriculum import step
+
+        ev = ctx.output("evaluate")
+        champion = ev["challenger"] if gate["promote"] else (ev.get("champion") or {})
+        steps = step(ctx.store, ctx.cfg.tasks, champion.get("task_detail") or {}, ctx.cycle_id)
+        out["curriculum"] = [s.to_dict() for s in steps]
+        ctx.log("curriculum: " + "; ".join(f"{s.family} level {s.new_level}" + ("" if s.new_level == s.level else " (advanced)") for s in steps))
+    return out
 
 
 # The cycle's phases in order.

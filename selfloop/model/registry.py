@@ -258,7 +258,7 @@ def cmd_models(args) -> int:
         return 0
     cur = reg.current()
     table = Table(title=f"generations in {paths.models}")
-    for col in ("gen", "parent", "status", "held-out loss", "text", "chat", "steps", "decision", "created"):
+    for col in ("gen", "parent", "status", "held-out loss", "text", "chat", "pass@1", "steps", "decision", "created"):
         table.add_column(col)
     for n in gens:
         m = reg.manifest(n)
@@ -268,6 +268,7 @@ def cmd_models(args) -> int:
             "-" if m.get("parent") is None else str(m["parent"]),
             m.get("status", "?") + (" (rolled back)" if m.get("rolled_back_at") and n != cur else ""),
             _fmt(metrics.get("loss")), _fmt(metrics.get("text_loss")), _fmt(metrics.get("chat_loss")),
+            " ".join(f"{k} {v:.2f}" for k, v in sorted((metrics.get("tasks") or {}).items())) or "-",
             str(m.get("train", {}).get("global_step", "-")),
             str(m.get("gate", {}).get("reason", "-")),
             time.strftime("%Y-%m-%d %H:%M", time.localtime(m.get("created_at", 0))),

@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from selfloop.config import Config, ProjectPaths
-from selfloop.rework import diversity
+from selfloop.rework import diversity, solve
 from selfloop.rework.strategies import Draft, Prompt, Source, assemble, plan_budget, rewrite_prompts, synthesize_prompts
 from selfloop.rework.writer import rework_file, write_records
 from selfloop.state import Store
@@ -52,12 +52,17 @@ def load_sources(store: Store) -> list[Source]:
 # --------------------------------------------------------------------------- rework
 
 
-def generate_drafts(cfg: Config, sources: list[Source], model: Any, tokenizer: Any, cycle_id: int) -> tuple[list[Draft], dict[str, Any]]:
-    """Sample this cycle's candidates from the model. Deterministic for a cycle."""
+def generate_drafts(cfg: Config, sources: list[Source], model: Any, tokenizer: Any, cycle_id: int,
+                    store: Store | None = None) -> tuple[list[Draft], dict[str, Any]]:
+    """Sample this cycle's candidates from the model. Deterministic for a cycle.
+
+    With ``store`` (its curriculum levels and task documents) the solve share
+    goes to verifiable tasks; without one it goes to the other strategies.
+    """
     from selfloop.model.generate import generate
 
     rc = cfg.rework
-    budget = plan_budget(rc, have_tasks=False)
+    budget = plan_budget(rc, have_tasks=store is not None and solve.has_tasks(cfg.tasks, store))
     rng = random.Random(rc.seed * 1_000_003 + cycle_id)
     context = getattr(model.config, "max_position_embeddings", None) or cfg.model.n_positions
 
@@ -86,6 +91,13 @@ def generate_drafts(cfg: Config, sources: list[Source], model: Any, tokenizer: A
             if d.kind == "text" and set(d.source_ids) & python_ids:
                 d = Draft(d.strategy, "python", d.source_ids, d.content, d.prompt, d.completion, d.original)
             drafts.append(d)
+    if budget["solve"] and store is not None:
+        solved, solve_stats = solve.solve_drafts(cfg.tasks, rc, store, budget["solve"], model, tokenizer, rng,
+                                                 cfg.ingest.heldout_fraction)
+        drafts += solved
+        stats["tokens"] += solve_stats["tokens"]
+        stats["seconds"] += solve_stats["seconds"]
+        stats["solve"] = {"asks": solve_stats["asks"], "levels": solve_stats["levels"]}
     stats["tokens_per_s"] = round(stats["tokens"] / stats["seconds"], 1) if stats["seconds"] else 0.0
     return drafts, stats
 
@@ -97,9 +109,10 @@ def store_drafts(store: Store, cycle_id: int, generation: int, drafts: list[Draf
         if c.execute("SELECT COUNT(*) FROM candidates WHERE cycle_id = ?", (cycle_id,)).fetchone()[0]:
             return 0  # a resumed phase: this cycle's candidates are already stored
         c.executemany(
-            "INSERT INTO candidates (cycle_id, generation, strategy, kind, source_ids, content, status, prompt, completion, original, created_at) "
-            "VALUES (?, ?, ?, ?, ?, ?, 'pending', ?, ?, ?, ?)",
-            [(cycle_id, generation, d.strategy, d.kind, json.dumps(list(d.source_ids)), d.content, d.prompt, d.completion, d.original, now)
+            "INSERT INTO candidates (cycle_id, generation, strategy, kind, source_ids, content, status, prompt, completion, original, meta, created_at) "
+            "VALUES (?, ?, ?, ?, ?, ?, 'pending', ?, ?, ?, ?, ?)",
+            [(cycle_id, generation, d.strategy, d.kind, json.dumps(list(d.source_ids)), d.content, d.prompt, d.completion, d.original,
+              json.dumps(d.meta if isinstance(d, solve.SolveDraft) else {}), now)
              for d in drafts],
         )
     return len(drafts)
@@ -111,10 +124,10 @@ def run_rework(cfg: Config, store: Store, cycle_id: int, model_source: Any) -> d
     if existing:
         return {"candidates": existing, "resumed": True}
     sources = load_sources(store)
-    if not sources:
+    if not sources and not solve.has_tasks(cfg.tasks, store):
         return {"candidates": 0, "skipped": "no training documents to rework"}
     with model_source() as loaded:
-        drafts, stats = generate_drafts(cfg, sources, loaded.model, loaded.tokenizer, cycle_id)
+        drafts, stats = generate_drafts(cfg, sources, loaded.model, loaded.tokenizer, cycle_id, store)
         generation = loaded.generation
     n = store_drafts(store, cycle_id, generation, drafts)
     by_strategy = Counter(d.strategy for d in drafts)
@@ -130,6 +143,8 @@ def run_rework(cfg: Config, store: Store, cycle_id: int, model_source: Any) -> d
 def _candidate(row: Any) -> Any:
     from selfloop.judge import Candidate
 
+    if row["strategy"] == solve.STRATEGY:
+        return solve.candidate_of(row)
     meta = {"prompt": row["prompt"] or "", "completion": row["completion"] or ""}
     return Candidate(kind=row["kind"], content=row["content"], source=row["original"], metadata=meta)
 
@@ -181,6 +196,8 @@ def run_judge(cfg: Config, paths: ProjectPaths, store: Store, cycle_id: int, mod
                 rows = pending[start : start + JUDGE_BATCH]
                 for row, outcome in zip(rows, pipeline.judge_batch([_candidate(r) for r in rows])):
                     record_outcome(store, row, outcome, cycle_id)
+            _judge_rationalized(cfg, store, cycle_id, loaded, pipeline, sandbox_source)
+    solve.record_pairs(store, cycle_id)
     figures = admit_by_diversity(store, cycle_id, cfg.judge.diversity_floor)
     written = write_accepted(paths, store, cycle_id)
     for path in written:
@@ -192,6 +209,31 @@ def run_judge(cfg: Config, paths: ProjectPaths, store: Store, cycle_id: int, mod
     return {"accepted": accepted, "counts": counts, "diversity": figures, "files": [str(p.relative_to(paths.root)) if p.is_relative_to(paths.root) else str(p) for p in written]}
 
 
+def _judge_rationalized(cfg: Config, store: Store, cycle_id: int, loaded: Any, pipeline: Any, sandbox_source: Any) -> None:
+    """STaR rationalization: hinted retries of unsolved tasks with a reference answer, stored then judged."""
+    drafts = solve.rationalize(cfg.tasks, cfg.rework, store, cycle_id, loaded.model, loaded.tokenizer,
+                               seed=cfg.rework.seed * 1_000_003 + cycle_id + 1)
+    if not drafts:
+        return
+    now = time.time()
+    with store.tx() as c:
+        c.executemany(
+            "INSERT INTO candidates (cycle_id, generation, strategy, kind, source_ids, content, status, prompt, completion, original, meta, created_at) "
+            "VALUES (?, ?, ?, ?, ?, ?, 'pending', ?, ?, NULL, ?, ?)",
+            [(cycle_id, loaded.generation, d.strategy, d.kind, json.dumps(list(d.source_ids)), d.content, d.prompt, d.completion,
+              json.dumps(d.meta), now) for d in drafts],
+        )
+    rows = store.query("SELECT * FROM candidates WHERE cycle_id = ? AND status = 'pending' ORDER BY id", (cycle_id,))
+    if "task" not in pipeline.stages:
+        from selfloop.judge import Pipeline
+
+        pipeline = Pipeline(pipeline.context, kinds=["task"])
+    for start in range(0, len(rows), JUDGE_BATCH):
+        chunk = rows[start : start + JUDGE_BATCH]
+        for row, outcome in zip(chunk, pipeline.judge_batch([_candidate(r) for r in chunk])):
+            record_outcome(store, row, outcome, cycle_id)
+
+
 @contextmanager
 def _nothing() -> Iterator[None]:
     yield None
@@ -201,6 +243,8 @@ def admit_by_diversity(store: Store, cycle_id: int, floor: float) -> dict[str, A
     """Reject a strategy's whole accepted batch when it is not diverse enough (the collapse guard)."""
     figures: dict[str, Any] = {}
     for strategy in [r[0] for r in store.query("SELECT DISTINCT strategy FROM candidates WHERE cycle_id = ? AND status = 'accepted' AND rework_path IS NULL", (cycle_id,))]:
+        if strategy == solve.STRATEGY:
+            continue  # verified answers to distinct generated problems: correctness, not phrasing, is what counts
         rows = store.query("SELECT id, content FROM candidates WHERE cycle_id = ? AND strategy = ? AND status = 'accepted'", (cycle_id, strategy))
         div = diversity.measure([r["content"] for r in rows])
         ok, reason = diversity.admit(div, floor)
@@ -224,7 +268,8 @@ def write_accepted(paths: ProjectPaths, store: Store, cycle_id: int) -> list[Pat
         path = rework_file(paths.rework, group[0]["generation"], strategy, cycle_id)
         if all(r["rework_path"] for r in group) and path.exists():
             continue
-        records = [_record(store, r, cycle_id) for r in group]
+        kept = solve.distinct_rows(group) if strategy == solve.STRATEGY else group
+        records = [_record(store, r, cycle_id) for r in kept]
         write_records(path, records)  # False when a resumed phase finds the file already whole
         with store.tx() as c:
             c.executemany("UPDATE candidates SET rework_path = ? WHERE id = ?", [(str(path), r["id"]) for r in group])
@@ -240,9 +285,7 @@ def _record(store: Store, row: Any, cycle_id: int) -> dict[str, Any]:
         body = {"messages": json.loads(row["content"])["messages"]}
     else:
         body = {"text": row["content"]}
-    return {
-        "id": f"c{cycle_id:05d}-{row['id']}",
-        **body,
+    provenance = {
         "kind": row["kind"],
         "strategy": row["strategy"],
         "generation": row["generation"],
@@ -252,3 +295,6 @@ def _record(store: Store, row: Any, cycle_id: int) -> dict[str, Any]:
         "scores": json.loads(row["scores"] or "{}"),
         "created_at": row["created_at"],
     }
+    if row["strategy"] == solve.STRATEGY:
+        return solve.rework_record(row, {"candidate": f"c{cycle_id:05d}-{row['id']}", **provenance})
+    return {"id": f"c{cycle_id:05d}-{row['id']}", **body, **provenance}

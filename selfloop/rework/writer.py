@@ -20,6 +20,8 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+from selfloop.tasks.records import is_task_object
+
 REQUIRED = ("id", "strategy", "generation", "sources", "verdicts", "created_at")
 
 
@@ -32,8 +34,8 @@ def validate_record(record: dict[str, Any]) -> None:
     missing = [k for k in REQUIRED if k not in record]
     if missing:
         raise ValueError(f"rework record lacks provenance fields {missing}")
-    if ("text" in record) == ("messages" in record):
-        raise ValueError("a rework record has exactly one of 'text' or 'messages'")
+    if ("text" in record) == ("messages" in record) and not is_task_object(record):
+        raise ValueError("a rework record has exactly one of 'text' or 'messages', or is a task record")
 
 
 def write_records(path: Path, records: Iterable[dict[str, Any]]) -> bool:

@@ -7,6 +7,9 @@ user-supplied and are executed only inside the sandbox by the judge, never here:
 this module validates shape only.
 
 A JSONL line is a task record when it has both ``"family"`` and ``"prompt"``.
+A task the model solved is written to ``rework/`` as a task record with its
+answer and flat provenance fields (strategy, generation, verdicts, ...), which
+are gathered into ``provenance`` here.
 """
 
 from __future__ import annotations
@@ -15,6 +18,11 @@ import json
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+
+# Provenance fields of a rework record (see selfloop.rework.writer), kept under ``provenance``.
+PROVENANCE_KEYS = frozenset({"strategy", "generation", "cycle", "sources", "verdicts", "scores", "created_at", "kind",
+                             "candidate", "answer_kind", "rationalized", "completion"})
 
 
 class TaskRecord(BaseModel):
@@ -28,6 +36,16 @@ class TaskRecord(BaseModel):
     tests: str | None = Field(None, description="Python test code for function tasks; sandbox only")
     solution: str | None = Field(None, description="a known-good solution (for checking the checker)")
     answer: str | None = Field(None, description="reference answer")
+    provenance: dict[str, Any] | None = Field(None, description="for model-solved records in rework/: who solved it, how, and the verdicts")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _gather_provenance(cls, data: Any) -> Any:
+        if isinstance(data, dict) and PROVENANCE_KEYS & data.keys():
+            data = dict(data)
+            moved = {k: data.pop(k) for k in sorted(PROVENANCE_KEYS & data.keys())}
+            data["provenance"] = {**(data.get("provenance") or {}), **moved}
+        return data
 
     @model_validator(mode="after")
     def _verifiable(self) -> "TaskRecord":

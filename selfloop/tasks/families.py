@@ -1,0 +1,200 @@
+"""Task families: generators of verifiable problems, and how each is shown to the model.
+
+A family makes problems of a given difficulty (``make``), each an *unlabeled*
+`TaskRecord`: it carries a checker (trusted Python run in the sandbox) but no
+reference answer. ``labelled`` adds the reference answer and a reference
+program, which is what a starter pack ships.
+
+Each family also owns its prompt formats, one per answer mode:
+
+* ``answer`` (direct, "mental math"): the model writes the answer itself. Digit
+  tasks spell digits apart, so every digit is its own token, and by default
+  least significant digit first (``reversed``), the order in which carries are
+  computed (Lee et al. 2025; Zhou et al. 2024).
+* ``program`` (tool use): the model writes a Python program that prints the
+  answer; the sandbox runs it and its output is checked.
+
+``decode`` turns what the model wrote back into what the checker sees (the
+reversed digits back into a number). Families of task files in ``orig/`` that
+no generator knows are shown with `Generic`: the prompt as written.
+
+Pure: no model, no sandbox, no I/O.
+"""
+
+from __future__ import annotations
+
+import random
+from typing import Literal
+
+from selfloop.corpus.split import split_of
+from selfloop.tasks.records import TaskRecord
+
+Mode = Literal["answer", "program"]
+MODES: tuple[str, ...] = ("answer", "program")
+PROGRAM_TAG = "program: "
+
+
+def is_heldout(task: TaskRecord, heldout_fraction: float) -> bool:
+    """The same rule ingest applies to task files: a pure function of family, difficulty and id."""
+    return split_of(task.split_key, heldout_fraction) == "heldout"
+
+
+class Generic:
+    """A family known only from task files: prompts as written, answers as written."""
+
+    name = "generic"
+
+    def render(self, task: TaskRecord, mode: str, digit_format: str) -> str:
+        if mode == "program":
+            return PROGRAM_TAG + task.prompt
+        return task.prompt
+
+    def decode(self, task: TaskRecord, text: str, mode: str, digit_format: str) -> str:
+        return text if mode == "program" else text.strip()
+
+    def target(self, task: TaskRecord, mode: str, digit_format: str) -> str | None:
+        """The assistant turn a labelled record trains with: its program, or its answer in the
+        family's format; None when it has none for this mode."""
+        if mode == "program":
+            return task.solution
+        if task.answer is None or task.tests is not None:
+            return None
+        return self.format_answer(task.answer.strip(), digit_format)
+
+    def format_answer(self, answer: str, digit_format: str) -> str:
+        return answer
+
+    def supports(self, task: TaskRecord, mode: str) -> bool:
+        """Tasks with tests are answered by a program only; others either way when they can be checked."""
+        if mode == "program":
+            return True
+        return task.tests is None and (task.checker is not None or task.answer is not None)
+
+
+def _spaced(text: str) -> str:
+    return " ".join(text)
+
+
+class Addition(Generic):
+    """Multi-digit addition; difficulty = digits of the longer operand."""
+
+    name = "addition"
+
+    def make(self, difficulty: int, rng: random.Random) -> TaskRecord:
+        a = _number(difficulty, rng)
+        b = _number(rng.randint(1, difficulty), rng)
+        if rng.random() < 0.5:
+            a, b = b, a
+        return TaskRecord(
+            id=f"{a}+{b}", family=self.name, difficulty=difficulty, prompt=f"{a} + {b}",
+            checker=f"def check(answer):\n    return answer.strip() == str({a} + {b})\n",
+        )
+
+    def labelled(self, task: TaskRecord) -> TaskRecord:
+        a, b = self._operands(task)
+        return task.model_copy(update={"answer": str(a + b), "solution": f"print({a} + {b})"})
+
+    def _operands(self, task: TaskRecord) -> tuple[int, int]:
+        left, _, right = task.prompt.partition("+")
+        return int(left), int(right)
+
+    def _digits(self, n: int, digit_format: str) -> str:
+        return self.format_answer(str(n), digit_format)
+
+    def render(self, task: TaskRecord, mode: str, digit_format: str) -> str:
+        if mode == "program":
+            return PROGRAM_TAG + task.prompt
+        a, b = self._operands(task)
+        return f"{self._digits(a, digit_format)} + {self._digits(b, digit_format)} ="
+
+    def decode(self, task: TaskRecord, text: str, mode: str, digit_format: str) -> str:
+        if mode == "program":
+            return text
+        digits = "".join(text.split())
+        return digits[::-1] if digit_format == "reversed" else digits
+
+    def format_answer(self, answer: str, digit_format: str) -> str:
+        return _spaced(answer[::-1] if digit_format == "reversed" else answer)
+
+
+class Reverse(Generic):
+    """Reverse a random lowercase string; difficulty = its length."""
+
+    name = "reverse"
+    LETTERS = "abcdefghijklmnopqrstuvwxyz"
+
+    def make(self, difficulty: int, rng: random.Random) -> TaskRecord:
+        word = "".join(rng.choice(self.LETTERS) for _ in range(difficulty))
+        return TaskRecord(
+            id=word, family=self.name, difficulty=difficulty, prompt=f"reverse {word}",
+            checker=f"def check(answer):\n    return answer.strip() == {word!r}[::-1]\n",
+        )
+
+    def labelled(self, task: TaskRecord) -> TaskRecord:
+        word = self._word(task)
+        return task.model_copy(update={"answer": word[::-1], "solution": f"print({word!r}[::-1])"})
+
+    def _word(self, task: TaskRecord) -> str:
+        return task.prompt.removeprefix("reverse ").strip()
+
+    def render(self, task: TaskRecord, mode: str, digit_format: str) -> str:
+        if mode == "program":
+            return PROGRAM_TAG + task.prompt
+        return f"reverse: {_spaced(self._word(task))}"
+
+    def decode(self, task: TaskRecord, text: str, mode: str, digit_format: str) -> str:
+        return text if mode == "program" else "".join(text.split())
+
+    def format_answer(self, answer: str, digit_format: str) -> str:
+        return _spaced(answer)
+
+
+def _number(digits: int, rng: random.Random) -> int:
+    return rng.randint(0 if digits == 1 else 10 ** (digits - 1), 10**digits - 1)
+
+
+FAMILIES: dict[str, Generic] = {f.name: f for f in (Addition(), Reverse())}
+GENERIC = Generic()
+
+
+def family_of(task: TaskRecord) -> Generic:
+    """The family that knows how to show this task (its generator's, or the generic one)."""
+    return FAMILIES.get(task.family, GENERIC)
+
+
+def conversations(task: TaskRecord, modes: tuple[str, ...] | list[str], digit_format: str) -> list[list[dict[str, str]]]:
+    """The user/assistant exchanges a labelled task trains as: one per mode it has a target for."""
+    fam = family_of(task)
+    out = []
+    for mode in modes:
+        if not fam.supports(task, mode):
+            continue
+        target = fam.target(task, mode, digit_format)
+        if target:
+            out.append([{"role": "user", "content": fam.render(task, mode, digit_format)},
+                        {"role": "assistant", "content": target}])
+    return out
+
+
+def problems(family: str, difficulty: int, rng: random.Random, count: int, *, heldout_fraction: float,
+             heldout: bool, attempts_per_task: int = 50) -> list[TaskRecord]:
+    """Up to ``count`` distinct problems of one split (held-out or train), drawn from ``rng``.
+
+    Fewer come back when the family has too few problems of that difficulty
+    (one-digit addition has 100).
+    """
+    gen = FAMILIES[family]
+    seen: dict[str, TaskRecord] = {}
+    for _ in range(count * attempts_per_task):
+        if len(seen) >= count:
+            break
+        task = gen.make(difficulty, rng)  # type: ignore[attr-defined]
+        if task.id not in seen and is_heldout(task, heldout_fraction) == heldout:
+            seen[task.id] = task
+    return list(seen.values())
+
+
+def heldout_set(family: str, difficulty: int, count: int, *, seed: int, heldout_fraction: float) -> list[TaskRecord]:
+    """The fixed held-out tasks of a family and difficulty: the same for every generation and run."""
+    rng = random.Random(f"heldout/{seed}/{family}/{difficulty}")
+    return problems(family, difficulty, rng, count, heldout_fraction=heldout_fraction, heldout=True)
