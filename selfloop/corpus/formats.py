@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import ast
 import json
+import re
 from itertools import pairwise
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -210,6 +211,8 @@ def parse_json_line(line: str, *, max_json_depth: int) -> str | tuple[tuple[str,
     depth = json_depth(obj)
     if depth > max_json_depth:
         return Reason("too_deep", f"nesting depth {depth} > max_json_depth {max_json_depth}")
+    if _SURROGATE_ESCAPE.search(line) and (bad := _lone_surrogate(obj)):
+        return Reason("invalid_unicode", f"a string holds the lone surrogate {bad}; JSON text must be valid Unicode")
     if not isinstance(obj, dict):
         return Reason("wrong_type", f"expected a JSON object, got {type(obj).__name__}")
     if is_task_object(obj):
@@ -247,6 +250,20 @@ def _first_error(e: ValidationError) -> str:
     where = ".".join(str(p) for p in err["loc"]) or "record"
     more = f" (+{e.error_count() - 1} more)" if e.error_count() > 1 else ""
     return f"{where}: {err['msg'].removeprefix('Value error, ')}{more}"
+
+
+# A \uD800-\uDFFF escape: the only way a lone surrogate (which no store, file or
+# tokenizer can take) gets into a string parsed from UTF-8 text. Pairs match too;
+# _lone_surrogate tells them apart.
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
+
+
+def _lone_surrogate(obj: Any) -> str | None:
+    try:
+        json.dumps(obj, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError as e:
+        return repr(e.object[e.start : e.end])
+    return None
 
 
 def json_depth(obj: Any) -> int:

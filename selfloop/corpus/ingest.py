@@ -206,6 +206,10 @@ class Ingestor:
             return self._quarantine(loc, pr.size, pr.mtime_ns, text, sha)
         fmt = ext[1:]
         items = list(parse(normalize_newlines(text), fmt, chunk_chars=self.cfg.chunk_chars, max_json_depth=self.cfg.max_json_depth))
+        if not items:
+            # Often a file caught between create and write; examined again once it changes.
+            what = "a zero-length file" if not data else "only blank lines or whitespace"
+            return self._quarantine(loc, pr.size, pr.mtime_ns, Reason("empty", what), sha)
         return self._store_file(loc, fmt, items, pr.size, pr.mtime_ns, sha)
 
     def _store_file(self, loc: Located, fmt: str, items: list, size: int | None, mtime_ns: int | None, sha: str) -> FileResult:

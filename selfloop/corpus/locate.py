@@ -2,7 +2,8 @@
 
 A file's key in the state database is ``"<origin>/<path relative to that root>"``
 (``orig/notes/a.txt``), so the two roots never collide and keys stay valid when
-the project directory moves.
+the project directory moves. Bytes of a name that are not UTF-8 appear in the
+key as ``\\xff`` escapes.
 """
 
 from __future__ import annotations
@@ -26,7 +27,11 @@ class Located:
 
 
 def file_key(origin: str, rel: PurePosixPath | str) -> str:
-    return f"{origin}/{PurePosixPath(rel).as_posix()}"
+    # A file name that is not valid UTF-8 reaches Python with lone surrogates
+    # (surrogateescape), which SQLite, JSON and logs cannot take: such bytes are
+    # spelled as backslash escapes in the key, so the file is still tracked.
+    name = PurePosixPath(rel).as_posix().encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+    return f"{origin}/{name}"
 
 
 def roots(paths: ProjectPaths) -> dict[str, Path]:
