@@ -21,8 +21,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
-from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict, SettingsError
 
 from selfloop.errors import ConfigError
 
@@ -30,7 +30,8 @@ ENV_PREFIX = "SELFLOOP_"
 
 
 class Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+    # No setting means anything as NaN or infinity; refused here, they would fail much later (int(inf)).
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, allow_inf_nan=False)
 
 
 class PathsConfig(Section):
@@ -254,12 +255,27 @@ class TasksConfig(Section):
 class ScheduleConfig(Section):
     """When cycles run."""
 
-    interval_minutes: float = Field(30.0, gt=0, description="run a cycle at least this often")
+    # Upper bounds: the scheduler turns these into datetimes and thread waits, which overflow.
+    interval_minutes: float = Field(30.0, gt=0, le=525_600, description="run a cycle at least this often")
     cron: str = Field("", description="crontab expression instead of the interval (e.g. '0 * * * *')")
     min_new_documents: int = Field(1, ge=1, description="new settled documents that pull the next cycle forward")
     min_gap_s: float = Field(60.0, ge=0, description="minimum time between two cycles")
-    misfire_grace_s: float = Field(300.0, ge=0, description="a late cycle still runs within this grace")
-    stop_timeout_s: float = Field(60.0, gt=0, description="graceful stop budget on SIGTERM before forcing")
+    misfire_grace_s: float = Field(300.0, ge=0, le=604_800, description="a late cycle still runs within this grace")
+    stop_timeout_s: float = Field(60.0, gt=0, le=86_400, description="graceful stop budget on SIGTERM before forcing")
+
+    @field_validator("cron")
+    @classmethod
+    def _cron(cls, value: str) -> str:
+        if value:
+            # Checked here, by the parser the daemon uses: a bad expression would otherwise
+            # stop the daemon at startup, or on SIGHUP after it passed validation.
+            from apscheduler.triggers.cron import CronTrigger
+
+            try:
+                CronTrigger.from_crontab(value)
+            except ValueError as e:
+                raise ValueError(f"not a crontab expression (minute hour day month weekday): {e}") from None
+        return value
 
 
 class DashboardConfig(Section):
@@ -382,6 +398,10 @@ def parse_config(raw: dict[str, Any], *, source: str = "config", env: bool = Tru
         raise ConfigError("\n".join(format_errors(e, source)), lines=format_errors(e, source)) from None
     except TypeError as e:  # e.g. a non-string key
         raise ConfigError(f"{source}: {e}") from None
+    except SettingsError as e:  # an environment override that is not JSON where a list or table is expected
+        names = ", ".join(sorted(k for k in os.environ if k.startswith(ENV_PREFIX))) or ENV_PREFIX + "*"
+        raise ConfigError(f"{source}: environment override ({names}): {e}; list and table values must be JSON, "
+                          """e.g. '["a", "b"]'""") from None
     finally:
         if saved:
             os.environ.update(saved)
