@@ -147,7 +147,8 @@ def run(quick: bool) -> Recorder:
 
     # Cost growth on the backend `auto` picks, answer jobs, warm pool.
     sizes = [1, 4, 16]
-    base = 10 if quick else 50
+    # Above 2 x recycle_after in full mode, so worker replacement is in every size's cost.
+    base = 10 if quick else 400
     with Sandbox(SandboxConfig(pool_size=2)) as sb:
         sb.warm()
         chosen = sb.backend_name
