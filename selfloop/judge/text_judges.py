@@ -15,8 +15,10 @@
   - ``external``: a judge model behind an OpenAI-compatible endpoint on
     localhost (``judge.external_url``) is asked which continuation is better.
 
-  B is accepted only if it wins every scorer. A candidate without an original
-  (synthesis) has nothing to beat: its reference NLL is recorded as its score.
+  B is accepted only if it wins every scorer, and never when it is empty or
+  holds U+FFFD (an invalid byte sequence the model emitted). A candidate without
+  an original (synthesis) has nothing to beat: its reference NLL is recorded as
+  its score, and only those two rules apply.
   The caller stores (chosen, rejected) pairs from the verdict for preference
   training; judges never write to the store.
 """
@@ -117,8 +119,12 @@ class ABJudge(Judge):
             nll_a = dict(zip(paired, a_scores))
         out = []
         for i, c in enumerate(candidates):
+            unusable = unusable_completion(b_texts[i])
             if c.source is None:
-                out.append(accept(self.name, "no original to compare; reference NLL recorded", score=_finite(nll_b[i]), nll_b=_finite(nll_b[i])))
+                if unusable:
+                    out.append(reject(self.name, unusable, score=_finite(nll_b[i]), nll_b=_finite(nll_b[i])))
+                else:
+                    out.append(accept(self.name, "no original to compare; reference NLL recorded", score=_finite(nll_b[i]), nll_b=_finite(nll_b[i])))
                 continue
             detail: dict[str, Any] = {}
             failure = None
@@ -142,6 +148,7 @@ class ABJudge(Judge):
                 detail["external"] = winner
                 if winner != "B":
                     failure = f"lost_a_vs_b: external judge preferred {winner}"
+            failure = failure or unusable
             score = detail.get("gain")
             out.append(reject(self.name, failure, score=score, **detail) if failure else accept(self.name, "B beats A", score=score, **detail))
         return out
@@ -151,6 +158,20 @@ class ABJudge(Judge):
         if model is None or tok is None:
             raise ConfigError("judge 'a_vs_b' needs the reference model: resources['model'] and ['tokenizer']")
         return model, tok
+
+
+def unusable_completion(text: str) -> str | None:
+    """Why the model's own text can never win, whatever it is compared with (or None).
+
+    Without an original, a synthesis would otherwise be accepted as its seed text
+    alone; and a byte-level model that emits an invalid byte sequence decodes to
+    U+FFFD, which training would teach as broken bytes.
+    """
+    if not text.strip():
+        return "empty_completion: the model wrote nothing"
+    if "\ufffd" in text:
+        return f"invalid_unicode: {text.count(chr(0xFFFD))} U+FFFD replacement character(s) in the model's text"
+    return None
 
 
 def _finite(x: float) -> float | None:

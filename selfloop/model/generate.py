@@ -92,9 +92,20 @@ def generate(
             for i in range(len(chunk)):
                 samples = [_until_stop(seq, stops) for seq in new[i * draws : (i + 1) * draws]]
                 samples = samples * n if greedy else samples
-                texts.append([tokenizer.decode(s, skip_special_tokens=True) for s in samples])
+                texts.append([valid_unicode(tokenizer.decode(s, skip_special_tokens=True)) for s in samples])
                 counts.append([len(s) for s in samples])
     return Generation(texts, counts, time.perf_counter() - started)
+
+
+def valid_unicode(text: str) -> str:
+    """``text`` with lone surrogates replaced by U+FFFD.
+
+    A decoder other than the Rust tokenizers (a slow tokenizer of a local base
+    model, another engine) can hand back lone surrogates, which SQLite, JSON files
+    and tokenizers refuse: one of them would fail the whole rework phase. As
+    U+FFFD, the judges see them and reject the sample with a reason.
+    """
+    return text.encode("utf-8", "surrogatepass").decode("utf-8", "replace")
 
 
 def _until_stop(seq: list[int], stops: list[int]) -> list[int]:
