@@ -74,22 +74,56 @@ class StopCallback(TrainerCallback):
     that stopped alone would leave the others waiting in the next step's collective.
     """
 
-    def __init__(self, max_minutes: float):
+    def __init__(self, max_minutes: float, watch_pid: int | None = None):
         self.deadline = time.monotonic() + max_minutes * 60
         self.terminated = False
         self.out_of_time = False
+        self.parent = ParentWatch(watch_pid) if watch_pid else None
         signal.signal(signal.SIGTERM, self._on_sigterm)
 
     def _on_sigterm(self, signum, frame) -> None:
         self.terminated = True
 
     def on_step_end(self, args, state, control, **kwargs):
+        if self.parent is not None and not self.parent.alive():
+            self.terminated = True  # orphaned: the daemon died without a SIGTERM for us
         terminated, out_of_time = agreed([self.terminated, time.monotonic() >= self.deadline], args.device)
         self.terminated = self.terminated or terminated  # a SIGTERM that arrived meanwhile still counts
         self.out_of_time = self.out_of_time or out_of_time
         if self.terminated or self.out_of_time:
             control.should_save = True
             control.should_training_stop = True
+
+
+class ParentWatch:
+    """Is the process that launched us still alive? (Checked at most once a second.)
+
+    The pid is paired with its start time, so a recycled pid is not mistaken
+    for the launcher.
+    """
+
+    def __init__(self, pid: int):
+        import psutil
+
+        self.pid = pid
+        try:
+            self.started = psutil.Process(pid).create_time()
+        except psutil.Error:
+            self.started = None  # already gone
+        self._checked = 0.0
+        self._alive = self.started is not None
+
+    def alive(self) -> bool:
+        import psutil
+
+        now = time.monotonic()
+        if self._alive and now - self._checked >= 1.0:
+            self._checked = now
+            try:
+                self._alive = psutil.Process(self.pid).create_time() == self.started
+            except psutil.Error:
+                self._alive = False
+        return self._alive
 
 
 def agreed(flags: list[bool], device) -> list[bool]:

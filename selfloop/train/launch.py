@@ -19,6 +19,7 @@ Does not cover: what the child does (``selfloop.train.run``).
 from __future__ import annotations
 
 import json
+import os
 import shlex
 import signal
 import subprocess
@@ -76,6 +77,9 @@ def child_args(config_path: Path, generation: int, run_dir: Path, init: str, ste
     return [
         "--config", str(Path(config_path).resolve()), "--generation", str(generation),
         "--out", str(Path(run_dir).resolve()), "--init", init, "--steps", str(steps),
+        # The child runs in a session of its own; it watches us so that it stops
+        # (saving a checkpoint) if we die without telling it (kill -9, OOM killer).
+        "--watch-pid", str(os.getpid()),
     ]
 
 

@@ -15,7 +15,11 @@ and the Trainer does the distributed part. The parent has already written
    ``Trainer``, checkpointing every ``save_steps`` into ``RUNDIR/checkpoints``
    and resuming from the last checkpoint if one exists;
 3. writes ``RUNDIR/final`` (model + tokenizer, safetensors) and
-   ``RUNDIR/result.json``.
+   ``RUNDIR/result.json``;
+4. when the parent wrote ``RUNDIR/pairs.jsonl`` (preference training is on and
+   there are judged pairs), step 3 goes to ``RUNDIR/sft`` instead, and DPO
+   (``selfloop.train.preference``) continues from it into ``RUNDIR/final``; a
+   resumed run whose ``sft/result.json`` says done starts at DPO.
 
 Rank 0 alone does steps 1-2's one-time work (the others wait, then load what it
 wrote) and alone writes metrics, ``final`` and ``result.json``.
@@ -35,6 +39,7 @@ from pathlib import Path
 
 from selfloop.config import Config, load_config
 from selfloop.errors import SelfloopError
+from selfloop.train.preference import read_pairs
 
 EXIT_INTERRUPTED = 3
 
@@ -46,6 +51,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--out", required=True, help="run dir (holds data.jsonl; receives checkpoints and final/)")
     p.add_argument("--init", required=True, help='"scratch" or a local model dir to start from')
     p.add_argument("--steps", type=int, required=True, help="optimizer steps")
+    p.add_argument("--watch-pid", type=int, default=None, help="stop (saving a checkpoint) when this process dies")
     return p.parse_args(argv)
 
 
@@ -156,7 +162,10 @@ def train(args: argparse.Namespace) -> int:
     snapshot = run_dir / "data.jsonl"
     if not snapshot.is_file():
         raise SelfloopError(f"{snapshot}: no data snapshot (the parent writes it before launching)")
-    stop = StopCallback(cfg.train.max_minutes)  # SIGTERM is honoured from here on
+    stop = StopCallback(cfg.train.max_minutes, watch_pid=args.watch_pid)  # SIGTERM is honoured from here on
+    pairs = read_pairs(run_dir / "pairs.jsonl")
+    if pairs and _finished(run_dir / "sft"):
+        return _preference_stage(cfg, run_dir, pairs, stop)  # resumed at the SFT -> DPO boundary
     targs = training_arguments(cfg, run_dir, args.steps)
     t = cfg.train
     # Rank 0 trains the tokenizer, writes the Arrow cache and clears torn checkpoints;
@@ -190,13 +199,55 @@ def train(args: argparse.Namespace) -> int:
         # Exit 0 even when interrupted: a launcher tears the whole job down as soon as
         # one worker exits non-zero, which must not cut rank 0 off while it writes.
         return 0
-    _write_generation(cfg, args, run_dir, trainer, tokenizer, output, stop, last, counts, time.time() - started)
+    out = run_dir / "sft" if pairs else run_dir
+    _write_generation(cfg, args, out, trainer, tokenizer, output, stop, last, counts, time.time() - started)
     store.close()
+    if stop.terminated:
+        return EXIT_INTERRUPTED
+    return _preference_stage(cfg, run_dir, pairs, stop) if pairs else 0
+
+
+def _finished(out: Path) -> bool:
+    try:
+        return json.loads((out / "result.json").read_text())["status"] == "done"
+    except (FileNotFoundError, ValueError, KeyError):
+        return False
+
+
+def _preference_stage(cfg: Config, run_dir: Path, pairs: list[dict[str, str]], stop) -> int:
+    """DPO from the finished SFT model in ``RUNDIR/sft`` into ``RUNDIR/final`` (one process; the parent sees to that)."""
+    import torch
+
+    from selfloop.model.factory import load_pretrained, resolve_device
+    from selfloop.train.preference import train_dpo
+
+    sft = run_dir / "sft"
+    result = json.loads((sft / "result.json").read_text())
+    model, tokenizer = load_pretrained(sft / "final", dtype=torch.float32, for_training=True)
+    reference, _ = load_pretrained(sft / "final", dtype=torch.float32)  # the frozen SFT model, also after a resume
+    started = time.time()
+    result["preference"] = train_dpo(model, reference, tokenizer, pairs, cfg.train.preference, run_dir / "preference",
+                                     max_length=cfg.model.n_positions, seed=cfg.train.seed, callbacks=[stop],
+                                     use_cpu=resolve_device(cfg.model) == "cpu")
+    result["preference"]["seconds"] = time.time() - started
+    if stop.terminated:
+        result.update(status="interrupted", stopped_by="sigterm")
+    else:
+        model.save_pretrained(run_dir / "final")
+        tokenizer.save_pretrained(run_dir / "final")
+    _write_result(run_dir, result)
     return EXIT_INTERRUPTED if stop.terminated else 0
 
 
+def _write_result(out: Path, result: dict) -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    tmp = out / "result.json.tmp"
+    tmp.write_text(json.dumps(result, indent=2))
+    tmp.replace(out / "result.json")  # the parent treats a result file as final
+
+
 def _write_generation(cfg: Config, args, run_dir: Path, trainer, tokenizer, output, stop, last, counts, seconds) -> None:
-    """Rank 0's output: ``final`` (unless interrupted) and ``result.json``, the file the parent waits for."""
+    """Rank 0's output: ``final`` (unless interrupted) and ``result.json`` in ``run_dir`` (the run dir, or its ``sft``)."""
     result = {
         "generation": args.generation,
         "status": "interrupted" if stop.terminated else "done",
@@ -217,9 +268,7 @@ def _write_generation(cfg: Config, args, run_dir: Path, trainer, tokenizer, outp
             model = model.merge_and_unload()  # a generation must load with the plain Auto classes
         model.save_pretrained(final)
         tokenizer.save_pretrained(final)
-    tmp = run_dir / "result.json.tmp"
-    tmp.write_text(json.dumps(result, indent=2))
-    tmp.replace(run_dir / "result.json")  # the parent treats a result file as final
+    _write_result(run_dir, result)
 
 
 def main(argv: list[str] | None = None) -> int:
