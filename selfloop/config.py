@@ -184,6 +184,19 @@ class LauncherConfig(Section):
         return self
 
 
+class PreferenceConfig(Section):
+    """Preference training (DPO, TRL) on the judged chosen / rejected pairs, after the SFT step of a cycle."""
+
+    enabled: Literal["auto"] | bool = Field("auto", description='train on preference pairs after SFT: true, false, or "auto" (on when CUDA is available; slow on CPU)')
+    beta: float = Field(0.1, gt=0, le=10, description="DPO beta: how far the policy may move from the SFT model (higher = closer)")
+    steps: int = Field(50, ge=1, description="DPO optimizer steps")
+    learning_rate: float = Field(5e-5, gt=0, lt=1, description="DPO peak learning rate")
+    batch_size: int = Field(8, ge=1, description="pairs per DPO step")
+    share: float = Field(1.0, gt=0, le=1, description="share of the stored pairs used (the newest first)")
+    max_pairs: int = Field(2000, ge=1, description="at most this many pairs per run")
+    sources: list[Literal["a_vs_b", "task"]] = Field(default_factory=lambda: ["a_vs_b", "task"], description="which judged pairs are used: A-vs-B rewrites, correct vs wrong task answers")
+
+
 class TrainConfig(Section):
     """Training a challenger on the mixture of original and accepted rework data."""
 
@@ -210,6 +223,7 @@ class TrainConfig(Section):
     streaming: bool = Field(False, description="read the training data as a stream (datasets.IterableDataset) instead of a memory-mapped Arrow cache in the run dir; for corpora whose tokens do not fit the run dir's disk")
     shuffle_buffer: int = Field(4096, ge=1, description="streaming: examples held in the shuffle buffer (memory grows with it)")
     launcher: LauncherConfig = Field(default_factory=LauncherConfig)
+    preference: PreferenceConfig = Field(default_factory=PreferenceConfig)
 
 
 class GateConfig(Section):

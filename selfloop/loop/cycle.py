@@ -155,6 +155,7 @@ def phase_train(ctx: CycleContext) -> dict[str, Any]:
         mixture = select_mixture(orig, rework, weight=cfg.train.rework_weight, max_share=cfg.train.rework_max_share,
                                  seed=cfg.train.seed + ctx.generation)
         write_snapshot(snapshot, mixture)
+        _snapshot_pairs(ctx, champion)
     data = summarize(read_snapshot(snapshot))
     ctx.log(f"train: generation {ctx.generation} from {'scratch' if init == 'scratch' else Path(init).name}, "
             f"{steps} steps on {data['documents']} documents (rework share {data['rework_share']:.0%})")
@@ -167,7 +168,30 @@ def phase_train(ctx: CycleContext) -> dict[str, Any]:
         manifest = {"parent": parent, "data": data, "train": result, "recipe": recipe, "created_at": time.time()}
         reg.add(ctx.generation, ctx.run_dir / "final", manifest, ctx.cfg.model_dump(mode="json"))
     train = reg.manifest(ctx.generation)["train"]
-    return {"parent": parent, "global_step": train["global_step"], "train_loss": train["train_loss"], "data": data}
+    out = {"parent": parent, "global_step": train["global_step"], "train_loss": train["train_loss"], "data": data}
+    if "preference" in train:
+        out["preference"] = train["preference"]
+    return out
+
+
+def _snapshot_pairs(ctx: CycleContext, champion: int | None) -> None:
+    """``RUNDIR/pairs.jsonl`` when this run ends with preference training (written with the data snapshot, kept on resume)."""
+    from selfloop.train.preference import preference_enabled, select_pairs, write_pairs
+
+    pref, launcher = ctx.cfg.train.preference, ctx.cfg.train.launcher
+    if champion is None or pref.enabled is False:
+        return  # generation 0 has no judged pairs yet
+    import torch
+
+    if not preference_enabled(pref, torch.cuda.is_available()):
+        return
+    if launcher.nproc_per_node * launcher.nnodes > 1:
+        ctx.log("train: preference step skipped: it runs in one process (train.launcher starts several)")
+        return
+    pairs = select_pairs(ctx.store, pref)
+    if pairs:
+        write_pairs(ctx.run_dir / "pairs.jsonl", pairs)
+        ctx.log(f"train: preference step (DPO) on {len(pairs)} judged pairs after SFT")
 
 
 def phase_evaluate(ctx: CycleContext) -> dict[str, Any]:
