@@ -103,3 +103,35 @@ def test_a_cycle_with_preference_on_trains_dpo_after_sft(tmp_path):
     train = Registry(paths.models).manifest(1)["train"]
     assert train["global_step"] == 8 and train["preference"]["margin_after"] > train["preference"]["margin_before"]
     assert detail["phases"]["gate"]["out"]["reason"]  # judged like any challenger
+
+
+@pytest.mark.slow
+def test_the_child_resumes_at_the_sft_to_dpo_boundary(tmp_path):
+    import shutil
+
+    from lifecycle_helpers import fill_corpus, make_project
+
+    from selfloop.train.data import load_documents, write_snapshot
+    from selfloop.train.launch import launch_training
+
+    config_path, cfg, paths = make_project(tmp_path, {"train": {"preference": {"enabled": True, "steps": 2, "batch_size": 2}}})
+    with Store.open(paths.db) as store:
+        fill_corpus(store)
+        docs = load_documents(store, split="train", origin="orig")
+    run_dir = paths.runs / "gen-0000"
+    run_dir.mkdir(parents=True)
+    write_snapshot(run_dir / "data.jsonl", docs)
+    write_pairs(run_dir / "pairs.jsonl", [{"prompt": "The cat sees", "chosen": " the river.", "rejected": " a dog.", "source": "a_vs_b"}] * 2)
+
+    first = launch_training(cfg.train.launcher, config_path, 0, run_dir, init="scratch", steps=4)
+    assert first["status"] == "done" and first["global_step"] == 4 and first["preference"]["global_step"] == 2
+    assert (run_dir / "sft" / "final" / "model.safetensors").is_file() and (run_dir / "final" / "model.safetensors").is_file()
+    sft_log = (run_dir / "metrics.jsonl").read_text()
+    # As if killed right after SFT finished: only sft/ survives.
+    for gone in ("final", "preference", "checkpoints"):
+        shutil.rmtree(run_dir / gone)
+    (run_dir / "result.json").unlink()
+    again = launch_training(cfg.train.launcher, config_path, 0, run_dir, init="scratch", steps=4)
+    assert again["status"] == "done" and again["preference"]["global_step"] == 2 and again["global_step"] == 4
+    assert (run_dir / "metrics.jsonl").read_text() == sft_log  # SFT did not run again
+    assert (run_dir / "final" / "model.safetensors").is_file()
