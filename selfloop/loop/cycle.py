@@ -154,8 +154,8 @@ def phase_train(ctx: CycleContext) -> dict[str, Any]:
         rework = [] if champion is None else training_docs(load_documents(ctx.store, split="train", origin="rework"), cfg.tasks)
         mixture = select_mixture(orig, rework, weight=cfg.train.rework_weight, max_share=cfg.train.rework_max_share,
                                  seed=cfg.train.seed + ctx.generation)
+        _snapshot_pairs(ctx, champion)  # before the data snapshot, whose presence means "both written"
         write_snapshot(snapshot, mixture)
-        _snapshot_pairs(ctx, champion)
     data = summarize(read_snapshot(snapshot))
     ctx.log(f"train: generation {ctx.generation} from {'scratch' if init == 'scratch' else Path(init).name}, "
             f"{steps} steps on {data['documents']} documents (rework share {data['rework_share']:.0%})")
@@ -181,6 +181,8 @@ def _snapshot_pairs(ctx: CycleContext, champion: int | None) -> None:
     pref, launcher = ctx.cfg.train.preference, ctx.cfg.train.launcher
     if champion is None or pref.enabled is False:
         return  # generation 0 has no judged pairs yet
+    import importlib.util
+
     import torch
 
     if not preference_enabled(pref, torch.cuda.is_available()):
@@ -189,6 +191,9 @@ def _snapshot_pairs(ctx: CycleContext, champion: int | None) -> None:
         ctx.log("train: preference step skipped: it runs in one process (train.launcher starts several)")
         return
     pairs = select_pairs(ctx.store, pref)
+    if pairs and importlib.util.find_spec("trl") is None:  # fail before SFT, not after it
+        raise SelfloopError("train.preference is enabled but TRL is not installed: pip install 'selfloop[preference]' "
+                            "(or set [train.preference] enabled = false)")
     if pairs:
         write_pairs(ctx.run_dir / "pairs.jsonl", pairs)
         ctx.log(f"train: preference step (DPO) on {len(pairs)} judged pairs after SFT")
