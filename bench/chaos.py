@@ -515,6 +515,11 @@ class Chaos:
         """Stop the last daemon gracefully, check everything once more, count what is left behind."""
         out: dict[str, Any] = {"violations": []}
         if self.daemon is not None and self.daemon.alive():
+            # Let the last restart get past its imports: a SIGTERM before the daemon installs its
+            # handlers ends it by the signal's default action (harmless, but not the graceful path).
+            deadline = time.time() + self.resume_timeout
+            while self.daemon.alive() and time.time() < deadline and not started_a_cycle(self.paths.db, self.daemon.started):
+                time.sleep(0.2)
             rc = self.daemon.stop()
             if rc != 0:
                 out["violations"].append(f"final graceful stop exited {rc}")
