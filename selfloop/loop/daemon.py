@@ -102,8 +102,11 @@ def setup_logging(paths: ProjectPaths, *, terminal: bool, debug: bool = False) -
         term = logging.StreamHandler(sys.stderr)
         term.setFormatter(logging.Formatter("%(asctime)s %(levelname)-7s %(message)s", datefmt="%H:%M:%S"))
         root.addHandler(term)
-    # APScheduler is chatty at INFO about every job run; its warnings still show.
+    # APScheduler is chatty at INFO about every job run; its warnings still show, except the
+    # expected one when an interval fires while a long cycle still runs (max_instances=1).
     logging.getLogger("apscheduler").setLevel(logging.WARNING)
+    logging.getLogger("apscheduler.scheduler").addFilter(
+        lambda record: "maximum number of running instances" not in record.getMessage())
 
 
 class EventExporter:
@@ -334,24 +337,26 @@ class Daemon:
         if dashboard:
             # Library warnings printed to the terminal would tear the live view; they still reach the log file.
             os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+        self._install_signals()  # first: a stop during start-up is graceful too
         setup_logging(self.paths, terminal=not dashboard, debug=self.debug)
         store = Store.open(self.paths.db)
         store.set_meta("daemon.state", "starting")
         store.set_meta("daemon.started", str(time.time()))
         store.event("daemon_started", f"daemon started (pid {os.getpid()})", pid=os.getpid())
         exporter = EventExporter(store, self.paths.state / "events.jsonl")
-        self._install_signals()
         log.info("selfloop daemon pid %d on %s", os.getpid(), self.paths.root)
 
         ingestor = Ingestor(self.cfg.ingest, self.cfg.watch, self.paths, store)
-        report = ingestor.scan()
-        log.info("startup scan: %s", report.summary())
         watcher = None
         if self.cfg.watch.enabled:
             from selfloop.corpus.watcher import CorpusWatcher
 
+            # Watch before the start-up scan, so a file dropped during the scan is not missed
+            # (one seen by both is simply found unchanged the second time).
             watcher = CorpusWatcher(self.paths, self.cfg.watch)
             watcher.start()
+        report = ingestor.scan()
+        log.info("startup scan: %s", report.summary())
         self._start_scheduler()
         store.set_meta("daemon.state", "idle" if not self.cycle_running.is_set() else "cycle")
 
@@ -361,19 +366,13 @@ class Daemon:
             view.start()
         try:
             while not self.stop_event.is_set():
-                if self.reload_requested.is_set():
-                    self._reload_config(store)
-                if watcher is not None:
-                    for path in watcher.drain(timeout=0.5):
-                        self.trigger.add(ingestor.ingest_path(path).accepted)  # the ingestor logs each file
-                else:
-                    self.stop_event.wait(0.5)
-                if self.trigger.due(time.time(), self.cycle_running.is_set()):
-                    self._pull_cycle_forward()
-                    self.trigger.new_documents = 0
-                exporter.export()
-                if view is not None:
-                    view.refresh()
+                try:
+                    self._tick(store, ingestor, watcher, exporter, view)
+                except Exception:
+                    # One bad file, a full disk or a bug in a handler must not end the daemon:
+                    # log it with its traceback and carry on (the next tick retries).
+                    log.exception("main loop error (the daemon keeps running)")
+                    self.stop_event.wait(1.0)
         finally:
             store.set_meta("daemon.state", "stopping")
             self._shutdown(watcher)
@@ -386,6 +385,21 @@ class Daemon:
                 view.stop()
             log.info("daemon stopped")
         return 0
+
+    def _tick(self, store: Store, ingestor: Any, watcher: Any, exporter: EventExporter, view: Any) -> None:
+        if self.reload_requested.is_set():
+            self._reload_config(store)
+        if watcher is not None:
+            for path in watcher.drain(timeout=0.5):
+                self.trigger.add(ingestor.ingest_path(path).accepted)  # the ingestor logs each file
+        else:
+            self.stop_event.wait(0.5)
+        if self.trigger.due(time.time(), self.cycle_running.is_set()):
+            self._pull_cycle_forward()
+            self.trigger.new_documents = 0
+        exporter.export()
+        if view is not None:
+            view.refresh()
 
     def _shutdown(self, watcher: Any) -> None:
         if watcher is not None:
