@@ -60,7 +60,7 @@ def snapshot(store: Store | None, paths: ProjectPaths, cfg: DashboardConfig | No
     cycle = store.query("SELECT id, phase, generation FROM cycles WHERE status = 'running' ORDER BY id DESC LIMIT 1")
     if cycle:
         snap.meta.setdefault("daemon.phase", cycle[0]["phase"])
-        snap.progress = _progress_of(store, snap.meta, cycle[0]["id"], cycle[0]["generation"], cycle[0]["phase"])
+    snap.progress = _progress_of(store, snap.meta, cycle[0] if cycle else None)
     gen = store.scalar("SELECT MAX(generation) FROM train_metrics")
     if gen is not None:
         snap.curve_generation = gen
@@ -84,15 +84,22 @@ def snapshot(store: Store | None, paths: ProjectPaths, cfg: DashboardConfig | No
     return snap
 
 
-def _progress_of(store: Store, meta: dict[str, str], cycle_id: int, generation: int, phase: str) -> list[dict[str, Any]]:
-    """Progress of the running cycle, derived from what its phases record in the store."""
+def _progress_of(store: Store, meta: dict[str, str], cycle: Any) -> list[dict[str, Any]]:
+    """Progress bars: what a long step publishes itself (ingest, rework), and what the running
+    cycle's rows say (verdicts judged, training steps)."""
     bars: list[dict[str, Any]] = []
+    for name in ("ingest", "rework"):
+        try:
+            bars.append({"name": name, **json.loads(meta[f"progress.{name}"])})
+        except (KeyError, ValueError, TypeError):
+            pass
+    if cycle is None:
+        return bars
+    cycle_id, generation, phase = cycle["id"], cycle["generation"], cycle["phase"]
     counts = dict(store.query("SELECT status, COUNT(*) FROM candidates WHERE cycle_id = ? GROUP BY status", (cycle_id,)))
     total = sum(counts.values())
     if total:
         bars.append({"name": "verdicts", "done": total - counts.get("pending", 0), "total": total, "unit": "candidates"})
-    elif phase == "rework":
-        bars.append({"name": "rework", "done": 0, "total": int(meta.get("rework.budget", 0) or 0), "unit": "candidates"})
     last = store.query("SELECT step, tokens_per_s, eta_s FROM train_metrics WHERE generation = ? AND kind = 'train' "
                        "ORDER BY id DESC LIMIT 1", (generation,))
     if phase == "train" or last:

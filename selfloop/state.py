@@ -271,6 +271,19 @@ class Store:
         with self.tx() as c:
             c.execute("INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value", (key, value))
 
+    # ----------------------------------------------------------------- progress
+
+    def set_progress(self, name: str, done: int, total: int, unit: str, **extra: Any) -> None:
+        """Publish a long step's progress for the dashboard (meta key ``progress.<name>``)."""
+        value = json.dumps({"done": done, "total": total, "unit": unit, "updated": time.time(), **extra})
+        with self.tx() as c:
+            c.execute("INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+                      (f"progress.{name}", value))
+
+    def clear_progress(self, name: str) -> None:
+        with self.tx() as c:
+            c.execute("DELETE FROM meta WHERE key = ?", (f"progress.{name}",))
+
     # ----------------------------------------------------------------- events
 
     def event(self, kind: str, message: str, **data: Any) -> None:

@@ -47,11 +47,12 @@ def test_renders_live_state(tmp_path):
         c.execute("INSERT INTO meta VALUES ('daemon.state', 'cycle'), ('sandbox.backend', 'bwrap'), ('train.total_steps', '100')")
         c.execute("INSERT INTO cycles (started_at, phase, status, generation) VALUES (0, 'train', 'running', 2)")
         c.execute("INSERT INTO train_metrics (generation, step, kind, loss, tokens_per_s, eta_s, ts) VALUES (2, 40, 'train', 3.2, 900, 90, 0)")
+    store.set_progress("rework", 12, 64, "candidates")
     store.event("promoted", "generation 1 promoted: loss improved 8.9%")
 
     reader = Store.open(paths.db, readonly=True)
     text = _text(render(snapshot(reader, paths), 140))
-    for expected in ["phase train", "sandbox bwrap", "generation 1", "40/100 steps", "900.0 tok/s", "ETA 1m30s", "loss, generation 2",
+    for expected in ["phase train", "sandbox bwrap", "generation 1", "12/64 candidates", "40/100 steps", "900.0 tok/s", "ETA 1m30s", "loss, generation 2",
                      "held-out loss by generation", "pass@1 by generation", "held-out loss 4.4 > 4.1",
                      "near_duplicate", "lost_a_vs_b", "orig/blob.bin", "binary: 31% control characters",
                      "orig.active", "12,345", "generation 1 promoted", "sample of gen 1"]:

@@ -98,3 +98,13 @@ def test_lock_refuses_second_daemon_with_pid(tmp_path):
     with DaemonLock(tmp_path):
         assert (tmp_path / "daemon.pid").exists()
     assert not (tmp_path / "daemon.pid").exists()
+
+
+def test_progress_is_published_and_cleared(tmp_path):
+    import json
+
+    with Store.open(tmp_path / "state.db") as s:
+        s.set_progress("ingest", 3, 10, "files")
+        assert json.loads(s.get_meta("progress.ingest"))["done"] == 3
+        s.clear_progress("ingest")
+        assert s.get_meta("progress.ingest") is None

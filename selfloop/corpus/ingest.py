@@ -130,13 +130,19 @@ class Ingestor:
                 root.mkdir(parents=True, exist_ok=True)  # rework/ is selfloop's own
         report = IngestReport()
         seen: set[str] = set()
-        for path in self._walk():
+        paths = list(self._walk())
+        last = 0.0
+        for i, path in enumerate(paths):
             result = self.ingest_path(path)
             seen.add(result.key)
             report.add(result)
+            if time.monotonic() - last > 0.5:  # progress for the dashboard, at most twice a second
+                self.store.set_progress("ingest", i + 1, len(paths), "files")
+                last = time.monotonic()
         for row in self.store.query("SELECT path FROM files WHERE status != 'removed' ORDER BY path"):
             if row["path"] not in seen:
                 report.add(self._remove(row["path"]))
+        self.store.clear_progress("ingest")
         return report
 
     def ingest_path(self, path: Path | str) -> FileResult:

@@ -307,7 +307,6 @@ class Daemon:
 
         first = Registry(self.paths.models).current() is None
         store.set_meta("train.total_steps", str(self.cfg.train.gen0_steps if first else self.cfg.train.max_steps))
-        store.set_meta("rework.budget", str(0 if first or not self.cfg.rework.enabled else self.cfg.rework.candidates_per_cycle))
         if self.sandbox is not None:
             store.set_meta("sandbox.backend", self.sandbox.backend_name)
 

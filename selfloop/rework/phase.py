@@ -91,6 +91,8 @@ def generate_drafts(cfg: Config, sources: list[Source], model: Any, tokenizer: A
             if d.kind == "text" and set(d.source_ids) & python_ids:
                 d = Draft(d.strategy, "python", d.source_ids, d.content, d.prompt, d.completion, d.original)
             drafts.append(d)
+        if store is not None:
+            store.set_progress("rework", len(drafts), sum(budget.values()), "candidates")
     if budget["solve"] and store is not None:
         solved, solve_stats = solve.solve_drafts(cfg.tasks, rc, store, budget["solve"], model, tokenizer, rng,
                                                  cfg.ingest.heldout_fraction)
@@ -130,6 +132,7 @@ def run_rework(cfg: Config, store: Store, cycle_id: int, model_source: Any) -> d
         drafts, stats = generate_drafts(cfg, sources, loaded.model, loaded.tokenizer, cycle_id, store)
         generation = loaded.generation
     n = store_drafts(store, cycle_id, generation, drafts)
+    store.clear_progress("rework")
     by_strategy = Counter(d.strategy for d in drafts)
     store.event("rework", f"cycle {cycle_id}: generation {generation} wrote {n} candidates "
                 f"({', '.join(f'{k} {v}' for k, v in by_strategy.items()) or 'none'}) at {stats['tokens_per_s']} tokens/s",
