@@ -92,3 +92,34 @@ def fill_corpus(store: Store, *, n_text: int = 40, n_chat: int = 16, n_heldout: 
     for i in range(n_heldout):
         insert_doc(store, paragraph(1000 + i), split="heldout")
         insert_doc(store, json.dumps(chat_record(1000 + i)), kind="chat", split="heldout")
+
+
+def install_champion(cfg: Config, paths: ProjectPaths, store: Store, *, train_steps: int = 0) -> None:
+    """Generation 0 as a tiny GPT-2 (optionally trained a few steps on the corpus), installed as current.
+
+    Its tokenizer is trained on the active documents; ``train_steps`` > 0 fits the
+    model a little to the corpus so its samples are not pure noise.
+    """
+    import torch
+
+    from selfloop.model.factory import build_scratch_model
+    from selfloop.model.registry import Registry
+    from selfloop.model.tokenizer import train_tokenizer
+
+    texts = [r[0] for r in store.query("SELECT content FROM documents WHERE status = 'active'")]
+    tok = train_tokenizer(texts, cfg.model.vocab_size, max_length=cfg.model.n_positions)
+    torch.manual_seed(0)
+    model = build_scratch_model(cfg.model, tok)
+    if train_steps:
+        ids = torch.tensor([tok(paragraph(i, 8))["input_ids"][:48] for i in range(8)])
+        opt = torch.optim.AdamW(model.parameters(), lr=3e-3)
+        for _ in range(train_steps):
+            model(input_ids=ids, labels=ids).loss.backward()
+            opt.step()
+            opt.zero_grad()
+    out = paths.state / "export"
+    model.save_pretrained(out)
+    tok.save_pretrained(out)
+    registry = Registry(paths.models, store)
+    registry.add(0, out, {"parent": None}, cfg.model_dump())
+    registry.promote(0, {"reason": "first generation"})

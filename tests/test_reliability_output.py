@@ -9,7 +9,7 @@ import json
 from contextlib import contextmanager
 
 import pytest
-from lifecycle_helpers import chat_record, make_project, paragraph
+from lifecycle_helpers import chat_record, make_project, paragraph, install_champion
 
 from selfloop.corpus.ingest import Ingestor
 from selfloop.model.generate import valid_unicode
@@ -47,27 +47,9 @@ def project(tmp_path):
     (paths.orig / "chat.jsonl").write_text("\n".join(json.dumps(chat_record(i)) for i in range(30)) + "\n")
     store = Store.open(paths.db)
     Ingestor(cfg.ingest, cfg.watch, paths, store).scan()
-    _untrained_champion(cfg, paths, store)
+    install_champion(cfg, paths, store)
     yield cfg, paths, store
     store.close()
-
-
-def _untrained_champion(cfg, paths, store):
-    """Generation 0 as an untrained tiny GPT-2: the judges only need a model to score with."""
-    import torch
-
-    from selfloop.model.factory import build_scratch_model
-    from selfloop.model.tokenizer import train_tokenizer
-
-    texts = [r[0] for r in store.query("SELECT content FROM documents WHERE status = 'active'")]
-    tok = train_tokenizer(texts, cfg.model.vocab_size, max_length=cfg.model.n_positions)
-    torch.manual_seed(0)
-    out = paths.state / "export"
-    build_scratch_model(cfg.model, tok).save_pretrained(out)
-    tok.save_pretrained(out)
-    registry = Registry(paths.models, store)
-    registry.add(0, out, {"parent": None}, cfg.model_dump())
-    registry.promote(0, {"reason": "first generation"})
 
 
 def _sources(cfg, paths, store):

@@ -5,7 +5,7 @@ from contextlib import contextmanager
 
 import pytest
 
-from lifecycle_helpers import chat_record, make_project, paragraph
+from lifecycle_helpers import chat_record, make_project, paragraph, install_champion
 from selfloop.corpus.ingest import Ingestor
 from selfloop.model.holder import ModelHolder
 from selfloop.model.registry import Registry
@@ -42,34 +42,9 @@ def project(tmp_path):
     (paths.orig / "code.py").write_text(PY * 2)
     store = Store.open(paths.db)
     Ingestor(cfg.ingest, cfg.watch, paths, store).scan()
-    _champion(cfg, paths, store)
+    install_champion(cfg, paths, store, train_steps=20)
     yield cfg, paths, store
     store.close()
-
-
-def _champion(cfg, paths, store):
-    """Generation 0: a tiny GPT-2 trained for a few steps on the corpus, installed as current."""
-    import torch
-
-    from selfloop.model.factory import build_scratch_model
-    from selfloop.model.tokenizer import train_tokenizer
-
-    texts = [r[0] for r in store.query("SELECT content FROM documents WHERE status = 'active'")]
-    tok = train_tokenizer(texts, cfg.model.vocab_size, max_length=cfg.model.n_positions)
-    torch.manual_seed(0)
-    model = build_scratch_model(cfg.model, tok)
-    ids = torch.tensor([tok(paragraph(i, 8))["input_ids"][:48] for i in range(8)])
-    opt = torch.optim.AdamW(model.parameters(), lr=3e-3)
-    for _ in range(20):
-        model(input_ids=ids, labels=ids).loss.backward()
-        opt.step()
-        opt.zero_grad()
-    out = paths.state / "export"
-    model.save_pretrained(out)
-    tok.save_pretrained(out)
-    registry = Registry(paths.models, store)
-    registry.add(0, out, {"parent": None}, cfg.model_dump())
-    registry.promote(0, {"reason": "first generation"})
 
 
 def _sources(cfg, paths, store):
