@@ -286,6 +286,10 @@ def test_curriculum_step_advances_holds_and_persists(tmp_path):
         assert "label accuracy 0.00" in steps["reverse"].reason
         assert curriculum.load_levels(store) == {"addition": 3, "reverse": 2}
         assert store.scalar("SELECT COUNT(*) FROM events WHERE kind = 'curriculum'") == 1
+        # The same cycle's promote phase resumed after a crash: nothing advances twice.
+        again = {s.family: s for s in curriculum.step(store, cfg, detail, cycle_id=1)}
+        assert again["addition"].new_level == 3 and "already applied" in again["addition"].reason
+        assert curriculum.load_levels(store) == {"addition": 3, "reverse": 2}
 
 
 def test_initial_level_is_one_above_the_labelled_levels():

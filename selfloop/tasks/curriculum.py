@@ -23,6 +23,7 @@ from typing import Any
 
 from selfloop.config import TasksConfig
 
+APPLIED_KEY = "curriculum.applied_cycle"  # makes a resumed promote phase not advance twice
 META_KEY = "tasks.curriculum"
 
 
@@ -72,10 +73,13 @@ def load_levels(store) -> dict[str, int]:
     return {k: int(v) for k, v in json.loads(raw).items()} if raw else {}
 
 
-def save_levels(store, levels: dict[str, int]) -> None:
+def save_levels(store, levels: dict[str, int], cycle_id: int | None = None) -> None:
+    """The levels, and the cycle whose step produced them, in one transaction."""
+    upsert = "INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value"
     with store.tx() as c:
-        c.execute("INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value",
-                  (META_KEY, json.dumps(levels, sort_keys=True)))
+        c.execute(upsert, (META_KEY, json.dumps(levels, sort_keys=True)))
+        if cycle_id is not None:
+            c.execute(upsert, (APPLIED_KEY, str(cycle_id)))
 
 
 def labelled_difficulties(store, family: str) -> list[int]:
@@ -116,13 +120,16 @@ def label_accuracy(store, cycle_id: int, modes: Iterable[str]) -> dict[str, dict
 def step(store, cfg: TasksConfig, detail: dict[str, Any], cycle_id: int) -> list[Step]:
     """Apply the rule to every configured family with the champion's held-out detail; saves the new levels."""
     levels = current_levels(store, cfg)
+    if store.get_meta(APPLIED_KEY) == str(cycle_id):
+        # A resumed promote phase: this cycle's step is already in the saved levels.
+        return [Step(f, level, level, "already applied in this cycle") for f, level in levels.items()]
     accuracy = label_accuracy(store, cycle_id, cfg.curriculum_modes)
     steps = []
     for family, level in levels.items():
         new, reason = decide(level, heldout_at(detail, family, level, cfg.curriculum_modes),
                              accuracy.get(family, {}).get(level), cfg)
         steps.append(Step(family, level, new, reason))
-    save_levels(store, {s.family: s.new_level for s in steps})
+    save_levels(store, {s.family: s.new_level for s in steps}, cycle_id)
     for s in steps:
         if s.new_level != s.level:
             store.event("curriculum", f"{s.family}: level {s.level} -> {s.new_level} ({s.reason})", **s.to_dict())
