@@ -142,3 +142,21 @@ def test_diversity_floor_rejects_a_batch_of_near_copies(project):
     if out["diversity"]:
         assert all(not f["admitted"] for f in out["diversity"].values())
         assert store.scalar("SELECT COUNT(*) FROM candidates WHERE reason = 'diversity_floor'") > 0
+
+
+def test_accepted_candidates_of_a_failed_cycle_are_written_by_the_next(project):
+    cfg, paths, store = project
+    model_source, sandbox_source = _sources(cfg, paths, store)
+    run_rework(cfg, store, cycle_id=1, model_source=model_source)
+    # Cycle 1 judged two candidates acceptable, then failed before writing them (a full disk, say).
+    from selfloop.judge import Outcome, accept
+    from selfloop.rework.phase import _candidate, record_outcome
+
+    for row in store.query("SELECT * FROM candidates WHERE cycle_id = 1 AND kind = 'text' ORDER BY id LIMIT 2"):
+        record_outcome(store, row, Outcome(_candidate(row), (accept("stand_in", "accepted for this test"),)), 1)
+    accepted = 2
+    run_rework(cfg, store, cycle_id=2, model_source=model_source)
+    run_judge(cfg, paths, store, cycle_id=2, model_source=model_source, sandbox_source=sandbox_source)
+    assert store.scalar("SELECT COUNT(*) FROM candidates WHERE status = 'accepted' AND rework_path IS NULL") == 0
+    cycle_one = [json.loads(line) for f in paths.rework.rglob("*-c00001.jsonl") for line in f.read_text().splitlines()]
+    assert len(cycle_one) == accepted

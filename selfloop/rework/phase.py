@@ -203,6 +203,11 @@ def run_judge(cfg: Config, paths: ProjectPaths, store: Store, cycle_id: int, mod
     solve.record_pairs(store, cycle_id)
     figures = admit_by_diversity(store, cycle_id, cfg.judge.diversity_floor)
     written = write_accepted(paths, store, cycle_id)
+    # Accepted candidates of an earlier cycle that failed before writing them (a full disk,
+    # say) are written now: a failed cycle is not resumed, but what it accepted is not lost.
+    for (earlier,) in store.query("SELECT DISTINCT cycle_id FROM candidates WHERE status = 'accepted' "
+                                  "AND rework_path IS NULL AND cycle_id != ?", (cycle_id,)):
+        written += write_accepted(paths, store, earlier)
     for path in written:
         ingestor.ingest_path(path)
     counts = {f"{r['status']}:{r['reason']}": r["n"] for r in store.query(
