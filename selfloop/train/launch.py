@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shlex
 import signal
 import subprocess
@@ -130,7 +131,7 @@ def launch_training(
     if rc in (EXIT_INTERRUPTED, -signal.SIGTERM) or (result or {}).get("status") == "interrupted":
         raise TrainingInterrupted(f"training of generation {generation} was interrupted; its checkpoint is in {run_dir}")
     if rc != 0 or result is None:
-        raise SelfloopError(f"training of generation {generation} failed (exit {rc}): {_tail(log_path)}")
+        raise SelfloopError(f"training of generation {generation} failed (exit {rc}): {failure_reason(log_path)}")
     return result
 
 
@@ -177,6 +178,16 @@ def _wait(proc: subprocess.Popen, timeout: float) -> int | None:
         return None
 
 
-def _tail(path: Path, lines: int = 3) -> str:
+def failure_reason(path: Path, lines: int = 3) -> str:
+    """Why the child failed, from its log: its own error line, else the last exception line, else the tail."""
     text = path.read_text(encoding="utf-8", errors="replace").strip().splitlines()
+    for prefix in ("selfloop.train: ", None):
+        for line in reversed(text):
+            if prefix and line.startswith(prefix):
+                return line.removeprefix(prefix)
+            if prefix is None and _EXCEPTION_LINE.match(line):
+                return line
     return " | ".join(text[-lines:]) if text else "no output"
+
+
+_EXCEPTION_LINE = re.compile(r"^[A-Za-z_][\w.]*(Error|Exception|Interrupt)\b: ")

@@ -278,3 +278,7 @@ def main(argv: list[str] | None = None) -> int:
     except SelfloopError as e:
         print(f"selfloop.train: {e}", file=sys.stderr)
         return 1
+    except OSError as e:  # a full disk, a vanished run dir: one clear line for the daemon's log
+        where = f" ({e.filename})" if e.filename else ""
+        print(f"selfloop.train: {e.strerror or e}{where}", file=sys.stderr)
+        return 1
