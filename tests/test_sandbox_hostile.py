@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import os
 import socket
-from pathlib import Path
 
 import pytest
 from sandbox_helpers import assert_no_leftovers, backend_or_skip, config

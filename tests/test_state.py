@@ -1,4 +1,3 @@
-import multiprocessing as mp
 import sqlite3
 import subprocess
 import sys
