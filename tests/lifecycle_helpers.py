@@ -123,3 +123,17 @@ def install_champion(cfg: Config, paths: ProjectPaths, store: Store, *, train_st
     registry = Registry(paths.models, store)
     registry.add(0, out, {"parent": None}, cfg.model_dump())
     registry.promote(0, {"reason": "first generation"})
+
+
+def prepared_run(root: Path, overrides: dict[str, Any] | None = None) -> tuple[Path, Config, ProjectPaths, Path]:
+    """A tiny project with a learnable corpus and generation 0's run dir holding its data snapshot,
+    ready for ``launch_training`` (what ``phase_train`` would have prepared)."""
+    from selfloop.train.data import load_documents, write_snapshot
+
+    config_path, cfg, paths = make_project(root, overrides)
+    run_dir = paths.runs / "gen-0000"
+    run_dir.mkdir(parents=True)
+    with Store.open(paths.db) as store:
+        fill_corpus(store)
+        write_snapshot(run_dir / "data.jsonl", load_documents(store, split="train", origin="orig"))
+    return config_path, cfg, paths, run_dir

@@ -109,18 +109,11 @@ def test_a_cycle_with_preference_on_trains_dpo_after_sft(tmp_path):
 def test_the_child_resumes_at_the_sft_to_dpo_boundary(tmp_path):
     import shutil
 
-    from lifecycle_helpers import fill_corpus, make_project
+    from lifecycle_helpers import prepared_run
 
-    from selfloop.train.data import load_documents, write_snapshot
     from selfloop.train.launch import launch_training
 
-    config_path, cfg, paths = make_project(tmp_path, {"train": {"preference": {"enabled": True, "steps": 2, "batch_size": 2}}})
-    with Store.open(paths.db) as store:
-        fill_corpus(store)
-        docs = load_documents(store, split="train", origin="orig")
-    run_dir = paths.runs / "gen-0000"
-    run_dir.mkdir(parents=True)
-    write_snapshot(run_dir / "data.jsonl", docs)
+    config_path, cfg, paths, run_dir = prepared_run(tmp_path, {"train": {"preference": {"enabled": True, "steps": 2, "batch_size": 2}}})
     write_pairs(run_dir / "pairs.jsonl", [{"prompt": "The cat sees", "chosen": " the river.", "rejected": " a dog.", "source": "a_vs_b"}] * 2)
 
     first = launch_training(cfg.train.launcher, config_path, 0, run_dir, init="scratch", steps=4)

@@ -7,12 +7,10 @@ import time
 
 import psutil
 import pytest
-from lifecycle_helpers import fill_corpus, make_project
+from lifecycle_helpers import make_project, prepared_run
 
 from selfloop.config import LauncherConfig
 from selfloop.errors import ConfigError, SelfloopError
-from selfloop.state import Store
-from selfloop.train.data import load_documents, write_snapshot
 from selfloop.train.launch import build_argv, kill_active_children, launch_training
 
 CHILD = ["--steps", "5"]
@@ -70,13 +68,7 @@ def training_processes(parent: psutil.Process) -> list[psutil.Process]:
 
 @pytest.mark.slow
 def test_kill_active_children_takes_the_workers_down_with_the_launcher(tmp_path):
-    config_path, cfg, paths = make_project(tmp_path, {"train": {"launcher": {"kind": "torchrun", "nproc_per_node": 2}}})
-    with Store.open(paths.db) as store:
-        fill_corpus(store)
-        docs = load_documents(store, split="train", origin="orig")
-    run_dir = paths.runs / "gen-0000"
-    run_dir.mkdir(parents=True)
-    write_snapshot(run_dir / "data.jsonl", docs)
+    config_path, cfg, paths, run_dir = prepared_run(tmp_path, {"train": {"launcher": {"kind": "torchrun", "nproc_per_node": 2}}})
     outcome: dict[str, BaseException] = {}
 
     def train() -> None:

@@ -11,21 +11,14 @@ import time
 
 import psutil
 import pytest
-from lifecycle_helpers import fill_corpus, make_project
+from lifecycle_helpers import prepared_run
 
-from selfloop.state import Store
-from selfloop.train.data import load_documents, write_snapshot
 
 pytestmark = pytest.mark.slow
 
 
 def test_orphaned_training_child_checkpoints_and_exits(tmp_path):
-    config_path, cfg, paths = make_project(tmp_path, {"train": {"save_steps": 1000, "log_steps": 2}})
-    run_dir = paths.runs / "gen-0000"
-    run_dir.mkdir(parents=True)
-    with Store.open(paths.db) as store:
-        fill_corpus(store)
-        write_snapshot(run_dir / "data.jsonl", load_documents(store, split="train", origin="orig"))
+    config_path, cfg, paths, run_dir = prepared_run(tmp_path, {"train": {"save_steps": 1000, "log_steps": 2}})
     launcher = subprocess.Popen([sys.executable, "-c", textwrap.dedent(f"""
         from pathlib import Path
         from selfloop.config import LauncherConfig

@@ -10,11 +10,10 @@ import time
 from pathlib import Path
 
 import pytest
-from lifecycle_helpers import fill_corpus, make_project
+from lifecycle_helpers import prepared_run
 
 from selfloop.config import LauncherConfig
 from selfloop.state import Store
-from selfloop.train.data import load_documents, write_snapshot
 from selfloop.train.launch import TrainingInterrupted, build_argv, child_args, launch_training
 from selfloop.train.run import last_complete_checkpoint
 
@@ -43,14 +42,7 @@ def test_torn_checkpoints_are_skipped(tmp_path):
 
 @pytest.fixture
 def run_setup(tmp_path):
-    config_path, cfg, paths = make_project(tmp_path, {"train": {"save_steps": 4, "log_steps": 1}})
-    with Store.open(paths.db) as store:
-        fill_corpus(store)
-        docs = load_documents(store, split="train", origin="orig")
-    run_dir = paths.runs / "gen-0000"
-    run_dir.mkdir(parents=True)
-    write_snapshot(run_dir / "data.jsonl", docs)
-    return config_path, cfg, paths, run_dir
+    return prepared_run(tmp_path, {"train": {"save_steps": 4, "log_steps": 1}})
 
 
 def start_child(cfg, config_path, run_dir, steps):
