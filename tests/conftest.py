@@ -9,6 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from selfloop.config import ProjectPaths
+
 REPO = Path(__file__).resolve().parent.parent
 
 
@@ -20,6 +22,15 @@ def run_cli(*args: str, cwd: Path | None = None, env: dict[str, str] | None = No
         [sys.executable, "-m", "selfloop", *args],
         cwd=cwd, env=full_env, capture_output=True, text=True, timeout=timeout,
     )
+
+
+@pytest.fixture
+def project(tmp_path: Path) -> ProjectPaths:
+    """Empty corpus roots (orig/, rework/) and a state dir path in a temp project."""
+    paths = ProjectPaths(root=tmp_path, orig=tmp_path / "corpus/orig", rework=tmp_path / "corpus/rework", state=tmp_path / ".selfloop")
+    paths.orig.mkdir(parents=True)
+    paths.rework.mkdir(parents=True)
+    return paths
 
 
 @pytest.fixture

@@ -32,13 +32,6 @@ OTHER = (
 )
 
 
-@pytest.fixture
-def project(tmp_path: Path) -> ProjectPaths:
-    paths = ProjectPaths(root=tmp_path, orig=tmp_path / "corpus/orig", rework=tmp_path / "corpus/rework", state=tmp_path / ".selfloop")
-    paths.orig.mkdir(parents=True)
-    paths.rework.mkdir(parents=True)
-    return paths
-
 
 @pytest.fixture
 def store(project: ProjectPaths):

@@ -116,13 +116,6 @@ def hostile_corpus(orig: Path) -> dict[str, str | None]:
     return expect
 
 
-@pytest.fixture
-def project(tmp_path: Path) -> ProjectPaths:
-    paths = ProjectPaths(root=tmp_path, orig=tmp_path / "corpus/orig", rework=tmp_path / "corpus/rework", state=tmp_path / ".selfloop")
-    paths.orig.mkdir(parents=True)
-    paths.rework.mkdir(parents=True)
-    return paths
-
 
 def ingestor(paths: ProjectPaths, store: Store) -> Ingestor:
     return Ingestor(IngestConfig(max_file_mb=2.0), WatchConfig(), paths, store)
