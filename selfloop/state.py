@@ -173,6 +173,23 @@ MIGRATIONS: list[str] = [
     """
     ALTER TABLE candidates ADD COLUMN meta TEXT NOT NULL DEFAULT '{}';
     """,
+    # 4 -> 5: recipe search ([train.search]): every recipe a cycle trained, its figures,
+    # and which one the cycle chose; kept after its generation is pruned.
+    """
+    CREATE TABLE recipes (
+        id          INTEGER PRIMARY KEY,
+        cycle_id    INTEGER NOT NULL,
+        generation  INTEGER NOT NULL,       -- the challenger generation of the cycle
+        idx         INTEGER NOT NULL,       -- 0 = the incumbent recipe, 1.. = proposals
+        params      TEXT NOT NULL,          -- the searched values (learning_rate, max_steps, ...)
+        figures     TEXT NOT NULL DEFAULT '{}',  -- held-out loss, pass@1, steps, seconds
+        decision    TEXT,                   -- the gate's verdict on this recipe against the champion
+        chosen      INTEGER NOT NULL DEFAULT 0,
+        promoted    INTEGER NOT NULL DEFAULT 0,
+        created_at  REAL NOT NULL,
+        UNIQUE (cycle_id, idx)
+    );
+    """,
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)
