@@ -1,6 +1,11 @@
-"""Shared machinery of judges that decide by running a job in the sandbox:
-build a `Job` per candidate, run a batch concurrently over the sandbox's
-workers, and turn each sandbox `Verdict` into a `JudgeVerdict`.
+"""Shared machinery of judges that decide by running jobs in the sandbox:
+build the jobs of each candidate, run a batch concurrently over the sandbox's
+workers, and turn the sandbox `Verdict`s into a `JudgeVerdict`.
+
+A candidate may need several jobs that must all pass (a program and its
+counterfactual variants, see `selfloop.judge.task_judge`). They run in order,
+each only after the previous one passed, so a candidate that fails its first
+job costs one job; jobs of different candidates run concurrently meanwhile.
 
 Only a sandbox ``pass`` is an accept; every other status is a reject whose
 reason and detail carry the sandbox's own (status, backend, checks, failures).
@@ -10,7 +15,7 @@ from __future__ import annotations
 
 from abc import abstractmethod
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 
 from selfloop.judge.base import Candidate, Judge, JudgeVerdict, accept, reject
 from selfloop.sandbox.job import Job, Verdict
@@ -18,12 +23,18 @@ from selfloop.sandbox.job import Job, Verdict
 
 class SandboxJudge(Judge):
     @abstractmethod
-    def job_for(self, candidate: Candidate) -> Job | JudgeVerdict:
-        """The job that decides this candidate, or a verdict when no job is needed (bad input)."""
+    def job_for(self, candidate: Candidate) -> Job | list[Job] | JudgeVerdict:
+        """The job (or jobs, which must all pass) that decide this candidate, or a verdict
+        when no job is needed (bad input)."""
 
     def review(self, candidate: Candidate, verdict: Verdict) -> JudgeVerdict:
         """Turn the sandbox verdict into a judge verdict; subclasses may add policy."""
         return from_sandbox(self.name, verdict)
+
+    def review_jobs(self, candidate: Candidate, verdicts: Sequence[Verdict]) -> JudgeVerdict:
+        """The verdict of a candidate's jobs, in order, up to the first that did not pass:
+        that one decides (the last one when all passed). Subclasses may name which job failed."""
+        return self.review(candidate, verdicts[-1])
 
     def judge(self, candidate: Candidate) -> JudgeVerdict:
         return self.judge_batch([candidate])[0]
@@ -31,12 +42,23 @@ class SandboxJudge(Judge):
     def judge_batch(self, candidates: Sequence[Candidate]) -> list[JudgeVerdict]:
         sandbox = self.context.require_sandbox(self.name)
         planned = [self.job_for(c) for c in candidates]
-        jobs = [(i, p) for i, p in enumerate(planned) if isinstance(p, Job)]
         out: list[JudgeVerdict | None] = [p if isinstance(p, JudgeVerdict) else None for p in planned]
-        if jobs:
-            with ThreadPoolExecutor(max_workers=max(1, min(len(jobs), getattr(sandbox, "capacity", 1)))) as ex:
-                for (i, _), verdict in zip(jobs, ex.map(lambda ij: sandbox.run(ij[1]), jobs), strict=True):
-                    out[i] = self.review(candidates[i], verdict)
+        chains = {i: [p] if isinstance(p, Job) else list(p) for i, p in enumerate(planned) if not isinstance(p, JudgeVerdict)}
+        done: dict[int, list[Verdict]] = {i: [] for i in chains}
+        if chains:
+            workers = max(1, min(sum(len(c) for c in chains.values()), getattr(sandbox, "capacity", 1)))
+            with ThreadPoolExecutor(max_workers=workers) as ex:
+                running: dict[Future[Verdict], int] = {ex.submit(sandbox.run, chain[0]): i for i, chain in chains.items()}
+                while running:
+                    finished, _ = wait(running, return_when=FIRST_COMPLETED)
+                    for future in finished:
+                        i = running.pop(future)
+                        done[i].append(future.result())
+                        step = len(done[i])
+                        if done[i][-1].passed and step < len(chains[i]):
+                            running[ex.submit(sandbox.run, chains[i][step])] = i
+            for i, verdicts in done.items():
+                out[i] = self.review_jobs(candidates[i], verdicts)
         return [v for v in out if v is not None]
 
 

@@ -14,19 +14,39 @@ The default is ``program`` when the task has tests, else ``answer``. A program
 that exits early, crashes, or tampers with the channel is caught by the
 sandbox's nonce and check counting; the checker itself runs apart from the
 candidate's code.
+
+A program that prints the right answer without computing it (``print(579)`` for
+``123 + 456``) is caught by the task's ``variants`` (`selfloop.tasks.records`):
+the stdout-checked program also runs once per variant with the variant's
+literals replaced in its syntax tree (`selfloop.judge.substitute`), checked by
+the variant's checker or answer. It is accepted only if the program as written
+and every variant pass; a variant that fails, or a program that contains none
+of the literals a variant replaces, is rejected as ``hard-coded: output does not
+follow the inputs (variant N: ...)``. With variants, a program that does not
+parse is rejected before any job runs. Jobs run in order and stop at the first
+failure, so a program costs one sandbox job when it is wrong and 1 + variants
+when it is right. Tasks without variants (user task files) and programs checked
+by ``tests`` are judged on the program as written only.
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
+
+from pydantic import TypeAdapter, ValidationError
 
 from selfloop.judge.base import Candidate, JudgeVerdict, reject
 from selfloop.judge.sandboxed import SandboxJudge
+from selfloop.judge.substitute import NotParsed, parse, substitute
 from selfloop.judge.task_spec import task_field
-from selfloop.sandbox.job import Job
+from selfloop.sandbox.job import Job, Verdict
+from selfloop.tasks.records import Variant
 
 MODULE = "solution"
 FENCE = re.compile(r"```(?:python|py)?[ \t]*\n(.*?)```", re.DOTALL)
+HARD_CODED = "hard-coded: output does not follow the inputs"
+_VARIANTS = TypeAdapter(list[Variant])
 
 
 def extract_code(text: str) -> str:
@@ -38,7 +58,7 @@ def extract_code(text: str) -> str:
 class TaskJudge(SandboxJudge):
     name = "task"
 
-    def job_for(self, candidate: Candidate) -> Job | JudgeVerdict:
+    def job_for(self, candidate: Candidate) -> Job | list[Job] | JudgeVerdict:
         task = candidate.task
         if task is None:
             return reject(self.name, "a task candidate without its task record")
@@ -58,4 +78,40 @@ class TaskJudge(SandboxJudge):
             return Job(files=files, tests=tests, module=MODULE)
         if checker is None and reference is None:
             return reject(self.name, "the task has no tests, checker or reference answer to check a program against")
-        return Job(files=files, entry=f"{MODULE}.py", checker=checker, expected=None if checker is not None else reference)
+        job = Job(files=files, entry=f"{MODULE}.py", checker=checker, expected=None if checker is not None else reference)
+        try:
+            variants = _VARIANTS.validate_python(task_field(task, "variants") or [])
+        except ValidationError as e:
+            first = e.errors()[0]
+            where = ".".join(str(part) for part in first["loc"])
+            return reject(self.name, f"the task's variants are malformed ({e.error_count()} error(s); variants.{where}: {first['msg']})")
+        if not variants:
+            return job
+        more = self._variant_jobs(code, variants)
+        return more if isinstance(more, JudgeVerdict) else [job, *more]
+
+    def _variant_jobs(self, code: str, variants: list[Variant]) -> list[Job] | JudgeVerdict:
+        try:
+            tree = parse(code)
+        except NotParsed as e:
+            return reject(self.name, f"the program does not parse: {e}")
+        jobs = []
+        for n, variant in enumerate(variants, 1):
+            try:
+                rewritten = substitute(tree, variant.substitute)
+            except NotParsed as e:
+                return reject(self.name, f"the program cannot be rewritten for variant {n}: {e}")
+            if not rewritten.replaced:
+                inputs = ", ".join(variant.substitute)
+                return reject(self.name, f"{HARD_CODED} (variant {n}: the program contains none of the task's inputs {inputs})")
+            jobs.append(Job(files={f"{MODULE}.py": rewritten.source}, entry=f"{MODULE}.py", checker=variant.checker,
+                            expected=None if variant.checker is not None else variant.answer))
+        return jobs
+
+    def review_jobs(self, candidate: Candidate, verdicts: Sequence[Verdict]) -> JudgeVerdict:
+        """The program as written decides when it fails; a variant that fails means a hard-coded answer."""
+        variant = len(verdicts) - 1  # jobs stop at the first failure; job 0 is the program as written
+        result = self.review(candidate, verdicts[-1])
+        if variant == 0 or result.accepted:
+            return result
+        return reject(self.name, f"{HARD_CODED} (variant {variant}: {result.reason})", result.score, **result.detail)

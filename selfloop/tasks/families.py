@@ -5,6 +5,14 @@ A family makes problems of a given difficulty (``make``), each an *unlabeled*
 reference answer. ``labelled`` adds the reference answer and a reference
 program, which is what a starter pack ships.
 
+Every problem made also carries ``VARIANTS`` counterfactual variants (other
+operands of the same digit counts, another word of the same length) with their
+checkers, against which the task judge runs program answers to catch hard-coded
+output. They are drawn from a generator seeded by the task's id, not from the
+caller's ``rng``, so the problems drawn (and the fixed held-out sets) are the
+same with or without them. Each variant's answer differs from the task's, so a
+program whose output does not depend on the inputs always fails one.
+
 Each family also owns its prompt formats, one per answer mode:
 
 * ``answer`` (direct, "mental math"): the model writes the answer itself. Digit
@@ -24,14 +32,19 @@ Pure: no model, no sandbox, no I/O.
 from __future__ import annotations
 
 import random
+from collections.abc import Callable
 from typing import Literal
 
 from selfloop.corpus.split import split_of
-from selfloop.tasks.records import TaskRecord
+from selfloop.tasks.records import TaskRecord, Variant
 
 Mode = Literal["answer", "program"]
 MODES: tuple[str, ...] = ("answer", "program")
 PROGRAM_TAG = "program: "
+# Counterfactual variants per generated problem: a right program costs 1 + VARIANTS
+# sandbox jobs; two make a partly hard-coded program passing by coincidence unlikely.
+VARIANTS = 2
+VARIANT_DRAWS = 1000
 
 
 def is_heldout(task: TaskRecord, heldout_fraction: float) -> bool:
@@ -86,9 +99,18 @@ class Addition(Generic):
         if rng.random() < 0.5:
             a, b = b, a
         return TaskRecord(
-            id=f"{a}+{b}", family=self.name, difficulty=difficulty, prompt=f"{a} + {b}",
-            checker=f"def check(answer):\n    return answer.strip() == str({a} + {b})\n",
+            id=f"{a}+{b}", family=self.name, difficulty=difficulty, prompt=f"{a} + {b}", checker=_sum_checker(a, b),
+            variants=_variants(f"{self.name}/{a}+{b}", lambda r: self._variant(a, b, r)),
         )
+
+    def _variant(self, a: int, b: int, rng: random.Random) -> Variant | None:
+        """Operands of the same digit counts, none equal to an original, distinct unless the
+        originals are, and with another sum (None: draw again)."""
+        x = _number(len(str(a)), rng)
+        y = x if a == b else _number(len(str(b)), rng)
+        if {x, y} & {a, b} or (a != b and x == y) or x + y == a + b:
+            return None
+        return Variant(substitute={str(a): str(x), str(b): str(y)}, checker=_sum_checker(x, y))
 
     def labelled(self, task: TaskRecord) -> TaskRecord:
         a, b = self._operands(task)
@@ -126,9 +148,17 @@ class Reverse(Generic):
     def make(self, difficulty: int, rng: random.Random) -> TaskRecord:
         word = "".join(rng.choice(self.LETTERS) for _ in range(difficulty))
         return TaskRecord(
-            id=word, family=self.name, difficulty=difficulty, prompt=f"reverse {word}",
-            checker=f"def check(answer):\n    return answer.strip() == {word!r}[::-1]\n",
+            id=word, family=self.name, difficulty=difficulty, prompt=f"reverse {word}", checker=_reverse_checker(word),
+            variants=_variants(f"{self.name}/{word}", lambda r: self._variant(word, r)),
         )
+
+    def _variant(self, word: str, rng: random.Random) -> Variant | None:
+        """Another word of the same length; longer than one letter, not a palindrome, so that
+        printing the input as given fails it (None: draw again)."""
+        other = "".join(rng.choice(self.LETTERS) for _ in range(len(word)))
+        if other == word or (len(other) > 1 and other == other[::-1]):
+            return None
+        return Variant(substitute={word: other}, checker=_reverse_checker(other))
 
     def labelled(self, task: TaskRecord) -> TaskRecord:
         word = self._word(task)
@@ -151,6 +181,27 @@ class Reverse(Generic):
 
 def _number(digits: int, rng: random.Random) -> int:
     return rng.randint(0 if digits == 1 else 10 ** (digits - 1), 10**digits - 1)
+
+
+def _sum_checker(a: int, b: int) -> str:
+    return f"def check(answer):\n    return answer.strip() == str({a} + {b})\n"
+
+
+def _reverse_checker(word: str) -> str:
+    return f"def check(answer):\n    return answer.strip() == {word!r}[::-1]\n"
+
+
+def _variants(seed: str, draw: Callable[[random.Random], Variant | None]) -> list[Variant]:
+    """Up to ``VARIANTS`` distinct variants from ``draw``, from a generator seeded by the task alone."""
+    rng = random.Random(f"variants/{seed}")
+    out: list[Variant] = []
+    for _ in range(VARIANT_DRAWS):
+        if len(out) == VARIANTS:
+            break
+        variant = draw(rng)
+        if variant is not None and variant not in out:
+            out.append(variant)
+    return out
 
 
 FAMILIES: dict[str, Generic] = {f.name: f for f in (Addition(), Reverse())}
