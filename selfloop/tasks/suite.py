@@ -4,7 +4,8 @@ The suite is the fixed held-out tasks of each configured family and difficulty
 (`selfloop.tasks.families.heldout_set`) plus the held-out task documents of the
 corpus (any family), each asked once per answer mode it supports. The model
 answers greedily (pass@1); every answer is judged by the ``task`` judge
-pipeline in the sandbox, exactly as solve candidates are.
+pipeline in the sandbox, exactly as solve candidates are: a program that prints
+a hard-coded answer fails its task's variants and scores 0.
 
 ``TaskSuite(model, tokenizer) -> {family: pass@1}`` is the callable that
 `selfloop.train.evaluate` takes; the breakdown per difficulty and mode of the
