@@ -59,7 +59,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = cmd("cycle", "selfloop.loop.cycle:cmd_cycle", "run one whole cycle (ingest, rework, judge, train, evaluate, gate, promote)")
     p.add_argument("--once", action="store_true", required=True, help="run exactly one cycle and exit")
 
-    cmd("models", "selfloop.model.registry:cmd_models", "list generations with their figures and gate decisions")
+    p = cmd("models", "selfloop.model.registry:cmd_models", "list generations with their figures and gate decisions, and the recipe search history")
+    p.add_argument("--recipes", type=int, default=20, metavar="N", help="show the last N recipes of the recipe search (default 20)")
 
     p = cmd("rollback", "selfloop.model.registry:cmd_rollback", "make the previous (or a given) generation current again")
     p.add_argument("--to", type=int, default=None, metavar="N", help="generation to restore")

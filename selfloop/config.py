@@ -197,6 +197,34 @@ class PreferenceConfig(Section):
     sources: list[Literal["a_vs_b", "task"]] = Field(default_factory=lambda: ["a_vs_b", "task"], description="which judged pairs are used: A-vs-B rewrites, correct vs wrong task answers")
 
 
+class SearchConfig(Section):
+    """Recipe search: each cycle trains several challenger recipes; the gate's best becomes the next cycle's start."""
+
+    enabled: bool = Field(False, description="train several recipes per cycle (each costs a training run and an evaluation)")
+    recipes: int = Field(3, ge=2, le=16, description="recipes per cycle: the incumbent (the last promoted winner, at first [train]) and mutants of it")
+    params: list[Literal["learning_rate", "max_steps", "rework_max_share"]] = Field(
+        default_factory=lambda: ["learning_rate", "max_steps", "rework_max_share"], description="what the mutants change")
+    budget_steps: int = Field(300, ge=1, description="per-cycle compute budget: training steps of all recipes together; mutants that do not fit are not trained (the incumbent always is)")
+    lr_factor: float = Field(3.0, gt=1, le=100, description="a mutant's learning rate is the incumbent's times or divided by this")
+    lr_min: float = Field(1e-5, gt=0, lt=1, description="learning-rate bounds of the search")
+    lr_max: float = Field(1e-1, gt=0, lt=1, description="learning-rate bounds of the search")
+    steps_factor: float = Field(1.5, gt=1, le=10, description="a mutant's max_steps is the incumbent's times or divided by this")
+    steps_min: int = Field(10, ge=1, description="max_steps bounds of the search")
+    steps_max: int = Field(1000, ge=1, description="max_steps bounds of the search")
+    share_delta: float = Field(0.1, gt=0, le=1, description="a mutant's rework_max_share is the incumbent's plus or minus this (within 0..1)")
+    seed: int = Field(0, description="seed of the proposals (with the cycle number)")
+
+    @model_validator(mode="after")
+    def _bounds(self) -> "SearchConfig":
+        if self.lr_min > self.lr_max:
+            raise ValueError(f"lr_min ({self.lr_min}) must not exceed lr_max ({self.lr_max})")
+        if self.steps_min > self.steps_max:
+            raise ValueError(f"steps_min ({self.steps_min}) must not exceed steps_max ({self.steps_max})")
+        if not self.params:
+            raise ValueError("params must name at least one of learning_rate, max_steps, rework_max_share")
+        return self
+
+
 class TrainConfig(Section):
     """Training a challenger on the mixture of original and accepted rework data."""
 
@@ -224,6 +252,7 @@ class TrainConfig(Section):
     shuffle_buffer: int = Field(4096, ge=1, description="streaming: examples held in the shuffle buffer (memory grows with it)")
     launcher: LauncherConfig = Field(default_factory=LauncherConfig)
     preference: PreferenceConfig = Field(default_factory=PreferenceConfig)
+    search: SearchConfig = Field(default_factory=SearchConfig)
 
 
 class GateConfig(Section):
@@ -247,6 +276,7 @@ class TasksConfig(Section):
     max_difficulty: int = Field(6, ge=1, le=64, description="largest difficulty generated, evaluated and reached by the curriculum")
     heldout_per_level: int = Field(8, ge=1, le=1000, description="held-out tasks per family and difficulty (fixed, seeded; never trained on)")
     heldout_seed: int = Field(0, description="seed of the fixed held-out task set (changing it changes the benchmark)")
+    loss_max_difficulty: int = Field(0, ge=0, description="generated held-out tasks count in the held-out loss only up to this difficulty (0 = max_difficulty): far beyond the trained levels the loss measures confidence on problems no generation solves yet, which more training makes worse whatever it learns")
     start_level: int = Field(0, ge=0, description="curriculum level a family starts at; 0 = one above the largest labelled difficulty in the corpus")
     solve_window: int = Field(3, ge=1, description="new problems are drawn from the curriculum level and the levels just below it (this many in all)")
     advance_threshold: float = Field(0.9, ge=0, le=1, description="a family advances a level only when held-out pass@1 at its current level is at least this")

@@ -30,6 +30,7 @@ from rich.text import Text
 from selfloop.config import DashboardConfig, ProjectPaths, load_config
 from selfloop.project import current_generation
 from selfloop.state import Store, daemon_alive
+from selfloop.train.recipes import history as recipe_history, history_table
 
 
 @dataclass
@@ -46,6 +47,7 @@ class Snapshot:
     quarantined: list[tuple[str, str]] = field(default_factory=list)
     events: list[tuple[float, str, str]] = field(default_factory=list)
     samples: list[str] = field(default_factory=list)
+    recipes: list[dict[str, Any]] = field(default_factory=list)  # recipe search history, oldest first
     current: int | None = None  # the champion's generation
     taken_at: float = field(default_factory=time.time)
 
@@ -64,7 +66,8 @@ def snapshot(store: Store | None, paths: ProjectPaths, cfg: DashboardConfig | No
     gen = store.scalar("SELECT MAX(generation) FROM train_metrics")
     if gen is not None:
         snap.curve_generation = gen
-        rows = store.query("SELECT step, kind, loss FROM train_metrics WHERE generation = ? AND loss IS NOT NULL ORDER BY step", (gen,))
+        rows = _last_run(store.query("SELECT step, kind, loss FROM train_metrics WHERE generation = ? AND loss IS NOT NULL "
+                                     "ORDER BY id", (gen,)))
         snap.train_curve = [(r["step"], r["loss"]) for r in rows if r["kind"] == "train"]
         snap.eval_curve = [(r["step"], r["loss"]) for r in rows if r["kind"] == "eval"]
     for r in store.query("SELECT id, parent, path, status, metrics, gate FROM generations ORDER BY id"):
@@ -77,11 +80,23 @@ def snapshot(store: Store | None, paths: ProjectPaths, cfg: DashboardConfig | No
     snap.quarantined = [(r[0], r[1] or "") for r in store.query(
         "SELECT path, reason FROM files WHERE status = 'quarantined' ORDER BY updated_at DESC LIMIT 8")]
     snap.events = [(r["ts"], r["kind"], r["message"]) for r in store.recent_events(cfg.recent_events)]
+    snap.recipes = recipe_history(store, limit=8)
     snap.current = current_generation(paths)
     champion = [g for g in snap.generations if g["id"] == snap.current]
     if champion and cfg.samples:
         snap.samples = _samples(champion[0]["path"])[: cfg.samples]
     return snap
+
+
+def _last_run(rows: list[Any]) -> list[Any]:
+    """The rows of the newest training run of a generation: recipe search trains several, each from step 1 again."""
+    start, last = 0, None
+    for i, r in enumerate(rows):
+        if r["kind"] == "train":
+            if last is not None and r["step"] < last:
+                start = i
+            last = r["step"]
+    return sorted(rows[start:], key=lambda r: r["step"])
 
 
 def _progress_of(store: Store, meta: dict[str, str], cycle: Any) -> list[dict[str, Any]]:
@@ -270,6 +285,8 @@ def render(snap: Snapshot, width: int = 120) -> RenderableType:
     low.add_column(ratio=3)
     low.add_row(_corpus(snap), _events(snap))
     parts: list[RenderableType] = [_header(snap), _progress(snap, width), plots, mid, low]
+    if snap.recipes:
+        parts.insert(4, history_table(snap.recipes, title="recipe search (newest last)"))
     if snap.samples:
         parts.append(Panel(Text("\n".join(s.replace("\n", " ⏎ ")[:width - 6] for s in snap.samples)), title="latest samples"))
     return Group(*parts)

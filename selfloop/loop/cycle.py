@@ -132,8 +132,7 @@ def phase_judge(ctx: CycleContext) -> dict[str, Any]:
 def phase_train(ctx: CycleContext) -> dict[str, Any]:
     """Snapshot the mixture (once), train in a child process (resuming), register the result."""
     from selfloop.model.factory import local_base_dir
-    from selfloop.tasks.training import training_docs
-    from selfloop.train.data import load_documents, read_snapshot, select_mixture, summarize, write_snapshot
+    from selfloop.train.data import read_snapshot, summarize
     from selfloop.train.launch import launch_training
 
     cfg, reg = ctx.cfg, ctx.registry
@@ -146,16 +145,11 @@ def phase_train(ctx: CycleContext) -> dict[str, Any]:
         init, steps, parent = str(reg.path(start)), cfg.train.max_steps, champion
 
     ctx.run_dir.mkdir(parents=True, exist_ok=True)
+    if champion is not None and cfg.train.search.enabled:
+        return _train_recipes(ctx, init, champion)
     snapshot = ctx.run_dir / "data.jsonl"
     if not snapshot.is_file():  # a resumed run keeps the data it started with
-        orig = training_docs(load_documents(ctx.store, split="train", origin="orig"), cfg.tasks)
-        if not orig:
-            raise SelfloopError(f"no active original training documents; add files to {ctx.paths.orig}")
-        rework = [] if champion is None else training_docs(load_documents(ctx.store, split="train", origin="rework"), cfg.tasks)
-        mixture = select_mixture(orig, rework, weight=cfg.train.rework_weight, max_share=cfg.train.rework_max_share,
-                                 seed=cfg.train.seed + ctx.generation)
-        _snapshot_pairs(ctx, champion)  # before the data snapshot, whose presence means "both written"
-        write_snapshot(snapshot, mixture)
+        _write_data(ctx, ctx.run_dir, champion, cfg.train.rework_max_share)
     data = summarize(read_snapshot(snapshot))
     ctx.log(f"train: generation {ctx.generation} from {'scratch' if init == 'scratch' else Path(init).name}, "
             f"{steps} steps on {data['documents']} documents (rework share {data['rework_share']:.0%})")
@@ -174,7 +168,73 @@ def phase_train(ctx: CycleContext) -> dict[str, Any]:
     return out
 
 
-def _snapshot_pairs(ctx: CycleContext, champion: int | None) -> None:
+def _write_data(ctx: CycleContext, run_dir: Path, champion: int | None, rework_max_share: float) -> None:
+    """``RUNDIR/data.jsonl``: the mixture a run trains on (and its preference pairs), written once per run."""
+    from selfloop.tasks.training import training_docs
+    from selfloop.train.data import load_documents, select_mixture, write_snapshot
+
+    cfg = ctx.cfg
+    orig = training_docs(load_documents(ctx.store, split="train", origin="orig"), cfg.tasks)
+    if not orig:
+        raise SelfloopError(f"no active original training documents; add files to {ctx.paths.orig}")
+    rework = [] if champion is None else training_docs(load_documents(ctx.store, split="train", origin="rework"), cfg.tasks)
+    mixture = select_mixture(orig, rework, weight=cfg.train.rework_weight, max_share=rework_max_share,
+                             seed=cfg.train.seed + ctx.generation)
+    _snapshot_pairs(ctx, champion, run_dir)  # before the data snapshot, whose presence means "both written"
+    write_snapshot(run_dir / "data.jsonl", mixture)
+
+
+def _train_recipes(ctx: CycleContext, init: str, champion: int) -> dict[str, Any]:
+    """Recipe search: train every recipe of this cycle in ``RUNDIR/recipe-K`` (each resumable on its own).
+
+    The recipes are fixed in ``RUNDIR/recipes.json`` before the first one trains,
+    so a resumed cycle trains the same ones. Nothing is registered here: the
+    evaluate phase registers the recipe the gate likes best as this generation.
+    """
+    from selfloop.train.data import read_snapshot, summarize
+    from selfloop.train.launch import launch_training
+    from selfloop.train.recipes import last_winner
+    from selfloop.train.search import incumbent_of, propose
+
+    plan = ctx.run_dir / "recipes.json"
+    if plan.is_file():
+        recipes = json.loads(plan.read_text(encoding="utf-8"))
+    else:
+        recipes = propose(incumbent_of(ctx.cfg.train, last_winner(ctx.store)), ctx.cfg.train.search, seed=ctx.cycle_id)
+        tmp = plan.with_suffix(".tmp")
+        tmp.write_text(json.dumps(recipes, indent=2), encoding="utf-8")
+        tmp.replace(plan)
+    ctx.log(f"train: recipe search, {len(recipes)} recipes for generation {ctx.generation} from generation {champion}")
+    runs = []
+    for k, recipe in enumerate(recipes):
+        run_dir = ctx.run_dir / f"recipe-{k}"
+        run_dir.mkdir(exist_ok=True)
+        if not (run_dir / "data.jsonl").is_file():
+            _write_data(ctx, run_dir, champion, recipe["rework_max_share"])
+        data = summarize(read_snapshot(run_dir / "data.jsonl"))
+        result = _finished_run(run_dir)
+        if result is None:
+            ctx.log(f"train: recipe {k}: lr {recipe['learning_rate']:.2e}, {recipe['max_steps']} steps, "
+                    f"rework share {data['rework_share']:.0%} of {data['documents']} documents")
+            ctx.store.set_meta("train.total_steps", str(recipe["max_steps"]))
+            result = launch_training(ctx.cfg.train.launcher, ctx.config_path, ctx.generation, run_dir, init=init,
+                                     steps=recipe["max_steps"], should_stop=ctx.should_stop,
+                                     learning_rate=recipe["learning_rate"])
+        runs.append({"recipe": recipe, "data": data, "train": result})
+    return {"parent": champion, "global_step": sum(r["train"]["global_step"] for r in runs),
+            "train_loss": runs[0]["train"]["train_loss"], "data": runs[0]["data"], "recipes": runs}
+
+
+def _finished_run(run_dir: Path) -> dict[str, Any] | None:
+    """A recipe's result when it already trained to the end (a resumed cycle does not train it again)."""
+    try:
+        result = json.loads((run_dir / "result.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return result if result.get("status") == "done" and (run_dir / "final").is_dir() else None
+
+
+def _snapshot_pairs(ctx: CycleContext, champion: int | None, run_dir: Path) -> None:
     """``RUNDIR/pairs.jsonl`` when this run ends with preference training (written with the data snapshot, kept on resume)."""
     from selfloop.train.preference import preference_enabled, select_pairs, write_pairs
 
@@ -195,7 +255,7 @@ def _snapshot_pairs(ctx: CycleContext, champion: int | None) -> None:
         raise SelfloopError("train.preference is enabled but TRL is not installed: pip install 'selfloop[preference]' "
                             "(or set [train.preference] enabled = false)")
     if pairs:
-        write_pairs(ctx.run_dir / "pairs.jsonl", pairs)
+        write_pairs(run_dir / "pairs.jsonl", pairs)
         ctx.log(f"train: preference step (DPO) on {len(pairs)} judged pairs after SFT")
 
 
@@ -214,6 +274,8 @@ def phase_evaluate(ctx: CycleContext) -> dict[str, Any]:
     device = resolve_device(ctx.cfg.model)
     dtype = resolve_dtype(ctx.cfg.model, device)
     parent = ctx.output("train")["parent"]
+    if "recipes" in ctx.output("train"):
+        return _evaluate_recipes(ctx, heldout, raw_heldout)
     models = {}
     try:
         models["challenger"] = load_pretrained(ctx.registry.path(ctx.generation), device=device, dtype=dtype)
@@ -237,6 +299,65 @@ def phase_evaluate(ctx: CycleContext) -> dict[str, Any]:
     return {"challenger": figures["challenger"], "champion": figures.get("champion")}
 
 
+def _evaluate_recipes(ctx: CycleContext, heldout: list[Any], raw_heldout: list[Any]) -> dict[str, Any]:
+    """Recipe search: figures of every recipe's challenger and of the champion; the gate's favourite
+    is registered as this cycle's generation (its challenger), every recipe goes into the history."""
+    import gc
+
+    from selfloop.model.factory import load_pretrained, resolve_device, resolve_dtype
+    from selfloop.tasks.suite import TaskSuite
+    from selfloop.tasks.training import task_records
+    from selfloop.train.evaluate import evaluate_model
+    from selfloop.train.recipes import record
+    from selfloop.train.search import choose
+
+    cfg, reg, train = ctx.cfg, ctx.registry, ctx.output("train")
+    device = resolve_device(cfg.model)
+    dtype = resolve_dtype(cfg.model, device)
+    suite = ctx.task_suite
+    if suite is None and cfg.tasks.enabled:
+        suite = TaskSuite(cfg.tasks, cfg.judge, ctx.sandbox_source, heldout_fraction=cfg.ingest.heldout_fraction,
+                          corpus_heldout=task_records(raw_heldout))
+
+    def figures_of(path: Path) -> dict[str, Any]:
+        model, tok = load_pretrained(path, device=device, dtype=dtype)
+        figures = evaluate_model(model, tok, heldout, cfg.train, suite)
+        if isinstance(suite, TaskSuite):
+            figures["task_detail"] = suite.detail(model)
+        del model, tok
+        gc.collect()  # one recipe's model in memory at a time
+        return figures
+
+    champion = _without_samples(figures_of(reg.path(train["parent"])))
+    challengers: list[dict[str, Any]] = []
+    for k, run in enumerate(train["recipes"]):
+        try:
+            challengers.append(figures_of(ctx.run_dir / f"recipe-{k}" / "final"))
+        except SelfloopError as e:
+            challengers.append({"loss": None, "error": str(e), "samples": []})
+    choice = choose([_without_samples(c) for c in challengers], champion, cfg.gate)
+    best = choice.best
+    ctx.log("evaluate: recipes " + "; ".join(
+        f"#{k} lr {run['recipe']['learning_rate']:.2e} loss {_f(c.get('loss'))}{' <- chosen' if k == best else ''}"
+        for k, (run, c) in enumerate(zip(train["recipes"], challengers, strict=True))) + f"; champion loss {_f(champion.get('loss'))}")
+    entries = [{"params": run["recipe"], "decision": d.reason,
+                "figures": {"loss": c.get("loss"), "tasks": c.get("tasks") or {}, "error": c.get("error"),
+                            "global_step": run["train"]["global_step"], "seconds": run["train"].get("seconds")}}
+               for run, c, d in zip(train["recipes"], challengers, choice.decisions, strict=True)]
+    record(ctx.store, ctx.cycle_id, ctx.generation, entries, best)
+    winner = train["recipes"][best]
+    if ctx.generation not in reg.on_disk():  # registered already if we crashed right after
+        recipe = {"init": str(reg.path(train["parent"])), "init_from": cfg.train.init_from,
+                  **cfg.train.model_dump(mode="json", exclude={"launcher"}), **winner["recipe"],
+                  "steps": winner["recipe"]["max_steps"], "search": {"index": best, "of": len(entries)}}
+        manifest = {"parent": train["parent"], "data": winner["data"], "train": winner["train"], "recipe": recipe,
+                    "created_at": time.time()}
+        reg.add(ctx.generation, ctx.run_dir / f"recipe-{best}" / "final", manifest, cfg.model_dump(mode="json"))
+    reg.update(ctx.generation, metrics=_without_samples(challengers[best]), samples=challengers[best].get("samples", []))
+    return {"challenger": challengers[best], "champion": champion,
+            "recipes": [{"params": e["params"], **e["figures"], "decision": e["decision"]} for e in entries], "chosen": best}
+
+
 def phase_gate(ctx: CycleContext) -> dict[str, Any]:
     from selfloop.train.gate import decide
 
@@ -252,6 +373,10 @@ def phase_promote(ctx: CycleContext) -> dict[str, Any]:
     gate = ctx.output("gate")
     if gate["promote"]:
         ctx.registry.promote(ctx.generation, gate)
+        if "recipes" in ctx.output("evaluate"):
+            from selfloop.train.recipes import mark_promoted
+
+            mark_promoted(ctx.store, ctx.cycle_id)  # the next cycle starts from this recipe
     else:
         ctx.registry.reject(ctx.generation, gate)
     if ctx.holder is not None and ctx.holder.reload_if_changed():

@@ -273,8 +273,17 @@ def cmd_models(args) -> int:
             str(m.get("gate", {}).get("reason", "-")),
             time.strftime("%Y-%m-%d %H:%M", time.localtime(m.get("created_at", 0))),
         )
-    Console().print(table)
+    console = Console()
+    console.print(table)
     print("* = current champion")
+    if paths.db.exists():
+        from selfloop.state import Store
+        from selfloop.train.recipes import history, history_table
+
+        with Store.open(paths.db, readonly=True) as store:
+            rows = history(store, limit=args.recipes)
+        if rows:
+            console.print(history_table(rows, title=f"recipe search: the last {len(rows)} recipes (newest last)"))
     return 0
 
 

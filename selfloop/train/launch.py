@@ -74,14 +74,18 @@ def build_argv(launcher: LauncherConfig, child_args: list[str], python: str = sy
     return head + child_args
 
 
-def child_args(config_path: Path, generation: int, run_dir: Path, init: str, steps: int) -> list[str]:
-    return [
+def child_args(config_path: Path, generation: int, run_dir: Path, init: str, steps: int,
+               learning_rate: float | None = None) -> list[str]:
+    args = [
         "--config", str(Path(config_path).resolve()), "--generation", str(generation),
         "--out", str(Path(run_dir).resolve()), "--init", init, "--steps", str(steps),
         # The child runs in a session of its own; it watches us so that it stops
         # (saving a checkpoint) if we die without telling it (kill -9, OOM killer).
         "--watch-pid", str(os.getpid()),
     ]
+    if learning_rate is not None:
+        args += ["--learning-rate", repr(float(learning_rate))]
+    return args
 
 
 # Running training children, so a forced exit can kill them (kill_active_children).
@@ -91,7 +95,7 @@ _active_lock = threading.Lock()
 
 def launch_training(
     launcher: LauncherConfig, config_path: Path, generation: int, run_dir: Path, *, init: str, steps: int,
-    should_stop: Callable[[], bool] | None = None,
+    should_stop: Callable[[], bool] | None = None, learning_rate: float | None = None,
 ) -> dict[str, Any]:
     """Run the training child to completion and return its ``result.json``.
 
@@ -99,10 +103,11 @@ def launch_training(
     ``should_stop()`` turns true (the daemon is stopping), or this process is
     interrupted (Ctrl-C, an exception), the child gets SIGTERM and saves a
     checkpoint; then ``TrainingInterrupted`` (or the interruption) propagates.
+    ``learning_rate`` overrides ``[train]``'s (a recipe of the recipe search).
     torchrun and accelerate pass SIGTERM on to their workers.
     """
     run_dir = Path(run_dir)
-    argv = build_argv(launcher, child_args(config_path, generation, run_dir, init, steps))
+    argv = build_argv(launcher, child_args(config_path, generation, run_dir, init, steps, learning_rate))
     result_path = run_dir / "result.json"
     result_path.unlink(missing_ok=True)
     log_path = run_dir / "train.log"

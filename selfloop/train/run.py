@@ -52,6 +52,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--init", required=True, help='"scratch" or a local model dir to start from')
     p.add_argument("--steps", type=int, required=True, help="optimizer steps")
     p.add_argument("--watch-pid", type=int, default=None, help="stop (saving a checkpoint) when this process dies")
+    p.add_argument("--learning-rate", type=float, default=None, help="instead of [train] learning_rate (a recipe of the recipe search)")
     return p.parse_args(argv)
 
 
@@ -158,6 +159,8 @@ def train(args: argparse.Namespace) -> int:
     from selfloop.train.data import build_train_dataset
 
     cfg, paths = load_config(args.config)
+    if args.learning_rate is not None:
+        cfg.train.learning_rate = args.learning_rate  # validated on assignment, like the config file
     run_dir = Path(args.out)
     snapshot = run_dir / "data.jsonl"
     if not snapshot.is_file():

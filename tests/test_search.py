@@ -1,0 +1,115 @@
+"""Recipe search: proposals within bounds and budget, the gate's choice, and the loop fixing a bad learning rate."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from lifecycle_helpers import fill_corpus, make_project
+
+from selfloop.config import GateConfig, SearchConfig, TrainConfig
+from selfloop.loop.cycle import PHASES, run_cycle
+from selfloop.model.registry import Registry
+from selfloop.state import Store
+from selfloop.train.recipes import history, last_winner
+from selfloop.train.search import choose, incumbent_of, propose
+
+NO_INGEST = [p for p in PHASES if p[0] != "ingest"]  # the corpus is inserted as document rows
+
+
+def search(**kw) -> SearchConfig:
+    return SearchConfig(enabled=True, **kw)
+
+
+def test_the_incumbent_comes_first_and_mutants_stay_within_bounds_and_budget():
+    cfg = search(recipes=6, budget_steps=400, lr_min=1e-4, lr_max=1e-2, steps_min=50, steps_max=200)
+    incumbent = {"learning_rate": 1e-3, "max_steps": 100, "rework_max_share": 0.5}
+    recipes = propose(incumbent, cfg, seed=7)
+    assert recipes[0] == incumbent
+    assert len(recipes) == len({json.dumps(r, sort_keys=True) for r in recipes})  # distinct
+    assert sum(r["max_steps"] for r in recipes) <= 400
+    for r in recipes:
+        assert 1e-4 <= r["learning_rate"] <= 1e-2 and 50 <= r["max_steps"] <= 200 and 0 <= r["rework_max_share"] <= 1
+    lrs = {r["learning_rate"] for r in recipes[1:]}
+    assert any(lr > 1e-3 for lr in lrs) and any(lr < 1e-3 for lr in lrs)  # both directions tried
+    assert propose(incumbent, cfg, seed=7) == recipes  # a resumed cycle proposes the same
+
+
+def test_mutants_that_do_not_fit_the_budget_are_not_trained_but_the_incumbent_is():
+    incumbent = {"learning_rate": 1e-3, "max_steps": 100, "rework_max_share": 0.5}
+    assert propose(incumbent, search(budget_steps=50), seed=1) == [incumbent]
+    only_lr = search(recipes=5, params=["learning_rate"], budget_steps=1000)
+    recipes = propose(incumbent, only_lr, seed=1)
+    # one value to move: the incumbent, one step up, one step down; nothing else changes
+    assert sorted(r["learning_rate"] for r in recipes) == pytest.approx([1e-3 / 3, 1e-3, 3e-3])
+    assert {r["max_steps"] for r in recipes} == {100} and {r["rework_max_share"] for r in recipes} == {0.5}
+
+
+def test_the_incumbent_is_the_last_promoted_winner_clipped_into_the_current_bounds():
+    train = TrainConfig(learning_rate=1e-3, max_steps=100, rework_max_share=0.5,
+                        search=search(params=["learning_rate"], lr_max=5e-3))
+    assert incumbent_of(train, None) == {"learning_rate": 1e-3, "max_steps": 100, "rework_max_share": 0.5}
+    # searched values come from the winner (clipped); the others from [train], so a config edit takes effect
+    winner = {"learning_rate": 9e-3, "max_steps": 999, "rework_max_share": 0.9}
+    assert incumbent_of(train, winner) == {"learning_rate": 5e-3, "max_steps": 100, "rework_max_share": 0.5}
+
+
+def test_the_gate_chooses_the_best_recipe_it_would_promote():
+    gate = GateConfig(loss_tolerance=0.0, task_tolerance=0.02, min_improvement=0.01)
+    champion = {"loss": 2.0, "tasks": {"addition": 0.5}}
+    challengers = [
+        {"loss": 1.995, "tasks": {"addition": 0.5}},  # the incumbent: too little gain
+        {"loss": 1.5, "tasks": {"addition": 0.3}},  # best loss, but a family regressed
+        {"loss": 1.9, "tasks": {"addition": 0.6}},  # promotable
+        {"loss": 1.7, "tasks": {"addition": 0.55}},  # promotable, lower loss but lower pass@1
+        {"loss": None, "error": "does not load"},
+    ]
+    choice = choose(challengers, champion, gate)
+    assert choice.index == 2 and choice.best == 2  # pass@1 first, then loss
+    assert [d.promote for d in choice.decisions] == [False, False, True, True, False]
+    assert "addition pass@1 dropped" in choice.decisions[1].reason
+    without_tasks = choose([{"loss": 1.9}, {"loss": 1.8}, {"loss": 2.5}], {"loss": 2.0}, gate)
+    assert without_tasks.index == 1
+    none = choose([{"loss": 2.1}, {"loss": 2.05}], {"loss": 2.0}, gate)
+    assert none.index is None and none.best == 1  # the best loser goes to the gate (and is rejected)
+
+
+@pytest.mark.slow
+def test_the_loop_finds_a_better_learning_rate_from_a_bad_start(tmp_path, cli):
+    start_lr = 1e-4  # far too low for this tiny model: 20 steps barely move it
+    config_path, cfg, paths = make_project(tmp_path / "proj", {
+        "train": {"learning_rate": start_lr, "gen0_steps": 16, "max_steps": 20, "lr_scheduler": "constant",
+                  "search": {"enabled": True, "recipes": 3, "params": ["learning_rate"], "lr_factor": 4.0,
+                             "lr_min": 1e-5, "lr_max": 0.05, "budget_steps": 60}},
+        "tasks": {"enabled": False},
+    })
+    cycles = 3  # generation 0, then two cycles of search
+    with Store.open(paths.db) as store:
+        fill_corpus(store)
+        for _ in range(cycles):
+            run_cycle(cfg, paths, store, config_path=config_path, phases=NO_INGEST)
+        rows = history(store)
+        winner = last_winner(store)
+        losses = [json.loads(r["metrics"])["loss"] for r in store.query(
+            "SELECT metrics FROM generations WHERE status = 'promoted' ORDER BY id")]
+    assert {r["generation"] for r in rows} == {1, 2}
+    assert len(rows) == 6 and sum(r["chosen"] for r in rows) == 2
+    by_cycle: dict[int, list] = {}
+    for r in rows:
+        by_cycle.setdefault(r["generation"], []).append(r)
+    for gen, recipes in by_cycle.items():
+        chosen = next(r for r in recipes if r["chosen"])
+        incumbent = recipes[0]
+        assert chosen["figures"]["loss"] <= incumbent["figures"]["loss"]  # never worse than the incumbent
+    # the search climbed, one step (x4) a cycle: the last winner trains at 16x the bad starting
+    # rate, and each promoted generation's held-out loss is below the one before
+    assert winner is not None and winner["learning_rate"] >= 16 * start_lr
+    assert len(losses) >= 3 and all(b < a for a, b in zip(losses, losses[1:]))
+    reg = Registry(paths.models)
+    m = reg.manifest(reg.current())
+    assert m["recipe"]["learning_rate"] == pytest.approx(winner["learning_rate"]) and m["recipe"]["search"]["of"] == 3
+    assert not paths.runs.exists() or not any(paths.runs.iterdir())  # recipe run dirs dropped once decided
+
+    out = cli("models", "-c", str(config_path), env={"COLUMNS": "220"})
+    assert out.returncode == 0, out.stderr
+    assert "recipe search" in out.stdout and "promoted" in out.stdout and "(incumbent)" in out.stdout
