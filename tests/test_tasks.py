@@ -239,6 +239,13 @@ def test_heldout_loss_docs_are_the_labelled_suite():
     assert questions == {i.prompt for i in build_items(cfg, FRACTION)}
 
 
+def test_heldout_loss_docs_stop_at_loss_max_difficulty():
+    cfg = TasksConfig(max_difficulty=3, heldout_per_level=3, loss_max_difficulty=2)
+    questions = {json.loads(d.content)["messages"][0]["content"] for d in heldout_loss_docs(cfg, FRACTION)}
+    assert questions == {i.prompt for i in build_items(cfg, FRACTION) if i.task.difficulty <= 2}
+    assert {i.task.difficulty for i in build_items(cfg, FRACTION)} == {1, 2, 3}  # pass@1 still measures level 3
+
+
 def test_held_out_set_is_fixed_and_distinct():
     a = heldout_set("addition", 3, 16, seed=0, heldout_fraction=FRACTION)
     assert [t.id for t in a] == [t.id for t in heldout_set("addition", 3, 16, seed=0, heldout_fraction=FRACTION)]

@@ -45,11 +45,14 @@ def task_records(docs: Sequence[Doc]) -> list[TaskRecord]:
 def heldout_loss_docs(cfg: TasksConfig, heldout_fraction: float) -> list[Doc]:
     """The fixed held-out tasks of the generated families, labelled, as documents for the held-out loss.
 
-    Evaluation only: these are the suite's own tasks, which never train.
+    Evaluation only: these are the suite's own tasks, which never train. Difficulties
+    above ``loss_max_difficulty`` (when set) are left out of the loss; pass@1 still
+    measures them.
     """
+    top = min(cfg.loss_max_difficulty or cfg.max_difficulty, cfg.max_difficulty)
     docs = []
     for family in cfg.families:
-        for difficulty in range(1, cfg.max_difficulty + 1):
+        for difficulty in range(1, top + 1):
             for task in heldout_set(family, difficulty, cfg.heldout_per_level, seed=cfg.heldout_seed, heldout_fraction=heldout_fraction):
                 labelled = FAMILIES[family].labelled(task)  # type: ignore[attr-defined]
                 docs.append(Doc(0, "orig", "task", labelled.canonical_json(), 0, ""))
