@@ -71,3 +71,24 @@ def test_live_loop_is_read_only_and_stops(tmp_path):
     live(paths, DashboardConfig(refresh_per_second=20), stop=lambda: next(ticks, None) is None, console=console)
     assert "no daemon running" in console.export_text()
     assert paths.db.read_bytes() == before
+
+
+def test_recipe_search_shows_its_history_and_the_curve_of_the_recipe_training_now(tmp_path):
+    from selfloop.train.recipes import mark_promoted, record
+
+    paths = _paths(tmp_path)
+    store = Store.open(paths.db)
+    with store.tx() as c:
+        # generation 3 trains two recipes one after the other: the curve shows the second only
+        for step, loss in [(10, 5.0), (20, 4.0), (10, 4.5), (20, 3.5)]:
+            c.execute("INSERT INTO train_metrics (generation, step, kind, loss, ts) VALUES (3, ?, 'train', ?, 0)", (step, loss))
+    entries = [{"params": {"learning_rate": lr, "max_steps": 20, "rework_max_share": 0.5}, "decision": reason,
+                "figures": {"loss": loss, "tasks": {}}}
+               for lr, loss, reason in [(1e-4, 4.2, "no figure improved"), (4e-4, 3.9, "improved: loss -7%")]]
+    record(store, 7, 3, entries, chosen=1)
+    mark_promoted(store, 7)
+    snap = snapshot(Store.open(paths.db, readonly=True), paths)
+    assert snap.train_curve == [(10, 4.5), (20, 3.5)]
+    text = _text(render(snap, 160), 160)
+    for expected in ["recipe search", "1.00e-04", "4.00e-04", "(incumbent)", "promoted", "no figure improved"]:
+        assert expected in text, expected
