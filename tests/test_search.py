@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 
 import pytest
@@ -97,14 +98,14 @@ def test_the_loop_finds_a_better_learning_rate_from_a_bad_start(tmp_path, cli):
     by_cycle: dict[int, list] = {}
     for r in rows:
         by_cycle.setdefault(r["generation"], []).append(r)
-    for gen, recipes in by_cycle.items():
+    for recipes in by_cycle.values():
         chosen = next(r for r in recipes if r["chosen"])
         incumbent = recipes[0]
         assert chosen["figures"]["loss"] <= incumbent["figures"]["loss"]  # never worse than the incumbent
     # the search climbed, one step (x4) a cycle: the last winner trains at 16x the bad starting
     # rate, and each promoted generation's held-out loss is below the one before
     assert winner is not None and winner["learning_rate"] >= 16 * start_lr
-    assert len(losses) >= 3 and all(b < a for a, b in zip(losses, losses[1:]))
+    assert len(losses) >= 3 and all(b < a for a, b in itertools.pairwise(losses))
     reg = Registry(paths.models)
     m = reg.manifest(reg.current())
     assert m["recipe"]["learning_rate"] == pytest.approx(winner["learning_rate"]) and m["recipe"]["search"]["of"] == 3
