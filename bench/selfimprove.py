@@ -35,13 +35,13 @@ FULL: dict[str, Any] = {
     "model": {"vocab_size": 400, "n_layer": 3, "n_head": 4, "n_embd": 96, "n_positions": 64, "keep_generations": 3},
     # A constant rate: a challenger continues its champion at the rate the champion ended on. With a
     # cosine schedule every challenger restarted at the peak rate and lost to its champion (BENCHMARKS.md).
-    "train": {"gen0_steps": 500, "max_steps": 150, "batch_size": 48, "block_size": 40, "learning_rate": 2e-3,
-              "lr_scheduler": "constant_with_warmup", "warmup_ratio": 0.05, "save_steps": 250, "log_steps": 50,
-              "eval_batches": 8, "eval_samples": 0, "rework_max_share": 0.6, "max_minutes": 12.0},
-    "rework": {"candidates_per_cycle": 384, "rewrite_share": 0.0, "synthesize_share": 0.0, "solve_share": 1.0,
+    "train": {"gen0_steps": 1000, "max_steps": 200, "batch_size": 48, "block_size": 48, "learning_rate": 2e-3,
+              "lr_scheduler": "constant_with_warmup", "warmup_ratio": 0.05, "save_steps": 500, "log_steps": 100,
+              "eval_batches": 8, "eval_samples": 0, "rework_weight": 4.0, "rework_max_share": 0.6, "max_minutes": 12.0},
+    "rework": {"candidates_per_cycle": 1024, "rewrite_share": 0.0, "synthesize_share": 0.0, "solve_share": 1.0,
                "batch_size": 64},
-    "tasks": {"samples_per_task": 4, "max_difficulty": 6, "heldout_per_level": 12, "max_new_tokens": 20,
-              "temperature": 0.7},
+    "tasks": {"samples_per_task": 2, "max_difficulty": 6, "heldout_per_level": 16, "max_new_tokens": 24,
+              "temperature": 0.8, "loss_max_difficulty": 4, "solve_window": 4},
     "gate": {"loss_tolerance": 0.05, "task_tolerance": 0.05, "min_improvement": 0.01},
     "sandbox": {"pool_size": 2},
     "watch": {"enabled": False},
@@ -103,7 +103,15 @@ def generation_row(detail: dict[str, Any], store, cycle_id: int, seconds: float)
     }
 
 
-def run(generations: int, quick: bool, keep: Path | None, minutes: float, log=print) -> dict[str, Any]:
+def control(config: dict[str, Any]) -> dict[str, Any]:
+    """The same config with no rework: every cycle trains the champion the same steps on the starter pack only.
+
+    Tells self-improvement apart from "more steps on the same data".
+    """
+    return {**config, "rework": {**config["rework"], "candidates_per_cycle": 0}}
+
+
+def run(generations: int, config: dict[str, Any], keep: Path | None, minutes: float, log=print) -> dict[str, Any]:
     from selfloop.config import load_config
     from selfloop.loop.cycle import run_cycle
     from selfloop.sandbox import Sandbox
@@ -112,7 +120,7 @@ def run(generations: int, quick: bool, keep: Path | None, minutes: float, log=pr
     work = Path(tempfile.mkdtemp(prefix="selfimprove-")) if keep is None else keep
     if keep is not None and keep.exists():
         shutil.rmtree(keep)
-    config_path = make_project(work, QUICK if quick else FULL)
+    config_path = make_project(work, config)
     cfg, paths = load_config(config_path, env=False)
     rows: list[dict[str, Any]] = []
     started = time.monotonic()
@@ -131,7 +139,7 @@ def run(generations: int, quick: bool, keep: Path | None, minutes: float, log=pr
     finally:
         if keep is None:
             shutil.rmtree(work, ignore_errors=True)
-    return {"quick": quick, "config": QUICK if quick else FULL, "generations": rows,
+    return {"config": config, "generations": rows,
             "wall_s": round(time.monotonic() - started, 1)}
 
 
@@ -172,16 +180,19 @@ def _interrupt(signum: int, frame: Any) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m bench.selfimprove", description=__doc__.split("\n\n")[0])
-    p.add_argument("--generations", type=int, default=None, help="self-improvement cycles after generation 0 (default 6; quick 1)")
+    p.add_argument("--generations", type=int, default=None, help="self-improvement cycles after generation 0 (default: as many as --minutes allows; quick 1)")
     p.add_argument("--quick", action="store_true", help="CI smoke: tiny model, few steps, small suite (< 2 minutes)")
     p.add_argument("--minutes", type=float, default=30.0, help="no new cycle starts after this wall budget")
+    p.add_argument("--control", action="store_true", help="control run: no rework data, the same training steps per cycle")
     p.add_argument("--keep", type=Path, default=None, help="run in this project dir and keep it (default: a temp dir)")
     p.add_argument("--no-write", action="store_true", help="do not write bench/results/selfimprove.json")
     args = p.parse_args(argv)
     # SIGTERM unwinds like Ctrl-C, so the training child is stopped too instead of left running.
     signal.signal(signal.SIGTERM, _interrupt)
-    generations = args.generations if args.generations is not None else (1 if args.quick else 6)
-    result = run(generations, args.quick, args.keep, args.minutes)
+    generations = args.generations if args.generations is not None else (1 if args.quick else 100)
+    config = QUICK if args.quick else FULL
+    result = run(generations, control(config) if args.control else config, args.keep, args.minutes)
+    result.update(quick=args.quick, control=args.control)
     champions = [r for r in result["generations"] if r["promoted"]]
     if champions:
         print(mental_vs_tool(champions[-1]))
@@ -189,7 +200,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"promoted generations: {promoted}; wall time {result['wall_s']:.0f} s")
     if not args.no_write:
         RESULTS.mkdir(parents=True, exist_ok=True)
-        name = "selfimprove-quick.json" if args.quick else "selfimprove.json"
+        name = "selfimprove" + ("-quick" if args.quick else "") + ("-control" if args.control else "") + ".json"
         (RESULTS / name).write_text(json.dumps(result, indent=2) + "\n")
     return 0
 
