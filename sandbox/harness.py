@@ -35,12 +35,10 @@ reports facts, and the client outside the sandbox decides.
 
 from __future__ import annotations
 
-import argparse
 import ast
 import base64
 import builtins
 import ctypes
-import hashlib
 import io
 import json
 import linecache
@@ -54,8 +52,16 @@ import subprocess
 import sys
 import tempfile
 import time
-import traceback
 import types
+
+try:
+    # CPython's own sha256: hashlib would load OpenSSL first (~6 ms of every sandbox start).
+    from _sha256 import sha256  # 3.11
+except ImportError:
+    try:
+        from _sha2 import sha256  # 3.12+
+    except ImportError:
+        from hashlib import sha256
 
 PROTOCOL = 1
 HERE = os.path.abspath(__file__)
@@ -447,10 +453,10 @@ def _read(scratch: str, rel: str) -> str:
         return f.read()
 
 
-def harness_main(args: argparse.Namespace) -> int:
+def harness_main(args: "Args") -> int:
     make_undumpable()
     with open(HERE, "rb") as f:
-        digest = hashlib.sha256(f.read()).hexdigest()
+        digest = sha256(f.read()).hexdigest()
     out = sys.stdout
     out.write(json.dumps({"hello": "selfloop-harness", "protocol": PROTOCOL, "sha256": digest, "python": sys.version.split()[0]}) + "\n")
     out.flush()
@@ -752,6 +758,8 @@ def remember_source(filename: str, source: str) -> None:
 
 
 def describe(exc: BaseException, filename: str) -> str:
+    import traceback  # only a failing check pays for it
+
     frames = [f for f in traceback.extract_tb(exc.__traceback__) if f.filename == filename]
     where = f" (line {frames[-1].lineno}: {frames[-1].line.strip()})" if frames else ""
     text = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
@@ -889,16 +897,46 @@ def run_doctests(rpc: Rpc, module: str, source: str, record) -> None:
 # --------------------------------------------------------------------------- entry
 
 
+class Args:
+    """The command line. Parsed by hand: argparse (and the textwrap and regexes it pulls in) was
+    about a quarter of a sandbox's start-up, and only selfloop itself starts the harness.
+
+    --role harness|server|tester   (default harness)
+    --serve                        handle jobs until stdin closes (warm worker)
+    --pidns                        the harness owns its pid namespace: sweep it after each job
+    --scratch DIR                  tmpfs for per-job scratch dirs (default /scratch)
+    --rpc-in FD --rpc-out FD --result-fd FD   the server's and tester's channels
+    """
+
+    FLAGS = {"--serve": "serve", "--pidns": "pidns"}
+    VALUES = {"--role": ("role", str), "--scratch": ("scratch", str), "--rpc-in": ("rpc_in", int),
+              "--rpc-out": ("rpc_out", int), "--result-fd": ("result_fd", int)}
+
+    def __init__(self, argv: list[str]) -> None:
+        self.role, self.scratch = "harness", "/scratch"
+        self.serve = self.pidns = False
+        self.rpc_in = self.rpc_out = self.result_fd = None
+        it = iter(argv)
+        for arg in it:
+            if arg in self.FLAGS:
+                setattr(self, self.FLAGS[arg], True)
+            elif arg in self.VALUES:
+                name, kind = self.VALUES[arg]
+                value = next(it, None)
+                if value is None:
+                    raise SystemExit(f"harness: {arg} needs a value")
+                try:
+                    setattr(self, name, kind(value))
+                except ValueError:
+                    raise SystemExit(f"harness: {arg} {value!r} is not a valid {kind.__name__}") from None
+            else:
+                raise SystemExit(f"harness: unknown argument {arg!r}\n{self.__doc__}")
+        if self.role not in ("harness", "server", "tester"):
+            raise SystemExit(f"harness: --role must be harness, server or tester, not {self.role!r}")
+
+
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description="selfloop sandbox harness (runs inside the sandbox)")
-    p.add_argument("--role", choices=["harness", "server", "tester"], default="harness")
-    p.add_argument("--serve", action="store_true", help="handle jobs until stdin closes (warm worker)")
-    p.add_argument("--pidns", action="store_true", help="the harness owns its pid namespace: sweep it after each job")
-    p.add_argument("--scratch", default="/scratch", help="tmpfs for per-job scratch dirs")
-    p.add_argument("--rpc-in", type=int)
-    p.add_argument("--rpc-out", type=int)
-    p.add_argument("--result-fd", type=int)
-    args = p.parse_args(argv)
+    args = Args(sys.argv[1:] if argv is None else argv)
     if args.role == "server":
         return server_main(args.rpc_in, args.rpc_out)
     if args.role == "tester":
