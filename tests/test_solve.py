@@ -75,9 +75,8 @@ def test_solved_answers_are_judged_in_the_sandbox_and_only_correct_ones_train(pr
     assert store_drafts(store, 1, 0, drafts) == 24
     model_source, sandbox_source = sources(cfg)
     out = run_judge(cfg, paths, store, 1, model_source, sandbox_source)
-    programs = sum(a.mode == "program" for a in asks)  # print('nope') uses no input: rejected as hard-coded
-    assert out["accepted"] == 12 and out["counts"]["rejected:task/fail"] == 12 - programs
-    assert out["counts"]["rejected:task/hard-coded"] == programs
+    # print('nope') uses no input, but it is wrong before it is hard-coded: rejected for failing
+    assert out["accepted"] == 12 and out["counts"]["rejected:task/fail"] == 12
     assert "solve" not in out["diversity"]  # the collapse guard is for free text, not verified answers
     accepted = store.query("SELECT content FROM candidates WHERE status = 'accepted'")
     assert {r["content"] for r in accepted} == {d.content for d in drafts[::2]}

@@ -74,7 +74,9 @@ NO_INPUTS = f"{HARD_CODED} (variant 1: the program contains none of the task's i
 
 # (why, program, accepted, reason prefix or None, sandbox jobs run)
 CASES = [
-    ("prints the answer", "print(579)", False, NO_INPUTS, 0),
+    ("prints the answer", "print(579)", False, NO_INPUTS, 1),
+    # None of the inputs and wrong: rejected for what it does, not as hard-coded.
+    ("prints a wrong constant", "print(1 / 0)", False, "error: ", 1),
     ("mentions an input, prints the answer", "x = 123\nprint(579)", False, f"{HARD_CODED} (variant 1: fail: ", 2),
     ("mentions both inputs, ignores them", "print(123 + 456 - 123 - 456 + 579)", False, f"{HARD_CODED} (variant 1: fail: ", 2),
     ("computes", "print(123 + 456)", True, None, 3),

@@ -22,10 +22,11 @@ literals replaced in its syntax tree (`selfloop.judge.substitute`), checked by
 the variant's checker or answer. It is accepted only if the program as written
 and every variant pass; a variant that fails, or a program that contains none
 of the literals a variant replaces, is rejected as ``hard-coded: output does not
-follow the inputs (variant N: ...)``. With variants, a program that does not
-parse is rejected before any job runs. Jobs run in order and stop at the first
-failure, so a program costs one sandbox job when it is wrong and 1 + variants
-when it is right. Tasks without variants (user task files) and programs checked
+follow the inputs (variant N: ...)``; a program with none of the inputs runs as
+written only, so a plain wrong one is rejected for what it does. With variants, a
+program that does not parse is rejected before any job runs. Jobs run in order
+and stop at the first failure, so a program costs one sandbox job when it is
+wrong or ignores the inputs, and 1 + variants when it is right. Tasks without variants (user task files) and programs checked
 by ``tests`` are judged on the program as written only.
 """
 
@@ -102,16 +103,41 @@ class TaskJudge(SandboxJudge):
             except NotParsed as e:
                 return reject(self.name, f"the program cannot be rewritten for variant {n}: {e}")
             if not rewritten.replaced:
-                inputs = ", ".join(variant.substitute)
-                return reject(self.name, f"{HARD_CODED} (variant {n}: the program contains none of the task's inputs {inputs})")
+                # Nothing to vary: the program as written runs alone, so a plain wrong program is
+                # rejected for what it does; one that passes is rejected as hard-coded (review_jobs).
+                return []
             jobs.append(Job(files={f"{MODULE}.py": rewritten.source}, entry=f"{MODULE}.py", checker=variant.checker,
                             expected=None if variant.checker is not None else variant.answer))
         return jobs
 
     def review_jobs(self, candidate: Candidate, verdicts: Sequence[Verdict]) -> JudgeVerdict:
-        """The program as written decides when it fails; a variant that fails means a hard-coded answer."""
+        """The program as written decides when it fails; a variant that fails, or a right program
+        that contains none of the task's inputs, means a hard-coded answer."""
         variant = len(verdicts) - 1  # jobs stop at the first failure; job 0 is the program as written
         result = self.review(candidate, verdicts[-1])
-        if variant == 0 or result.accepted:
+        if variant == 0:
+            ignored = self._ignored_inputs(candidate) if result.accepted else None
+            if ignored is None:
+                return result
+            n, inputs = ignored
+            return reject(self.name, f"{HARD_CODED} (variant {n}: the program contains none of the task's inputs {inputs})",
+                          0.0, **result.detail)
+        if result.accepted:
             return result
         return reject(self.name, f"{HARD_CODED} (variant {variant}: {result.reason})", result.score, **result.detail)
+
+    def _ignored_inputs(self, candidate: Candidate) -> tuple[int, str] | None:
+        """(variant number, its inputs) of the first variant none of whose inputs a stdout-checked
+        program contains (job_for then ran the program as written only), else None."""
+        task = candidate.task
+        if candidate.metadata.get("answer_kind") != "program" or task_field(task, "tests"):
+            return None  # a direct answer (the default without tests), or a program checked by tests
+        try:
+            variants = _VARIANTS.validate_python(task_field(task, "variants") or [])
+            tree = parse(extract_code(candidate.content)) if variants else None
+            for n, variant in enumerate(variants, 1):
+                if not substitute(tree, variant.substitute).replaced:
+                    return n, ", ".join(variant.substitute)
+        except (ValidationError, NotParsed):
+            pass  # job_for already rejected these without a job
+        return None
