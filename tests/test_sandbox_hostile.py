@@ -69,7 +69,7 @@ def cases(host) -> dict[str, tuple[Job, set[str]]]:
             "    try:\n        found.append(open(p, 'rb').read().decode('latin-1'))\n    except OSError:\n        pass\n"
             "print(repr(dict(os.environ)))\nprint(found)\n", expected="nothing"), {"fail"}),
         "write_outside_scratch": (prog(
-            f"targets = [{str(d / 'outside.txt')!r}, '/usr/evil', '/sandbox/harness.py', '/etc/passwd', '/evil']\n"
+            f"targets = [{str(d / 'outside.txt')!r}, '/usr/evil', '/sandbox/harness.py', '/sandbox/harness.pyc', '/etc/passwd', '/evil']\n"
             "for t in targets:\n    try:\n        open(t, 'a').write('pwned')\n    except OSError:\n        pass\n", expected="x"), {"fail"}),
         "disk_fill": (prog("i = 0\ntry:\n    while True:\n        open(f'f{i}', 'wb').write(b'x' * 2**20)\n        i += 1\nexcept OSError:\n    print('full')\n", expected="nope"), {"fail", "error"}),
         "huge_stdout": (prog("import sys\nwhile True:\n    sys.stdout.write('x' * 65536)\n"), {"output_limit"}),

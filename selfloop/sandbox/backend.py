@@ -22,6 +22,7 @@ from typing import IO
 from selfloop.config import SandboxConfig
 from selfloop.errors import SelfloopError
 from selfloop.sandbox.job import Limits
+from selfloop.sandbox.runtime import harness_sha256
 from selfloop.sandbox.worker import Worker
 
 log = logging.getLogger(__name__)
@@ -44,6 +45,10 @@ class Backend(ABC):
     def limits(self) -> Limits:
         cfg = self.cfg
         return Limits(timeout_s=cfg.timeout_s, memory_mb=cfg.memory_mb, file_mb=cfg.file_mb, output_kb=cfg.output_kb, nofile=cfg.nofile)
+
+    def harness_digest(self) -> str:
+        """The sha256 a worker's harness reports of its own file at handshake (the shipped source)."""
+        return harness_sha256()
 
     def close(self) -> None:
         """Release backend-wide resources (clients, probes)."""

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import fcntl
 import functools
+import hashlib
 import os
 import secrets
 import shutil
@@ -26,7 +27,7 @@ import subprocess
 from selfloop.config import SandboxConfig
 from selfloop.sandbox.backend import Backend, PopenWorker, harness_args
 from selfloop.sandbox.job import Limits
-from selfloop.sandbox.runtime import Interpreter, harness_bytes, interpreter
+from selfloop.sandbox.runtime import Interpreter, compiled_harness, harness_bytes, interpreter
 from selfloop.sandbox.worker import SandboxUnavailable, Worker
 
 # Host uids for root-started sandboxes: far above any real account, below 2**31.
@@ -49,7 +50,8 @@ def runtime_binds(python: Interpreter) -> list[str]:
     return args
 
 
-def bwrap_argv(bwrap: str, python: Interpreter, harness_fd: int, limits: Limits, serve: bool) -> list[str]:
+def bwrap_argv(bwrap: str, python: Interpreter, harness_fd: int, limits: Limits, serve: bool,
+               harness: str = "/sandbox/harness.py") -> list[str]:
     scratch_bytes = str(limits.file_mb * 1024 * 1024)
     return [
         bwrap,
@@ -61,7 +63,7 @@ def bwrap_argv(bwrap: str, python: Interpreter, harness_fd: int, limits: Limits,
         "--setenv", "LANG", "C.UTF-8",
         *runtime_binds(python),
         "--dir", "/sandbox",
-        "--ro-bind-data", str(harness_fd), "/sandbox/harness.py",
+        "--ro-bind-data", str(harness_fd), harness,
         "--size", scratch_bytes, "--tmpfs", "/scratch",
         "--size", str(16 * 1024 * 1024), "--tmpfs", "/tmp",
         "--proc", "/proc",
@@ -69,7 +71,7 @@ def bwrap_argv(bwrap: str, python: Interpreter, harness_fd: int, limits: Limits,
         "--uid", str(INNER_UID),
         "--gid", str(INNER_UID),
         "--chdir", "/scratch",
-        python.path, "-I", "-S", "/sandbox/harness.py",
+        python.path, "-I", "-S", harness,
         *harness_args(serve, True, "/scratch"),
     ]
 
@@ -118,6 +120,13 @@ class BwrapBackend(Backend):
         problem = _probe(bwrap, self.python, self.as_root)
         if problem:
             raise SandboxUnavailable(problem)
+        # The harness goes in compiled by the sandbox's own interpreter (the source if that fails):
+        # every sandbox start then skips compiling it.
+        pyc = compiled_harness(self.python.path)
+        self.harness, self.harness_file = (pyc, "/sandbox/harness.pyc") if pyc else (harness_bytes(), "/sandbox/harness.py")
+
+    def harness_digest(self) -> str:
+        return hashlib.sha256(self.harness).hexdigest()  # the harness hashes the file it runs from
 
     def start_worker(self, serve: bool) -> Worker:
         base = self.limits().to_dict()
@@ -128,7 +137,7 @@ class BwrapBackend(Backend):
         else:
             uid, kw = None, {}
             limits = Limits(**{**base, "nproc": self.cfg.pids + user_task_count(os.getuid())})
-        data = harness_bytes()
+        data = self.harness
         read_fd, write_fd = os.pipe()
         try:
             # bwrap reads the harness from this pipe; size it to hold the whole file so
@@ -136,7 +145,7 @@ class BwrapBackend(Backend):
             fcntl.fcntl(write_fd, fcntl.F_SETPIPE_SZ, max(len(data) + 4096, 65536))
             os.write(write_fd, data)
             os.close(write_fd)
-            argv = bwrap_argv(self.bwrap, self.python, read_fd, limits, serve)
+            argv = bwrap_argv(self.bwrap, self.python, read_fd, limits, serve, self.harness_file)
             worker = PopenWorker(self.name, argv, limits, pass_fds=(read_fd,), env={"PATH": "/usr/bin:/bin"}, cwd="/", **kw)
         finally:
             os.close(read_fd)

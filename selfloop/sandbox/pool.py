@@ -24,7 +24,6 @@ from concurrent.futures import ThreadPoolExecutor
 from selfloop.config import SandboxConfig
 from selfloop.sandbox.backend import Backend, choose
 from selfloop.sandbox.job import Job, Verdict, sandbox_error, verdict_from_result
-from selfloop.sandbox.runtime import harness_sha256
 from selfloop.sandbox.worker import SandboxUnavailable, Worker
 
 log = logging.getLogger(__name__)
@@ -40,7 +39,7 @@ class Sandbox:
         self.backend = backend or choose(cfg)
         self.serve = cfg.pool_size > 0
         self.capacity = max(cfg.pool_size, 1)
-        self._sha = harness_sha256()
+        self._sha = self.backend.harness_digest()
         self._idle: list[Worker] = []
         self._busy = 0
         self._cond = threading.Condition()

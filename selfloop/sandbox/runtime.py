@@ -12,6 +12,7 @@ import os
 import shutil
 import subprocess
 import sys
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -34,6 +35,25 @@ def harness_bytes() -> bytes:
 
 def harness_sha256() -> str:
     return hashlib.sha256(harness_bytes()).hexdigest()
+
+
+@functools.cache
+def compiled_harness(python: str) -> bytes | None:
+    """The harness compiled to a .pyc by the interpreter that will run it, or None if it cannot be.
+
+    A sandbox that starts from the .pyc skips compiling the harness at every start
+    (7 ms of a ~50 ms one-shot sandbox on a quiet 2-core machine, 20-30 ms under load).
+    Unchecked-hash invalidation: the file is run directly, never compared with a source.
+    """
+    with tempfile.TemporaryDirectory(prefix="selfloop-harness-") as tmp:
+        out = Path(tmp) / "harness.pyc"
+        code = ("import py_compile, sys; py_compile.compile(sys.argv[1], cfile=sys.argv[2], dfile='/sandbox/harness.py', "
+                "doraise=True, invalidation_mode=py_compile.PycInvalidationMode.UNCHECKED_HASH)")
+        try:
+            subprocess.run([python, "-I", "-S", "-c", code, str(harness_path()), str(out)], capture_output=True, timeout=60, check=True)
+            return out.read_bytes()
+        except (OSError, subprocess.SubprocessError):
+            return None
 
 
 @dataclass(frozen=True)
