@@ -453,7 +453,7 @@ def _read(scratch: str, rel: str) -> str:
         return f.read()
 
 
-def harness_main(args: "Args") -> int:
+def harness_main(args: Args) -> int:
     make_undumpable()
     with open(HERE, "rb") as f:
         digest = sha256(f.read()).hexdigest()
