@@ -11,6 +11,7 @@ does model-based scoring).
 
 from __future__ import annotations
 
+import operator
 import re
 from collections import Counter
 from collections.abc import Callable
@@ -21,9 +22,9 @@ from selfloop.corpus.reasons import Reason
 
 Filter = Callable[[str, IngestConfig], Reason | None]
 
-_WORD = re.compile(r"\S+")
-_SPACE = re.compile(r"\s+")
-_WORDCHARS = re.compile(r"\w+")  # str.isalnum() or "_", char for char (the re module's definition)
+# Neither a word character (str.isalnum() or "_", the re module's \w) nor whitespace.
+# No character is both \w and \s, so these are the visible characters that are not word characters.
+_SYMBOL = re.compile(r"[^\w\s]")
 
 
 def non_text(raw: str, cfg: IngestConfig) -> Reason | None:
@@ -49,11 +50,12 @@ def too_long(text: str, cfg: IngestConfig) -> Reason | None:
 
 def symbol_ratio(text: str, cfg: IngestConfig) -> Reason | None:
     # Underscores count as word characters: identifiers in code are not noise.
-    # Counted with regexes: a Python loop over characters was half of ingest time.
-    visible = len(text) - sum(map(len, _SPACE.findall(text)))
+    # str.split() splits at exactly the characters the re module calls \s (str.isspace),
+    # and symbols are rare in text, so the regex returns a short list: both are cheap.
+    visible = sum(map(len, text.split()))
     if not visible:
         return None
-    symbols = visible - sum(map(len, _WORDCHARS.findall(text)))
+    symbols = len(_SYMBOL.findall(text))
     ratio = symbols / visible
     if ratio > cfg.max_symbol_ratio:
         return Reason("symbol_ratio", f"symbols are {ratio:.0%} of visible chars > max_symbol_ratio {cfg.max_symbol_ratio:.0%}")
@@ -75,14 +77,20 @@ def dup_line_fraction(text: str, cfg: IngestConfig) -> Reason | None:
 
 
 def top_ngram_fraction(text: str, cfg: IngestConfig, n: int = 3) -> Reason | None:
-    words = _WORD.findall(text)
+    words = text.split()  # whitespace-separated, as the regex \S+ would find them
     if len(words) < max(cfg.repetition_min_words, 2 * n):
+        return None
+    total = sum(map(len, words))
+    # An n-gram occurring c times covers at most n x (the most any one word covers) chars:
+    # each of its n words occurs at least c times. Below the limit, counting n-grams (the
+    # costlier step) cannot change the verdict; ordinary prose stops here.
+    counts = Counter(words)
+    if n * max(map(operator.mul, counts.values(), map(len, counts))) / total <= cfg.max_top_ngram_fraction:
         return None
     grams = Counter(zip(*(words[i:] for i in range(n))))
     gram, count = grams.most_common(1)[0]
     if count < 2:  # a 3-gram that occurs once is not repetition, however short the text
         return None
-    total = sum(len(w) for w in words)
     frac = count * sum(len(w) for w in gram) / total
     if frac > cfg.max_top_ngram_fraction:
         return Reason("top_ngram_fraction", f"3-gram {' '.join(gram)[:40]!r} x{count} covers {frac:.0%} of word chars > {cfg.max_top_ngram_fraction:.0%}")
