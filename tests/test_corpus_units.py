@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import codecs
 import json
+import os
+import subprocess
+import sys
 
 import pytest
 
 from selfloop.config import IngestConfig
 from selfloop.corpus import filters
 from selfloop.corpus.decode import decode
-from selfloop.corpus.dedup import NearDupIndex, from_bytes, signature, to_bytes
+from selfloop.corpus.dedup import NearDupIndex, from_bytes, shingle_hashes, signature, to_bytes
 from selfloop.corpus.formats import ChatRecord, Rejected, TaskItem, TextRecord, json_depth, parse
 from selfloop.corpus.normalize import normalize
 from selfloop.corpus.pipeline import prepare, quality_check
@@ -106,6 +109,25 @@ def test_non_text_filter_on_raw_text():
     assert filters.non_text(PROSE, CFG) is None
     reason = filters.non_text(PROSE + "\x01" * 20, CFG)
     assert reason is not None and reason.code == "non_text"
+
+
+def test_symbol_ratio_counts_unicode_spaces_as_space_and_underscores_as_word():
+    strict = IngestConfig(max_symbol_ratio=0.1)
+    # visible: "a_b" "c!" (no-break and em spaces are whitespace) -> 1 symbol of 5
+    reason = filters.symbol_ratio("a_b\u00a0c!\u2003", strict)
+    assert reason is not None and reason.detail.startswith("symbols are 20% of visible chars")
+    assert filters.symbol_ratio("snake_case_name\u3000other_name", strict) is None
+    assert filters.symbol_ratio(" \u00a0\n", strict) is None
+
+
+def test_top_ngram_fraction_frequent_word_without_repeated_ngram_is_kept():
+    # "the" covers a large share, but no 3-gram occurs twice: kept
+    text = " ".join(f"the w{i}" for i in range(40))
+    assert filters.top_ngram_fraction(text, IngestConfig(max_top_ngram_fraction=0.1)) is None
+    # the same word share as one repeated 3-gram: dropped with its figures
+    spam = " ".join(["the cat sat"] * 10 + [f"w{i}" for i in range(30)])
+    reason = filters.top_ngram_fraction(spam, IngestConfig(max_top_ngram_fraction=0.3))
+    assert reason is not None and "'the cat sat' x10 covers 53%" in reason.detail
 
 
 def test_short_chat_echoing_its_question_is_not_repetition():
@@ -253,3 +275,24 @@ def test_minhash_roundtrip_and_near_match():
     assert index.best_match(far) is None
     index.remove(7)
     assert index.best_match(close) is None and len(index) == 0
+
+
+def test_shingle_hashes_follow_words_not_case_or_punctuation():
+    assert shingle_hashes("The quick brown fox jumps over", 5).tolist() == shingle_hashes("the QUICK, brown -- fox jumps over!", 5).tolist()
+    assert len(shingle_hashes("one two three four five six seven", 5)) == 3
+    assert shingle_hashes("one two three four five", 5).tolist() != shingle_hashes("five four three two one", 5).tolist()
+    # a text of at most n words is one shingle of all of them; an empty text, one shingle of none
+    assert len(shingle_hashes("just three words", 5)) == 1
+    assert shingle_hashes("just three words", 5).tolist() != shingle_hashes("just three", 5).tolist()
+    assert len(shingle_hashes("", 5)) == 1 and len(shingle_hashes("?!", 5)) == 1
+
+
+def test_signature_is_the_same_in_every_process():
+    # Stored signatures are compared across restarts: no per-process salt (PYTHONHASHSEED) may enter.
+    here = to_bytes(signature(LONG, num_perm=128, shingle_words=5)).hex()
+    code = ("import sys; from selfloop.corpus.dedup import signature, to_bytes; "
+            "print(to_bytes(signature(sys.argv[1], num_perm=128, shingle_words=5)).hex())")
+    for seed in ("1", "2"):
+        out = subprocess.run([sys.executable, "-c", code, LONG], capture_output=True, text=True, check=True,
+                             env={**os.environ, "PYTHONHASHSEED": seed})
+        assert out.stdout.strip() == here

@@ -6,13 +6,18 @@ import codecs
 import hashlib
 import json
 import os
+import re
 import time
+from concurrent.futures import Future
+from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 
 import pytest
+from datasketch import LeanMinHash, MinHash
 
 from selfloop.config import IngestConfig, ProjectPaths, WatchConfig
 from selfloop.corpus import queries
+from selfloop.corpus.dedup import HASH_SCHEME, signature, to_bytes
 from selfloop.corpus.ingest import Ingestor
 from selfloop.state import Store
 
@@ -340,3 +345,71 @@ def test_cli_ingest_prints_the_table(tmp_path, cli):
     assert "documents accepted" in proc.stdout and "dropped: too_short" in proc.stdout
     assert "orig/c.bin" in proc.stdout and "unsupported_type" in proc.stdout
     assert (tmp_path / "st/state.db").exists() and (tmp_path / "data/rework").is_dir()
+
+
+def test_signatures_of_an_older_hash_scheme_are_recomputed_on_open(project, store):
+    (project.orig / "a.txt").write_text(LONG)
+    make(project, store).scan()
+    # What an older selfloop stored: SHA-1 of each shingle's text (datasketch's default hash), no scheme in the key.
+    words = re.findall(r"\w+", LONG.lower())
+    legacy = MinHash(num_perm=128)
+    legacy.update_batch([" ".join(words[i : i + 5]).encode() for i in range(len(words) - 4)])
+    with store.tx() as c:
+        c.execute("UPDATE documents SET minhash = ?", (to_bytes(LeanMinHash(legacy)),))
+    store.set_meta("corpus.minhash_params", "perm=128 shingle=5")
+
+    ing = make(project, store)
+    [doc] = docs(store)
+    assert doc["minhash"] == to_bytes(signature(LONG, num_perm=128, shingle_words=5))
+    assert store.get_meta("corpus.minhash_params") == f"perm=128 shingle=5 hash={HASH_SCHEME}"
+    (project.orig / "c.txt").write_text(LONG.replace("gull", "seagull"))
+    assert ing.scan().dropped == {"near_duplicate": 1}
+
+
+def _mixed_corpus(root: Path) -> None:
+    sentences = [s.strip() for s in LONG.split(". ") if s.strip()]
+    for i in range(12):
+        text = ". ".join(sentences[i % len(sentences) :] + sentences[: i % len(sentences)]) + f". Story number {i}."
+        (root / f"story{i:02d}.txt").write_text(text)
+    (root / "copy.txt").write_text((root / "story03.txt").read_text())
+    (root / "near.md").write_text((root / "story05.txt").read_text().replace("gull", "seagull"))
+    (root / "records.jsonl").write_text("\n".join([
+        json.dumps({"text": OTHER}), "{not json",
+        json.dumps({"messages": [{"role": "user", "content": "Where do the trails go?"}, {"role": "assistant", "content": OTHER}]}),
+    ]) + "\n")
+    (root / "short.txt").write_text("tiny")
+    (root / "latin1.txt").write_bytes("caf\xe9 au lait, a long enough sentence to be a document".encode("latin-1"))
+    (root / "sub").mkdir()
+    (root / "sub" / "again.txt").write_text(LONG)
+    (root / "sub" / "long.txt").write_text("\n\n".join(f"Paragraph {i}: " + OTHER for i in range(40)))
+
+
+def _outcome(paths: ProjectPaths, **ingest: object) -> tuple:
+    with Store.open(paths.db) as store:
+        report = make(paths, store, **ingest).scan()
+        documents = [tuple(r) for r in store.query(
+            "SELECT id, file_path, locator, kind, hash, content, split, status, reason, minhash, dup_of FROM documents ORDER BY id")]
+        files = [tuple(r) for r in store.query("SELECT path, sha256, status, reason, n_docs, n_dropped FROM files ORDER BY path")]
+    return report.summary(), documents, files
+
+
+def test_worker_processes_give_the_results_of_one_process(tmp_path):
+    outcomes = []
+    for name, settings in (("serial", {"workers": 1}), ("parallel", {"workers": 2, "parallel_min_mb": 0})):
+        paths = ProjectPaths(root=tmp_path / name, orig=tmp_path / name / "orig", rework=tmp_path / name / "rework", state=tmp_path / name / "state")
+        paths.orig.mkdir(parents=True)
+        _mixed_corpus(paths.orig)
+        outcomes.append(_outcome(paths, **settings))
+    serial, parallel = outcomes
+    assert "exact_duplicate" in serial[0] and "near_duplicate" in serial[0] and "1 quarantined" in serial[0]
+    assert parallel == serial
+
+
+def test_a_dead_worker_leaves_its_file_to_the_scanning_process(project, store):
+    (project.orig / "a.txt").write_text(LONG)
+    ing = make(project, store)
+    died: Future = Future()
+    died.set_exception(BrokenProcessPool("worker killed"))
+    result = ing._complete(ing._examine(project.orig / "a.txt"), died)
+    assert (result.status, result.accepted) == ("ingested", 1)
+    assert [r["file_path"] for r in docs(store)] == ["orig/a.txt"]

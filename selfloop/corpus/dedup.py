@@ -5,36 +5,66 @@ stored with active documents (``documents.minhash``), then updated as documents
 are accepted or removed. LSH proposes candidates; the estimated Jaccard of each
 candidate is checked against the threshold so a collision alone never marks a
 duplicate. Exact duplicates are found by content hash in the store, not here.
+
+Shingle hashing: each word is hashed once (xxh3-64 of its UTF-8), and the hash of a
+shingle of n consecutive words is a polynomial over their word hashes, computed for
+all shingles of a document at once with numpy; its top 32 bits go to datasketch's
+MinHash as precomputed values (its affine32 scheme mixes them with a MurmurHash3
+finalizer before permuting). Hashing every shingle's text with SHA-1 instead was
+half of ingest time. :data:`HASH_SCHEME` names this scheme: signatures stored under
+another one are recomputed, never compared (see ``Ingestor._load_index``).
 """
 
 from __future__ import annotations
 
 import functools
+import operator
 import re
 
+import numpy as np
+import xxhash
 from datasketch import LeanMinHash, MinHash, MinHashLSH
+
+# Changes whenever a signature of the same text would change: stored signatures
+# carrying another scheme name are recomputed from their text.
+HASH_SCHEME = "words-xxh3-poly64-top32/affine32"
 
 _WORDS = re.compile(r"\w+")
 _BYTEORDER = "<"  # stored signatures read the same on any machine
+# Odd, so each step of the polynomial is a bijection mod 2**64; with random word
+# hashes, two different shingles differ by a uniform value (top bits included).
+_MULT = np.uint64(0x9E3779B97F4A7C15)
+_TOP = np.uint64(32)
 
 
-def shingles(text: str, n: int) -> set[bytes]:
+def shingle_hashes(text: str, n: int) -> np.ndarray:
+    """32-bit hashes of the word n-grams of ``text`` (lower-cased ``\\w+`` words), one per position.
+
+    A text of at most n words is one shingle of all its words (an empty text, one
+    shingle of none). Repeated shingles repeat their hash; MinHash ignores repeats.
+    """
     words = _WORDS.findall(text.lower())
-    if len(words) <= n:
-        return {" ".join(words).encode("utf-8")}
-    return {" ".join(gram).encode("utf-8") for gram in zip(*(words[i:] for i in range(n)))}
+    word_hashes = np.fromiter(map(xxhash.xxh3_64_intdigest, map(str.encode, words)), dtype=np.uint64, count=len(words))
+    k = min(n, len(words))
+    positions = max(len(words) - n + 1, 1)
+    # Seeded with the shingle length, so a short text's single shingle differs from any n-gram.
+    h = np.full(positions, k, dtype=np.uint64)
+    for i in range(k):
+        h = h * _MULT + word_hashes[i : i + positions]
+    return (h >> _TOP).astype(np.uint32)
 
 
 @functools.cache
 def _empty(num_perm: int) -> MinHash:
     # Drawing the permutations took a quarter of ingest time when done per document;
-    # copies share them (same seed, so signatures are unchanged).
-    return MinHash(num_perm=num_perm)
+    # copies share them (same seed, so signatures are unchanged). The values fed to
+    # update_batch are already hashes: the hash function is the identity on ints.
+    return MinHash(num_perm=num_perm, hashfunc=operator.index, scheme="affine32")
 
 
 def signature(text: str, *, num_perm: int, shingle_words: int) -> LeanMinHash:
     mh = _empty(num_perm).copy()
-    mh.update_batch(list(shingles(text, shingle_words)))
+    mh.update_batch(shingle_hashes(text, shingle_words).tolist())
     return LeanMinHash(mh)
 
 

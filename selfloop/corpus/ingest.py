@@ -21,19 +21,20 @@ import os
 import stat
 import struct
 import time
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Callable, Iterator
+from concurrent.futures import Future
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
 from datasketch import LeanMinHash
 
 from selfloop.config import IngestConfig, ProjectPaths, WatchConfig
-from selfloop.corpus.decode import decode
-from selfloop.corpus.dedup import NearDupIndex, from_bytes, signature, to_bytes
-from selfloop.corpus.formats import ChatRecord, Rejected, TaskItem, TextRecord, parse, parse_json_line
+from selfloop.corpus.analyse import AnalysisPool, Analysed, analyse_file
+from selfloop.corpus.dedup import HASH_SCHEME, NearDupIndex, from_bytes, signature, to_bytes
+from selfloop.corpus.formats import ChatRecord, Rejected, TaskItem, TextRecord, parse_json_line
 from selfloop.corpus.locate import Located, is_ignored, locate, roots
-from selfloop.corpus.normalize import normalize_newlines
 from selfloop.corpus.pipeline import Prepared, content_hash, dedup_text_of, prepare
 from selfloop.corpus.probe import probe, read_bytes
 from selfloop.corpus.reasons import Reason
@@ -95,6 +96,22 @@ class IngestReport:
         self.dropped.update(r.dropped)
 
 
+@dataclass(frozen=True)
+class _Read:
+    """A file read and found new or changed: what :func:`analyse_file` and the store need."""
+
+    loc: Located
+    size: int | None
+    mtime_ns: int | None
+    sha: str
+    data: bytes
+    fmt: str
+
+
+# What examining a path leads to: a write (or nothing) to run in file order, or a read to analyse.
+_Step = Callable[[], FileResult] | _Read
+
+
 class _Undo:
     """In-memory index changes made inside a transaction, undone if it rolls back."""
 
@@ -132,8 +149,7 @@ class Ingestor:
         seen: set[str] = set()
         paths = list(self._walk())
         last = 0.0
-        for i, path in enumerate(paths):
-            result = self.ingest_path(path)
+        for i, result in enumerate(self._ingest_all(paths)):
             seen.add(result.key)
             report.add(result)
             if time.monotonic() - last > 0.5:  # progress for the dashboard, at most twice a second
@@ -147,20 +163,10 @@ class Ingestor:
 
     def ingest_path(self, path: Path | str) -> FileResult:
         """(Re)ingest, quarantine or mark removed one path under orig/ or rework/."""
-        loc = locate(path, self.paths)
-        if loc is None:
-            return FileResult(str(path), None, "ignored", "outside the corpus roots")
-        if is_ignored(loc.rel, self.watch.ignore):
-            return FileResult(loc.key, loc.origin, "ignored", "matches watch.ignore")
-        full = loc.root / loc.rel
-        try:
-            if stat.S_ISDIR(full.lstat().st_mode):
-                return FileResult(loc.key, loc.origin, "ignored", "a directory")
-            return self._ingest_file(loc, full)
-        except FileNotFoundError:
-            return self._remove(loc.key)
-        except OSError as e:
-            return self._quarantine(loc, None, None, Reason("unreadable", e.strerror or str(e)))
+        step = self._examine(path)
+        if isinstance(step, _Read):
+            return self._finish(step, analyse_file(step.data, step.fmt, self.cfg))
+        return step()
 
     def is_duplicate(self, content: str, kind: str = "text") -> str | None:
         """Why ``content`` duplicates an active document (exactly or nearly), or None. Stores nothing.
@@ -184,57 +190,125 @@ class Ingestor:
 
     # ----------------------------------------------------------------- one file
 
-    def _ingest_file(self, loc: Located, full: Path) -> FileResult:
+    def _ingest_all(self, paths: list[Path]) -> Iterator[FileResult]:
+        """``ingest_path`` of each path, in order; analysis runs in worker processes once a scan is big enough.
+
+        Reading runs ahead of storing by a few files; everything that reads or writes
+        the corpus in the store, and the near-dup index, stays here and in path order,
+        so results are those of a serial scan.
+        """
+        pool: AnalysisPool | None = None
+        pending: deque[tuple[_Step, Future | None]] = deque()
+        read_bytes_total = 0
+        broken = False
+        window = 4 * self.cfg.workers  # files read ahead: enough to keep every worker busy
+        try:
+            for path in paths:
+                step = self._examine(path)
+                future = None
+                if isinstance(step, _Read):
+                    read_bytes_total += len(step.data)
+                    if pool is None and not broken and self.cfg.workers > 1 and read_bytes_total >= self.cfg.parallel_min_mb * 2**20:
+                        pool = AnalysisPool(self.cfg.workers)
+                    if pool is not None:
+                        try:
+                            future = pool.submit(step.data, step.fmt, self.cfg)
+                        except BrokenProcessPool:  # a worker died: the rest of the scan runs here
+                            log.warning("ingest worker processes failed; the scan goes on in one process")
+                            pool.close()
+                            pool, broken = None, True
+                pending.append((step, future))
+                while len(pending) > (window if pool is not None else 0):
+                    yield self._complete(*pending.popleft())
+            while pending:
+                yield self._complete(*pending.popleft())
+        finally:
+            if pool is not None:
+                pool.close()
+
+    def _complete(self, step: _Step, future: Future | None) -> FileResult:
+        if not isinstance(step, _Read):
+            return step()
+        analysis = None
+        if future is not None:
+            try:
+                analysis = future.result()
+            except BrokenProcessPool:  # a worker died (killed, out of memory): analyse here instead
+                log.warning("ingest worker process died; analysing %s in the scanning process", step.loc.key)
+        if analysis is None:
+            analysis = analyse_file(step.data, step.fmt, self.cfg)
+        return self._finish(step, analysis)
+
+    def _examine(self, path: Path | str) -> _Step:
+        """Everything up to reading a new or changed file; whatever would be written is deferred."""
+        loc = locate(path, self.paths)
+        if loc is None:
+            return lambda: FileResult(str(path), None, "ignored", "outside the corpus roots")
+        if is_ignored(loc.rel, self.watch.ignore):
+            return lambda: FileResult(loc.key, loc.origin, "ignored", "matches watch.ignore")
+        full = loc.root / loc.rel
+        try:
+            if stat.S_ISDIR(full.lstat().st_mode):
+                return lambda: FileResult(loc.key, loc.origin, "ignored", "a directory")
+            return self._read_file(loc, full)
+        except FileNotFoundError:
+            return lambda: self._remove(loc.key)
+        except OSError as e:
+            reason = Reason("unreadable", e.strerror or str(e))
+            return lambda: self._quarantine(loc, None, None, reason)
+
+    def _read_file(self, loc: Located, full: Path) -> _Step:
         pr = probe(full, loc.root)
         row = self._file_row(loc.key)
         if row is not None and row["status"] != "removed" and (row["size"], row["mtime_ns"]) == (pr.size, pr.mtime_ns):
-            return FileResult(loc.key, loc.origin, "unchanged", row["reason"])
+            return lambda: FileResult(loc.key, loc.origin, "unchanged", row["reason"])
         if pr.refused is not None or pr.real is None:
-            return self._quarantine(loc, pr.size, pr.mtime_ns, pr.refused or Reason("unreadable", "unknown"))
+            refused = pr.refused or Reason("unreadable", "unknown")
+            return lambda: self._quarantine(loc, pr.size, pr.mtime_ns, refused)
         ext = full.suffix.lower()
         if ext not in self._exts:
             allowed = ", ".join(sorted(self._exts))
-            return self._quarantine(loc, pr.size, pr.mtime_ns, Reason("unsupported_type", f"{ext or 'no extension'} (ingested: {allowed})"))
+            return lambda: self._quarantine(loc, pr.size, pr.mtime_ns, Reason("unsupported_type", f"{ext or 'no extension'} (ingested: {allowed})"))
         limit = int(self.cfg.max_file_mb * 2**20)
         if (pr.size or 0) > limit:
             mib = (pr.size or 0) / 2**20
-            return self._quarantine(loc, pr.size, pr.mtime_ns, Reason("too_large", f"{mib:.1f} MiB > max_file_mb {self.cfg.max_file_mb}; not read"))
+            return lambda: self._quarantine(loc, pr.size, pr.mtime_ns, Reason("too_large", f"{mib:.1f} MiB > max_file_mb {self.cfg.max_file_mb}; not read"))
         data = read_bytes(pr.real, limit)
         if isinstance(data, Reason):
-            return self._quarantine(loc, pr.size, pr.mtime_ns, data)
+            return lambda: self._quarantine(loc, pr.size, pr.mtime_ns, data)
         sha = hashlib.sha256(data).hexdigest()
         if row is not None and row["status"] == "ingested" and row["sha256"] == sha:
-            with self.store.tx() as c:  # touched, not changed
-                c.execute("UPDATE files SET size = ?, mtime_ns = ?, updated_at = ? WHERE path = ?", (pr.size, pr.mtime_ns, time.time(), loc.key))
-            return FileResult(loc.key, loc.origin, "unchanged")
-        text = decode(data, self.cfg.max_control_ratio)
-        if isinstance(text, Reason):
-            return self._quarantine(loc, pr.size, pr.mtime_ns, text, sha)
-        fmt = ext[1:]
-        items = list(parse(normalize_newlines(text), fmt, chunk_chars=self.cfg.chunk_chars, max_json_depth=self.cfg.max_json_depth))
-        if not items:
-            # Often a file caught between create and write; examined again once it changes.
-            what = "a zero-length file" if not data else "only blank lines or whitespace"
-            return self._quarantine(loc, pr.size, pr.mtime_ns, Reason("empty", what), sha)
-        return self._store_file(loc, fmt, items, pr.size, pr.mtime_ns, sha)
+            return lambda: self._touch(loc, pr.size, pr.mtime_ns)
+        return _Read(loc, pr.size, pr.mtime_ns, sha, data, ext[1:])
 
-    def _store_file(self, loc: Located, fmt: str, items: list, size: int | None, mtime_ns: int | None, sha: str) -> FileResult:
+    def _touch(self, loc: Located, size: int | None, mtime_ns: int | None) -> FileResult:
+        with self.store.tx() as c:  # touched, not changed
+            c.execute("UPDATE files SET size = ?, mtime_ns = ?, updated_at = ? WHERE path = ?", (size, mtime_ns, time.time(), loc.key))
+        return FileResult(loc.key, loc.origin, "unchanged")
+
+    def _finish(self, read: _Read, analysis: list[Analysed] | Reason) -> FileResult:
+        if isinstance(analysis, Reason):
+            return self._quarantine(read.loc, read.size, read.mtime_ns, analysis, read.sha)
+        return self._store_file(read.loc, read.fmt, analysis, read.size, read.mtime_ns, read.sha)
+
+    def _store_file(self, loc: Located, fmt: str, items: list[Analysed], size: int | None, mtime_ns: int | None, sha: str) -> FileResult:
         result = FileResult(loc.key, loc.origin, "ingested")
         undo = _Undo()
         try:
             with self.store.tx() as c:
                 retired = self._retire(c, loc.key, undo)
-                for item in items:
+                for analysed in items:
+                    item = analysed.item
                     if isinstance(item, Rejected):
                         self._insert(c, loc, fmt, item.locator, "raw", item.raw, content_hash(item.raw), "dropped", item.reason, None)
                         result.dropped[item.reason.code] += 1
                         continue
-                    p = prepare(item, self.cfg)
+                    p = item
                     if p.drop is not None:
                         self._insert_prepared(c, loc, fmt, p, "dropped", p.drop)
                         result.dropped[p.drop.code] += 1
                         continue
-                    reason, target, sig = self._find_duplicate(p.hash, p.dedup_text)
+                    reason, target, sig = self._find_duplicate(p.hash, p.dedup_text, analysed.sig)
                     if reason is not None:
                         self._insert_prepared(c, loc, fmt, p, "duplicate", reason, dup_of=target)
                         result.dropped[reason.code] += 1
@@ -328,8 +402,9 @@ class Ingestor:
             if sig is not None:
                 self._index_add(row["id"], sig, undo)
 
-    def _find_duplicate(self, digest: str, text: str | None) -> tuple[Reason | None, int | None, LeanMinHash | None]:
-        """(reason, duplicated doc id, signature computed on the way) — reason None when unique."""
+    def _find_duplicate(self, digest: str, text: str | None,
+                        sig: LeanMinHash | None = None) -> tuple[Reason | None, int | None, LeanMinHash | None]:
+        """(reason, duplicated doc id, signature of ``text``: ``sig`` or computed on the way) — reason None when unique."""
         row = self.store.conn.execute(
             "SELECT id, file_path, locator FROM documents WHERE hash = ? AND status = 'active' ORDER BY id LIMIT 1", (digest,)
         ).fetchone()
@@ -337,7 +412,8 @@ class Ingestor:
             return Reason("exact_duplicate", f"same as doc {row['id']} ({row['file_path']} {row['locator']})"), row["id"], None
         if text is None:
             return None, None, None
-        sig = self._signature(text)
+        if sig is None:
+            sig = self._signature(text)
         match = self._index.best_match(sig)
         if match is None:
             return None, None, sig
@@ -391,11 +467,18 @@ class Ingestor:
         undo(lambda: self._index.remove(doc_id))
 
     def _load_index(self) -> None:
-        """Build the LSH index from stored signatures; recompute those made with other MinHash settings."""
-        params = f"perm={self.cfg.minhash_perm} shingle={self.cfg.shingle_words}"
+        """Build the LSH index from stored signatures; recompute those made with other MinHash settings.
+
+        The settings include the hash scheme: a database written by an older selfloop
+        (SHA-1 per shingle) has its signatures recomputed from the stored texts once, on
+        the first open, instead of comparing signatures of two schemes.
+        """
+        params = f"perm={self.cfg.minhash_perm} shingle={self.cfg.shingle_words} hash={HASH_SCHEME}"
         same_params = self.store.get_meta("corpus.minhash_params") == params
-        fresh: list[tuple[bytes, int]] = []
-        for row in self.store.query("SELECT id, kind, content, minhash FROM documents WHERE status = 'active' AND kind IN ('text', 'chat')"):
+        stale: list[int] = []
+        # Texts are read only for signatures that must be recomputed: every cycle opens an
+        # Ingestor, and reading the whole stored corpus each time would be wasted I/O.
+        for row in self.store.query("SELECT id, minhash FROM documents WHERE status = 'active' AND kind IN ('text', 'chat')"):
             sig = None
             if same_params and row["minhash"] is not None:
                 try:
@@ -403,9 +486,15 @@ class Ingestor:
                 except (ValueError, struct.error):
                     sig = None
             if sig is None or len(sig.hashvalues) != self.cfg.minhash_perm:
-                sig = self._signature(dedup_text_of(row["kind"], row["content"]) or "")
-                fresh.append((to_bytes(sig), row["id"]))
-            self._index.add(row["id"], sig)
+                stale.append(row["id"])
+            else:
+                self._index.add(row["id"], sig)
+        fresh: list[tuple[bytes, int]] = []
+        for doc_id in stale:
+            row = self.store.conn.execute("SELECT kind, content FROM documents WHERE id = ?", (doc_id,)).fetchone()
+            sig = self._signature(dedup_text_of(row["kind"], row["content"]) or "")
+            fresh.append((to_bytes(sig), doc_id))
+            self._index.add(doc_id, sig)
         if fresh:
             with self.store.tx() as c:
                 c.executemany("UPDATE documents SET minhash = ? WHERE id = ?", fresh)

@@ -1,0 +1,79 @@
+"""The CPU part of ingesting one file: bytes to prepared documents with their MinHash signatures.
+
+Covers decoding, parsing by format, normalization, quality filters, content
+hashes and the MinHash signature of every document that near-dedup will look at
+(:func:`analyse_file`, a pure function of the bytes, the format and the ingest
+settings), and :class:`AnalysisPool`, worker processes that run it for a scan
+while the scanning process stores results in file order.
+
+Not covered: anything that depends on the corpus already stored (exact and near
+duplicates, held-out split of a text seen before) or writes; that is
+:mod:`selfloop.corpus.ingest`, in one process, so decisions do not depend on
+how many workers ran.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+from concurrent.futures import Future, ProcessPoolExecutor
+from dataclasses import dataclass
+
+from datasketch import LeanMinHash
+
+from selfloop.config import IngestConfig
+from selfloop.corpus.decode import decode
+from selfloop.corpus.dedup import signature
+from selfloop.corpus.formats import Rejected, parse
+from selfloop.corpus.normalize import normalize_newlines
+from selfloop.corpus.pipeline import Prepared, prepare
+from selfloop.corpus.reasons import Reason
+
+
+@dataclass(frozen=True)
+class Analysed:
+    item: Rejected | Prepared
+    # For documents that pass the filters and are near-deduplicated; computed even when
+    # the document turns out to be an exact duplicate (rare), so the store never waits.
+    sig: LeanMinHash | None
+
+
+def analyse_file(data: bytes, fmt: str, cfg: IngestConfig) -> list[Analysed] | Reason:
+    """The documents of one file in file order, or why the whole file is refused."""
+    text = decode(data, cfg.max_control_ratio)
+    if isinstance(text, Reason):
+        return text
+    items = list(parse(normalize_newlines(text), fmt, chunk_chars=cfg.chunk_chars, max_json_depth=cfg.max_json_depth))
+    if not items:
+        # Often a file caught between create and write; examined again once it changes.
+        return Reason("empty", "a zero-length file" if not data else "only blank lines or whitespace")
+    out: list[Analysed] = []
+    for item in items:
+        if isinstance(item, Rejected):
+            out.append(Analysed(item, None))
+            continue
+        p = prepare(item, cfg)
+        sig = None
+        if p.drop is None and p.dedup_text is not None:
+            sig = signature(p.dedup_text, num_perm=cfg.minhash_perm, shingle_words=cfg.shingle_words)
+        out.append(Analysed(p, sig))
+    return out
+
+
+class AnalysisPool:
+    """Worker processes running :func:`analyse_file`; the caller consumes futures in its own order.
+
+    Workers come from a fork server that has imported this module once (fork from the
+    daemon itself is unsafe: its other threads may hold locks), so starting the pool
+    costs a fork per worker after the first time in a process.
+    """
+
+    def __init__(self, workers: int):
+        ctx = multiprocessing.get_context("forkserver")
+        ctx.set_forkserver_preload([__name__])
+        self._pool = ProcessPoolExecutor(max_workers=workers, mp_context=ctx)
+
+    def submit(self, data: bytes, fmt: str, cfg: IngestConfig) -> Future:
+        return self._pool.submit(analyse_file, data, fmt, cfg)
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=True, cancel_futures=True)
