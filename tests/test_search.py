@@ -13,6 +13,7 @@ from selfloop.loop.cycle import PHASES, run_cycle
 from selfloop.model.registry import Registry
 from selfloop.state import Store
 from selfloop.train.recipes import history, last_winner
+from selfloop.train.launch import TrainingInterrupted
 from selfloop.train.search import choose, incumbent_of, propose
 
 NO_INGEST = [p for p in PHASES if p[0] != "ingest"]  # the corpus is inserted as document rows
@@ -85,14 +86,24 @@ def test_the_loop_finds_a_better_learning_rate_from_a_bad_start(tmp_path, cli):
         "tasks": {"enabled": False},
     })
     cycles = 3  # generation 0, then two cycles of search
+    resumed: list[str] = []
     with Store.open(paths.db) as store:
         fill_corpus(store)
-        for _ in range(cycles):
+        run_cycle(cfg, paths, store, config_path=config_path, phases=NO_INGEST)
+        # The first search cycle is stopped as recipe 1 starts, then resumed: recipe 0 is not trained again.
+        second = paths.runs / "gen-0001" / "recipe-1" / "train.log"
+        with pytest.raises(TrainingInterrupted):
+            run_cycle(cfg, paths, store, config_path=config_path, phases=NO_INGEST, should_stop=second.exists)
+        assert (paths.runs / "gen-0001" / "recipe-0" / "final").is_dir()
+        run_cycle(cfg, paths, store, config_path=config_path, phases=NO_INGEST, log=resumed.append)
+        for _ in range(cycles - 2):
             run_cycle(cfg, paths, store, config_path=config_path, phases=NO_INGEST)
         rows = history(store)
         winner = last_winner(store)
         losses = [json.loads(r["metrics"])["loss"] for r in store.query(
             "SELECT metrics FROM generations WHERE status = 'promoted' ORDER BY id")]
+    launched = [m.split(":")[1].strip() for m in resumed if m.startswith("train: recipe ") and "search" not in m]
+    assert launched == ["recipe 1", "recipe 2"]  # recipe 0 had finished before the stop
     assert {r["generation"] for r in rows} == {1, 2}
     assert len(rows) == 6 and sum(r["chosen"] for r in rows) == 2
     by_cycle: dict[int, list] = {}
