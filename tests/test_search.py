@@ -12,8 +12,8 @@ from selfloop.config import GateConfig, SearchConfig, TrainConfig
 from selfloop.loop.cycle import PHASES, run_cycle
 from selfloop.model.registry import Registry
 from selfloop.state import Store
-from selfloop.train.recipes import history, last_winner
 from selfloop.train.launch import TrainingInterrupted
+from selfloop.train.recipes import history, last_winner
 from selfloop.train.search import choose, incumbent_of, propose
 
 NO_INGEST = [p for p in PHASES if p[0] != "ingest"]  # the corpus is inserted as document rows
