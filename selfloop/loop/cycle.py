@@ -330,7 +330,7 @@ def _evaluate_recipes(ctx: CycleContext, heldout: list[Any], raw_heldout: list[A
 
     champion = _without_samples(figures_of(reg.path(train["parent"])))
     challengers: list[dict[str, Any]] = []
-    for k, run in enumerate(train["recipes"]):
+    for k in range(len(train["recipes"])):
         try:
             challengers.append(figures_of(ctx.run_dir / f"recipe-{k}" / "final"))
         except SelfloopError as e:
