@@ -287,6 +287,13 @@ def test_shingle_hashes_follow_words_not_case_or_punctuation():
     assert len(shingle_hashes("", 5)) == 1 and len(shingle_hashes("?!", 5)) == 1
 
 
+def test_ascii_and_unicode_texts_split_into_the_same_words():
+    # ASCII text takes a byte-translate fast path, other text the \\w+ regex: same words, same hashes.
+    ascii_text = "Tab\there: snake_case, 42 foo-bar's {x}\n\x0b\x1fEnd!"
+    assert shingle_hashes(ascii_text, 1).tolist() == shingle_hashes(ascii_text + " \u00e9t\u00e9", 1).tolist()[:-1]
+    assert len(shingle_hashes(ascii_text, 1)) == 9
+
+
 def test_signature_is_the_same_in_every_process():
     # Stored signatures are compared across restarts: no per-process salt (PYTHONHASHSEED) may enter.
     here = to_bytes(signature(LONG, num_perm=128, shingle_words=5)).hex()

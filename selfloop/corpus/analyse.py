@@ -18,11 +18,9 @@ import multiprocessing
 from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass
 
-from datasketch import LeanMinHash
-
 from selfloop.config import IngestConfig
 from selfloop.corpus.decode import decode
-from selfloop.corpus.dedup import signature
+from selfloop.corpus.dedup import signature, to_bytes
 from selfloop.corpus.formats import Rejected, parse
 from selfloop.corpus.normalize import normalize_newlines
 from selfloop.corpus.pipeline import Prepared, prepare
@@ -32,9 +30,11 @@ from selfloop.corpus.reasons import Reason
 @dataclass(frozen=True)
 class Analysed:
     item: Rejected | Prepared
-    # For documents that pass the filters and are near-deduplicated; computed even when
-    # the document turns out to be an exact duplicate (rare), so the store never waits.
-    sig: LeanMinHash | None
+    # The MinHash signature as stored (``dedup.to_bytes``), for documents that pass the
+    # filters and are near-deduplicated; computed even when the document turns out to be
+    # an exact duplicate (rare), so the store never waits. Bytes, not the object: the
+    # store needs them as they are, and they cross the process boundary as they are.
+    minhash: bytes | None
 
 
 def analyse_file(data: bytes, fmt: str, cfg: IngestConfig) -> list[Analysed] | Reason:
@@ -52,10 +52,10 @@ def analyse_file(data: bytes, fmt: str, cfg: IngestConfig) -> list[Analysed] | R
             out.append(Analysed(item, None))
             continue
         p = prepare(item, cfg)
-        sig = None
+        minhash = None
         if p.drop is None and p.dedup_text is not None:
-            sig = signature(p.dedup_text, num_perm=cfg.minhash_perm, shingle_words=cfg.shingle_words)
-        out.append(Analysed(p, sig))
+            minhash = to_bytes(signature(p.dedup_text, num_perm=cfg.minhash_perm, shingle_words=cfg.shingle_words))
+        out.append(Analysed(p, minhash))
     return out
 
 

@@ -298,24 +298,22 @@ class Ingestor:
             with self.store.tx() as c:
                 retired = self._retire(c, loc.key, undo)
                 for analysed in items:
-                    item = analysed.item
-                    if isinstance(item, Rejected):
-                        self._insert(c, loc, fmt, item.locator, "raw", item.raw, content_hash(item.raw), "dropped", item.reason, None)
-                        result.dropped[item.reason.code] += 1
+                    p = analysed.item
+                    if isinstance(p, Rejected):
+                        self._insert(c, loc, fmt, p.locator, "raw", p.raw, content_hash(p.raw), "dropped", p.reason, None)
+                        result.dropped[p.reason.code] += 1
                         continue
-                    p = item
                     if p.drop is not None:
                         self._insert_prepared(c, loc, fmt, p, "dropped", p.drop)
                         result.dropped[p.drop.code] += 1
                         continue
-                    reason, target, sig = self._find_duplicate(p.hash, p.dedup_text, analysed.sig)
+                    sig = None if analysed.minhash is None else from_bytes(analysed.minhash)
+                    reason, target, _ = self._find_duplicate(p.hash, p.dedup_text, sig)
                     if reason is not None:
                         self._insert_prepared(c, loc, fmt, p, "duplicate", reason, dup_of=target)
                         result.dropped[reason.code] += 1
                         continue
-                    if p.dedup_text is not None and sig is None:
-                        sig = self._signature(p.dedup_text)
-                    doc_id = self._insert_prepared(c, loc, fmt, p, "active", None, sig=sig)
+                    doc_id = self._insert_prepared(c, loc, fmt, p, "active", None, minhash=analysed.minhash)
                     if sig is not None:
                         self._index_add(doc_id, sig, undo)
                     result.accepted += 1
@@ -422,10 +420,9 @@ class Ingestor:
         return Reason("near_duplicate", f"~{jaccard:.2f} Jaccard with doc {doc_id} ({where['file_path']} {where['locator']})"), doc_id, sig
 
     def _insert_prepared(self, c, loc: Located, fmt: str, p: Prepared, status: str, reason: Reason | None,
-                         *, dup_of: int | None = None, sig=None) -> int:
+                         *, dup_of: int | None = None, minhash: bytes | None = None) -> int:
         split = self._split(c, p.hash, p.split_key)
-        return self._insert(c, loc, fmt, p.locator, p.kind, p.content, p.hash, status, reason, split, dup_of=dup_of,
-                            minhash=None if sig is None else to_bytes(sig))
+        return self._insert(c, loc, fmt, p.locator, p.kind, p.content, p.hash, status, reason, split, dup_of=dup_of, minhash=minhash)
 
     def _insert(self, c, loc: Located, fmt: str, locator: str, kind: str, content: str, digest: str, status: str,
                 reason: Reason | None, split: str | None, *, dup_of: int | None = None, minhash: bytes | None = None) -> int:

@@ -9,6 +9,7 @@ key as ``\\xff`` escapes.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 from fnmatch import fnmatchcase
 from pathlib import Path, PurePosixPath
 
@@ -21,7 +22,7 @@ class Located:
     root: Path
     rel: PurePosixPath
 
-    @property
+    @cached_property  # read for every document stored from the file
     def key(self) -> str:
         return file_key(self.origin, self.rel)
 
