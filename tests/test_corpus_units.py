@@ -116,6 +116,9 @@ def test_symbol_ratio_counts_unicode_spaces_as_space_and_underscores_as_word():
     # visible: "a_b" "c!" (no-break and em spaces are whitespace) -> 1 symbol of 5
     reason = filters.symbol_ratio("a_b\u00a0c!\u2003", strict)
     assert reason is not None and reason.detail.startswith("symbols are 20% of visible chars")
+    # the same in ASCII (its own fast path): \x1c-\x1f are whitespace to str.isspace and the re module
+    reason = filters.symbol_ratio("a_b\x1fc!\t", strict)
+    assert reason is not None and reason.detail.startswith("symbols are 20% of visible chars")
     assert filters.symbol_ratio("snake_case_name\u3000other_name", strict) is None
     assert filters.symbol_ratio(" \u00a0\n", strict) is None
 

@@ -25,6 +25,9 @@ Filter = Callable[[str, IngestConfig], Reason | None]
 # Neither a word character (str.isalnum() or "_", the re module's \w) nor whitespace.
 # No character is both \w and \s, so these are the visible characters that are not word characters.
 _SYMBOL = re.compile(r"[^\w\s]")
+# The same classes as byte sets, for ASCII text (most text): bytes.translate deletes them in one C pass.
+_ASCII_SPACE = bytes(b for b in range(128) if chr(b).isspace())
+_ASCII_WORD_OR_SPACE = bytes(b for b in range(128) if chr(b).isspace() or chr(b).isalnum() or chr(b) == "_")
 
 
 def non_text(raw: str, cfg: IngestConfig) -> Reason | None:
@@ -50,12 +53,17 @@ def too_long(text: str, cfg: IngestConfig) -> Reason | None:
 
 def symbol_ratio(text: str, cfg: IngestConfig) -> Reason | None:
     # Underscores count as word characters: identifiers in code are not noise.
-    # str.split() splits at exactly the characters the re module calls \s (str.isspace),
-    # and symbols are rare in text, so the regex returns a short list: both are cheap.
-    visible = sum(map(len, text.split()))
+    if text.isascii():
+        data = text.encode("ascii")
+        visible = len(data.translate(None, _ASCII_SPACE))
+        symbols = len(data.translate(None, _ASCII_WORD_OR_SPACE))
+    else:
+        # str.split() splits at exactly the characters the re module calls \s (str.isspace),
+        # and symbols are rare in text, so the regex returns a short list: both are cheap.
+        visible = sum(map(len, text.split()))
+        symbols = len(_SYMBOL.findall(text))
     if not visible:
         return None
-    symbols = len(_SYMBOL.findall(text))
     ratio = symbols / visible
     if ratio > cfg.max_symbol_ratio:
         return Reason("symbol_ratio", f"symbols are {ratio:.0%} of visible chars > max_symbol_ratio {cfg.max_symbol_ratio:.0%}")
