@@ -7,12 +7,12 @@ and 16x size, each ingested into a fresh store, and the shipped starter corpus
 (mixed .txt .md .py .jsonl). The baseline, in the same run, reads every file and
 computes its sha256 (page cache warm for both: the baseline runs first).
 
-The 16x corpus is ingested twice: with the shipped settings (worker processes
-analyse files, ``[ingest] workers``) and with ``workers = 1`` (everything in the
-scanning process), so the gain from the workers is an in-run ratio too. CPU
-seconds of the scanning process are recorded next to the wall time: on a loaded
-machine they show what the wall time cannot (the workers' share is wall minus
-what the scanning process could do alone).
+The 16x corpus is ingested twice: with the shipped settings (``[ingest] workers
+= 1``: everything in the scanning process) and with two worker processes that
+decode, filter and MinHash while the scanning process stores, so what the
+workers gain (or cost) is an in-run ratio too. CPU seconds of the scanning
+process are recorded next to the wall time: with workers, they bound the rate
+the scanning process alone could sustain on idle cores.
 
 Cost growth: ingest seconds at the three sizes.
 """
@@ -90,11 +90,11 @@ def run(quick: bool, workdir: Path) -> Recorder:
         write_corpus(corpus, files * m, chars, seed=m)
         runs[f"{m}x"] = r = ingest(workdir / f"proj{m}x", corpus)
         say(f"[ingest] {m}x: {r['mb']} MB in {r['seconds']} s = {r['mb_per_s']} MB/s "
-            f"({r['documents']} documents; {r['workers']} workers past {r['parallel_min_mb']} MB); read+hash {r['read_and_hash']['mb_per_s']} MB/s")
+            f"({r['documents']} documents, workers = {r['workers']}); read+hash {r['read_and_hash']['mb_per_s']} MB/s")
         if m == sizes[-1]:
-            serial = ingest(workdir / f"proj{m}x-serial", corpus, workers=1)
-            say(f"[ingest] {m}x with workers = 1: {serial['mb_per_s']} MB/s "
-                f"(scanning process {serial['scanning_process_cpu_s_per_mb']} CPU s/MB; with workers {r['scanning_process_cpu_s_per_mb']})")
+            pooled = ingest(workdir / f"proj{m}x-workers", corpus, workers=2)
+            say(f"[ingest] {m}x with 2 worker processes: {pooled['mb_per_s']} MB/s "
+                f"(scanning process {pooled['scanning_process_cpu_s_per_mb']} CPU s/MB; alone {r['scanning_process_cpu_s_per_mb']})")
         shutil.rmtree(corpus)
     starter = None if quick else ingest(workdir / "starter", None)
     if starter:
@@ -107,8 +107,8 @@ def run(quick: bool, workdir: Path) -> Recorder:
         "starter_corpus": starter,
         "mb_per_s": largest["mb_per_s"],
         "read_and_hash_mb_per_s": largest["read_and_hash"]["mb_per_s"],
-        "serial_16x": serial,
-        "workers_vs_serial": round(largest["mb_per_s"] / serial["mb_per_s"], 3),
+        "workers2_16x": pooled,
+        "workers2_vs_shipped": round(pooled["mb_per_s"] / largest["mb_per_s"], 3),
         "target_mb_per_s": 20.0,
         "scaling_corpus": scaling,
     }

@@ -5,7 +5,10 @@ Covers startup reconciliation (:meth:`Ingestor.scan`: new and changed files are
 size + mtime_ns, then sha256), single files for the watcher
 (:meth:`Ingestor.ingest_path`), exact and near deduplication against the corpus
 (also offered to the judge as :meth:`Ingestor.is_duplicate`), and the
-``selfloop ingest`` command.
+``selfloop ingest`` command. The per-file CPU work (decode, parse, filters,
+MinHash) is :func:`selfloop.corpus.analyse.analyse_file`; with ``[ingest] workers``
+above 1 a big scan runs it in worker processes, while reading the store, dedup
+decisions and every write stay here, in path order.
 
 Guarantees: nothing under the corpus roots is ever written, moved or deleted; a
 bad file becomes a ``quarantined`` row in ``files`` with its reason (and is
