@@ -34,7 +34,7 @@ from pathlib import Path, PurePosixPath
 from datasketch import LeanMinHash
 
 from selfloop.config import IngestConfig, ProjectPaths, WatchConfig
-from selfloop.corpus.analyse import AnalysisPool, Analysed, analyse_file
+from selfloop.corpus.analyse import Analysed, AnalysisPool, analyse_file
 from selfloop.corpus.dedup import HASH_SCHEME, NearDupIndex, from_bytes, signature, to_bytes
 from selfloop.corpus.formats import ChatRecord, Rejected, TaskItem, TextRecord, parse_json_line
 from selfloop.corpus.locate import Located, is_ignored, locate, roots

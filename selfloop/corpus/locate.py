@@ -9,8 +9,8 @@ key as ``\\xff`` escapes.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from functools import cached_property
 from fnmatch import fnmatchcase
+from functools import cached_property
 from pathlib import Path, PurePosixPath
 
 from selfloop.config import ProjectPaths
