@@ -184,6 +184,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--quick", action="store_true", help="CI smoke: tiny model, few steps, small suite (< 2 minutes)")
     p.add_argument("--minutes", type=float, default=30.0, help="no new cycle starts after this wall budget")
     p.add_argument("--control", action="store_true", help="control run: no rework data, the same training steps per cycle")
+    p.add_argument("--gen0-steps", type=int, default=None,
+                   help="generation 0's training steps (a steps-matched control: --control --generations 0 --gen0-steps N)")
     p.add_argument("--keep", type=Path, default=None, help="run in this project dir and keep it (default: a temp dir)")
     p.add_argument("--no-write", action="store_true", help="do not write bench/results/selfimprove.json")
     args = p.parse_args(argv)
@@ -191,6 +193,8 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, _interrupt)
     generations = args.generations if args.generations is not None else (1 if args.quick else 100)
     config = QUICK if args.quick else FULL
+    if args.gen0_steps is not None:
+        config = {**config, "train": {**config["train"], "gen0_steps": args.gen0_steps}}
     result = run(generations, control(config) if args.control else config, args.keep, args.minutes)
     result.update(quick=args.quick, control=args.control)
     champions = [r for r in result["generations"] if r["promoted"]]
@@ -200,7 +204,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"promoted generations: {promoted}; wall time {result['wall_s']:.0f} s")
     if not args.no_write:
         RESULTS.mkdir(parents=True, exist_ok=True)
-        name = "selfimprove" + ("-quick" if args.quick else "") + ("-control" if args.control else "") + ".json"
+        name = ("selfimprove" + ("-quick" if args.quick else "") + ("-control" if args.control else "")
+                + (f"-gen0-{args.gen0_steps}" if args.gen0_steps is not None else "") + ".json")
         (RESULTS / name).write_text(json.dumps(result, indent=2) + "\n")
     return 0
 
