@@ -10,6 +10,8 @@ table of the last champion: direct answers vs programs at each difficulty.
 
     python -m bench.selfimprove                 # the full run (about 30 minutes on 2 cores)
     python -m bench.selfimprove --quick         # CI smoke: tiny model, two generations, < 2 minutes
+    python -m bench.selfimprove --control       # the same cycles with no rework data
+    python -m bench.selfimprove --control --generations 0 --gen0-steps 1800   # steps-matched control
 
 A benchmark, not a test: it asserts nothing and writes its figures to
 ``bench/results/selfimprove.json``.
