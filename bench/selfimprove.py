@@ -151,9 +151,9 @@ def _pct(x: Any) -> str:
 
 def format_row(row: dict[str, Any]) -> str:
     """One generation: figures per family and difficulty (answer/program), frontier, candidates, loss, time."""
-    lines = [f"gen {row['generation']}: {'PROMOTED' if row['promoted'] else 'rejected'} ({row['gate']}); "
-             f"held-out loss {_pct(row['loss'])}; {row['seconds']:.0f} s; {row['train_steps']} steps, "
-             f"rework share {row['rework_share']:.0%}"]
+    lines = [(f"gen {row['generation']}: {'PROMOTED' if row['promoted'] else 'rejected'} ({row['gate']}); "
+              f"held-out loss {_pct(row['loss'])}; {row['seconds']:.0f} s; {row['train_steps']} steps, "
+              f"rework share {row['rework_share']:.0%}")]
     for fam, diffs in sorted(row["detail"].items()):
         cells = " ".join(f"d{d}:{_pct(m.get('answer', {}).get('pass_at_1'))}/{_pct(m.get('program', {}).get('pass_at_1'))}"
                          for d, m in diffs.items())

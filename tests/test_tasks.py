@@ -12,14 +12,19 @@ import pytest
 from pydantic import ValidationError
 from sandbox_helpers import backend_or_skip, config
 
-from selfloop.config import JudgeConfig, TasksConfig
+from selfloop.config import JudgeConfig, TasksConfig, parse_config
 from selfloop.errors import ConfigError
-from selfloop.config import parse_config
 from selfloop.judge import Candidate, JudgeContext, Pipeline
 from selfloop.sandbox import Sandbox
 from selfloop.state import Store
 from selfloop.tasks import curriculum
-from selfloop.tasks.families import FAMILIES, conversations, heldout_set, is_heldout, problems
+from selfloop.tasks.families import (
+    FAMILIES,
+    conversations,
+    heldout_set,
+    is_heldout,
+    problems,
+)
 from selfloop.tasks.pack import starter_pack
 from selfloop.tasks.records import TaskRecord
 from selfloop.tasks.suite import TaskSuite, build_items, frontier, summarize
