@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 
@@ -92,3 +93,14 @@ def test_kill_active_children_takes_the_workers_down_with_the_launcher(tmp_path)
     gone, alive = psutil.wait_procs(workers, timeout=10)
     assert alive == []
     assert kill_active_children() == 0  # nothing is registered any more
+
+
+def test_the_training_child_keeps_its_buffers_in_the_heap_unless_the_user_says_otherwise(monkeypatch):
+    from selfloop.train.launch import CHILD_MALLOC, child_env
+
+    monkeypatch.delenv("MALLOC_MMAP_THRESHOLD_", raising=False)
+    monkeypatch.setenv("MALLOC_TRIM_THRESHOLD_", "12345")
+    env = child_env()
+    assert env["MALLOC_MMAP_THRESHOLD_"] == CHILD_MALLOC["MALLOC_MMAP_THRESHOLD_"]
+    assert env["MALLOC_TRIM_THRESHOLD_"] == "12345"  # the environment wins
+    assert env["PATH"] == os.environ["PATH"]  # everything else is inherited

@@ -88,6 +88,19 @@ def child_args(config_path: Path, generation: int, run_dir: Path, init: str, ste
     return args
 
 
+# glibc malloc for the training child: every step frees and reallocates the same large
+# activation and gradient buffers; with the defaults, buffers above the (dynamic) mmap
+# threshold are unmapped and mapped again and the heap top is trimmed, so each step pays
+# fresh page faults. Keeping them in the heap made steps ~17% faster on the default model
+# (148 vs ~180 ms on 2 CPU cores). The cost, a peak-sized heap, ends with the child.
+# Ignored by other allocators; a value already in the environment wins.
+CHILD_MALLOC = {"MALLOC_MMAP_THRESHOLD_": str(32 * 1024 * 1024), "MALLOC_TRIM_THRESHOLD_": str(4 * 1024**3)}
+
+
+def child_env() -> dict[str, str]:
+    return {**CHILD_MALLOC, **os.environ}
+
+
 # Running training children, so a forced exit can kill them (kill_active_children).
 _active: set[subprocess.Popen] = set()
 _active_lock = threading.Lock()
@@ -114,7 +127,7 @@ def launch_training(
     with log_path.open("ab") as log:
         log.write(f"$ {shlex.join(argv)}\n".encode())  # the command other nodes run in a multi-node job
         log.flush()
-        proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, start_new_session=True, env=child_env())
         with _active_lock:
             _active.add(proc)
         try:
