@@ -5,10 +5,15 @@ on demand, and leftover-process checks."""
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
+from contextlib import AbstractContextManager, contextmanager
+from types import SimpleNamespace
+from typing import Any
 
 import pytest
 
 from selfloop.config import SandboxConfig
+from selfloop.sandbox import Sandbox
 from selfloop.sandbox.backend import Backend, make_backend
 from selfloop.sandbox.bwrap_backend import UID_BASE, UID_SPAN
 from selfloop.sandbox.docker_backend import OWNER_LABEL, owner_tag
@@ -84,3 +89,21 @@ def assert_no_leftovers(backend: str) -> None:
         assert bwrap_sandbox_pids() == []
     if backend == "docker":
         assert docker_containers_of_this_process() == []
+
+
+def judge_sources(backend: str, model: Any = None, tokenizer: Any = None
+                  ) -> tuple[Callable[[], AbstractContextManager[Any]], Callable[[], AbstractContextManager[Sandbox]]]:
+    """(model_source, sandbox_source) as ``run_judge`` takes them: a stand-in champion
+    (generation 0) and a real two-worker sandbox on ``backend`` (the test skips without it)."""
+
+    @contextmanager
+    def model_source():
+        yield SimpleNamespace(model=model, tokenizer=tokenizer, generation=0)
+
+    @contextmanager
+    def sandbox_source():
+        sb_cfg = config(backend=backend, pool_size=2, timeout_s=3.0)
+        with Sandbox(sb_cfg, backend_or_skip(backend, sb_cfg)) as sb:
+            yield sb
+
+    return model_source, sandbox_source

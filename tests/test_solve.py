@@ -5,18 +5,15 @@ from __future__ import annotations
 
 import json
 import random
-from contextlib import contextmanager
-from types import SimpleNamespace
 
 import pytest
 from lifecycle_helpers import make_project
-from sandbox_helpers import backend_or_skip, config
+from sandbox_helpers import judge_sources
 
 from selfloop.config import ReworkConfig, TasksConfig
 from selfloop.corpus.ingest import Ingestor
 from selfloop.rework import solve
 from selfloop.rework.phase import run_judge, store_drafts
-from selfloop.sandbox import Sandbox
 from selfloop.state import Store
 from selfloop.tasks.families import FAMILIES, is_heldout
 from selfloop.tasks.records import TaskRecord
@@ -35,17 +32,7 @@ def project(tmp_path):
 
 
 def sources(cfg, model=None, tokenizer=None):
-    @contextmanager
-    def model_source():
-        yield SimpleNamespace(model=model, tokenizer=tokenizer, generation=0)
-
-    @contextmanager
-    def sandbox_source():
-        sb_cfg = config(backend="bwrap", pool_size=2, timeout_s=3.0)
-        with Sandbox(sb_cfg, backend_or_skip("bwrap", sb_cfg)) as sb:
-            yield sb
-
-    return model_source, sandbox_source
+    return judge_sources("bwrap", model, tokenizer)
 
 
 def right_and_wrong(ask: solve.Ask, cfg: TasksConfig) -> tuple[str, str]:

@@ -8,12 +8,11 @@ import ast
 import json
 import random
 from contextlib import contextmanager
-from types import SimpleNamespace
 
 import pytest
 from lifecycle_helpers import make_project
 from pydantic import ValidationError
-from sandbox_helpers import backend_or_skip, config
+from sandbox_helpers import backend_or_skip, config, judge_sources
 
 from selfloop.config import JudgeConfig, TasksConfig
 from selfloop.judge import Candidate, JudgeContext, Pipeline
@@ -244,16 +243,7 @@ def test_records_with_variants_round_trip_through_rework_and_ingest(tmp_path):
     a, b = task.prompt.split(" + ")
     drafts = [solve.draft(ask, f"print({a} + {b})", cfg.tasks), solve.draft(ask, f"print({int(a) + int(b)})", cfg.tasks)]
 
-    @contextmanager
-    def model_source():
-        yield SimpleNamespace(model=None, tokenizer=None, generation=0)
-
-    @contextmanager
-    def sandbox_source():
-        sb_cfg = config(backend="process", pool_size=2, timeout_s=3.0)
-        with Sandbox(sb_cfg, backend_or_skip("process", sb_cfg)) as sb:
-            yield sb
-
+    model_source, sandbox_source = judge_sources("process")
     with Store.open(paths.db) as store:
         from selfloop.corpus.ingest import Ingestor
 
