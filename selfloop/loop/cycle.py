@@ -263,7 +263,7 @@ def phase_evaluate(ctx: CycleContext) -> dict[str, Any]:
     """Figures of the challenger and its champion on the same held-out documents."""
     from selfloop.model.factory import load_pretrained, resolve_device, resolve_dtype
     from selfloop.tasks.suite import TaskSuite
-    from selfloop.tasks.training import heldout_loss_docs, task_records, training_docs
+    from selfloop.tasks.training import heldout_loss_docs, training_docs
     from selfloop.train.data import load_documents
     from selfloop.train.evaluate import evaluate
 
@@ -271,11 +271,11 @@ def phase_evaluate(ctx: CycleContext) -> dict[str, Any]:
     heldout = training_docs(raw_heldout, ctx.cfg.tasks)  # held-out tasks count in the loss in their trained format
     if ctx.cfg.tasks.enabled:
         heldout += heldout_loss_docs(ctx.cfg.tasks, ctx.cfg.ingest.heldout_fraction)
+    if "recipes" in ctx.output("train"):
+        return _evaluate_recipes(ctx, heldout, raw_heldout)
     device = resolve_device(ctx.cfg.model)
     dtype = resolve_dtype(ctx.cfg.model, device)
     parent = ctx.output("train")["parent"]
-    if "recipes" in ctx.output("train"):
-        return _evaluate_recipes(ctx, heldout, raw_heldout)
     models = {}
     try:
         models["challenger"] = load_pretrained(ctx.registry.path(ctx.generation), device=device, dtype=dtype)
@@ -283,11 +283,7 @@ def phase_evaluate(ctx: CycleContext) -> dict[str, Any]:
         return {"challenger": {"loss": None, "error": str(e)}, "champion": None}
     if parent is not None:
         models["champion"] = load_pretrained(ctx.registry.path(parent), device=device, dtype=dtype)
-    suite = ctx.task_suite
-    if suite is None and ctx.cfg.tasks.enabled:
-        # Held-out pass@1 per family and difficulty is part of every evaluation.
-        suite = TaskSuite(ctx.cfg.tasks, ctx.cfg.judge, ctx.sandbox_source, heldout_fraction=ctx.cfg.ingest.heldout_fraction,
-                          corpus_heldout=task_records(raw_heldout))
+    suite = _task_suite(ctx, raw_heldout)
     figures = evaluate(models, heldout, ctx.cfg.train, suite)
     if isinstance(suite, TaskSuite):
         for name, (model, _) in models.items():
@@ -299,6 +295,18 @@ def phase_evaluate(ctx: CycleContext) -> dict[str, Any]:
     return {"challenger": figures["challenger"], "champion": figures.get("champion")}
 
 
+def _task_suite(ctx: CycleContext, raw_heldout: list[Any]) -> Any:
+    """The held-out task suite of an evaluation: the caller's, else pass@1 per family and difficulty
+    whenever tasks are enabled (part of every evaluation)."""
+    from selfloop.tasks.suite import TaskSuite
+    from selfloop.tasks.training import task_records
+
+    if ctx.task_suite is not None or not ctx.cfg.tasks.enabled:
+        return ctx.task_suite
+    return TaskSuite(ctx.cfg.tasks, ctx.cfg.judge, ctx.sandbox_source, heldout_fraction=ctx.cfg.ingest.heldout_fraction,
+                     corpus_heldout=task_records(raw_heldout))
+
+
 def _evaluate_recipes(ctx: CycleContext, heldout: list[Any], raw_heldout: list[Any]) -> dict[str, Any]:
     """Recipe search: figures of every recipe's challenger and of the champion; the gate's favourite
     is registered as this cycle's generation (its challenger), every recipe goes into the history."""
@@ -306,7 +314,6 @@ def _evaluate_recipes(ctx: CycleContext, heldout: list[Any], raw_heldout: list[A
 
     from selfloop.model.factory import load_pretrained, resolve_device, resolve_dtype
     from selfloop.tasks.suite import TaskSuite
-    from selfloop.tasks.training import task_records
     from selfloop.train.evaluate import evaluate_model
     from selfloop.train.recipes import record
     from selfloop.train.search import choose
@@ -314,10 +321,7 @@ def _evaluate_recipes(ctx: CycleContext, heldout: list[Any], raw_heldout: list[A
     cfg, reg, train = ctx.cfg, ctx.registry, ctx.output("train")
     device = resolve_device(cfg.model)
     dtype = resolve_dtype(cfg.model, device)
-    suite = ctx.task_suite
-    if suite is None and cfg.tasks.enabled:
-        suite = TaskSuite(cfg.tasks, cfg.judge, ctx.sandbox_source, heldout_fraction=cfg.ingest.heldout_fraction,
-                          corpus_heldout=task_records(raw_heldout))
+    suite = _task_suite(ctx, raw_heldout)
 
     def figures_of(path: Path) -> dict[str, Any]:
         model, tok = load_pretrained(path, device=device, dtype=dtype)
