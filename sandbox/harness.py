@@ -10,7 +10,10 @@ Why the candidate cannot forge a pass:
 
 * Candidate code only ever runs in child processes with their own session and
   rlimits; their stdout/stderr are pipes the harness reads (capped), their stdin
-  is the job's stdin text, never the job itself.
+  is the job's stdin text, never the job itself. They are forked from a
+  *launcher* (see LAUNCHER_PROGRAM), a pristine interpreter that never holds a
+  job's expected answer, checker, tests or nonce, so there is nothing of the
+  kind in a candidate's memory to find.
 * The nonce arrives on the harness's stdin and lives only in this process's
   memory. This process and the tester make themselves non-dumpable
   (``prctl(PR_SET_DUMPABLE, 0)``), so same-uid code cannot ptrace them or open
@@ -27,10 +30,11 @@ Why the candidate cannot forge a pass:
 * The harness counts checks itself. Exiting early, crashing the server or
   killing the tester leaves checks failed or missing, never passed.
 
-Roles (``--role``): the default is the harness; ``compile`` compiles candidate
-files in a limited child; ``server`` is the candidate-side RPC server; ``tester``
-runs the checks. The harness does not judge quality or decide acceptance: it
-reports facts, and the client outside the sandbox decides.
+Roles (``--role``): the default is the harness; ``server`` is the candidate-side
+RPC server; ``tester`` runs the checks. Candidate files are compiled by
+COMPILE_PROGRAM in a limited child before anything runs. The harness does not
+judge quality or decide acceptance: it reports facts, and the client outside the
+sandbox decides.
 """
 
 from __future__ import annotations
@@ -42,12 +46,13 @@ import ctypes
 import io
 import json
 import linecache
-import math
+import marshal
 import os
-import resource
+import select
 import selectors
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -85,49 +90,361 @@ def make_undumpable() -> None:
         raise OSError(ctypes.get_errno(), "prctl(PR_SET_DUMPABLE, 0) failed")
 
 
-def limit_preexec(limits: dict) -> "callable":
-    """rlimits applied in the child between fork and exec (the harness is single-threaded)."""
+# --------------------------------------------------------------------------- launcher
 
-    def apply() -> None:
-        # Die with the harness: without a pid namespace nothing else would reap us.
-        LIBC.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
-        cpu = max(1, math.ceil(limits["timeout_s"]))
-        resource.setrlimit(resource.RLIMIT_CPU, (cpu, cpu + 1))
-        mem = limits["memory_mb"] * 1024 * 1024
-        resource.setrlimit(resource.RLIMIT_AS, (mem, mem))
-        size = limits["file_mb"] * 1024 * 1024
-        resource.setrlimit(resource.RLIMIT_FSIZE, (size, size))
-        resource.setrlimit(resource.RLIMIT_NOFILE, (limits["nofile"], limits["nofile"]))
-        resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
-        if limits.get("nproc"):
-            resource.setrlimit(resource.RLIMIT_NPROC, (limits["nproc"], limits["nproc"]))
+# Every Python child of a job (the compile check, the program, the candidate-side server,
+# the tester) is forked from the *launcher*: a pristine interpreter started once per sandbox
+# with the children's flags and environment, which never sees a job's expected answer, checker,
+# tests or nonce. A fork of it costs about a millisecond where a fresh interpreter costs 8-10
+# (and a program verdict needs two of them). The child behaves as `python -I -S FILE` would: a
+# fresh __main__, sys.argv, the job's limits, cwd, stdin and pipes, every other descriptor
+# closed, default signal handling, and the interpreter's exit rules (SystemExit codes, the
+# traceback from the program's frame and exit code 1, atexit, non-daemon threads, a final
+# flush). What differs: the launcher's own few modules (ctypes, socket, ...) are already
+# imported, and sys.orig_argv names the launcher.
+# It is not forked from the harness itself: harness memory holds the job (its expected answer and
+# nonce), which a program could find with `gc.get_objects()`.
+#
+# Wire: SOCK_SEQPACKET, one marshal message each way per event. In: (argv after the interpreter,
+# cwd, limits, target descriptor numbers) with the descriptors attached (stdin, stdout, stderr,
+# then the extras). Out: ("pid", pid) or ("fail", why) for each request, ("exit", pid, wait
+# status) when a child ends. A candidate can signal the launcher (it is the candidate's parent);
+# the harness then sees it die, fails that job and starts a new launcher for the next.
+LAUNCHER_PROGRAM = r"""
+import builtins, ctypes, fcntl, marshal, math, os, resource, select, signal, socket, sys
 
-    return apply
+LIBC = ctypes.CDLL(None, use_errno=True)
+LIBC.prctl(1, signal.SIGKILL, 0, 0, 0)  # PR_SET_PDEATHSIG: die with the harness
+LIBC.prctl(4, 0, 0, 0, 0)  # PR_SET_DUMPABLE 0: same-uid code cannot ptrace or read this process
+if os.getppid() != int(sys.argv[2]):
+    os._exit(0)
+ME = os.getpid()
+SOCK = socket.socket(fileno=int(sys.argv[1]))
+WAKE_R, WAKE_W = os.pipe()
+os.set_blocking(WAKE_W, False)
+
+
+def send(*msg):
+    try:
+        SOCK.send(marshal.dumps(msg))
+    except OSError:
+        os._exit(0)
+
+
+def place(fds, targets):
+    # Received descriptors go above every number in play first, so no dup2 clobbers one not yet placed.
+    base = max([*fds, *targets, SOCK.fileno(), WAKE_R, WAKE_W]) + 1
+    high = [fcntl.fcntl(fd, fcntl.F_DUPFD, base) for fd in fds]
+    for fd, target in zip(high, targets):
+        os.dup2(fd, target)
+    lo = 0
+    for keep in sorted(set(targets)):
+        if lo < keep:  # an empty range is not a no-op: closerange(0, 0) closes every descriptor
+            os.closerange(lo, keep)
+        lo = keep + 1
+    os.closerange(lo, resource.getrlimit(resource.RLIMIT_NOFILE)[0])
+
+
+def limit(lim):
+    cpu = max(1, math.ceil(lim["timeout_s"]))
+    resource.setrlimit(resource.RLIMIT_CPU, (cpu, cpu + 1))
+    mem = lim["memory_mb"] * 1024 * 1024
+    resource.setrlimit(resource.RLIMIT_AS, (mem, mem))
+    size = lim["file_mb"] * 1024 * 1024
+    resource.setrlimit(resource.RLIMIT_FSIZE, (size, size))
+    resource.setrlimit(resource.RLIMIT_NOFILE, (lim["nofile"], lim["nofile"]))
+    resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+    if lim.get("nproc"):
+        resource.setrlimit(resource.RLIMIT_NPROC, (lim["nproc"], lim["nproc"]))
+
+
+def exit_code(e):
+    code = e.code
+    if code is None:
+        return 0
+    if isinstance(code, int):
+        return code & 0xFF
+    print(code, file=sys.stderr)
+    return 1
+
+
+def run(argv, cwd, lim, targets, fds):
+    signal.set_wakeup_fd(-1)
+    signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+    os.setsid()
+    LIBC.prctl(1, signal.SIGKILL, 0, 0, 0)  # and the child dies with the launcher
+    if os.getppid() != ME:
+        os._exit(126)
+    LIBC.prctl(4, 1, 0, 0, 0)  # dumpable again, as after an exec
+    place(fds, targets)
+    limit(lim)
+    os.chdir(cwd)
+    main = type(sys)("__main__")
+    main.__builtins__ = builtins
+    sys.modules["__main__"] = main
+    rc = 0
+    try:
+        if argv[0] == "-c":
+            sys.argv = ["-c", *argv[2:]]
+            code = compile(argv[1], "<string>", "exec", dont_inherit=True)
+        else:
+            sys.argv = list(argv)
+            main.__file__ = argv[0]
+            with open(argv[0], "rb") as f:
+                data = f.read()
+            code = marshal.loads(data[16:]) if argv[0].endswith(".pyc") else compile(data, argv[0], "exec", dont_inherit=True)
+        exec(code, main.__dict__)
+    except SystemExit as e:
+        rc = exit_code(e)
+    except BaseException:
+        kind, value, tb = sys.exc_info()
+        try:
+            # From the program's own frame on, as `python FILE` shows it.
+            sys.excepthook(kind, value.with_traceback(tb.tb_next), tb.tb_next)
+        except BaseException:
+            pass
+        rc = 1
+    try:
+        if "threading" in sys.modules:
+            sys.modules["threading"]._shutdown()
+        import atexit
+        atexit._run_exitfuncs()
+    except SystemExit as e:
+        rc = exit_code(e)
+    except BaseException:
+        rc = rc or 1
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except BaseException:
+            rc = rc or 120
+    os._exit(rc)
+
+
+def launch(req, fds):
+    argv, cwd, lim, targets = req
+    try:
+        pid = os.fork()
+    except OSError as e:
+        pid = None
+        send("fail", f"fork failed: {e}")
+    if pid == 0:
+        try:
+            run(argv, cwd, lim, targets, fds)
+        except BaseException as e:
+            try:
+                os.write(2, f"launcher: {type(e).__name__}: {e}\n".encode())
+            finally:
+                os._exit(126)
+    for fd in fds:
+        os.close(fd)
+    if pid:
+        send("pid", pid)
+
+
+def reap():
+    while True:
+        try:
+            pid, status = os.waitpid(-1, os.WNOHANG)
+        except ChildProcessError:
+            return
+        if pid == 0:
+            return
+        send("exit", pid, status)
+
+
+signal.set_wakeup_fd(WAKE_W)
+signal.signal(signal.SIGCHLD, lambda signum, frame: None)
+poller = select.poll()
+poller.register(SOCK, select.POLLIN)
+poller.register(WAKE_R, select.POLLIN)
+while True:
+    for fd, _ in poller.poll():
+        if fd == WAKE_R:
+            os.read(WAKE_R, 4096)
+            reap()
+            continue
+        try:
+            msg, fds, _, _ = socket.recv_fds(SOCK, 1 << 20, 64)
+        except OSError:
+            os._exit(0)
+        if not msg:
+            os._exit(0)
+        launch(marshal.loads(msg), fds)
+"""
+# How long the harness waits for the launcher to answer a request before it replaces it
+# (a candidate may have stopped it with SIGSTOP); a fork takes milliseconds.
+LAUNCHER_ANSWER_S = 3.0
+
+
+class Launcher:
+    """The harness's handle on the launcher process (started on first use, replaced when it dies)."""
+
+    def __init__(self) -> None:
+        self.proc: subprocess.Popen | None = None
+        self.sock: socket.socket | None = None
+        self.live: set[int] = set()  # pids of children not yet known to have ended
+        self.exits: dict[int, int] = {}  # pid -> wait status, for those that have
+
+    @property
+    def pid(self) -> int | None:
+        return self.proc.pid if self.proc and self.sock else None
+
+    def start(self) -> None:
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        try:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-I", "-S", "-c", LAUNCHER_PROGRAM, str(theirs.fileno()), str(os.getpid())],
+                stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                cwd="/", env=CHILD_ENV, pass_fds=(theirs.fileno(),), start_new_session=True,
+            )
+        finally:
+            theirs.close()
+        ours.setblocking(False)
+        self.sock, self.live, self.exits = ours, set(), {}
+
+    def stop(self) -> None:
+        """Kill the launcher; its children die with it (parent-death signal)."""
+        if self.sock is not None:
+            self.sock.close()
+            self.sock = None
+        if self.proc is not None:
+            self.proc.kill()
+            self.proc.wait()
+            self.proc = None
+
+    def spawn(self, argv: list[str], cwd: str, limits: dict, fds: list[int], targets: list[int]) -> int:
+        """Fork a child running ``python -I -S *argv`` with `fds` placed at `targets`; return its pid."""
+        req = marshal.dumps((argv, cwd, {k: limits[k] for k in LIMIT_KEYS if k in limits}, targets))
+        for attempt in (1, 2):
+            if self.sock is None:
+                self.start()
+            try:
+                socket.send_fds(self.sock, [req], fds)
+                answer = self._answer(time.monotonic() + LAUNCHER_ANSWER_S)
+            except OSError:
+                answer = None
+            if answer is not None:
+                if answer[0] == "fail":
+                    raise OSError(answer[1])
+                return answer[1]
+            self.stop()  # dead or stopped: a fresh launcher gets the request once more
+        raise OSError("the sandbox's process launcher did not answer")
+
+    def _answer(self, deadline: float) -> tuple | None:
+        while self.sock is not None:
+            for msg in self.pump():
+                if msg[0] in ("pid", "fail"):
+                    return msg
+            if time.monotonic() >= deadline:
+                return None
+            if self.sock is not None:
+                select.select([self.sock], [], [], max(0.0, deadline - time.monotonic()))
+        return None
+
+    def pump(self) -> list[tuple]:
+        """Read every message waiting; record exits; return the others. EOF marks the launcher dead."""
+        got = []
+        while self.sock is not None:
+            try:
+                data = self.sock.recv(4096)
+            except BlockingIOError:
+                break
+            except OSError:
+                data = b""
+            if not data:
+                self.stop()
+                break
+            msg = marshal.loads(data)
+            if msg[0] == "exit":
+                if msg[1] in self.live:
+                    self.live.discard(msg[1])
+                    self.exits[msg[1]] = msg[2]
+            else:
+                if msg[0] == "pid":  # now, not when spawn returns: its exit may be in this same read
+                    self.live.add(msg[1])
+                got.append(msg)
+        return got
+
+    def stopped(self) -> bool:
+        """Whether a candidate has stopped the launcher (SIGSTOP): it then reaps and answers nothing."""
+        try:
+            with open(f"/proc/{self.proc.pid}/stat", "rb") as f:
+                return f.read().rsplit(b")", 1)[1].split()[0] in (b"T", b"t")
+        except (OSError, IndexError, AttributeError):
+            return False
+
+    def wait_any(self, timeout: float) -> None:
+        """Block until the launcher says something (or dies), at most `timeout` seconds."""
+        if self.sock is not None and select.select([self.sock], [], [], timeout)[0]:
+            self.pump()
+
+
+LIMIT_KEYS = ("timeout_s", "memory_mb", "file_mb", "nofile", "nproc")
+
+
+class ForkedProc:
+    """A launcher child seen through the parts of `subprocess.Popen` the harness uses."""
+
+    def __init__(self, launcher: Launcher, pid: int, stdin, stdout, stderr) -> None:
+        self.launcher, self.pid = launcher, pid
+        self.stdin, self.stdout, self.stderr = stdin, stdout, stderr
+        self.returncode: int | None = None
+        self.lost = False  # the launcher died while this child ran: it died with it, status unknown
+
+    def poll(self) -> int | None:
+        if self.returncode is None:
+            launcher = self.launcher
+            launcher.pump()
+            if self.pid in launcher.exits:
+                self.returncode = os.waitstatus_to_exitcode(launcher.exits.pop(self.pid))
+            elif self.pid not in launcher.live or launcher.sock is None:
+                self.returncode, self.lost = -signal.SIGKILL, True
+        return self.returncode
+
+    def wait(self, timeout: float = 5.0) -> int:
+        deadline = time.monotonic() + timeout
+        while self.poll() is None and time.monotonic() < deadline:
+            self.launcher.wait_any(min(0.05, max(0.0, deadline - time.monotonic())))
+            if self.returncode is None and self.launcher.stopped():
+                self.launcher.stop()  # its children die with it; the next job gets a new one
+        if self.returncode is None:  # not reaped in time (a stuck kernel task): report it killed
+            self.returncode, self.lost = -signal.SIGKILL, True
+        return self.returncode
+
+    def kill(self) -> None:
+        if self.poll() is None:
+            try:
+                os.kill(self.pid, signal.SIGKILL)
+            except (ProcessLookupError, PermissionError):
+                pass
 
 
 # --------------------------------------------------------------------------- children
 
 
 class Child:
-    """One limited child process with captured, capped stdout/stderr."""
+    """One limited child process (forked by the launcher) with captured, capped stdout/stderr."""
 
-    def __init__(self, name: str, argv: list[str], limits: dict, cwd: str, stdin: bytes = b"", extra_fds: tuple[int, ...] = ()):
+    def __init__(self, name: str, launcher: Launcher, argv: list[str], limits: dict, cwd: str, stdin: bytes = b"", extra_fds: tuple[int, ...] = ()):
         self.name = name
         self.cap = limits["output_bytes"]
         self.out = bytearray()
         self.err = bytearray()
         self.overflow = False
-        self.proc = subprocess.Popen(
-            argv,
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            cwd=cwd,
-            env=CHILD_ENV,
-            start_new_session=True,
-            preexec_fn=limit_preexec(limits),
-            pass_fds=extra_fds,
-        )
+        pipes = [os.pipe() for _ in range(3)]  # stdin, stdout, stderr
+        theirs = [pipes[0][0], pipes[1][1], pipes[2][1]]
+        ours = [pipes[0][1], pipes[1][0], pipes[2][0]]
+        try:
+            pid = launcher.spawn(argv, cwd, limits, [*theirs, *extra_fds], [0, 1, 2, *extra_fds])
+        except OSError:
+            for fd in ours:
+                os.close(fd)
+            raise
+        finally:
+            for fd in theirs:
+                os.close(fd)
+        self.proc = ForkedProc(launcher, pid, os.fdopen(ours[0], "wb", 0), os.fdopen(ours[1], "rb", 0), os.fdopen(ours[2], "rb", 0))
         # Fed by `supervise` as the pipe drains, so any size works without a writer thread.
         self.pending = memoryview(stdin)
         if not stdin:
@@ -184,6 +501,10 @@ def supervise(children: list[Child], until: list[Child], deadline: float, extra:
     for fd, buf in (extra or {}).items():
         os.set_blocking(fd, False)
         sel.register(fd, selectors.EVENT_READ, buf)
+    # The launcher reports exits on its socket: without it here an exit would wait out a select timeout.
+    for launcher in {c.proc.launcher for c in children}:
+        if launcher.sock is not None:
+            sel.register(launcher.sock, selectors.EVENT_READ, launcher)
     drain_rounds = 64
     try:
         while True:
@@ -197,6 +518,11 @@ def supervise(children: list[Child], until: list[Child], deadline: float, extra:
                 if not events or drain_rounds <= 0:
                     return None
             for key, mask in events:
+                if isinstance(key.data, Launcher):
+                    key.data.pump()
+                    if key.data.sock is None:
+                        sel.unregister(key.fileobj)
+                    continue
                 if mask & selectors.EVENT_WRITE:
                     child = key.data
                     try:
@@ -241,6 +567,8 @@ def classify_crash(child: Child) -> tuple[str, str]:
     """Status and reason for a child that did not exit 0."""
     rc = child.proc.returncode
     tail = last_line(child.text("err"))
+    if child.proc.lost:
+        return "error", f"the sandbox's process launcher died while the {child.name} ran (a candidate can signal it: it is their parent)"
     if "MemoryError" in child.text("err") or "Cannot allocate memory" in child.text("err"):
         return "memory", f"{child.name} ran out of memory: {tail}"
     if rc is not None and rc < 0:
@@ -265,18 +593,18 @@ def safe_relpath(name: str) -> str:
     return norm
 
 
-def sweep_namespace() -> bool:
-    """Kill every process of this pid namespace except init and us; True if something survived.
+def sweep_namespace(keep: int | None) -> bool:
+    """Kill every process of this pid namespace except init, us and `keep` (the launcher); True if something survived.
 
     Only ever called with ``--pidns``, i.e. when the harness is the sole tenant of
     its own pid namespace (docker, bwrap); never on the process backend.
     """
-    me = os.getpid()
+    spare = {1, os.getpid(), keep}
 
     def others() -> list[int]:
         found = []
         for entry in os.listdir("/proc"):
-            if entry.isdigit() and int(entry) not in (1, me):
+            if entry.isdigit() and int(entry) not in spare:
                 try:
                     with open(f"/proc/{entry}/stat", "rb") as f:
                         state = f.read().rsplit(b")", 1)[1].split()[0]
@@ -300,7 +628,11 @@ def sweep_namespace() -> bool:
     return bool(others())
 
 
-def run_job(job: dict, scratch_root: str, pidns: bool) -> dict:
+class CannotStart(Exception):
+    pass
+
+
+def run_job(job: dict, scratch_root: str, pidns: bool, launcher: Launcher) -> dict:
     """Run one job; always returns a result dict (never raises for candidate behaviour)."""
     start = time.monotonic()
     limits = dict(job["limits"])
@@ -310,10 +642,12 @@ def run_job(job: dict, scratch_root: str, pidns: bool) -> dict:
     children: list[Child] = []
     result = {"status": "error", "reason": "", "exit_code": None}
     scratch = tempfile.mkdtemp(prefix="job-", dir=scratch_root)
-    py = sys.executable
 
     def spawn(name: str, argv: list[str], **kw) -> Child:
-        child = Child(name, argv, limits, cwd=kw.pop("cwd", scratch), **kw)
+        try:
+            child = Child(name, launcher, argv, limits, cwd=kw.pop("cwd", scratch), **kw)
+        except OSError as e:
+            raise CannotStart(f"the sandbox could not start the {name}: {e}") from None
         children.append(child)
         return child
 
@@ -331,7 +665,7 @@ def run_job(job: dict, scratch_root: str, pidns: bool) -> dict:
         sources = sorted(rel for rel in files if rel.endswith(".py"))
 
         if sources:
-            comp = spawn("compile", [py, "-I", "-S", "-c", COMPILE_PROGRAM, *sources])
+            comp = spawn("compile", ["-c", COMPILE_PROGRAM, *sources])
             stop = supervise([comp], [comp], deadline)
             if stop:
                 return finish(stop, "compiling took longer than the time limit" if stop == "timeout" else "the compiler wrote more output than allowed")
@@ -346,7 +680,7 @@ def run_job(job: dict, scratch_root: str, pidns: bool) -> dict:
         entry = job.get("entry")
         if entry:
             entry = safe_relpath(entry)
-            prog = spawn("program", [py, "-I", "-S", entry], stdin=(job.get("stdin") or "").encode("utf-8", "replace"))
+            prog = spawn("program", [entry], stdin=(job.get("stdin") or "").encode("utf-8", "replace"))
             stop = supervise([prog], [prog], deadline)
             result["exit_code"] = prog.proc.returncode
             if stop:
@@ -375,12 +709,12 @@ def run_job(job: dict, scratch_root: str, pidns: bool) -> dict:
         if failed:
             return finish("fail", f"{len(failed)} of {len(checks)} checks failed; first: {failed[0]['name']}: {failed[0]['message'][:300]}")
         return finish("pass", f"{len(checks)} checks passed")
-    except ValueError as e:
+    except (ValueError, CannotStart) as e:
         return finish("error", str(e))
     finally:
         for c in children:
             c.close()
-        result["leak"] = sweep_namespace() if pidns else False
+        result["leak"] = sweep_namespace(launcher.pid) if pidns else False
         shutil.rmtree(scratch, ignore_errors=True)
         result["checks_run"] = len(checks)
         result["checks_passed"] = sum(1 for c in checks if c["ok"])
@@ -404,7 +738,7 @@ def run_tester(job, limits, sources, answer, spawn, scratch, deadline, checks) -
         if need_server:
             server = spawn(
                 "candidate module",
-                [sys.executable, "-I", "-S", HERE, "--role", "server", "--rpc-in", str(to_server_r), "--rpc-out", str(to_tester_w)],
+                [HERE, "--role", "server", "--rpc-in", str(to_server_r), "--rpc-out", str(to_tester_w)],
                 extra_fds=(to_server_r, to_tester_w),
             )
         spec = {
@@ -418,7 +752,7 @@ def run_tester(job, limits, sources, answer, spawn, scratch, deadline, checks) -
         tester_cwd = tempfile.mkdtemp(prefix="tester-", dir=os.path.dirname(scratch))
         tester = spawn(
             "tester",
-            [sys.executable, "-I", "-S", HERE, "--role", "tester", "--rpc-in", str(to_tester_r), "--rpc-out", str(to_server_w), "--result-fd", str(result_w)],
+            [HERE, "--role", "tester", "--rpc-in", str(to_tester_r), "--rpc-out", str(to_server_w), "--result-fd", str(result_w)],
             stdin=json.dumps(spec).encode(),
             cwd=tester_cwd,
             extra_fds=(to_tester_r, to_server_w, result_w),
@@ -457,6 +791,9 @@ def harness_main(args: Args) -> int:
     make_undumpable()
     with open(HERE, "rb") as f:
         digest = sha256(f.read()).hexdigest()
+    launcher = Launcher()
+    if args.serve:
+        launcher.start()  # a warm worker has it ready before the first job; a one-shot starts it on first use
     out = sys.stdout
     out.write(json.dumps({"hello": "selfloop-harness", "protocol": PROTOCOL, "sha256": digest, "python": sys.version.split()[0]}) + "\n")
     out.flush()
@@ -472,12 +809,13 @@ def harness_main(args: Args) -> int:
             out.write(json.dumps({"nonce": None, "status": "sandbox_error", "reason": f"malformed job: {e}"}) + "\n")
             out.flush()
             continue
-        result = run_job(job, args.scratch, args.pidns)
+        result = run_job(job, args.scratch, args.pidns, launcher)
         result["nonce"] = nonce
         out.write(json.dumps(result) + "\n")
         out.flush()
         if not args.serve:
             break
+    launcher.stop()
     return 0
 
 

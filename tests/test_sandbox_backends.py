@@ -4,6 +4,7 @@ the warm pool (reuse, recycling, sweep, threads), and `selfloop sandbox check`."
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import threading
@@ -101,7 +102,7 @@ def test_orphans_are_swept_between_jobs_in_a_warm_worker():
         worker = sb._idle[0]
         pids = json.loads(sb.run(Job(files={"main.py": census}, entry="main.py")).stdout)
         assert sb._idle[0] is worker  # same warm sandbox
-        assert len(pids) == 3  # init, harness, this program: the orphan is gone
+        assert len(pids) == 4  # init, harness, its launcher, this program: the orphan is gone
 
 
 def test_pool_is_safe_from_many_threads():
@@ -169,3 +170,80 @@ def test_threads_dont_kill_bwrap_workers():
         worker = sb._idle[0]
         assert worker.alive()
         assert sb.run(Job(files={"main.py": "print(2)"}, entry="main.py", expected="2")).status == "pass"
+
+
+# ---- the launcher: programs are forked from a pristine interpreter, not started fresh
+
+AS_PYTHON_RUNS_IT = (
+    "import atexit, sys, threading, time\n"
+    "atexit.register(lambda: print('atexit ran'))\n"
+    "def late():\n"
+    "    time.sleep(0.1)\n"
+    "    print('thread joined')\n"
+    "threading.Thread(target=late).start()\n"
+    "print(__name__, __file__, sys.argv, sys.flags.isolated, sys.flags.no_site)\n"
+    "print(input()[::-1])\n"
+)
+
+
+def test_a_program_runs_as_python_would_run_it(sandbox):
+    v = sandbox.run(Job(files={"main.py": AS_PYTHON_RUNS_IT}, entry="main.py", stdin="olleh\n",
+                        expected="__main__ main.py ['main.py'] 1 1\nhello\nthread joined\natexit ran"))
+    assert v.status == "pass", v
+    v = sandbox.run(Job(files={"main.py": "import sys\nprint('out')\nsys.exit(3)\n"}, entry="main.py"))
+    assert (v.status, v.exit_code, v.stdout) == ("error", 3, "out\n"), v
+    v = sandbox.run(Job(files={"main.py": "import sys\nsys.exit('bye')\n"}, entry="main.py"))
+    assert (v.status, v.exit_code, v.stderr) == ("error", 1, "bye\n"), v
+    v = sandbox.run(Job(files={"main.py": "def f():\n    raise ValueError('boom')\nf()\n"}, entry="main.py"))
+    # The traceback starts at the program's own frame: nothing of the launcher shows.
+    assert v.stderr.startswith('Traceback (most recent call last):\n  File "main.py", line 3, in <module>\n'), v.stderr
+    assert v.stderr.rstrip().endswith("ValueError: boom") and v.exit_code == 1
+
+
+# Looks for the hex text of a 16-byte secret in every readable mapping of its own process. The
+# program never builds that text itself (only its two halves, and it reads the secret reversed),
+# so a hit can only be a copy it inherited.
+SEARCH_OWN_MEMORY = (
+    "import os, sys\n"
+    "bait = open('bait.txt').read() if os.path.exists('bait.txt') else ''\n"  # the positive control
+    "secret = bytes.fromhex(sys.stdin.read().strip())[::-1]\n"
+    "head, tail = secret[:8].hex().encode(), secret[8:].hex().encode()\n"
+    "hits = 0\n"
+    "with open('/proc/self/maps') as maps, open('/proc/self/mem', 'rb', 0) as mem:\n"
+    "    for line in maps:\n"
+    "        span, perms = line.split()[:2]\n"
+    "        if 'r' not in perms or '[v' in line:\n"
+    "            continue\n"
+    "        start, end = (int(x, 16) for x in span.split('-'))\n"
+    "        try:\n"
+    "            mem.seek(start)\n"
+    "            data = mem.read(end - start)\n"
+    "        except (OSError, OverflowError, ValueError):\n"
+    "            continue\n"
+    "        i = data.find(head)\n"
+    "        while i >= 0:\n"
+    "            hits += data[i + 16:i + 32] == tail\n"
+    "            i = data.find(head, i + 1)\n"
+    "print('clean' if not hits else f'found {hits} copies')\n"
+)
+
+
+def test_a_program_finds_no_trace_of_the_expected_answer_in_its_memory(sandbox):
+    """Programs fork from the launcher, which never sees a job's expected answer (or checker, tests,
+    nonce): forked from the harness they could read it out of their own memory."""
+    secret = os.urandom(16)
+    v = sandbox.run(Job(files={"main.py": SEARCH_OWN_MEMORY}, entry="main.py", stdin=secret[::-1].hex(), expected=secret.hex()))
+    assert v.status == "fail" and v.stdout.strip() == "clean", v
+    # The search does find the text once the program has read it itself.
+    bait = Job(files={"main.py": SEARCH_OWN_MEMORY, "bait.txt": secret.hex()}, entry="main.py", stdin=secret[::-1].hex(), expected="x")
+    assert sandbox.run(bait).stdout.startswith("found"), v
+
+
+def test_a_program_that_kills_or_stops_its_launcher_fails_alone(sandbox):
+    """A program's parent is the launcher; signalling it costs that job, never the next one."""
+    killed = sandbox.run(Job(files={"main.py": "import os, signal, time\nos.kill(os.getppid(), signal.SIGKILL)\ntime.sleep(5)\n"}, entry="main.py"))
+    assert killed.status == "error" and "launcher" in killed.reason, killed
+    assert sandbox.run(Job(files={"main.py": "print(6 * 7)"}, entry="main.py", expected="42")).passed
+    stopped = sandbox.run(Job(files={"main.py": "import os, signal\nos.kill(os.getppid(), signal.SIGSTOP)\nprint('stopped it')\n"}, entry="main.py", expected="42"))
+    assert stopped.status in ("timeout", "error") and not stopped.passed, stopped
+    assert sandbox.run(Job(files={"main.py": "print(6 * 7)"}, entry="main.py", expected="42")).passed
