@@ -1,16 +1,30 @@
 """generate(): the faster paths (prompts batched by length, static cache, each prompt encoded once for
-its n samples) sample exactly what plain ``model.generate`` samples, on GPT-2 and on other architectures,
-and fall back where the shared prompt cache does not apply."""
+its n samples) sample exactly what plain ``model.generate`` samples, on GPT-2 and on other architectures
+(Llama; Mistral with a sliding window and Mamba, where the shared prompt cache does not apply)."""
 
 from __future__ import annotations
 
 import pytest
 import torch
 from lifecycle_helpers import paragraph
-from transformers import GPT2Config, GPT2LMHeadModel, LlamaConfig, LlamaForCausalLM, MistralConfig, MistralForCausalLM
+from transformers import (
+    GPT2Config,
+    GPT2LMHeadModel,
+    LlamaConfig,
+    LlamaForCausalLM,
+    MambaConfig,
+    MambaForCausalLM,
+    MistralConfig,
+    MistralForCausalLM,
+)
 
 from selfloop.model.factory import load_pretrained
-from selfloop.model.generate import generate, length_batches, shared_prompt_cache, valid_unicode
+from selfloop.model.generate import (
+    generate,
+    length_batches,
+    shared_prompt_cache,
+    valid_unicode,
+)
 from selfloop.model.tokenizer import stop_token_ids, train_tokenizer
 
 TEXTS = [paragraph(i) for i in range(30)]
@@ -43,7 +57,12 @@ def _mistral(tok):
                                             sliding_window=8, **_special(tok)))
 
 
-@pytest.fixture(scope="module", params=[_gpt2, _llama, _mistral], ids=["gpt2", "llama", "mistral"])
+def _mamba(tok):
+    # Recurrent state, no KV cache: generate keeps it outside a Cache.
+    return MambaForCausalLM(MambaConfig(vocab_size=len(tok), hidden_size=32, state_size=4, num_hidden_layers=2, **_special(tok)))
+
+
+@pytest.fixture(scope="module", params=[_gpt2, _llama, _mistral, _mamba], ids=["gpt2", "llama", "mistral", "mamba"])
 def saved(request, tmp_path_factory, tokenizer):
     """A tiny model of each architecture, saved and reloaded the way selfloop loads a local base model."""
     torch.manual_seed(0)
@@ -90,8 +109,8 @@ def test_generate_shares_the_prompt_cache_only_for_full_attention_layers(saved, 
     width = batch["input_ids"].shape[1]
     with torch.inference_mode():
         cache = shared_prompt_cache(model, batch, 3, width + 8)
-        if model.config.model_type == "mistral":
-            assert cache is None  # sliding-window layers: generate encodes the copies itself
+        if model.config.model_type in ("mistral", "mamba"):
+            assert cache is None  # sliding-window layers, recurrent state: generate encodes the copies itself
         else:
             assert cache is not None and int(cache.get_seq_length()) == width - 1
             assert cache.layers[0].keys.shape[0] == 2 * 3  # each prompt repeated for its draws
