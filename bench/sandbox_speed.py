@@ -6,7 +6,8 @@ Two trivial candidates, both with a real pass verdict (nonce, checks counted):
   judge sends for answer-type tasks); no candidate process starts, so its
   latency is the sandbox's own overhead per verdict;
 * ``program``: ``print(42)`` in ``main.py``, compiled and run, stdout checked;
-  two Python processes start inside the sandbox per verdict.
+  one child process per verdict, forked from the sandbox's launcher (no new
+  interpreter starts; the baseline below is what one would cost).
 
 Per backend that works here (docker, bwrap, process): the warm pool
 (``pool_size`` 2, started before timing) gives the median latency of sequential

@@ -31,8 +31,8 @@ Why the candidate cannot forge a pass:
   killing the tester leaves checks failed or missing, never passed.
 
 Roles (``--role``): the default is the harness; ``server`` is the candidate-side
-RPC server; ``tester`` runs the checks. Candidate files are compiled by
-COMPILE_PROGRAM in a limited child before anything runs. The harness does not
+RPC server; ``tester`` runs the checks. Candidate files are compiled in a
+limited child before any of them runs. The harness does not
 judge quality or decide acceptance: it reports facts, and the client outside the
 sandbox decides.
 """
@@ -71,7 +71,7 @@ except ImportError:
 PROTOCOL = 1
 HERE = os.path.abspath(__file__)
 CHILD_ENV = {"PATH": "/usr/local/bin:/usr/bin:/bin", "LANG": "C.UTF-8", "PYTHONHASHSEED": "0", "PYTHONDONTWRITEBYTECODE": "1"}
-# Exit code a server or compile child uses for "I reported an error on stderr".
+# Exit code of a child whose files do not compile (the error is on its stderr).
 REPORTED = 3
 MAX_RPC_LINE = 16 * 1024 * 1024
 
@@ -105,9 +105,9 @@ def make_undumpable() -> None:
 # It is not forked from the harness itself: harness memory holds the job (its expected answer and
 # nonce), which a program could find with `gc.get_objects()`.
 #
-# Wire: SOCK_SEQPACKET, one marshal message each way per event. In: (argv after the interpreter,
-# cwd, limits, target descriptor numbers) with the descriptors attached (stdin, stdout, stderr,
-# then the extras). Out: ("pid", pid) or ("fail", why) for each request, ("exit", pid, wait
+# Wire: SOCK_SEQPACKET, one marshal message each way per event. In: (argv after the interpreter
+# or None, cwd, limits, target descriptor numbers, .py files to compile first, the descriptor that
+# reports their compile) with the descriptors attached (stdin, stdout, stderr, then the extras). Out: ("pid", pid) or ("fail", why) for each request, ("exit", pid, wait
 # status) when a child ends. A candidate can signal the launcher (it is the candidate's parent);
 # the harness then sees it die, fails that job and starts a new launcher for the next.
 LAUNCHER_PROGRAM = r"""
@@ -119,6 +119,7 @@ LIBC.prctl(4, 0, 0, 0, 0)  # PR_SET_DUMPABLE 0: same-uid code cannot ptrace or r
 if os.getppid() != int(sys.argv[2]):
     os._exit(0)
 ME = os.getpid()
+REPORTED = int(sys.argv[3])
 SOCK = socket.socket(fileno=int(sys.argv[1]))
 WAKE_R, WAKE_W = os.pipe()
 os.set_blocking(WAKE_W, False)
@@ -168,7 +169,30 @@ def exit_code(e):
     return 1
 
 
-def run(argv, cwd, lim, targets, fds):
+def fail(message):
+    sys.stderr.write(message + "\n")
+    sys.stderr.flush()
+    os._exit(REPORTED)
+
+
+def precompile(files, status):
+    # The job's .py files compile before any of them runs, then one byte on `status` says so:
+    # candidate code only runs after it, so it can neither forge nor take back that report.
+    codes = {}
+    for rel in files:
+        try:
+            with open(rel, encoding="utf-8") as f:
+                codes[rel] = compile(f.read(), rel, "exec", dont_inherit=True)
+        except SyntaxError as e:
+            fail(f"{type(e).__name__}: {e.msg} ({rel}, line {e.lineno})")
+        except (ValueError, UnicodeDecodeError, RecursionError, MemoryError) as e:
+            fail(f"{type(e).__name__}: {e} ({rel})")
+    os.write(status, b"C")
+    os.close(status)
+    return codes
+
+
+def run(argv, cwd, lim, targets, fds, files, status):
     signal.set_wakeup_fd(-1)
     signal.signal(signal.SIGCHLD, signal.SIG_DFL)
     os.setsid()
@@ -179,6 +203,9 @@ def run(argv, cwd, lim, targets, fds):
     place(fds, targets)
     limit(lim)
     os.chdir(cwd)
+    codes = precompile(files, status) if status is not None else {}
+    if argv is None:
+        os._exit(0)
     main = type(sys)("__main__")
     main.__builtins__ = builtins
     sys.modules["__main__"] = main
@@ -190,9 +217,11 @@ def run(argv, cwd, lim, targets, fds):
         else:
             sys.argv = list(argv)
             main.__file__ = argv[0]
-            with open(argv[0], "rb") as f:
-                data = f.read()
-            code = marshal.loads(data[16:]) if argv[0].endswith(".pyc") else compile(data, argv[0], "exec", dont_inherit=True)
+            code = codes.get(argv[0])
+            if code is None:
+                with open(argv[0], "rb") as f:
+                    data = f.read()
+                code = marshal.loads(data[16:]) if argv[0].endswith(".pyc") else compile(data, argv[0], "exec", dont_inherit=True)
         exec(code, main.__dict__)
     except SystemExit as e:
         rc = exit_code(e)
@@ -222,7 +251,7 @@ def run(argv, cwd, lim, targets, fds):
 
 
 def launch(req, fds):
-    argv, cwd, lim, targets = req
+    argv, cwd, lim, targets, files, status = req
     try:
         pid = os.fork()
     except OSError as e:
@@ -230,7 +259,7 @@ def launch(req, fds):
         send("fail", f"fork failed: {e}")
     if pid == 0:
         try:
-            run(argv, cwd, lim, targets, fds)
+            run(argv, cwd, lim, targets, fds, files, status)
         except BaseException as e:
             try:
                 os.write(2, f"launcher: {type(e).__name__}: {e}\n".encode())
@@ -253,6 +282,9 @@ def reap():
         send("exit", pid, status)
 
 
+# The first compile() of a process sets up the parser (~1 ms, 150 page faults): done here once,
+# every child inherits it instead of paying it again.
+compile("pass", "<warm-up>", "exec", dont_inherit=True)
 signal.set_wakeup_fd(WAKE_W)
 signal.signal(signal.SIGCHLD, lambda signum, frame: None)
 poller = select.poll()
@@ -294,7 +326,7 @@ class Launcher:
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         try:
             self.proc = subprocess.Popen(
-                [sys.executable, "-I", "-S", "-c", LAUNCHER_PROGRAM, str(theirs.fileno()), str(os.getpid())],
+                [sys.executable, "-I", "-S", "-c", LAUNCHER_PROGRAM, str(theirs.fileno()), str(os.getpid()), str(REPORTED)],
                 stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                 cwd="/", env=CHILD_ENV, pass_fds=(theirs.fileno(),), start_new_session=True,
             )
@@ -313,9 +345,14 @@ class Launcher:
             self.proc.wait()
             self.proc = None
 
-    def spawn(self, argv: list[str], cwd: str, limits: dict, fds: list[int], targets: list[int]) -> int:
-        """Fork a child running ``python -I -S *argv`` with `fds` placed at `targets`; return its pid."""
-        req = marshal.dumps((argv, cwd, {k: limits[k] for k in LIMIT_KEYS if k in limits}, targets))
+    def spawn(self, argv: list[str] | None, cwd: str, limits: dict, fds: list[int], targets: list[int],
+              compile_first: list[str], status: int | None) -> int:
+        """Fork a child running ``python -I -S *argv`` with `fds` placed at `targets`; return its pid.
+
+        With `status` (one of the targets), the child first compiles `compile_first` and writes one
+        byte there when all of them compile; with `argv` None it then exits."""
+        lim = {k: limits[k] for k in LIMIT_KEYS if k in limits}
+        req = marshal.dumps((argv, cwd, lim, targets, compile_first, status))
         for attempt in (1, 2):
             if self.sock is None:
                 self.start()
@@ -426,23 +463,32 @@ class ForkedProc:
 class Child:
     """One limited child process (forked by the launcher) with captured, capped stdout/stderr."""
 
-    def __init__(self, name: str, launcher: Launcher, argv: list[str], limits: dict, cwd: str, stdin: bytes = b"", extra_fds: tuple[int, ...] = ()):
+    def __init__(self, name: str, launcher: Launcher, argv: list[str] | None, limits: dict, cwd: str, stdin: bytes = b"",
+                 extra_fds: tuple[int, ...] = (), compile_first: list[str] | None = None):
         self.name = name
         self.cap = limits["output_bytes"]
         self.out = bytearray()
         self.err = bytearray()
         self.overflow = False
-        pipes = [os.pipe() for _ in range(3)]  # stdin, stdout, stderr
+        pipes = [os.pipe() for _ in range(3 + bool(compile_first))]  # stdin, stdout, stderr[, compile status]
         theirs = [pipes[0][0], pipes[1][1], pipes[2][1]]
         ours = [pipes[0][1], pipes[1][0], pipes[2][0]]
+        self.status_fd: int | None = None
+        status = None
+        if compile_first:
+            self.status_fd, status = pipes[3]
+            os.set_blocking(self.status_fd, False)  # read once the child is done or out of time
+            extra_fds = (*extra_fds, status)
         try:
-            pid = launcher.spawn(argv, cwd, limits, [*theirs, *extra_fds], [0, 1, 2, *extra_fds])
+            pid = launcher.spawn(argv, cwd, limits, [*theirs, *extra_fds], [0, 1, 2, *extra_fds], compile_first or [], status)
         except OSError:
             for fd in ours:
                 os.close(fd)
+            if self.status_fd is not None:
+                os.close(self.status_fd)
             raise
         finally:
-            for fd in theirs:
+            for fd in theirs if status is None else (*theirs, status):
                 os.close(fd)
         self.proc = ForkedProc(launcher, pid, os.fdopen(ours[0], "wb", 0), os.fdopen(ours[1], "rb", 0), os.fdopen(ours[2], "rb", 0))
         # Fed by `supervise` as the pipe drains, so any size works without a writer thread.
@@ -470,9 +516,21 @@ class Child:
         except OSError:
             pass
 
+    def compiled(self) -> bool:
+        """Whether the child reported that every file given to `compile_first` compiled."""
+        if self.status_fd is None:
+            return False
+        try:
+            return os.read(self.status_fd, 1) == b"C"
+        except OSError:  # BlockingIOError included: nothing was written
+            return False
+
     def close(self) -> None:
         self.kill()
         self.proc.wait()
+        if self.status_fd is not None:
+            os.close(self.status_fd)
+            self.status_fd = None
         for s in (self.proc.stdin, self.proc.stdout, self.proc.stderr):
             if s is not None and not s.closed:
                 s.close()
@@ -663,25 +721,29 @@ def run_job(job: dict, scratch_root: str, pidns: bool, launcher: Launcher) -> di
             with open(path, "w", encoding="utf-8") as f:
                 f.write(text)
         sources = sorted(rel for rel in files if rel.endswith(".py"))
+        entry = safe_relpath(job["entry"]) if job.get("entry") else None
 
-        if sources:
-            comp = spawn("compile", ["-c", COMPILE_PROGRAM, *sources])
-            stop = supervise([comp], [comp], deadline)
-            if stop:
-                return finish(stop, "compiling took longer than the time limit" if stop == "timeout" else "the compiler wrote more output than allowed")
-            if comp.proc.returncode != 0:
-                status, reason = classify_crash(comp)
-                if status == "error" and comp.proc.returncode == REPORTED:
-                    reason = f"does not compile: {last_line(comp.text('err'))}"
+        # Every .py file compiles before any candidate code runs. With an entry program that
+        # happens in the program's own process (it reports the compile on a pipe first, then
+        # runs): one child per verdict instead of two.
+        if entry or sources:
+            stdin = (job.get("stdin") or "").encode("utf-8", "replace") if entry else b""
+            first = spawn("program" if entry else "compile", [entry] if entry else None, stdin=stdin, compile_first=sources)
+            stop = supervise([first], [first], deadline)
+            if sources and not first.compiled():
+                first.name = "compile"
+                if stop:
+                    return finish(stop, "compiling took longer than the time limit" if stop == "timeout" else "the compiler wrote more output than allowed")
+                status, reason = classify_crash(first)
+                if status == "error" and first.proc.returncode == REPORTED:
+                    reason = f"does not compile: {last_line(first.text('err'))}"
                 return finish(status, reason)
-            checks.append({"name": "compile", "ok": True, "message": ""})
+            if sources:
+                checks.append({"name": "compile", "ok": True, "message": ""})
 
         answer = job.get("answer")
-        entry = job.get("entry")
         if entry:
-            entry = safe_relpath(entry)
-            prog = spawn("program", [entry], stdin=(job.get("stdin") or "").encode("utf-8", "replace"))
-            stop = supervise([prog], [prog], deadline)
+            prog = first
             result["exit_code"] = prog.proc.returncode
             if stop:
                 return finish(stop, f"the program did not finish within {limits['timeout_s']:g} s" if stop == "timeout" else f"the program wrote more than {limits['output_kb']} KiB")
@@ -817,26 +879,6 @@ def harness_main(args: Args) -> int:
             break
     launcher.stop()
     return 0
-
-
-# --------------------------------------------------------------------------- compile role
-
-# The compile child runs only this, not the harness file: importing the harness
-# (argparse, doctest, ...) took several times longer than the compile itself, on
-# every job with Python files.
-COMPILE_PROGRAM = f"""
-import sys
-for rel in sys.argv[1:]:
-    try:
-        with open(rel, encoding="utf-8") as f:
-            compile(f.read(), rel, "exec", dont_inherit=True)
-    except SyntaxError as e:
-        print(f"{{type(e).__name__}}: {{e.msg}} ({{rel}}, line {{e.lineno}})", file=sys.stderr)
-        sys.exit({REPORTED})
-    except (ValueError, UnicodeDecodeError, RecursionError, MemoryError) as e:
-        print(f"{{type(e).__name__}}: {{e}} ({{rel}})", file=sys.stderr)
-        sys.exit({REPORTED})
-"""
 
 
 # --------------------------------------------------------------------------- RPC encoding

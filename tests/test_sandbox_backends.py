@@ -247,3 +247,16 @@ def test_a_program_that_kills_or_stops_its_launcher_fails_alone(sandbox):
     stopped = sandbox.run(Job(files={"main.py": "import os, signal\nos.kill(os.getppid(), signal.SIGSTOP)\nprint('stopped it')\n"}, entry="main.py", expected="42"))
     assert stopped.status in ("timeout", "error") and not stopped.passed, stopped
     assert sandbox.run(Job(files={"main.py": "print(6 * 7)"}, entry="main.py", expected="42")).passed
+
+
+def test_every_file_compiles_before_the_program_runs_and_a_program_cannot_fake_a_compile_error(sandbox):
+    broken_helper = Job(files={"main.py": "print('ran')\n", "helper.py": "def f(:\n"}, entry="main.py", expected="ran")
+    v = sandbox.run(broken_helper)
+    assert v.status == "error" and v.reason.startswith("does not compile: SyntaxError") and "helper.py, line 1" in v.reason, v
+    assert "ran" not in v.stdout and v.checks_run == 0
+    # The program runs only after its process reported the compile: exiting the way a failed
+    # compile does is a program error, with the compile check counted as passed.
+    fake = "import sys\nprint('SyntaxError: invalid syntax (main.py, line 1)', file=sys.stderr)\nsys.exit(3)\n"
+    v = sandbox.run(Job(files={"main.py": fake}, entry="main.py"))
+    assert v.status == "error" and v.reason.startswith("program exited with code 3"), v
+    assert v.checks == ("compile",) and v.checks_passed == 1
