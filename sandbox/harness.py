@@ -92,24 +92,25 @@ def make_undumpable() -> None:
 
 # --------------------------------------------------------------------------- launcher
 
-# Every Python child of a job (the compile check, the program, the candidate-side server,
-# the tester) is forked from the *launcher*: a pristine interpreter started once per sandbox
-# with the children's flags and environment, which never sees a job's expected answer, checker,
-# tests or nonce. A fork of it costs about a millisecond where a fresh interpreter costs 8-10
-# (and a program verdict needs two of them). The child behaves as `python -I -S FILE` would: a
-# fresh __main__, sys.argv, the job's limits, cwd, stdin and pipes, every other descriptor
-# closed, default signal handling, and the interpreter's exit rules (SystemExit codes, the
-# traceback from the program's frame and exit code 1, atexit, non-daemon threads, a final
-# flush). What differs: the launcher's own few modules (ctypes, socket, ...) are already
-# imported, and sys.orig_argv names the launcher.
-# It is not forked from the harness itself: harness memory holds the job (its expected answer and
-# nonce), which a program could find with `gc.get_objects()`.
+# Every Python child of a job (the program, which first compiles the job's files; a compile-only
+# child for jobs without one; the candidate-side server; the tester) is forked from the
+# *launcher*: a pristine interpreter started once per sandbox with the children's flags and
+# environment, which never sees a job's expected answer, checker, tests or nonce. A fork of it
+# costs about a millisecond where starting an interpreter costs 8-10. The child behaves as
+# `python -I -S FILE` would: a fresh __main__, sys.argv, the job's limits, cwd, stdin and pipes,
+# every other descriptor closed, default signal handling, and the interpreter's exit rules
+# (SystemExit codes, the traceback from the program's frame and exit code 1, atexit, non-daemon
+# threads, a final flush). What differs: the launcher's own few modules (ctypes, socket, ...) are
+# already imported, and sys.orig_argv names the launcher. It is not forked from the harness
+# itself: harness memory holds the job (its expected answer and nonce), which a program could
+# find with `gc.get_objects()`.
 #
 # Wire: SOCK_SEQPACKET, one marshal message each way per event. In: (argv after the interpreter
-# or None, cwd, limits, target descriptor numbers, .py files to compile first, the descriptor that
-# reports their compile) with the descriptors attached (stdin, stdout, stderr, then the extras). Out: ("pid", pid) or ("fail", why) for each request, ("exit", pid, wait
-# status) when a child ends. A candidate can signal the launcher (it is the candidate's parent);
-# the harness then sees it die, fails that job and starts a new launcher for the next.
+# or None, cwd, limits, target descriptor numbers, .py files to compile first, the descriptor
+# that reports their compile), with the descriptors attached (stdin, stdout, stderr, then the
+# extras). Out: ("pid", pid) or ("fail", why) for each request, ("exit", pid, wait status) when
+# a child ends. A candidate can signal the launcher (it is the candidate's parent): the harness
+# then sees it die (or stopped), fails that job and starts a new launcher for the next.
 LAUNCHER_PROGRAM = r"""
 import builtins, ctypes, fcntl, marshal, math, os, resource, select, signal, socket, sys
 
