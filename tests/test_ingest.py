@@ -350,13 +350,17 @@ def test_cli_ingest_prints_the_table(tmp_path, cli):
 def test_signatures_of_an_older_hash_scheme_are_recomputed_on_open(project, store):
     (project.orig / "a.txt").write_text(LONG)
     make(project, store).scan()
-    # What an older selfloop stored: SHA-1 of each shingle's text (datasketch's default hash), no scheme in the key.
+    # What an older selfloop stored: datasketch's MinHash of SHA-1-hashed shingle texts, serialized
+    # by LeanMinHash (a different byte length too), under an older scheme name.
     words = re.findall(r"\w+", LONG.lower())
     legacy = MinHash(num_perm=128)
     legacy.update_batch([" ".join(words[i : i + 5]).encode() for i in range(len(words) - 4)])
+    lean = LeanMinHash(legacy)
+    buf = bytearray(lean.bytesize(byteorder="<"))
+    lean.serialize(buf, byteorder="<")
     with store.tx() as c:
-        c.execute("UPDATE documents SET minhash = ?", (to_bytes(LeanMinHash(legacy)),))
-    store.set_meta("corpus.minhash_params", "perm=128 shingle=5")
+        c.execute("UPDATE documents SET minhash = ?", (bytes(buf),))
+    store.set_meta("corpus.minhash_params", "perm=128 shingle=5 hash=words-xxh3-poly64-top32/affine32")
 
     ing = make(project, store)
     [doc] = docs(store)

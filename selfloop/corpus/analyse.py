@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 from selfloop.config import IngestConfig
 from selfloop.corpus.decode import decode
-from selfloop.corpus.dedup import signature, to_bytes
+from selfloop.corpus.dedup import signatures
 from selfloop.corpus.formats import Rejected, parse
 from selfloop.corpus.normalize import normalize_newlines
 from selfloop.corpus.pipeline import Prepared, prepare
@@ -46,17 +46,12 @@ def analyse_file(data: bytes, fmt: str, cfg: IngestConfig) -> list[Analysed] | R
     if not items:
         # Often a file caught between create and write; examined again once it changes.
         return Reason("empty", "a zero-length file" if not data else "only blank lines or whitespace")
-    out: list[Analysed] = []
-    for item in items:
-        if isinstance(item, Rejected):
-            out.append(Analysed(item, None))
-            continue
-        p = prepare(item, cfg)
-        minhash = None
-        if p.drop is None and p.dedup_text is not None:
-            minhash = to_bytes(signature(p.dedup_text, num_perm=cfg.minhash_perm, shingle_words=cfg.shingle_words))
-        out.append(Analysed(p, minhash))
-    return out
+    prepared = [item if isinstance(item, Rejected) else prepare(item, cfg) for item in items]
+    # Near-dedup looks at the documents that pass the filters: their signatures in one call.
+    wanted = [i for i, p in enumerate(prepared) if isinstance(p, Prepared) and p.drop is None and p.dedup_text is not None]
+    sigs = signatures([prepared[i].dedup_text for i in wanted], num_perm=cfg.minhash_perm, shingle_words=cfg.shingle_words)
+    minhashes: dict[int, bytes] = {i: row.tobytes() for i, row in zip(wanted, sigs, strict=True)}
+    return [Analysed(p, minhashes.get(i)) for i, p in enumerate(prepared)]
 
 
 class AnalysisPool:

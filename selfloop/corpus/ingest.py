@@ -22,7 +22,6 @@ import hashlib
 import logging
 import os
 import stat
-import struct
 import time
 from collections import Counter, deque
 from collections.abc import Callable, Iterator
@@ -31,11 +30,11 @@ from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
-from datasketch import LeanMinHash
+import numpy as np
 
 from selfloop.config import IngestConfig, ProjectPaths, WatchConfig
 from selfloop.corpus.analyse import Analysed, AnalysisPool, analyse_file
-from selfloop.corpus.dedup import HASH_SCHEME, NearDupIndex, from_bytes, signature, to_bytes
+from selfloop.corpus.dedup import HASH_SCHEME, NearDupIndex, from_bytes, signature, signatures, to_bytes
 from selfloop.corpus.formats import ChatRecord, Rejected, TaskItem, TextRecord, parse_json_line
 from selfloop.corpus.locate import Located, is_ignored, locate, roots
 from selfloop.corpus.pipeline import Prepared, content_hash, dedup_text_of, prepare
@@ -404,7 +403,7 @@ class Ingestor:
                 self._index_add(row["id"], sig, undo)
 
     def _find_duplicate(self, digest: str, text: str | None,
-                        sig: LeanMinHash | None = None) -> tuple[Reason | None, int | None, LeanMinHash | None]:
+                        sig: np.ndarray | None = None) -> tuple[Reason | None, int | None, np.ndarray | None]:
         """(reason, duplicated doc id, signature of ``text``: ``sig`` or computed on the way) — reason None when unique."""
         row = self.store.conn.execute(
             "SELECT id, file_path, locator FROM documents WHERE hash = ? AND status = 'active' ORDER BY id LIMIT 1", (digest,)
@@ -483,18 +482,22 @@ class Ingestor:
             if same_params and row["minhash"] is not None:
                 try:
                     sig = from_bytes(row["minhash"])
-                except (ValueError, struct.error):
+                except ValueError:
                     sig = None
-            if sig is None or len(sig.hashvalues) != self.cfg.minhash_perm:
+            if sig is None or len(sig) != self.cfg.minhash_perm:
                 stale.append(row["id"])
             else:
                 self._index.add(row["id"], sig)
         fresh: list[tuple[bytes, int]] = []
-        for doc_id in stale:
-            row = self.store.conn.execute("SELECT kind, content FROM documents WHERE id = ?", (doc_id,)).fetchone()
-            sig = self._signature(dedup_text_of(row["kind"], row["content"]) or "")
-            fresh.append((to_bytes(sig), doc_id))
-            self._index.add(doc_id, sig)
+        for start in range(0, len(stale), 512):  # signatures in batches: one rensa call each
+            ids = stale[start : start + 512]
+            marks = ",".join("?" * len(ids))
+            texts = {r["id"]: dedup_text_of(r["kind"], r["content"]) or ""
+                     for r in self.store.query(f"SELECT id, kind, content FROM documents WHERE id IN ({marks})", tuple(ids))}
+            sigs = signatures([texts[i] for i in ids], num_perm=self.cfg.minhash_perm, shingle_words=self.cfg.shingle_words)
+            for doc_id, sig in zip(ids, sigs, strict=True):
+                fresh.append((to_bytes(sig), doc_id))
+                self._index.add(doc_id, sig)
         if fresh:
             with self.store.tx() as c:
                 c.executemany("UPDATE documents SET minhash = ? WHERE id = ?", fresh)
