@@ -114,6 +114,14 @@ class _Read:
 _Step = Callable[[], FileResult] | _Read
 
 
+@dataclass
+class _Known:
+    """What the store holds of one content hash, while a file's documents go in."""
+
+    split: str  # of its first row, whatever that row's status: a text keeps its split
+    active: tuple[int, str, str] | None = None  # (id, file_path, locator) of its first active row
+
+
 class _Undo:
     """In-memory index changes made inside a transaction, undone if it rolls back."""
 
@@ -299,26 +307,38 @@ class Ingestor:
         try:
             with self.store.tx() as c:
                 retired = self._retire(c, loc.key, undo)
+                # One query for what the store knows of every hash in the file, instead of
+                # two per document; kept up to date below as this file's rows go in.
+                known = self._known(c, [a.item.hash for a in items if isinstance(a.item, Prepared)])
                 for analysed in items:
                     p = analysed.item
                     if isinstance(p, Rejected):
                         self._insert(c, loc, fmt, p.locator, "raw", p.raw, content_hash(p.raw), "dropped", p.reason, None)
                         result.dropped[p.reason.code] += 1
                         continue
+                    seen = known.get(p.hash)
+                    split = seen.split if seen is not None else split_of(p.split_key, self.cfg.heldout_fraction)
                     if p.drop is not None:
-                        self._insert_prepared(c, loc, fmt, p, "dropped", p.drop)
-                        result.dropped[p.drop.code] += 1
-                        continue
-                    sig = None if analysed.minhash is None else from_bytes(analysed.minhash)
-                    reason, target, _ = self._find_duplicate(p.hash, p.dedup_text, sig)
-                    if reason is not None:
-                        self._insert_prepared(c, loc, fmt, p, "duplicate", reason, dup_of=target)
+                        doc_id, status, reason, target = self._insert_prepared(c, loc, fmt, p, split, "dropped", p.drop), "dropped", p.drop, None
+                    else:
+                        sig = None if analysed.minhash is None else from_bytes(analysed.minhash)
+                        if seen is not None and seen.active is not None:
+                            reason, target = self._exact_reason(*seen.active), seen.active[0]
+                        else:
+                            reason, target, _ = self._near_duplicate(p.dedup_text, sig)
+                        status = "active" if reason is None else "duplicate"
+                        doc_id = self._insert_prepared(c, loc, fmt, p, split, status, reason, dup_of=target,
+                                                       minhash=analysed.minhash if reason is None else None)
+                        if reason is None and sig is not None:
+                            self._index_add(doc_id, sig, undo)
+                    if seen is None:
+                        known[p.hash] = seen = _Known(split)
+                    if status == "active" and seen.active is None:
+                        seen.active = (doc_id, loc.key, p.locator)
+                    if reason is None:
+                        result.accepted += 1
+                    else:
                         result.dropped[reason.code] += 1
-                        continue
-                    doc_id = self._insert_prepared(c, loc, fmt, p, "active", None, minhash=analysed.minhash)
-                    if sig is not None:
-                        self._index_add(doc_id, sig, undo)
-                    result.accepted += 1
                 self._revive(c, retired, undo)
                 n_dropped = sum(result.dropped.values())
                 self._upsert_file(c, loc, size, mtime_ns, sha, "ingested", None, result.accepted, n_dropped)
@@ -409,7 +429,14 @@ class Ingestor:
             "SELECT id, file_path, locator FROM documents WHERE hash = ? AND status = 'active' ORDER BY id LIMIT 1", (digest,)
         ).fetchone()
         if row is not None:
-            return Reason("exact_duplicate", f"same as doc {row['id']} ({row['file_path']} {row['locator']})"), row["id"], None
+            return self._exact_reason(row["id"], row["file_path"], row["locator"]), row["id"], None
+        return self._near_duplicate(text, sig)
+
+    @staticmethod
+    def _exact_reason(doc_id: int, file_path: str, locator: str) -> Reason:
+        return Reason("exact_duplicate", f"same as doc {doc_id} ({file_path} {locator})")
+
+    def _near_duplicate(self, text: str | None, sig: np.ndarray | None) -> tuple[Reason | None, int | None, np.ndarray | None]:
         if text is None:
             return None, None, None
         if sig is None:
@@ -421,9 +448,8 @@ class Ingestor:
         where = self.store.conn.execute("SELECT file_path, locator FROM documents WHERE id = ?", (doc_id,)).fetchone()
         return Reason("near_duplicate", f"~{jaccard:.2f} Jaccard with doc {doc_id} ({where['file_path']} {where['locator']})"), doc_id, sig
 
-    def _insert_prepared(self, c, loc: Located, fmt: str, p: Prepared, status: str, reason: Reason | None,
+    def _insert_prepared(self, c, loc: Located, fmt: str, p: Prepared, split: str, status: str, reason: Reason | None,
                          *, dup_of: int | None = None, minhash: bytes | None = None) -> int:
-        split = self._split(c, p.hash, p.split_key)
         return self._insert(c, loc, fmt, p.locator, p.kind, p.content, p.hash, status, reason, split, dup_of=dup_of, minhash=minhash)
 
     def _insert(self, c, loc: Located, fmt: str, locator: str, kind: str, content: str, digest: str, status: str,
@@ -438,10 +464,25 @@ class Ingestor:
         )
         return int(cur.lastrowid)
 
-    def _split(self, c, digest: str, key: str) -> str:
-        # A text seen before keeps its split, even if heldout_fraction has changed since.
-        prior = c.execute("SELECT split FROM documents WHERE hash = ? ORDER BY id LIMIT 1", (digest,)).fetchone()
-        return prior[0] if prior is not None else split_of(key, self.cfg.heldout_fraction)
+    @staticmethod
+    def _known(c, digests: list[str]) -> dict[str, _Known]:
+        """For each of ``digests`` the store has a row of: the split of its first row, and its first active row.
+
+        A text seen before keeps its split, even if heldout_fraction has changed since.
+        """
+        known: dict[str, _Known] = {}
+        unique = list(dict.fromkeys(digests))
+        for start in range(0, len(unique), 500):  # well under SQLite's limit on bound parameters
+            chunk = unique[start : start + 500]
+            rows = c.execute(f"SELECT hash, id, file_path, locator, split, status FROM documents WHERE hash IN ({','.join('?' * len(chunk))})"
+                             " ORDER BY id", chunk)
+            for digest, doc_id, file_path, locator, split, status in rows:
+                seen = known.get(digest)
+                if seen is None:
+                    known[digest] = seen = _Known(split)
+                if status == "active" and seen.active is None:
+                    seen.active = (doc_id, file_path, locator)
+        return known
 
     def _upsert_file(self, c, loc: Located, size, mtime_ns, sha, status: str, reason: str | None, n_docs: int, n_dropped: int) -> None:
         c.execute(
