@@ -73,7 +73,7 @@ class IngestConfig(Section):
     repetition_min_words: int = Field(30, ge=1, description="the 3-gram repetition check applies only to texts of at least this many words (a short answer that echoes its question is not spam)")
     max_control_ratio: float = Field(0.01, ge=0, le=1, description="drop text with more control characters than this share (binary)")
     near_dup_threshold: float = Field(0.85, gt=0, le=1, description="MinHash Jaccard above which a document is a near duplicate")
-    minhash_perm: int = Field(128, ge=16, le=1024, description="MinHash permutations")
+    minhash_perm: int = Field(128, ge=16, le=1024, description="MinHash permutations (the LSH index bands them in equal parts: a number with many divisors, such as 128, bands best)")
     shingle_words: int = Field(5, ge=1, le=32, description="word shingle size for MinHash")
     heldout_fraction: float = Field(0.1, ge=0, lt=1, description="share of documents fixed (by hash) as held-out eval data")
     max_json_depth: int = Field(16, ge=2, le=1000, description="JSONL lines nested deeper than this are rejected")

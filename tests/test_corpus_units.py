@@ -13,7 +13,7 @@ import pytest
 from selfloop.config import IngestConfig
 from selfloop.corpus import filters
 from selfloop.corpus.decode import decode
-from selfloop.corpus.dedup import NearDupIndex, from_bytes, jaccard, shingle_hashes, signature, to_bytes
+from selfloop.corpus.dedup import NearDupIndex, from_bytes, lsh_bands, shingle_hashes, signature, to_bytes
 from selfloop.corpus.formats import ChatRecord, Rejected, TaskItem, TextRecord, json_depth, parse
 from selfloop.corpus.normalize import normalize
 from selfloop.corpus.pipeline import prepare, quality_check
@@ -268,7 +268,7 @@ def test_split_is_a_pure_function_of_the_key():
 
 def test_minhash_roundtrip_and_near_match():
     a = signature(LONG, num_perm=128, shingle_words=5)
-    assert jaccard(from_bytes(to_bytes(a)), a) == 1.0
+    assert from_bytes(to_bytes(a), 128).jaccard(a) == 1.0
     index = NearDupIndex(threshold=0.8, num_perm=128)
     index.add(7, a)
     close = signature(LONG.replace("gull", "seagull"), num_perm=128, shingle_words=5)
@@ -278,6 +278,15 @@ def test_minhash_roundtrip_and_near_match():
     assert index.best_match(far) is None
     index.remove(7)
     assert index.best_match(close) is None and len(index) == 0
+
+
+def test_lsh_bands_divide_the_signature_and_favour_recall():
+    # rensa bands a signature in equal parts; 16 x 8 finds 99% of pairs at J = 0.85 as candidates
+    assert lsh_bands(0.85, 128) == 16
+    for perm in (16, 17, 100, 128, 256):
+        for threshold in (0.5, 0.85, 0.95):
+            assert perm % lsh_bands(threshold, perm) == 0
+    assert lsh_bands(0.5, 128) > lsh_bands(0.95, 128)  # a lower threshold needs shorter bands
 
 
 def test_shingle_hashes_follow_words_not_case_or_punctuation():

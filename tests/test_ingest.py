@@ -370,6 +370,18 @@ def test_signatures_of_an_older_hash_scheme_are_recomputed_on_open(project, stor
     assert ing.scan().dropped == {"near_duplicate": 1}
 
 
+def test_a_damaged_stored_signature_is_recomputed_on_open(project, store):
+    (project.orig / "a.txt").write_text(LONG)
+    make(project, store).scan()
+    [doc] = docs(store)
+    with store.tx() as c:
+        c.execute("UPDATE documents SET minhash = ?", (b"\x00garbage",))
+    ing = make(project, store)
+    assert docs(store)[0]["minhash"] == doc["minhash"]
+    (project.orig / "c.txt").write_text(LONG.replace("gull", "seagull"))
+    assert ing.scan().dropped == {"near_duplicate": 1}
+
+
 def _mixed_corpus(root: Path) -> None:
     sentences = [s.strip() for s in LONG.split(". ") if s.strip()]
     for i in range(12):

@@ -20,7 +20,9 @@ from dataclasses import dataclass
 
 from selfloop.config import IngestConfig
 from selfloop.corpus.decode import decode
-from selfloop.corpus.dedup import signatures
+from rensa import RMinHash
+
+from selfloop.corpus.dedup import minhashes
 from selfloop.corpus.formats import Rejected, parse
 from selfloop.corpus.normalize import normalize_newlines
 from selfloop.corpus.pipeline import Prepared, prepare
@@ -30,11 +32,11 @@ from selfloop.corpus.reasons import Reason
 @dataclass(frozen=True)
 class Analysed:
     item: Rejected | Prepared
-    # The MinHash signature as stored (``dedup.to_bytes``), for documents that pass the
-    # filters and are near-deduplicated; computed even when the document turns out to be
-    # an exact duplicate (rare), so the store never waits. Bytes, not the object: the
-    # store needs them as they are, and they cross the process boundary as they are.
-    minhash: bytes | None
+    # The MinHash signature of a document that passes the filters and is near-deduplicated;
+    # computed even when the document turns out to be an exact duplicate (rare), so the
+    # store never waits. rensa's signatures pickle compactly, so they cross the process
+    # boundary as they are.
+    minhash: RMinHash | None
 
 
 def analyse_file(data: bytes, fmt: str, cfg: IngestConfig) -> list[Analysed] | Reason:
@@ -49,9 +51,9 @@ def analyse_file(data: bytes, fmt: str, cfg: IngestConfig) -> list[Analysed] | R
     prepared = [item if isinstance(item, Rejected) else prepare(item, cfg) for item in items]
     # Near-dedup looks at the documents that pass the filters: their signatures in one call.
     wanted = [i for i, p in enumerate(prepared) if isinstance(p, Prepared) and p.drop is None and p.dedup_text is not None]
-    sigs = signatures([prepared[i].dedup_text for i in wanted], num_perm=cfg.minhash_perm, shingle_words=cfg.shingle_words)
-    minhashes: dict[int, bytes] = {i: row.tobytes() for i, row in zip(wanted, sigs, strict=True)}
-    return [Analysed(p, minhashes.get(i)) for i, p in enumerate(prepared)]
+    sigs = minhashes([prepared[i].dedup_text for i in wanted], num_perm=cfg.minhash_perm, shingle_words=cfg.shingle_words)
+    by_item = dict(zip(wanted, sigs, strict=True))
+    return [Analysed(p, by_item.get(i)) for i, p in enumerate(prepared)]
 
 
 class AnalysisPool:

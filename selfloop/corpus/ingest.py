@@ -30,11 +30,11 @@ from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
-import numpy as np
+from rensa import RMinHash
 
 from selfloop.config import IngestConfig, ProjectPaths, WatchConfig
 from selfloop.corpus.analyse import Analysed, AnalysisPool, analyse_file
-from selfloop.corpus.dedup import HASH_SCHEME, NearDupIndex, from_bytes, signature, signatures, to_bytes
+from selfloop.corpus.dedup import HASH_SCHEME, NearDupIndex, from_bytes, minhashes, signature, to_bytes
 from selfloop.corpus.formats import ChatRecord, Rejected, TaskItem, TextRecord, parse_json_line
 from selfloop.corpus.locate import Located, is_ignored, locate, roots
 from selfloop.corpus.pipeline import Prepared, content_hash, dedup_text_of, prepare
@@ -321,14 +321,14 @@ class Ingestor:
                     if p.drop is not None:
                         doc_id, status, reason, target = self._insert_prepared(c, loc, fmt, p, split, "dropped", p.drop), "dropped", p.drop, None
                     else:
-                        sig = None if analysed.minhash is None else from_bytes(analysed.minhash)
+                        sig = analysed.minhash
                         if seen is not None and seen.active is not None:
                             reason, target = self._exact_reason(*seen.active), seen.active[0]
                         else:
                             reason, target, _ = self._near_duplicate(p.dedup_text, sig)
                         status = "active" if reason is None else "duplicate"
                         doc_id = self._insert_prepared(c, loc, fmt, p, split, status, reason, dup_of=target,
-                                                       minhash=analysed.minhash if reason is None else None)
+                                                       minhash=None if reason is not None or sig is None else to_bytes(sig))
                         if reason is None and sig is not None:
                             self._index_add(doc_id, sig, undo)
                     if seen is None:
@@ -423,7 +423,7 @@ class Ingestor:
                 self._index_add(row["id"], sig, undo)
 
     def _find_duplicate(self, digest: str, text: str | None,
-                        sig: np.ndarray | None = None) -> tuple[Reason | None, int | None, np.ndarray | None]:
+                        sig: RMinHash | None = None) -> tuple[Reason | None, int | None, RMinHash | None]:
         """(reason, duplicated doc id, signature of ``text``: ``sig`` or computed on the way) — reason None when unique."""
         row = self.store.conn.execute(
             "SELECT id, file_path, locator FROM documents WHERE hash = ? AND status = 'active' ORDER BY id LIMIT 1", (digest,)
@@ -436,7 +436,7 @@ class Ingestor:
     def _exact_reason(doc_id: int, file_path: str, locator: str) -> Reason:
         return Reason("exact_duplicate", f"same as doc {doc_id} ({file_path} {locator})")
 
-    def _near_duplicate(self, text: str | None, sig: np.ndarray | None) -> tuple[Reason | None, int | None, np.ndarray | None]:
+    def _near_duplicate(self, text: str | None, sig: RMinHash | None) -> tuple[Reason | None, int | None, RMinHash | None]:
         if text is None:
             return None, None, None
         if sig is None:
@@ -519,23 +519,20 @@ class Ingestor:
         # Texts are read only for signatures that must be recomputed: every cycle opens an
         # Ingestor, and reading the whole stored corpus each time would be wasted I/O.
         for row in self.store.query("SELECT id, minhash FROM documents WHERE status = 'active' AND kind IN ('text', 'chat')"):
-            sig = None
-            if same_params and row["minhash"] is not None:
-                try:
-                    sig = from_bytes(row["minhash"])
-                except ValueError:
-                    sig = None
-            if sig is None or len(sig) != self.cfg.minhash_perm:
+            if not same_params or row["minhash"] is None:
                 stale.append(row["id"])
-            else:
-                self._index.add(row["id"], sig)
+                continue
+            try:
+                self._index.add(row["id"], from_bytes(row["minhash"], self.cfg.minhash_perm))
+            except ValueError:  # damaged, or another rensa state version / number of permutations
+                stale.append(row["id"])
         fresh: list[tuple[bytes, int]] = []
         for start in range(0, len(stale), 512):  # signatures in batches: one rensa call each
             ids = stale[start : start + 512]
             marks = ",".join("?" * len(ids))
             texts = {r["id"]: dedup_text_of(r["kind"], r["content"]) or ""
                      for r in self.store.query(f"SELECT id, kind, content FROM documents WHERE id IN ({marks})", tuple(ids))}
-            sigs = signatures([texts[i] for i in ids], num_perm=self.cfg.minhash_perm, shingle_words=self.cfg.shingle_words)
+            sigs = minhashes([texts[i] for i in ids], num_perm=self.cfg.minhash_perm, shingle_words=self.cfg.shingle_words)
             for doc_id, sig in zip(ids, sigs, strict=True):
                 fresh.append((to_bytes(sig), doc_id))
                 self._index.add(doc_id, sig)
