@@ -5,17 +5,20 @@ from __future__ import annotations
 import codecs
 import json
 import os
+import re
 import subprocess
 import sys
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from selfloop.config import IngestConfig
 from selfloop.corpus import filters
 from selfloop.corpus.decode import decode
-from selfloop.corpus.dedup import NearDupIndex, from_bytes, lsh_bands, shingle_hashes, signature, to_bytes
+from selfloop.corpus.dedup import NearDupIndex, _words, from_bytes, lsh_bands, shingle_hashes, signature, to_bytes
 from selfloop.corpus.formats import ChatRecord, Rejected, TaskItem, TextRecord, json_depth, parse
-from selfloop.corpus.normalize import normalize
+from selfloop.corpus.normalize import control_ratio, normalize
 from selfloop.corpus.pipeline import prepare, quality_check
 from selfloop.corpus.reasons import Reason, code_of
 from selfloop.corpus.split import split_of
@@ -315,3 +318,18 @@ def test_signature_is_the_same_in_every_process():
         out = subprocess.run([sys.executable, "-c", code, LONG], capture_output=True, text=True, check=True,
                              env={**os.environ, "PYTHONHASHSEED": seed})
         assert out.stdout.strip() == here
+
+
+# Byte-level fast paths must count and split exactly as the regular expressions they replace,
+# on any text: ASCII, other scripts, Unicode spaces and punctuation, combining marks, lone surrogates.
+_TEXTS = st.text(st.one_of(st.characters(max_codepoint=0x7F), st.characters(),
+                           st.sampled_from("\u2019\u201c\u2014\u00a0\u3000\u2028\x85\x1c\u0130\u0307\u00b2\u200b\ufeff\ud800_")))
+
+
+@settings(max_examples=3000, deadline=None)
+@given(_TEXTS)
+def test_byte_level_counts_and_words_match_the_regexes(text):
+    assert _words(text) == [w.encode("utf-8", "surrogatepass") for w in re.findall(r"\w+", text.lower())]
+    assert filters._visible_and_symbols(text) == (sum(map(len, text.split())), len(re.findall(r"[^\w\s]", text)))
+    expected = len(re.findall("[\x00-\x08\x0b\x0e-\x1f\x7f]", text)) / len(text) if text else 0.0
+    assert control_ratio(text) == expected

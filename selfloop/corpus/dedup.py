@@ -43,27 +43,30 @@ _SEED = 1  # fixed: stored signatures are compared across processes and restarts
 # carrying another scheme name are recomputed from their text.
 HASH_SCHEME = f"words-xxh3-poly64-le8/rensa-rminhash-v{RMinHash.ALGORITHM_VERSION}-seed{_SEED}"
 
-_WORDS = re.compile(r"\w+")
 # Every ASCII byte that is not [A-Za-z0-9_] (the re module's \w for ASCII) becomes a space;
-# bytes of multi-byte UTF-8 characters (all >= 0x80) are kept. bytes.split() then yields
-# exactly the \w+ runs of ASCII text, and for other text whitespace-free pieces whose
-# non-ASCII ones are split by the regex: the same words as the regex over the whole text.
+# bytes >= 0x80 (parts of multi-byte UTF-8 characters) are kept.
 _ASCII_NONWORD_TO_SPACE = bytes(b if b >= 128 or chr(b).isalnum() or b == ord("_") else ord(" ") for b in range(256))
+_NON_ASCII = re.compile(r"[^\x00-\x7f]")
 # Odd, so each step of the polynomial is a bijection mod 2**64; with random word
 # hashes, two different shingles differ by a uniform value.
 _MULT = np.uint64(0x9E3779B97F4A7C15)
 
 
 def _words(text: str) -> list[bytes]:
-    """The lower-cased ``\\w+`` words of ``text``, UTF-8 encoded."""
-    pieces = text.lower().encode("utf-8").translate(_ASCII_NONWORD_TO_SPACE).split()
-    out: list[bytes] = []
-    for piece in pieces:
-        if piece.isascii():
-            out.append(piece)
-        else:  # rare: a word with accents, or Unicode punctuation such as ’ or — between words
-            out.extend(w.encode("utf-8") for w in _WORDS.findall(piece.decode("utf-8")))
-    return out
+    """The lower-cased ``\\w+`` words of ``text`` (what ``re.findall(r"\\w+", text.lower())`` finds), UTF-8 encoded.
+
+    Several times cheaper than the regex: every character that is not a word character
+    becomes a space and ``bytes.split`` does the rest. Non-ASCII ones are found by their
+    UTF-8 bytes (which can only match at character boundaries), one replace per
+    distinct character, so mostly-ASCII text with a few curly quotes stays fast.
+    """
+    lowered = text.lower()
+    data = lowered.encode("utf-8", "surrogatepass")  # a lone surrogate is no word character: it only separates
+    if not data.isascii():
+        for ch in set(_NON_ASCII.findall(lowered)):
+            if not ch.isalnum():  # the re module's \w: str.isalnum() or "_"
+                data = data.replace(ch.encode("utf-8", "surrogatepass"), b" ")
+    return data.translate(_ASCII_NONWORD_TO_SPACE).split()
 
 
 def shingle_hashes(text: str, n: int) -> np.ndarray:

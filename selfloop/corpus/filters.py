@@ -22,12 +22,13 @@ from selfloop.corpus.reasons import Reason
 
 Filter = Callable[[str, IngestConfig], Reason | None]
 
-# Neither a word character (str.isalnum() or "_", the re module's \w) nor whitespace.
-# No character is both \w and \s, so these are the visible characters that are not word characters.
-_SYMBOL = re.compile(r"[^\w\s]")
-# The same classes as byte sets, for ASCII text (most text): bytes.translate deletes them in one C pass.
+# Whitespace, and word characters (str.isalnum() or "_", the re module's \w) or whitespace, as
+# sets of ASCII bytes: bytes.translate deletes them in one C pass. No character is both \w and
+# \s, so what is left of the second deletion are the visible characters that are not word characters.
 _ASCII_SPACE = bytes(b for b in range(128) if chr(b).isspace())
 _ASCII_WORD_OR_SPACE = bytes(b for b in range(128) if chr(b).isspace() or chr(b).isalnum() or chr(b) == "_")
+_NON_ASCII_BYTES = bytes(range(128, 256))
+_NON_ASCII = re.compile(r"[^\x00-\x7f]")
 
 
 def non_text(raw: str, cfg: IngestConfig) -> Reason | None:
@@ -53,21 +54,33 @@ def too_long(text: str, cfg: IngestConfig) -> Reason | None:
 
 def symbol_ratio(text: str, cfg: IngestConfig) -> Reason | None:
     # Underscores count as word characters: identifiers in code are not noise.
-    if text.isascii():
-        data = text.encode("ascii")
-        visible = len(data.translate(None, _ASCII_SPACE))
-        symbols = len(data.translate(None, _ASCII_WORD_OR_SPACE))
-    else:
-        # str.split() splits at exactly the characters the re module calls \s (str.isspace),
-        # and symbols are rare in text, so the regex returns a short list: both are cheap.
-        visible = sum(map(len, text.split()))
-        symbols = len(_SYMBOL.findall(text))
+    visible, symbols = _visible_and_symbols(text)
     if not visible:
         return None
     ratio = symbols / visible
     if ratio > cfg.max_symbol_ratio:
         return Reason("symbol_ratio", f"symbols are {ratio:.0%} of visible chars > max_symbol_ratio {cfg.max_symbol_ratio:.0%}")
     return None
+
+
+def _visible_and_symbols(text: str) -> tuple[int, int]:
+    """(characters that are not whitespace, of those the ones that are not word characters either).
+
+    ASCII characters are counted with ``bytes.translate`` over the UTF-8 bytes (an ASCII
+    byte is always a whole character there); the few others one by one, with the
+    classes the re module uses (``\\s``: ``str.isspace``, ``\\w``: ``str.isalnum`` or ``_``).
+    """
+    data = text.encode("utf-8", "surrogatepass")
+    if data.isascii():
+        return len(data.translate(None, _ASCII_SPACE)), len(data.translate(None, _ASCII_WORD_OR_SPACE))
+    ascii_part = data.translate(None, _NON_ASCII_BYTES)
+    visible = len(ascii_part.translate(None, _ASCII_SPACE))
+    symbols = len(ascii_part.translate(None, _ASCII_WORD_OR_SPACE))
+    for ch, n in Counter(_NON_ASCII.findall(text)).items():
+        if not ch.isspace():
+            visible += n
+            symbols += 0 if ch.isalnum() else n
+    return visible, symbols
 
 
 def dup_line_fraction(text: str, cfg: IngestConfig) -> Reason | None:

@@ -36,11 +36,14 @@ def normalize(text: str) -> str:
     return text.strip("\n")
 
 
-_CONTROL = re.compile("[\x00-\x08\x0b\x0e-\x1f\x7f]")  # \t \n \v \f \r are ordinary in text files
+# C0 control codes other than whitespace (\t \n \v \f \r are ordinary in text files), and DEL.
+_CONTROL_BYTES = bytes([*range(0x00, 0x09), 0x0B, *range(0x0E, 0x20), 0x7F])
 
 
 def control_ratio(text: str) -> float:
     """Share of characters that are C0 control codes other than whitespace: high in binary data."""
     if not text:
         return 0.0
-    return len(_CONTROL.findall(text)) / len(text)
+    # All are ASCII, and an ASCII byte of UTF-8 is always a whole character: count the bytes.
+    data = text.encode("utf-8", "surrogatepass")
+    return (len(data) - len(data.translate(None, _CONTROL_BYTES))) / len(text)
