@@ -421,6 +421,28 @@ def test_worker_processes_give_the_results_of_one_process(tmp_path):
     assert parallel == serial
 
 
+def test_no_more_analysis_processes_than_usable_cpus(project, store, monkeypatch):
+    import selfloop.corpus.ingest as ingest_module
+
+    (project.orig / "a.txt").write_text(LONG)
+    started: list[int] = []
+
+    class NoPool:  # records what it was asked for; gives no pool, so the scan analyses here
+        prestart = staticmethod(lambda: None)
+
+        def __new__(cls, n: int) -> None:
+            started.append(n)
+
+    monkeypatch.setattr(ingest_module, "AnalysisPool", NoPool)
+    monkeypatch.setattr(ingest_module, "_usable_cpus", lambda: 1)
+    assert make(project, store, workers=4, parallel_min_mb=0).scan().accepted == 1
+    assert started == []  # one CPU: everything in the scanning process
+    monkeypatch.setattr(ingest_module, "_usable_cpus", lambda: 3)
+    (project.orig / "b.txt").write_text(OTHER)
+    make(project, store, workers=4, parallel_min_mb=0).scan()
+    assert started == [3]
+
+
 def test_a_dead_worker_leaves_its_file_to_the_scanning_process(project, store):
     (project.orig / "a.txt").write_text(LONG)
     ing = make(project, store)

@@ -210,16 +210,22 @@ class Ingestor:
         pool: AnalysisPool | None = None
         pending: deque[tuple[_Step, Future | None]] = deque()
         read_bytes_total = 0
-        broken = False
-        window = 4 * self.cfg.workers  # files read ahead: enough to keep every worker busy
+        broken = prestarted = False
+        # More analysis processes than CPUs this process may run on only add start-up and pickling.
+        workers = min(self.cfg.workers, _usable_cpus())
+        window = 4 * workers  # files read ahead: enough to keep every worker busy
         try:
             for path in paths:
                 step = self._examine(path)
                 future = None
                 if isinstance(step, _Read):
                     read_bytes_total += len(step.data)
-                    if pool is None and not broken and self.cfg.workers > 1 and read_bytes_total >= self.cfg.parallel_min_mb * 2**20:
-                        pool = AnalysisPool(self.cfg.workers)
+                    if pool is None and not broken and workers > 1:
+                        if not prestarted and read_bytes_total >= self.cfg.parallel_min_mb * 2**19:
+                            AnalysisPool.prestart()  # half way there: the fork server starts while this scan goes on
+                            prestarted = True
+                        if read_bytes_total >= self.cfg.parallel_min_mb * 2**20:
+                            pool = AnalysisPool(workers)
                     if pool is not None:
                         try:
                             future = pool.submit(step.data, step.fmt, self.cfg)
@@ -564,6 +570,13 @@ class Ingestor:
     @staticmethod
     def _walk_error(err: OSError) -> None:
         log.warning("cannot list %s: %s", err.filename, err.strerror)
+
+
+def _usable_cpus() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
 
 
 # --------------------------------------------------------------------------- CLI
