@@ -19,10 +19,10 @@ import multiprocessing.forkserver
 from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass
 
-from selfloop.config import IngestConfig
-from selfloop.corpus.decode import decode
 from rensa import RMinHash
 
+from selfloop.config import IngestConfig
+from selfloop.corpus.decode import decode
 from selfloop.corpus.dedup import minhashes
 from selfloop.corpus.formats import Rejected, parse
 from selfloop.corpus.normalize import normalize_newlines
