@@ -78,7 +78,7 @@ class IngestConfig(Section):
     heldout_fraction: float = Field(0.1, ge=0, lt=1, description="share of documents fixed (by hash) as held-out eval data")
     max_json_depth: int = Field(16, ge=2, le=1000, description="JSONL lines nested deeper than this are rejected")
     workers: int = Field(2, ge=1, le=64, description="processes that decode, filter and MinHash files during a scan while the scanning process stores (at most one per usable CPU); 1 = all in the scanning process; results are the same for any number")
-    parallel_min_mb: float = Field(4.0, ge=0, description="a scan starts its worker processes only after reading this many MB of new or changed files (smaller scans are not worth the start-up)")
+    parallel_min_mb: float = Field(4.0, ge=0, description="a scan starts worker processes only when at least this many MB of its files are new or changed (smaller scans are not worth the start-up)")
 
     @model_validator(mode="after")
     def _bounds(self) -> "IngestConfig":

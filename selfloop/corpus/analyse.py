@@ -15,7 +15,6 @@ how many workers ran.
 from __future__ import annotations
 
 import multiprocessing
-import multiprocessing.forkserver
 from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass
 
@@ -62,25 +61,14 @@ class AnalysisPool:
 
     Workers come from a fork server that has imported this module once (fork from the
     daemon itself is unsafe: its other threads may hold locks), so starting the pool
-    costs a fork per worker once the server runs: about 20 ms, against 0.3 s with the
-    server's own start and imports. :meth:`prestart` starts the server early, so its
-    start overlaps work the scan does anyway.
+    costs about 0.3 s the first time in a process (the server's start and imports) and
+    a fork per worker after that.
     """
 
     def __init__(self, workers: int):
-        self._pool = ProcessPoolExecutor(max_workers=workers, mp_context=self._context())
-
-    @staticmethod
-    def _context() -> multiprocessing.context.BaseContext:
         ctx = multiprocessing.get_context("forkserver")
         ctx.set_forkserver_preload([__name__])
-        return ctx
-
-    @classmethod
-    def prestart(cls) -> None:
-        """Start the fork server (once per process; it imports in the background and stays)."""
-        cls._context()
-        multiprocessing.forkserver.ensure_running()
+        self._pool = ProcessPoolExecutor(max_workers=workers, mp_context=ctx)
 
     def submit(self, data: bytes, fmt: str, cfg: IngestConfig) -> Future:
         return self._pool.submit(analyse_file, data, fmt, cfg)

@@ -209,30 +209,22 @@ class Ingestor:
         """
         pool: AnalysisPool | None = None
         pending: deque[tuple[_Step, Future | None]] = deque()
-        read_bytes_total = 0
-        broken = prestarted = False
         # More analysis processes than CPUs this process may run on only add start-up and pickling.
         workers = min(self.cfg.workers, _usable_cpus())
         window = 4 * workers  # files read ahead: enough to keep every worker busy
         try:
+            if workers > 1 and self._changed_bytes(paths) >= self.cfg.parallel_min_mb * 2**20:
+                pool = AnalysisPool(workers)
             for path in paths:
                 step = self._examine(path)
                 future = None
-                if isinstance(step, _Read):
-                    read_bytes_total += len(step.data)
-                    if pool is None and not broken and workers > 1:
-                        if not prestarted and read_bytes_total >= self.cfg.parallel_min_mb * 2**19:
-                            AnalysisPool.prestart()  # half way there: the fork server starts while this scan goes on
-                            prestarted = True
-                        if read_bytes_total >= self.cfg.parallel_min_mb * 2**20:
-                            pool = AnalysisPool(workers)
-                    if pool is not None:
-                        try:
-                            future = pool.submit(step.data, step.fmt, self.cfg)
-                        except BrokenProcessPool:  # a worker died: the rest of the scan runs here
-                            log.warning("ingest worker processes failed; the scan goes on in one process")
-                            pool.close()
-                            pool, broken = None, True
+                if isinstance(step, _Read) and pool is not None:
+                    try:
+                        future = pool.submit(step.data, step.fmt, self.cfg)
+                    except BrokenProcessPool:  # a worker died: the rest of the scan runs here
+                        log.warning("ingest worker processes failed; the scan goes on in one process")
+                        pool.close()
+                        pool = None
                 pending.append((step, future))
                 while len(pending) > (window if pool is not None else 0):
                     yield self._complete(*pending.popleft())
@@ -241,6 +233,20 @@ class Ingestor:
         finally:
             if pool is not None:
                 pool.close()
+
+    def _changed_bytes(self, paths: list[Path]) -> int:
+        """About how many bytes of ``paths`` are new or changed (by size and mtime): what a scan will read."""
+        known = {r["path"]: (r["size"], r["mtime_ns"]) for r in self.store.query("SELECT path, size, mtime_ns FROM files WHERE status != 'removed'")}
+        total = 0
+        for path in paths:
+            loc = locate(path, self.paths)
+            try:
+                st = os.lstat(path)
+            except OSError:
+                continue
+            if loc is not None and stat.S_ISREG(st.st_mode) and known.get(loc.key) != (st.st_size, st.st_mtime_ns):
+                total += st.st_size
+        return total
 
     def _complete(self, step: _Step, future: Future | None) -> FileResult:
         if not isinstance(step, _Read):
