@@ -128,7 +128,15 @@ def _sample(model, batch, draws: int, options: dict):
     if cache is None:
         return model.generate(**batch, num_return_sequences=draws, cache_implementation="static", **options)
     expanded = {k: v.repeat_interleave(draws, dim=0) for k, v in batch.items()}
-    return model.generate(**expanded, past_key_values=cache, **options)
+    return model.generate(**expanded, **{_cache_keyword(model): cache}, **options)
+
+
+def _cache_keyword(model) -> str:
+    """What generate and prepare_inputs_for_generation call the cache: ``cache`` from transformers 5.24
+    (``past_key_values`` is deprecated there and goes in a later release), ``past_key_values`` before."""
+    import inspect
+
+    return "cache" if "cache" in inspect.signature(model.prepare_inputs_for_generation).parameters else "past_key_values"
 
 
 def shared_prompt_cache(model, batch, draws: int, max_len: int):
@@ -170,7 +178,7 @@ def shared_prompt_cache(model, batch, draws: int, max_len: int):
         extra["position_ids"] = (head_mask.long().cumsum(-1) - 1).masked_fill(head_mask == 0, 0)
     if "logits_to_keep" in accepts:
         extra["logits_to_keep"] = 1  # only the cache is wanted, not a vocabulary row per prompt token
-    inputs = model.prepare_inputs_for_generation(head, past_key_values=prompt, attention_mask=head_mask,
+    inputs = model.prepare_inputs_for_generation(head, **{_cache_keyword(model): prompt}, attention_mask=head_mask,
                                                  use_cache=True, is_first_iteration=True, **extra)
     model(**inputs)
     if len(prompt.layers) != len(static.layers) or any(type(layer) is not DynamicLayer for layer in prompt.layers):
