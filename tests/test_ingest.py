@@ -7,6 +7,8 @@ import hashlib
 import json
 import os
 import re
+import subprocess
+import sys
 import time
 from concurrent.futures import Future
 from concurrent.futures.process import BrokenProcessPool
@@ -435,6 +437,30 @@ def test_no_more_analysis_processes_than_usable_cpus(project, store, monkeypatch
     (project.orig / "b.txt").write_text(OTHER)
     make(project, store, workers=4, parallel_min_mb=0).scan()
     assert started == [3]
+
+
+def test_workers_and_their_fork_server_end_when_the_scanning_process_is_killed(tmp_path):
+    import psutil
+
+    # A stand-in scanning process: a pool that has done work, then kill -9 (it is our own child).
+    script = ("import os, sys, time, psutil\n"
+              "from selfloop.config import IngestConfig\n"
+              "from selfloop.corpus.analyse import AnalysisPool\n"
+              "if __name__ == '__main__':\n"
+              "    pool = AnalysisPool(2)\n"
+              "    [f.result() for f in [pool.submit(b'some words ' * 50, 'txt', IngestConfig()) for _ in range(4)]]\n"
+              "    print(*[p.pid for p in psutil.Process().children(recursive=True)], flush=True)\n"
+              "    time.sleep(120)\n")
+    (tmp_path / "scan.py").write_text(script)
+    proc = subprocess.Popen([sys.executable, str(tmp_path / "scan.py")], stdout=subprocess.PIPE, text=True)
+    try:
+        helpers = [psutil.Process(int(pid)) for pid in proc.stdout.readline().split()]
+        assert len(helpers) >= 3  # the fork server and two workers (and multiprocessing's resource tracker)
+    finally:
+        proc.kill()
+        proc.wait()
+    gone, alive = psutil.wait_procs(helpers, timeout=15)
+    assert not alive, [p.cmdline()[-1][:80] for p in alive]
 
 
 def test_a_dead_worker_leaves_its_file_to_the_scanning_process(project, store):

@@ -15,6 +15,9 @@ how many workers ran.
 from __future__ import annotations
 
 import multiprocessing
+import os
+import threading
+import time
 from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass
 
@@ -27,6 +30,7 @@ from selfloop.corpus.formats import Rejected, parse
 from selfloop.corpus.normalize import normalize_newlines
 from selfloop.corpus.pipeline import Prepared, prepare
 from selfloop.corpus.reasons import Reason
+from selfloop.lifeline import ParentWatch
 
 
 @dataclass(frozen=True)
@@ -62,16 +66,35 @@ class AnalysisPool:
     Workers come from a fork server that has imported this module once (fork from the
     daemon itself is unsafe: its other threads may hold locks), so starting the pool
     costs about 0.3 s the first time in a process (the server's start and imports) and
-    a fork per worker after that.
+    a fork per worker after that. Each worker watches the scanning process and exits
+    once it is gone (:func:`_exit_with`), so a kill -9 of the daemon leaves no workers,
+    and then no fork server, behind.
     """
 
     def __init__(self, workers: int):
         ctx = multiprocessing.get_context("forkserver")
         ctx.set_forkserver_preload([__name__])
-        self._pool = ProcessPoolExecutor(max_workers=workers, mp_context=ctx)
+        self._pool = ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=_exit_with, initargs=(os.getpid(),))
 
     def submit(self, data: bytes, fmt: str, cfg: IngestConfig) -> Future:
         return self._pool.submit(analyse_file, data, fmt, cfg)
 
     def close(self) -> None:
         self._pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _exit_with(pid: int) -> None:
+    """Worker initializer: end this process within about two seconds of ``pid`` ending.
+
+    Nothing else would: a worker is the fork server's child, not the scanning process's,
+    and it holds both ends of its own call queue, so it waits for work forever; and the
+    fork server lives as long as any process it forked holds its lifeline.
+    """
+    watch = ParentWatch(pid)
+
+    def run() -> None:
+        while watch.alive():
+            time.sleep(1.0)
+        os._exit(0)
+
+    threading.Thread(target=run, name="parent-watch", daemon=True).start()

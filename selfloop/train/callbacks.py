@@ -17,6 +17,8 @@ from pathlib import Path
 
 from transformers import TrainerCallback
 
+from selfloop.lifeline import ParentWatch
+
 
 class MetricsCallback(TrainerCallback):
     """Reports each Trainer log line (rank 0 only) to the store and a JSONL file."""
@@ -93,37 +95,6 @@ class StopCallback(TrainerCallback):
         if self.terminated or self.out_of_time:
             control.should_save = True
             control.should_training_stop = True
-
-
-class ParentWatch:
-    """Is the process that launched us still alive? (Checked at most once a second.)
-
-    The pid is paired with its start time, so a recycled pid is not mistaken
-    for the launcher.
-    """
-
-    def __init__(self, pid: int):
-        import psutil
-
-        self.pid = pid
-        try:
-            self.started = psutil.Process(pid).create_time()
-        except psutil.Error:
-            self.started = None  # already gone
-        self._checked = 0.0
-        self._alive = self.started is not None
-
-    def alive(self) -> bool:
-        import psutil
-
-        now = time.monotonic()
-        if self._alive and now - self._checked >= 1.0:
-            self._checked = now
-            try:
-                self._alive = psutil.Process(self.pid).create_time() == self.started
-            except psutil.Error:
-                self._alive = False
-        return self._alive
 
 
 def agreed(flags: list[bool], device) -> list[bool]:
