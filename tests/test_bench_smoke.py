@@ -51,6 +51,7 @@ def test_quick_benchmarks_write_positive_figures(tmp_path):
     ingest = figures("ingest")
     assert positive(ingest["mb_per_s"]) and positive(ingest["read_and_hash_mb_per_s"])
     assert all(r["documents"] > 0 for r in ingest["synthetic"].values())
+    assert positive(ingest["serial_16x"]["mb_per_s"]) and positive(ingest["shipped_vs_serial"])
 
     reload = figures("reload")
     assert positive(reload["hot_reload_ms"]["median"]) and positive(reload["cold_start_process_s"]["median"])
