@@ -331,7 +331,8 @@ class Ingestor:
                     seen = known.get(p.hash)
                     split = seen.split if seen is not None else split_of(p.split_key, self.cfg.heldout_fraction)
                     if p.drop is not None:
-                        doc_id, status, reason, target = self._insert_prepared(c, loc, fmt, p, split, "dropped", p.drop), "dropped", p.drop, None
+                        status, reason = "dropped", p.drop
+                        doc_id = self._insert_prepared(c, loc, fmt, p, split, status, reason)
                     else:
                         sig = analysed.minhash
                         if seen is not None and seen.active is not None:
