@@ -68,7 +68,11 @@ class AnalysisPool:
     costs about 0.3 s the first time in a process (the server's start and imports) and
     a fork per worker after that. Each worker watches the scanning process and exits
     once it is gone (:func:`_exit_with`), so a kill -9 of the daemon leaves no workers,
-    and then no fork server, behind.
+    and then no fork server, behind. As with any multiprocessing code, a script that
+    scans with workers must guard its top level (``if __name__ == "__main__":``): a
+    worker imports the main module, and one that scans again on import dies, after
+    which the scan goes on in one process with a warning. selfloop's own entry points
+    (the ``selfloop`` command, ``python -m ...``) are guarded.
     """
 
     def __init__(self, workers: int):
