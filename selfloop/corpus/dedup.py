@@ -16,7 +16,7 @@ in one call (``minhashes``), and its ``RMinHashLSH`` indexes them. Per document 
 about 20 us to sign and under 2 us to query and insert, against about 70 us and 55 us
 for datasketch's ``MinHash.update_batch`` and ``MinHashLSH`` on the same shingles; the
 estimator is as good (3,000 near-copy pairs of starter prose with known Jaccard:
-bias +0.0003, sd 0.029; datasketch: +0.0008, 0.037). rensa bands the signature in
+bias +0.0003, sd 0.029; datasketch: +0.0008, 0.037). rensa cuts the signature into
 equal bands, so the band count is the divisor of ``num_perm`` that datasketch's own
 criterion (false positives and misses weighted 0.1 / 0.9) likes best: 16 x 8 for
 128 permutations at 0.85. A signature is stored as rensa's own versioned state
