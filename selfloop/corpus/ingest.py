@@ -213,7 +213,7 @@ class Ingestor:
         workers = min(self.cfg.workers, _usable_cpus())
         window = 4 * workers  # files read ahead: enough to keep every worker busy
         try:
-            if workers > 1 and self._changed_bytes(paths) >= self.cfg.parallel_min_mb * 2**20:
+            if workers > 1 and self._enough_changed(paths, self.cfg.parallel_min_mb * 2**20):
                 pool = AnalysisPool(workers)
             for path in paths:
                 step = self._examine(path)
@@ -234,8 +234,8 @@ class Ingestor:
             if pool is not None:
                 pool.close()
 
-    def _changed_bytes(self, paths: list[Path]) -> int:
-        """About how many bytes of ``paths`` are new or changed (by size and mtime): what a scan will read."""
+    def _enough_changed(self, paths: list[Path], enough: float) -> bool:
+        """Whether the files of ``paths`` that are new or changed (by size and mtime) hold ``enough`` bytes."""
         known = {r["path"]: (r["size"], r["mtime_ns"]) for r in self.store.query("SELECT path, size, mtime_ns FROM files WHERE status != 'removed'")}
         total = 0
         for path in paths:
@@ -246,7 +246,9 @@ class Ingestor:
                 continue
             if loc is not None and stat.S_ISREG(st.st_mode) and known.get(loc.key) != (st.st_size, st.st_mtime_ns):
                 total += st.st_size
-        return total
+                if total >= enough:
+                    return True
+        return False
 
     def _complete(self, step: _Step, future: Future | None) -> FileResult:
         if not isinstance(step, _Read):
