@@ -428,7 +428,6 @@ def test_no_more_analysis_processes_than_usable_cpus(project, store, monkeypatch
 
     (project.orig / "a.txt").write_text(LONG)
     started: list[int] = []
-
     monkeypatch.setattr(ingest_module, "AnalysisPool", started.append)  # gives no pool: the scan analyses here
     monkeypatch.setattr(ingest_module, "_usable_cpus", lambda: 1)
     assert make(project, store, workers=4, parallel_min_mb=0).scan().accepted == 1
@@ -443,7 +442,7 @@ def test_workers_and_their_fork_server_end_when_the_scanning_process_is_killed(t
     import psutil
 
     # A stand-in scanning process: a pool that has done work, then kill -9 (it is our own child).
-    script = ("import os, sys, time, psutil\n"
+    script = ("import time, psutil\n"
               "from selfloop.config import IngestConfig\n"
               "from selfloop.corpus.analyse import AnalysisPool\n"
               "if __name__ == '__main__':\n"
