@@ -159,3 +159,18 @@ def test_disk_full_while_saving_a_checkpoint_keeps_the_champion_and_the_daemon(t
         events = [r[0] for r in s.query("SELECT kind FROM events")]
         assert "cycle_failed" in events and events.count("daemon_started") == 1
     _loads(paths.models / (paths.models / "current").read_text().strip())
+
+
+def test_a_write_error_of_torch_on_a_full_disk_is_named_for_what_it_is(tmp_path, monkeypatch):
+    # torch's checkpoint writer fails on a full disk with a C++ stream error and no errno.
+    import shutil
+
+    from selfloop.train import run
+
+    stream_error = RuntimeError("basic_ios::clear: iostream error")
+    assert run.disk_full(tmp_path, stream_error) is None  # room enough: not the disk
+    usage = shutil.disk_usage(tmp_path)
+    monkeypatch.setattr(run.shutil, "disk_usage", lambda path: usage._replace(free=4096))
+    reason = run.disk_full(tmp_path, stream_error)
+    assert reason.startswith("No space left on device: 0.0 MiB free") and "iostream error" in reason
+    assert run.disk_full(tmp_path, RuntimeError("mat1 and mat2 shapes cannot be multiplied")) is None  # not a write

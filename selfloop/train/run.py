@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import shutil
 import sys
 import time
@@ -285,3 +286,28 @@ def main(argv: list[str] | None = None) -> int:
         where = f" ({e.filename})" if e.filename else ""
         print(f"selfloop.train: {e.strerror or e}{where}", file=sys.stderr)
         return 1
+    except RuntimeError as e:
+        # torch's checkpoint writer reports a full disk as a C++ stream error without an errno
+        # ("basic_ios::clear: iostream error", "PytorchStreamWriter failed writing file ...").
+        full = disk_full(Path(args.out), e)
+        if full is None:
+            raise
+        print(f"selfloop.train: {full}", file=sys.stderr)
+        return 1
+
+
+_WRITE_FAILURE = re.compile(r"writ|iostream|basic_ios|inline_container", re.IGNORECASE)
+_NEARLY_FULL = 64 * 2**20  # less room than a checkpoint of even a tiny model needs
+
+
+def disk_full(path: Path, error: BaseException) -> str | None:
+    """A clear reason when ``error`` is a failed write and the filesystem of ``path`` is (nearly) full, else None."""
+    if not _WRITE_FAILURE.search(str(error)):
+        return None
+    try:
+        free = shutil.disk_usage(path).free
+    except OSError:
+        return None
+    if free >= _NEARLY_FULL:
+        return None
+    return f"No space left on device: {free / 2**20:.1f} MiB free where {path} is, while writing ({type(error).__name__}: {error})"
