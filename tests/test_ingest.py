@@ -438,6 +438,22 @@ def test_no_more_analysis_processes_than_usable_cpus(project, store, monkeypatch
     assert started == [3]
 
 
+def test_workers_start_only_for_enough_new_or_changed_bytes(project, store, monkeypatch):
+    import selfloop.corpus.ingest as ingest_module
+
+    started: list[int] = []
+    monkeypatch.setattr(ingest_module, "AnalysisPool", started.append)  # gives no pool: the scan analyses here
+    monkeypatch.setattr(ingest_module, "_usable_cpus", lambda: 2)
+    (project.orig / "a.txt").write_text(LONG)
+    make(project, store, parallel_min_mb=1).scan()
+    assert started == []  # a few KB of new text: not worth a pool
+    make(project, store, parallel_min_mb=0).scan()
+    assert started == []  # nothing new or changed: nothing to analyse
+    (project.orig / "b.txt").write_text(OTHER)
+    assert make(project, store, parallel_min_mb=0).scan().accepted == 1
+    assert started == [2]
+
+
 def test_workers_and_their_fork_server_end_when_the_scanning_process_is_killed(tmp_path):
     import psutil
 

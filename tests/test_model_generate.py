@@ -4,6 +4,8 @@ its n samples) sample exactly what plain ``model.generate`` samples, on GPT-2 an
 
 from __future__ import annotations
 
+import warnings
+
 import pytest
 import torch
 from lifecycle_helpers import paragraph
@@ -100,6 +102,15 @@ def test_generate_samples_what_plain_model_generate_samples(saved):
         ours = generate(model, tok, PROMPTS, n=3, max_new_tokens=12, temperature=1.0, top_p=0.9, seed=seed)
         assert ours.texts == plain_generate(model, tok, PROMPTS, n=3, max_new_tokens=12, seed=seed)
         assert all(1 <= c <= 12 for counts in ours.new_tokens for c in counts)
+
+
+def test_generate_hands_the_cache_over_without_the_deprecated_keyword(saved):
+    # transformers 5.24 deprecates past_key_values for generate and prepare_inputs_for_generation.
+    model, tok = saved
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        generate(model, tok, PROMPTS[:2], n=2, max_new_tokens=4, temperature=1.0, seed=1)
+    assert not [str(w.message) for w in caught if "past_key_values" in str(w.message)]
 
 
 def test_generate_shares_the_prompt_cache_only_for_full_attention_layers(saved, tokenizer):
