@@ -437,15 +437,18 @@ class Ingestor:
             if sig is not None:
                 self._index_add(row["id"], sig, undo)
 
-    def _find_duplicate(self, digest: str, text: str | None,
-                        sig: RMinHash | None = None) -> tuple[Reason | None, int | None, RMinHash | None]:
-        """(reason, duplicated doc id, signature of ``text``: ``sig`` or computed on the way) — reason None when unique."""
+    def _find_duplicate(self, digest: str, text: str | None) -> tuple[Reason | None, int | None, RMinHash | None]:
+        """(reason, duplicated doc id, signature of ``text`` if it was computed on the way) — reason None when unique.
+
+        For one document at a time (the judge's question, revived duplicates); a file's
+        documents are checked against one lookup of all their hashes in ``_store_file``.
+        """
         row = self.store.conn.execute(
             "SELECT id, file_path, locator FROM documents WHERE hash = ? AND status = 'active' ORDER BY id LIMIT 1", (digest,)
         ).fetchone()
         if row is not None:
             return self._exact_reason(row["id"], row["file_path"], row["locator"]), row["id"], None
-        return self._near_duplicate(text, sig)
+        return self._near_duplicate(text, None)
 
     @staticmethod
     def _exact_reason(doc_id: int, file_path: str, locator: str) -> Reason:
