@@ -23,8 +23,13 @@ IN_CI = os.environ.get("CI", "").lower() == "true"
 _built: set[str] = set()
 
 
+# A benign job takes about 0.1 s; its limit is generous because a stalled CI host once took a docker
+# doctest job past 2 s. Tests that expect a timeout pass their own short `timeout_s`.
+BENIGN_TIMEOUT_S = 10.0
+
+
 def config(**kw) -> SandboxConfig:
-    base = {"timeout_s": 2.0, "memory_mb": 256, "pids": 32, "file_mb": 16, "output_kb": 64, "pool_size": 0}
+    base = {"timeout_s": BENIGN_TIMEOUT_S, "memory_mb": 256, "pids": 32, "file_mb": 16, "output_kb": 64, "pool_size": 0}
     return SandboxConfig(**{**base, **kw})
 
 

@@ -17,14 +17,24 @@ from selfloop.sandbox import Job, Sandbox
 
 BACKENDS = [pytest.param("docker", marks=pytest.mark.docker), pytest.param("bwrap", marks=pytest.mark.bwrap), "process"]
 ADD = "def add(a, b):\n    return a + b\n"
+SHORT_TIMEOUT_S = 2.0  # for the tests that wait for a timeout
+
+
+def _sandbox(backend: str, **kw):
+    cfg = config(backend=backend, pool_size=1, **kw)
+    with Sandbox(cfg, backend_or_skip(backend, cfg)) as sb:
+        yield sb
+    assert_no_leftovers(backend)
 
 
 @pytest.fixture(params=BACKENDS)
 def sandbox(request):
-    cfg = config(backend=request.param, pool_size=1)
-    with Sandbox(cfg, backend_or_skip(request.param, cfg)) as sb:
-        yield sb
-    assert_no_leftovers(request.param)
+    yield from _sandbox(request.param)
+
+
+@pytest.fixture(params=BACKENDS)
+def short_sandbox(request):
+    yield from _sandbox(request.param, timeout_s=SHORT_TIMEOUT_S)
 
 
 CASES = [
@@ -70,7 +80,7 @@ def test_output_is_capped(sandbox):
 
 
 def test_warm_worker_is_reused_then_recycled():
-    cfg = config(backend="bwrap", pool_size=1, recycle_after=2)
+    cfg = config(backend="bwrap", pool_size=1, recycle_after=2, timeout_s=SHORT_TIMEOUT_S)
     with Sandbox(cfg, backend_or_skip("bwrap", cfg)) as sb:
         probe = Job(files={"main.py": "print(1)"}, entry="main.py", expected="1")
         assert sb.run(probe).passed
@@ -239,14 +249,14 @@ def test_a_program_finds_no_trace_of_the_expected_answer_in_its_memory(sandbox):
     assert sandbox.run(bait).stdout.startswith("found"), v
 
 
-def test_a_program_that_kills_or_stops_its_launcher_fails_alone(sandbox):
+def test_a_program_that_kills_or_stops_its_launcher_fails_alone(short_sandbox):
     """A program's parent is the launcher; signalling it costs that job, never the next one."""
-    killed = sandbox.run(Job(files={"main.py": "import os, signal, time\nos.kill(os.getppid(), signal.SIGKILL)\ntime.sleep(5)\n"}, entry="main.py"))
+    killed = short_sandbox.run(Job(files={"main.py": "import os, signal, time\nos.kill(os.getppid(), signal.SIGKILL)\ntime.sleep(5)\n"}, entry="main.py"))
     assert killed.status == "error" and "launcher" in killed.reason, killed
-    assert sandbox.run(Job(files={"main.py": "print(6 * 7)"}, entry="main.py", expected="42")).passed
-    stopped = sandbox.run(Job(files={"main.py": "import os, signal\nos.kill(os.getppid(), signal.SIGSTOP)\nprint('stopped it')\n"}, entry="main.py", expected="42"))
+    assert short_sandbox.run(Job(files={"main.py": "print(6 * 7)"}, entry="main.py", expected="42")).passed
+    stopped = short_sandbox.run(Job(files={"main.py": "import os, signal\nos.kill(os.getppid(), signal.SIGSTOP)\nprint('stopped it')\n"}, entry="main.py", expected="42"))
     assert stopped.status in ("timeout", "error") and not stopped.passed, stopped
-    assert sandbox.run(Job(files={"main.py": "print(6 * 7)"}, entry="main.py", expected="42")).passed
+    assert short_sandbox.run(Job(files={"main.py": "print(6 * 7)"}, entry="main.py", expected="42")).passed
 
 
 def test_every_file_compiles_before_the_program_runs_and_a_program_cannot_fake_a_compile_error(sandbox):
