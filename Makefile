@@ -26,6 +26,9 @@ run: $(STAMP)
 ## so a containment bug can never signal or starve a process outside the test.
 test: $(STAMP)
 	$(PYTEST) -m "not hostile"
+	@$(MAKE) --no-print-directory test-hostile
+
+test-hostile: $(STAMP)
 	@if unshare --pid --fork --mount-proc true 2>/dev/null; then \
 		unshare --pid --fork --mount-proc --kill-child $(PYTEST) -m hostile; \
 	elif unshare --user --map-root-user --pid --fork --mount-proc true 2>/dev/null; then \
