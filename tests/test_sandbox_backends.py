@@ -210,6 +210,16 @@ def test_a_program_runs_as_python_would_run_it(sandbox):
     assert v.stderr.rstrip().endswith("ValueError: boom") and v.exit_code == 1
 
 
+def test_a_program_starts_with_almost_none_of_the_harness_modules(sandbox):
+    """Programs fork from the launcher, whose few modules are C ones (plus ctypes): nothing the
+    harness imports for itself (json, selectors, signal's and socket's enum wrappers) is there."""
+    v = sandbox.run(Job(files={"main.py": "import sys\nprint(' '.join(sorted(sys.modules)))\n"}, entry="main.py"))
+    assert v.status == "pass", v
+    loaded = set(v.stdout.split())
+    assert {"_signal", "_socket", "ctypes"} <= loaded, loaded
+    assert not loaded & {"json", "re", "enum", "selectors", "signal", "socket", "subprocess", "harness"}, loaded
+
+
 # Looks for the hex text of a 16-byte secret in every readable mapping of its own process. The
 # program never builds that text itself (only its two halves, and it reads the secret reversed),
 # so a hit can only be a copy it inherited.
