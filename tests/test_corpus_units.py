@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 from selfloop.config import IngestConfig
 from selfloop.corpus import filters
 from selfloop.corpus.decode import decode
-from selfloop.corpus.dedup import NearDupIndex, _words, from_bytes, lsh_bands, shingle_hashes, signature, to_bytes
+from selfloop.corpus.dedup import NearDupIndex, _words, from_bytes, lsh_bands, shingle_hashes, shingle_tokens, signature, to_bytes
 from selfloop.corpus.formats import ChatRecord, Rejected, TaskItem, TextRecord, json_depth, parse
 from selfloop.corpus.normalize import control_ratio, normalize
 from selfloop.corpus.pipeline import prepare, quality_check
@@ -333,3 +333,13 @@ def test_byte_level_counts_and_words_match_the_regexes(text):
     assert filters._visible_and_symbols(text) == (sum(map(len, text.split())), len(re.findall(r"[^\w\s]", text)))
     expected = len(re.findall("[\x00-\x08\x0b\x0e-\x1f\x7f]", text)) / len(text) if text else 0.0
     assert control_ratio(text) == expected
+
+
+_WORDY = st.lists(st.sampled_from(["alpha", "Beta", "gamma,", "delta.", "\u00e9t\u00e9", "--", "x"]), max_size=14).map(" ".join)
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.lists(_WORDY, max_size=8), st.integers(1, 6))
+def test_a_file_s_shingles_at_once_are_each_text_s_own(texts, n):
+    # Batched over a file's documents (texts shorter than n, empty and of exactly n words among them).
+    assert shingle_tokens(texts, n) == [shingle_hashes(t, n).astype("<u8").view("S8").tolist() for t in texts]

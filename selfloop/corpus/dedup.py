@@ -8,7 +8,7 @@ duplicate. Exact duplicates are found by content hash in the store, not here.
 
 Shingles: each word (lower-cased ``\\w+``) is hashed once (xxh3-64 of its UTF-8), and
 the hash of a shingle of n consecutive words is a polynomial over their word hashes,
-computed for all shingles of a document at once with numpy. Each shingle hash, as 8
+computed with numpy for all the documents of a file at once. Each shingle hash, as 8
 little-endian bytes, is one token of the document's set.
 
 Signatures and index: rensa (Rust) builds the R-MinHash of every document of a file
@@ -31,8 +31,9 @@ document's text for dedup (``pipeline.dedup_text_of``).
 from __future__ import annotations
 
 import functools
+import itertools
 import re
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 
 import numpy as np
 import xxhash
@@ -69,16 +70,10 @@ def _words(text: str) -> list[bytes]:
     return data.translate(_ASCII_NONWORD_TO_SPACE).split()
 
 
-def shingle_hashes(text: str, n: int) -> np.ndarray:
-    """64-bit hashes of the word n-grams of ``text`` (lower-cased ``\\w+`` words), one per position.
-
-    A text of at most n words is one shingle of all its words (an empty text, one
-    shingle of none). Repeated shingles repeat their hash; MinHash ignores repeats.
-    """
-    words = _words(text)
-    word_hashes = np.fromiter(map(xxhash.xxh3_64_intdigest, words), dtype=np.uint64, count=len(words))
-    k = min(n, len(words))
-    positions = max(len(words) - n + 1, 1)
+def _shingles(word_hashes: np.ndarray, n: int) -> np.ndarray:
+    """The hash of every n consecutive word hashes; of all of them (seeded with their count) when there are at most n."""
+    k = min(n, len(word_hashes))
+    positions = max(len(word_hashes) - n + 1, 1)
     # Seeded with the shingle length, so a short text's single shingle differs from any n-gram.
     h = np.full(positions, k, dtype=np.uint64)
     for i in range(k):
@@ -86,11 +81,47 @@ def shingle_hashes(text: str, n: int) -> np.ndarray:
     return h
 
 
+def _word_hashes(words: Iterable[bytes], count: int) -> np.ndarray:
+    return np.fromiter(map(xxhash.xxh3_64_intdigest, words), dtype=np.uint64, count=count)
+
+
+def shingle_hashes(text: str, n: int) -> np.ndarray:
+    """64-bit hashes of the word n-grams of ``text`` (lower-cased ``\\w+`` words), one per position.
+
+    A text of at most n words is one shingle of all its words (an empty text, one
+    shingle of none). Repeated shingles repeat their hash; MinHash ignores repeats.
+    """
+    words = _words(text)
+    return _shingles(_word_hashes(words, len(words)), n)
+
+
+def shingle_tokens(texts: Sequence[str], n: int) -> list[list[bytes]]:
+    """``shingle_hashes`` of each text as 8-byte little-endian tokens, computed for all texts at once.
+
+    One hashing pass over every word and one polynomial pass over the words of all
+    texts end to end, instead of a dozen small numpy calls per text (a third of the
+    signing cost for a file of short documents). The n-grams that straddle two texts
+    are computed and never used. A text of fewer than n words has one shingle seeded
+    with its own word count, so it is done on its own, as ``shingle_hashes`` does it.
+    """
+    words = [_words(t) for t in texts]
+    ends = list(itertools.accumulate(map(len, words)))
+    shingles = _shingles(_word_hashes(itertools.chain.from_iterable(words), ends[-1] if ends else 0), n)
+    # A token is the hash's 8 little-endian bytes ("S8" keeps distinct values distinct).
+    tokens = shingles.astype("<u8", copy=False).view("S8").tolist()
+    out = []
+    for w, end in zip(words, ends, strict=True):
+        start = end - len(w)
+        if len(w) >= n:
+            out.append(tokens[start : end - n + 1])
+        else:
+            out.append(_shingles(_word_hashes(w, len(w)), n).astype("<u8", copy=False).view("S8").tolist())
+    return out
+
+
 def minhashes(texts: Sequence[str], *, num_perm: int, shingle_words: int) -> list[RMinHash]:
     """The MinHash signatures of ``texts``, in one rensa call."""
-    # A shingle's token is its hash as 8 little-endian bytes ("S8" keeps distinct values distinct).
-    tokens = [shingle_hashes(t, shingle_words).astype("<u8", copy=False).view("S8").tolist() for t in texts]
-    return RMinHash.from_token_sets(tokens, num_perm, _SEED)
+    return RMinHash.from_token_sets(shingle_tokens(texts, shingle_words), num_perm, _SEED)
 
 
 def signature(text: str, *, num_perm: int, shingle_words: int) -> RMinHash:

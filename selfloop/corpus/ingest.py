@@ -203,9 +203,10 @@ class Ingestor:
     def _ingest_all(self, paths: list[Path]) -> Iterator[FileResult]:
         """``ingest_path`` of each path, in order; analysis runs in worker processes once a scan is big enough.
 
-        Reading runs ahead of storing by a few files; everything that reads or writes
-        the corpus in the store, and the near-dup index, stays here and in path order,
-        so results are those of a serial scan.
+        Reading runs ahead of storing by a few files. Files read before the workers are
+        up (their start takes about 0.3 s) are analysed here, so a big scan never waits
+        for it. Everything that reads or writes the corpus in the store, and the near-dup
+        index, stays here and in path order, so results are those of a serial scan.
         """
         pool: AnalysisPool | None = None
         pending: deque[tuple[_Step, Future | None]] = deque()
@@ -218,7 +219,8 @@ class Ingestor:
             for path in paths:
                 step = self._examine(path)
                 future = None
-                if isinstance(step, _Read) and pool is not None:
+                # Until the workers are up, files are analysed here, in turn, instead of waiting for them.
+                if isinstance(step, _Read) and pool is not None and pool.ready():
                     try:
                         future = pool.submit(step.data, step.fmt, self.cfg)
                     except BrokenProcessPool:  # a worker died: the rest of the scan runs here
@@ -226,7 +228,8 @@ class Ingestor:
                         pool.close()
                         pool = None
                 pending.append((step, future))
-                while len(pending) > (window if pool is not None else 0):
+                # Read ahead only to keep workers busy: a file analysed here is done when its turn comes.
+                while pending and (len(pending) > window or pending[0][1] is None):
                     yield self._complete(*pending.popleft())
             while pending:
                 yield self._complete(*pending.popleft())
