@@ -19,9 +19,9 @@ from __future__ import annotations
 import ast
 import json
 import re
-from itertools import pairwise
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from itertools import pairwise
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
