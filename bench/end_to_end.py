@@ -68,7 +68,7 @@ def wait_for(predicate, timeout: float, what: str, proc: subprocess.Popen | None
         time.sleep(0.2)
 
 
-def via_daemon(config: Path, paths, cfg, setup_steps: int, env: dict[str, str], dropped: Path) -> dict[str, Any]:
+def via_daemon(config: Path, paths, cfg, setup_steps: int, env: dict[str, str], dropped: Path, min_gap_s: float) -> dict[str, Any]:
     """``selfloop run --headless``: generation 0 by its first cycle, then the file dropped into the idle daemon."""
     from selfloop.model.registry import Registry
 
@@ -81,9 +81,9 @@ def via_daemon(config: Path, paths, cfg, setup_steps: int, env: dict[str, str], 
         wait_for(lambda: registry.current() == 0 and (latest_cycle(paths.db) or {}).get("status") == "done", 3600,
                  "generation 0 (the daemon's first cycle)", proc)
         setup_s = time.perf_counter() - t
-        # An idle daemon: the last cycle ended at least min_gap_s ago (the shipped default).
+        # An idle daemon: the last cycle ended at least min_gap_s ago (the daemon's, env included).
         ended = latest_cycle(paths.db)["finished_at"]
-        time.sleep(max(0.0, ended + cfg.schedule.min_gap_s - time.time()))
+        time.sleep(max(0.0, ended + min_gap_s - time.time()))
         say("[e2e] dropping a file into the idle daemon's orig ...")
         start = time.perf_counter()
         dropped_at = time.time()
@@ -133,11 +133,12 @@ def run(quick: bool, workdir: Path, method: str) -> Recorder:
     config, cfg, paths = make_project(workdir / "proj", TINY if quick else None)
     setup_steps = cfg.train.gen0_steps if quick else min(SETUP_GEN0_STEPS, cfg.train.gen0_steps)
     # Quick mode only: no minimum gap between cycles, so the smoke run does not sit idle.
-    env = {"SELFLOOP_SCHEDULE__MIN_GAP_S": "0"} if quick else {}
+    min_gap_s = 0.0 if quick else cfg.schedule.min_gap_s
+    env = {"SELFLOOP_SCHEDULE__MIN_GAP_S": str(min_gap_s)} if quick else {}
     dropped = paths.orig / "prose" / "bench-dropped.txt"
     dropped.parent.mkdir(parents=True, exist_ok=True)
     say(f"[e2e] {method}: generation 0 ({setup_steps} steps) first, untimed ...")
-    out = via_daemon(config, paths, cfg, setup_steps, env, dropped) if method == "daemon" else via_cycle(config, paths, setup_steps, env, dropped)
+    out = via_daemon(config, paths, cfg, setup_steps, env, dropped, min_gap_s) if method == "daemon" else via_cycle(config, paths, setup_steps, env, dropped)
     registry = Registry(paths.models)
     current = registry.current()
     with Store.open(paths.db) as store:
