@@ -40,8 +40,9 @@ sandbox decides.
 from __future__ import annotations
 
 # Only what every harness start needs: the rest (ast, base64, doctest, io, linecache, shutil,
-# socket) is imported where it is used, by the roles and jobs that use it. Imports were most
-# of a sandbox's start: this set costs about 8 ms over a bare interpreter here, the full one 22.
+# socket, types) is imported where it is used, by the roles and jobs that use it, and tempfile
+# and subprocess not at all. Imports were most of a sandbox's start: this set costs about 8 ms
+# over a bare interpreter here, the former one 22.
 import builtins
 import ctypes
 import json
@@ -94,12 +95,12 @@ def make_undumpable() -> None:
 # `python -I -S FILE` would: a fresh __main__, sys.argv, the job's limits, cwd, stdin and pipes,
 # every other descriptor closed, default signal handling, and the interpreter's exit rules
 # (SystemExit codes, the traceback from the program's frame and exit code 1, atexit, non-daemon
-# threads, a final flush). What differs: the launcher's own few modules (array, ctypes, fcntl, math,
-# resource and the C parts of socket and signal) are already imported, and sys.orig_argv names
-# the launcher. It uses `_socket` and `_signal` rather than `socket` and `signal`: their Python
-# wrappers bring enum and selectors, 6-7 ms of a one-shot sandbox's start here, for constants. It is not forked from the harness
-# itself: harness memory holds the job (its expected answer and nonce), which a program could
-# find with `gc.get_objects()`.
+# threads, a final flush). What differs: the launcher's own few modules (array, ctypes, fcntl,
+# math, resource and the C parts of socket and signal) are already imported, and sys.orig_argv
+# names the launcher. It uses `_socket` and `_signal` rather than `socket` and `signal`: their
+# Python wrappers bring enum and selectors, 6-7 ms of a one-shot sandbox's start here, for a few
+# constants. It is not forked from the harness itself: harness memory holds the job (its
+# expected answer and nonce), which a program could find with `gc.get_objects()`.
 #
 # Wire: SOCK_SEQPACKET, one marshal message each way per event. In: (argv after the interpreter
 # or None, cwd, limits, target descriptor numbers, .py files to compile first, the descriptor

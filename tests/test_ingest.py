@@ -411,16 +411,47 @@ def _outcome(paths: ProjectPaths, **ingest: object) -> tuple:
     return report.summary(), documents, files
 
 
-def test_worker_processes_give_the_results_of_one_process(tmp_path):
+def test_worker_processes_give_the_results_of_one_process(tmp_path, monkeypatch):
+    from selfloop.corpus.analyse import AnalysisPool
+
+    submitted: list[str] = []
+    ready, submit = AnalysisPool.ready, AnalysisPool.submit
+
+    def wait_until_ready(pool) -> bool:  # so every file goes to the workers, not only those read after their start
+        while not ready(pool):
+            time.sleep(0.01)
+        return True
+
+    def counted(pool, data, fmt, cfg):
+        submitted.append(fmt)
+        return submit(pool, data, fmt, cfg)
+
+    monkeypatch.setattr(AnalysisPool, "submit", counted)
     outcomes = []
-    for name, settings in (("serial", {"workers": 1}), ("parallel", {"workers": 2, "parallel_min_mb": 0})):
+    for name, settings in (("serial", {"workers": 1}), ("parallel", {"workers": 2, "parallel_min_mb": 0}), ("workers up first", None)):
+        if settings is None:
+            monkeypatch.setattr(AnalysisPool, "ready", wait_until_ready)
+            settings = {"workers": 2, "parallel_min_mb": 0}
+            submitted.clear()
         paths = ProjectPaths(root=tmp_path / name, orig=tmp_path / name / "orig", rework=tmp_path / name / "rework", state=tmp_path / name / "state")
         paths.orig.mkdir(parents=True)
         _mixed_corpus(paths.orig)
         outcomes.append(_outcome(paths, **settings))
-    serial, parallel = outcomes
+    serial, parallel, all_in_workers = outcomes
     assert "exact_duplicate" in serial[0] and "near_duplicate" in serial[0] and "1 quarantined" in serial[0]
-    assert parallel == serial
+    assert parallel == serial and all_in_workers == serial
+    assert len(submitted) == sum(1 for p in paths.orig.rglob("*") if p.is_file())  # the last scan sent every file to the workers
+
+
+def test_files_read_before_the_workers_are_up_are_analysed_in_the_scanning_process(project, store, monkeypatch):
+    from selfloop.corpus.analyse import AnalysisPool
+
+    submitted: list[str] = []
+    monkeypatch.setattr(AnalysisPool, "ready", lambda pool: False)  # workers that never come up
+    monkeypatch.setattr(AnalysisPool, "submit", lambda pool, data, fmt, cfg: submitted.append(fmt))
+    _mixed_corpus(project.orig)
+    report = make(project, store, workers=2, parallel_min_mb=0).scan()
+    assert submitted == [] and report.files == 19 and report.ingested == 18 and report.accepted == 9
 
 
 def test_no_more_analysis_processes_than_usable_cpus(project, store, monkeypatch):
