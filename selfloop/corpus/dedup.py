@@ -106,17 +106,17 @@ def shingle_tokens(texts: Sequence[str], n: int) -> list[list[bytes]]:
     """
     words = [_words(t) for t in texts]
     ends = list(itertools.accumulate(map(len, words)))
-    shingles = _shingles(_word_hashes(itertools.chain.from_iterable(words), ends[-1] if ends else 0), n)
-    # A token is the hash's 8 little-endian bytes ("S8" keeps distinct values distinct).
-    tokens = shingles.astype("<u8", copy=False).view("S8").tolist()
+    word_hashes = _word_hashes(itertools.chain.from_iterable(words), ends[-1] if ends else 0)
+    tokens = _tokens(_shingles(word_hashes, n))
     out = []
     for w, end in zip(words, ends, strict=True):
         start = end - len(w)
-        if len(w) >= n:
-            out.append(tokens[start : end - n + 1])
-        else:
-            out.append(_shingles(_word_hashes(w, len(w)), n).astype("<u8", copy=False).view("S8").tolist())
+        out.append(tokens[start : end - n + 1] if len(w) >= n else _tokens(_shingles(word_hashes[start:end], n)))
     return out
+
+
+def _tokens(shingles: np.ndarray) -> list[bytes]:
+    return shingles.astype("<u8", copy=False).view("S8").tolist()  # "S8" keeps distinct values distinct
 
 
 def minhashes(texts: Sequence[str], *, num_perm: int, shingle_words: int) -> list[RMinHash]:

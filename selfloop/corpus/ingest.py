@@ -122,6 +122,15 @@ class _Known:
     active: tuple[int, str, str] | None = None  # (id, file_path, locator) of its first active row
 
 
+def _note(known: dict[str, _Known], digest: str, split: str, status: str, row: tuple[int, str, str]) -> None:
+    """Add one row (in id order) to what is known of its hash."""
+    seen = known.get(digest)
+    if seen is None:
+        known[digest] = seen = _Known(split)
+    if status == "active" and seen.active is None:
+        seen.active = row
+
+
 class _Undo:
     """In-memory index changes made inside a transaction, undone if it rolls back."""
 
@@ -349,10 +358,7 @@ class Ingestor:
                                                        minhash=None if reason is not None or sig is None else to_bytes(sig))
                         if reason is None and sig is not None:
                             self._index_add(doc_id, sig, undo)
-                    if seen is None:
-                        known[p.hash] = seen = _Known(split)
-                    if status == "active" and seen.active is None:
-                        seen.active = (doc_id, loc.key, p.locator)
+                    _note(known, p.hash, split, status, (doc_id, loc.key, p.locator))
                     if reason is None:
                         result.accepted += 1
                     else:
@@ -498,11 +504,7 @@ class Ingestor:
             rows = c.execute(f"SELECT hash, id, file_path, locator, split, status FROM documents WHERE hash IN ({','.join('?' * len(chunk))})"
                              " ORDER BY id", chunk)
             for digest, doc_id, file_path, locator, split, status in rows:
-                seen = known.get(digest)
-                if seen is None:
-                    known[digest] = seen = _Known(split)
-                if status == "active" and seen.active is None:
-                    seen.active = (doc_id, file_path, locator)
+                _note(known, digest, split, status, (doc_id, file_path, locator))
         return known
 
     def _upsert_file(self, c, loc: Located, size, mtime_ns, sha, status: str, reason: str | None, n_docs: int, n_dropped: int) -> None:
