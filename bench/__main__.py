@@ -30,7 +30,9 @@ BENCHMARKS = {
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m bench", description=__doc__.split("\n\n")[0])
     p.add_argument("--quick", action="store_true", help="tiny sizes (CI smoke): figures exist, numbers mean little")
-    p.add_argument("--only", nargs="+", choices=sorted(BENCHMARKS), metavar="NAME", help=f"run only these: {', '.join(BENCHMARKS)}")
+    p.add_argument(
+        "--only", nargs="+", choices=sorted(BENCHMARKS), metavar="NAME", help=f"run only these: {', '.join(BENCHMARKS)}"
+    )
     args = p.parse_args(argv)
     flags = ["--quick"] if args.quick else []
     failed = []

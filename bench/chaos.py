@@ -73,21 +73,52 @@ QUICK_TARGETS = ["train", "judge", "evaluate"]
 # A tiny project whose every cycle runs all phases in tens of seconds on 2 CPU cores.
 CHAOS_CONFIG: dict[str, Any] = {
     "model": {"vocab_size": 320, "n_layer": 2, "n_head": 2, "n_embd": 32, "n_positions": 64, "keep_generations": 3},
-    "train": {"gen0_steps": 40, "max_steps": 12, "batch_size": 8, "block_size": 32, "save_steps": 4, "log_steps": 2,
-              "eval_batches": 2, "eval_samples": 1, "eval_sample_tokens": 8, "learning_rate": 3e-3, "warmup_ratio": 0.0},
-    "rework": {"enabled": True, "candidates_per_cycle": 12, "samples_per_prompt": 2, "max_new_tokens": 16,
-               "batch_size": 8, "temperature": 0.9},
+    "train": {
+        "gen0_steps": 40,
+        "max_steps": 12,
+        "batch_size": 8,
+        "block_size": 32,
+        "save_steps": 4,
+        "log_steps": 2,
+        "eval_batches": 2,
+        "eval_samples": 1,
+        "eval_sample_tokens": 8,
+        "learning_rate": 3e-3,
+        "warmup_ratio": 0.0,
+    },
+    "rework": {
+        "enabled": True,
+        "candidates_per_cycle": 12,
+        "samples_per_prompt": 2,
+        "max_new_tokens": 16,
+        "batch_size": 8,
+        "temperature": 0.9,
+    },
     "judge": {"diversity_floor": 0.05},
-    "tasks": {"families": ["addition"], "max_difficulty": 2, "heldout_per_level": 2, "samples_per_task": 2,
-              "max_new_tokens": 12},
+    "tasks": {
+        "families": ["addition"],
+        "max_difficulty": 2,
+        "heldout_per_level": 2,
+        "samples_per_task": 2,
+        "max_new_tokens": 12,
+    },
     "sandbox": {"pool_size": 1, "timeout_s": 5.0},
     # Cycles back to back: the interval is the only thing between two cycles.
     "schedule": {"interval_minutes": 0.02, "min_gap_s": 0, "stop_timeout_s": 60},
     "watch": {"settle_s": 0.3, "debounce_s": 0.1},
 }
 
-DEFAULT_DURATION_S = {"startup": 6.0, "idle": 1.0, "ingest": 0.2, "rework": 3.0, "judge": 3.0, "train": 8.0,
-                      "evaluate": 3.0, "gate": 0.01, "promote": 0.1}
+DEFAULT_DURATION_S = {
+    "startup": 6.0,
+    "idle": 1.0,
+    "ingest": 0.2,
+    "rework": 3.0,
+    "judge": 3.0,
+    "train": 8.0,
+    "evaluate": 3.0,
+    "gate": 0.01,
+    "promote": 0.1,
+}
 
 SUBJECTS = ["the cat", "a dog", "my friend", "the old man", "a small bird", "the teacher", "a sailor", "the baker"]
 VERBS = ["sees", "likes", "finds", "helps", "follows", "paints", "carries", "remembers"]
@@ -106,17 +137,27 @@ def write_corpus(orig: Path, seed: int = 0) -> None:
 
     orig.mkdir(parents=True, exist_ok=True)
     (orig / "prose.txt").write_text("\n\n".join(" ".join(sentence() for _ in range(8)) for _ in range(40)) + "\n")
-    (orig / "notes.md").write_text("# Notes\n\n" + "\n\n".join(" ".join(sentence() for _ in range(6)) for _ in range(10)) + "\n")
+    (orig / "notes.md").write_text(
+        "# Notes\n\n" + "\n\n".join(" ".join(sentence() for _ in range(6)) for _ in range(10)) + "\n"
+    )
     chats = []
     for _ in range(30):
         subject, obj = rng.choice(SUBJECTS), rng.choice(OBJECTS)
-        chats.append({"messages": [{"role": "user", "content": f"What does {subject} see?"},
-                                   {"role": "assistant", "content": f"{subject.capitalize()} sees {obj}."}]})
+        chats.append(
+            {
+                "messages": [
+                    {"role": "user", "content": f"What does {subject} see?"},
+                    {"role": "assistant", "content": f"{subject.capitalize()} sees {obj}."},
+                ]
+            }
+        )
     (orig / "chat.jsonl").write_text("".join(json.dumps(c) + "\n" for c in chats))
     tasks = []
     for a in range(6):
         for b in range(5):
-            tasks.append({"id": f"{a}+{b}", "family": "addition", "difficulty": 1, "prompt": f"{a} + {b}", "answer": str(a + b)})
+            tasks.append(
+                {"id": f"{a}+{b}", "family": "addition", "difficulty": 1, "prompt": f"{a} + {b}", "answer": str(a + b)}
+            )
     (orig / "tasks.jsonl").write_text("".join(json.dumps(t) + "\n" for t in tasks))
 
 
@@ -249,8 +290,13 @@ class DaemonProcess:
         self.log = open(self.root / "daemon.log", "ab")
         env = {k: v for k, v in os.environ.items() if not k.startswith("SELFLOOP_")}
         self.started = time.time()
-        self.proc = subprocess.Popen([sys.executable, "-m", "selfloop", "run", "--headless", "-c", str(config_path)],
-                                     cwd=self.root, stdout=self.log, stderr=subprocess.STDOUT, env=env)
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "selfloop", "run", "--headless", "-c", str(config_path)],
+            cwd=self.root,
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+            env=env,
+        )
 
     @property
     def pid(self) -> int:
@@ -396,7 +442,9 @@ class Trial:
 
 
 class Chaos:
-    def __init__(self, workdir: Path, *, seed: int = 0, resume_timeout: float = 600, overrides: dict[str, Any] | None = None):
+    def __init__(
+        self, workdir: Path, *, seed: int = 0, resume_timeout: float = 600, overrides: dict[str, Any] | None = None
+    ):
         self.workdir = workdir
         self.rng = random.Random(seed)
         self.resume_timeout = resume_timeout
@@ -503,8 +551,10 @@ class Chaos:
             if self.paths.db.exists():
                 with Store.open(self.paths.db, readonly=True) as s:
                     err = s.scalar("SELECT error FROM cycles WHERE id = ?", (t.cycle_id,)) or ""
-            t.violations.append(f"cycle {t.cycle_id} did not resume to done (status {status}{': ' + err if err else ''})"
-                                + ("" if d.alive() else f"; daemon exited:\n{d.tail()}"))
+            t.violations.append(
+                f"cycle {t.cycle_id} did not resume to done (status {status}{': ' + err if err else ''})"
+                + ("" if d.alive() else f"; daemon exited:\n{d.tail()}")
+            )
         return t
 
     def measure_startup(self) -> None:
@@ -524,8 +574,11 @@ class Chaos:
             # Let the last restart finish the cycle it resumed, so the stop lands on an idle daemon
             # and every cycle must end up done (a stop mid-cycle would rightly leave it interrupted).
             deadline = time.time() + self.resume_timeout
-            while self.daemon.alive() and time.time() < deadline and not (
-                    started_a_cycle(self.paths.db, self.daemon.started) and not cycles_in_flight(self.paths.db)):
+            while (
+                self.daemon.alive()
+                and time.time() < deadline
+                and not (started_a_cycle(self.paths.db, self.daemon.started) and not cycles_in_flight(self.paths.db))
+            ):
                 time.sleep(0.2)
             rc = self.daemon.stop()
             if rc != 0:
@@ -568,7 +621,11 @@ def leftover_containers(pids: list[int]) -> list[str]:
     except Exception:
         return []  # no engine: the daemon used bwrap or process sandboxes
     try:
-        found = [c for c in client.containers.list(all=True, filters={"label": OWNER_LABEL}) if c.labels.get(OWNER_LABEL) in tags]
+        found = [
+            c
+            for c in client.containers.list(all=True, filters={"label": OWNER_LABEL})
+            if c.labels.get(OWNER_LABEL) in tags
+        ]
         for c in found:
             c.remove(force=True)
         return [c.short_id for c in found]
@@ -590,7 +647,11 @@ def summarize(trials: list[Trial], final: dict[str, Any], seconds: float) -> dic
         "resumed_and_completed": sum(1 for t in in_flight if t.resumed),
         "trials_with_violations": sum(1 for t in trials if t.violations),
         "violations": [v for t in trials for v in t.violations] + final["violations"],
-        "recovery_s": {"median": _pct(recoveries, 50), "p90": _pct(recoveries, 90), "max": recoveries[-1] if recoveries else None},
+        "recovery_s": {
+            "median": _pct(recoveries, 50),
+            "p90": _pct(recoveries, 90),
+            "max": recoveries[-1] if recoveries else None,
+        },
         "processes_killed_per_trial": _pct(sorted(t.killed_processes for t in trials), 50),
         "final": {k: v for k, v in final.items() if k != "violations"},
         "seconds": round(seconds, 1),
@@ -605,11 +666,15 @@ def _pct(xs: list[float], q: float) -> float | None:
 
 def render(summary: dict[str, Any], trials: list[Trial]) -> str:
     lines = ["", "chaos: kill -9 of the daemon's process tree at random moments, restart, invariants", ""]
-    lines.append(f"{'#':>3}  {'target':<9} {'landed in':<16} {'cycle':>5} {'gen':>4} {'procs':>5} {'resumed':>8} {'recover s':>9}  violations")
+    lines.append(
+        f"{'#':>3}  {'target':<9} {'landed in':<16} {'cycle':>5} {'gen':>4} {'procs':>5} {'resumed':>8} {'recover s':>9}  violations"
+    )
     for t in trials:
         resumed = "-" if t.resumed is None else ("yes" if t.resumed else "NO")
-        lines.append(f"{t.index:>3}  {t.target:<9} {t.landed:<16} {t.cycle_id or '-':>5} {'-' if t.generation is None else t.generation:>4} "
-                     f"{t.killed_processes:>5} {resumed:>8} {t.recovery_s if t.recovery_s is not None else '-':>9}  {len(t.violations)}")
+        lines.append(
+            f"{t.index:>3}  {t.target:<9} {t.landed:<16} {t.cycle_id or '-':>5} {'-' if t.generation is None else t.generation:>4} "
+            f"{t.killed_processes:>5} {resumed:>8} {t.recovery_s if t.recovery_s is not None else '-':>9}  {len(t.violations)}"
+        )
     s = summary
     lines += [
         "",
@@ -629,9 +694,15 @@ def render(summary: dict[str, Any], trials: list[Trial]) -> str:
 # --------------------------------------------------------------------------- entry point
 
 
-def run_chaos(trials: int, *, quick: bool = False, seed: int = 0, workdir: Path | None = None,
-              resume_timeout: float = 600, log: Callable[[str], None] = lambda m: print(m, flush=True)
-              ) -> tuple[dict[str, Any], list[Trial]]:
+def run_chaos(
+    trials: int,
+    *,
+    quick: bool = False,
+    seed: int = 0,
+    workdir: Path | None = None,
+    resume_timeout: float = 600,
+    log: Callable[[str], None] = lambda m: print(m, flush=True),
+) -> tuple[dict[str, Any], list[Trial]]:
     """Run ``trials`` kill/restart trials on a fresh project; returns (summary, trials)."""
     own = workdir is None
     workdir = Path(tempfile.mkdtemp(prefix="selfloop-chaos-")) if workdir is None else workdir
@@ -645,9 +716,11 @@ def run_chaos(trials: int, *, quick: bool = False, seed: int = 0, workdir: Path 
             t = chaos.trial(i, target)
             chaos.measure_startup()
             done.append(t)
-            log(f"trial {i:>3}: target {target:<9} landed {t.landed:<16} cycle {t.cycle_id} "
+            log(
+                f"trial {i:>3}: target {target:<9} landed {t.landed:<16} cycle {t.cycle_id} "
                 f"resumed {t.resumed} in {t.recovery_s} s; {len(t.violations)} violation(s)"
-                + "".join(f"\n    - {v}" for v in t.violations))
+                + "".join(f"\n    - {v}" for v in t.violations)
+            )
         final = chaos.finish()
     except BaseException:
         if chaos.daemon is not None and chaos.daemon.alive():
@@ -668,13 +741,16 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--quick", action="store_true", help=f"only the targets {', '.join(QUICK_TARGETS)} (the CI subset)")
     p.add_argument("--seed", type=int, default=0, help="seed of the kill moments")
     p.add_argument("--workdir", type=Path, help="project directory (default: a temp dir, removed when all is well)")
-    p.add_argument("--resume-timeout", type=float, default=600, help="seconds an interrupted cycle may take to complete")
+    p.add_argument(
+        "--resume-timeout", type=float, default=600, help="seconds an interrupted cycle may take to complete"
+    )
     p.add_argument("--json", type=Path, help="also write the figures and every trial to this JSON file")
     args = p.parse_args(argv)
     # SIGTERM unwinds like Ctrl-C, so the daemon tree is killed too (a background job ignores SIGINT).
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
-    summary, trials = run_chaos(args.trials, quick=args.quick, seed=args.seed, workdir=args.workdir,
-                                resume_timeout=args.resume_timeout)
+    summary, trials = run_chaos(
+        args.trials, quick=args.quick, seed=args.seed, workdir=args.workdir, resume_timeout=args.resume_timeout
+    )
     print(render(summary, trials))
     if args.json:
         args.json.write_text(json.dumps({"summary": summary, "trials": [asdict(t) for t in trials]}, indent=2))

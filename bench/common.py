@@ -62,7 +62,9 @@ def machine() -> dict[str, Any]:
 
 def _git(*args: str) -> str | None:
     try:
-        return subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True, timeout=10).stdout.strip() or None
+        return (
+            subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True, timeout=10).stdout.strip() or None
+        )
     except (OSError, subprocess.SubprocessError):
         return None
 

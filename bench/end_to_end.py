@@ -28,7 +28,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-
 from bench.common import Recorder, say
 from bench.project import TINY, make_project, synthetic_file
 
@@ -37,8 +36,12 @@ SETUP_GEN0_STEPS = 300
 
 
 def selfloop(config: Path, *args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "selfloop.cli", *args, "-c", str(config)], capture_output=True, text=True,
-                          env={**os.environ, **(env or {})})
+    return subprocess.run(
+        [sys.executable, "-m", "selfloop.cli", *args, "-c", str(config)],
+        capture_output=True,
+        text=True,
+        env={**os.environ, **(env or {})},
+    )
 
 
 def phase_seconds(db: Path) -> dict[str, Any]:
@@ -68,18 +71,28 @@ def wait_for(predicate, timeout: float, what: str, proc: subprocess.Popen | None
         time.sleep(0.2)
 
 
-def via_daemon(config: Path, paths, cfg, setup_steps: int, env: dict[str, str], dropped: Path, min_gap_s: float) -> dict[str, Any]:
+def via_daemon(
+    config: Path, paths, cfg, setup_steps: int, env: dict[str, str], dropped: Path, min_gap_s: float
+) -> dict[str, Any]:
     """``selfloop run --headless``: generation 0 by its first cycle, then the file dropped into the idle daemon."""
     from selfloop.model.registry import Registry
 
     registry = Registry(paths.models)
     log = (paths.root / "daemon.out").open("wb")
-    proc = subprocess.Popen([sys.executable, "-m", "selfloop.cli", "run", "--headless", "-c", str(config)], stdout=log,
-                            stderr=subprocess.STDOUT, env={**os.environ, **env, "SELFLOOP_TRAIN__GEN0_STEPS": str(setup_steps)})
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "selfloop.cli", "run", "--headless", "-c", str(config)],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        env={**os.environ, **env, "SELFLOOP_TRAIN__GEN0_STEPS": str(setup_steps)},
+    )
     try:
         t = time.perf_counter()
-        wait_for(lambda: registry.current() == 0 and (latest_cycle(paths.db) or {}).get("status") == "done", 3600,
-                 "generation 0 (the daemon's first cycle)", proc)
+        wait_for(
+            lambda: registry.current() == 0 and (latest_cycle(paths.db) or {}).get("status") == "done",
+            3600,
+            "generation 0 (the daemon's first cycle)",
+            proc,
+        )
         setup_s = time.perf_counter() - t
         # An idle daemon: the last cycle ended at least min_gap_s ago (the daemon's, env included).
         ended = latest_cycle(paths.db)["finished_at"]
@@ -95,7 +108,11 @@ def via_daemon(config: Path, paths, cfg, setup_steps: int, env: dict[str, str], 
 
         wait_for(decided, 3600, "the cycle that picks up the dropped file", proc)
         seconds = time.perf_counter() - start
-        return {"setup_seconds": round(setup_s, 1), "seconds": round(seconds, 2), "status": latest_cycle(paths.db)["status"]}
+        return {
+            "setup_seconds": round(setup_s, 1),
+            "seconds": round(seconds, 2),
+            "status": latest_cycle(paths.db)["status"],
+        }
     finally:
         proc.send_signal(signal.SIGTERM)
         try:
@@ -138,20 +155,30 @@ def run(quick: bool, workdir: Path, method: str) -> Recorder:
     dropped = paths.orig / "prose" / "bench-dropped.txt"
     dropped.parent.mkdir(parents=True, exist_ok=True)
     say(f"[e2e] {method}: generation 0 ({setup_steps} steps) first, untimed ...")
-    out = via_daemon(config, paths, cfg, setup_steps, env, dropped, min_gap_s) if method == "daemon" else via_cycle(config, paths, setup_steps, env, dropped)
+    out = (
+        via_daemon(config, paths, cfg, setup_steps, env, dropped, min_gap_s)
+        if method == "daemon"
+        else via_cycle(config, paths, setup_steps, env, dropped)
+    )
     registry = Registry(paths.models)
     current = registry.current()
     with Store.open(paths.db) as store:
-        docs = store.scalar("SELECT COUNT(*) FROM documents WHERE file_path LIKE ? AND status = 'active'", ("%bench-dropped.txt",))
+        docs = store.scalar(
+            "SELECT COUNT(*) FROM documents WHERE file_path LIKE ? AND status = 'active'", ("%bench-dropped.txt",)
+        )
     manifest = registry.manifest(1) if 1 in registry.on_disk() else {}
     promoted = current == 1
     phases = phase_seconds(paths.db)
     verdict = "promoted" if promoted else f"not promoted (cycle {out['status']})"
-    say(f"[e2e] file -> generation 1 {verdict} in {out['seconds']:.1f} s (target <= 120 s); phases: "
-        + ", ".join(f"{k} {v}s" for k, v in phases.items()))
+    say(
+        f"[e2e] file -> generation 1 {verdict} in {out['seconds']:.1f} s (target <= 120 s); phases: "
+        + ", ".join(f"{k} {v}s" for k, v in phases.items())
+    )
     rec.figures = {
-        "method": {"daemon": "selfloop run --headless: the file dropped into an idle daemon (last cycle ended >= min_gap_s ago)",
-                   "cycle": "selfloop cycle --once after the drop (its ingest phase picks up the file)"}[method],
+        "method": {
+            "daemon": "selfloop run --headless: the file dropped into an idle daemon (last cycle ended >= min_gap_s ago)",
+            "cycle": "selfloop cycle --once after the drop (its ingest phase picks up the file)",
+        }[method],
         "config": "TINY, min_gap_s 0 (quick mode)" if quick else "shipped defaults",
         "setup_gen0_steps": setup_steps,
         **out,
@@ -168,7 +195,9 @@ def run(quick: bool, workdir: Path, method: str) -> Recorder:
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m bench.end_to_end", description=__doc__.split("\n\n")[0])
     p.add_argument("--quick", action="store_true")
-    p.add_argument("--via", choices=["daemon", "cycle"], default="daemon", help="the daemon (default) or `selfloop cycle --once`")
+    p.add_argument(
+        "--via", choices=["daemon", "cycle"], default="daemon", help="the daemon (default) or `selfloop cycle --once`"
+    )
     args = p.parse_args(argv)
     with tempfile.TemporaryDirectory(prefix="bench-e2e-") as tmp:
         rec = run(args.quick, Path(tmp), args.via)

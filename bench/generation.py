@@ -26,7 +26,9 @@ def prompts_from(texts: list[str], count: int, chars: int) -> list[str]:
     return [paragraphs[i % len(paragraphs)][:chars] for i in range(count)]
 
 
-def naive(model, tokenizer, prompts: list[str], *, n: int, max_new_tokens: int, temperature: float, top_p: float, seed: int) -> dict[str, Any]:
+def naive(
+    model, tokenizer, prompts: list[str], *, n: int, max_new_tokens: int, temperature: float, top_p: float, seed: int
+) -> dict[str, Any]:
     """One ``model.generate`` call per sample, batch of one: the baseline."""
     import torch
 
@@ -43,9 +45,17 @@ def naive(model, tokenizer, prompts: list[str], *, n: int, max_new_tokens: int, 
             ids = tokenizer(p, return_tensors="pt", add_special_tokens=False, verbose=False)
             ids = {k: v[:, -keep:] for k, v in ids.items()}
             for _ in range(n):
-                out = model.generate(**ids, do_sample=True, temperature=temperature, top_p=top_p, top_k=None,
-                                     max_new_tokens=max_new_tokens, eos_token_id=stops, pad_token_id=tokenizer.pad_token_id)
-                new = out[0, ids["input_ids"].shape[1]:].tolist()
+                out = model.generate(
+                    **ids,
+                    do_sample=True,
+                    temperature=temperature,
+                    top_p=top_p,
+                    top_k=None,
+                    max_new_tokens=max_new_tokens,
+                    eos_token_id=stops,
+                    pad_token_id=tokenizer.pad_token_id,
+                )
+                new = out[0, ids["input_ids"].shape[1] :].tolist()
                 cut = next((i + 1 for i, t in enumerate(new) if t in stops), len(new))
                 tokens += cut
     seconds = time.perf_counter() - start
@@ -55,8 +65,17 @@ def naive(model, tokenizer, prompts: list[str], *, n: int, max_new_tokens: int, 
 def batched(model, tokenizer, prompts: list[str], rc) -> dict[str, Any]:
     from selfloop.model.generate import generate
 
-    out = generate(model, tokenizer, prompts, n=rc.samples_per_prompt, max_new_tokens=rc.max_new_tokens,
-                   temperature=rc.temperature, top_p=rc.top_p, seed=rc.seed, batch_size=rc.batch_size)
+    out = generate(
+        model,
+        tokenizer,
+        prompts,
+        n=rc.samples_per_prompt,
+        max_new_tokens=rc.max_new_tokens,
+        temperature=rc.temperature,
+        top_p=rc.top_p,
+        seed=rc.seed,
+        batch_size=rc.batch_size,
+    )
     tokens = sum(sum(c) for c in out.new_tokens)
     return {"tokens": tokens, "seconds": round(out.seconds, 3), "tokens_per_s": out.tokens_per_s}
 
@@ -81,9 +100,19 @@ def run(quick: bool) -> Recorder:
     prompts = prompts_from(texts, count, prompt_chars)
     batched(model, tokenizer, prompts[:2], rc)  # warm-up (first-call allocations)
     b = batched(model, tokenizer, prompts, rc)
-    say(f"[generation] batched generate (batch {rc.batch_size} prompts x {rc.samples_per_prompt} samples): {b['tokens_per_s']:.0f} tokens/s")
-    nv = naive(model, tokenizer, prompts, n=rc.samples_per_prompt, max_new_tokens=rc.max_new_tokens,
-               temperature=rc.temperature, top_p=rc.top_p, seed=rc.seed)
+    say(
+        f"[generation] batched generate (batch {rc.batch_size} prompts x {rc.samples_per_prompt} samples): {b['tokens_per_s']:.0f} tokens/s"
+    )
+    nv = naive(
+        model,
+        tokenizer,
+        prompts,
+        n=rc.samples_per_prompt,
+        max_new_tokens=rc.max_new_tokens,
+        temperature=rc.temperature,
+        top_p=rc.top_p,
+        seed=rc.seed,
+    )
     say(f"[generation] naive batch-1 generate: {nv['tokens_per_s']:.0f} tokens/s")
     speedup = b["tokens_per_s"] / nv["tokens_per_s"]
     say(f"[generation] speed-up {speedup:.2f}x (target >= 6x)")
@@ -95,9 +124,20 @@ def run(quick: bool) -> Recorder:
     secs = ", ".join(f"{r['seconds']:.2f}s" for r in runs)
     say(f"[generation] batched at 1x/4x/16x prompts: {secs} -> {scaling['growth']} (exponent {scaling['exponent']})")
     rec.figures = {
-        "model": {"n_layer": cfg.model.n_layer, "n_embd": cfg.model.n_embd, "vocab": len(tokenizer), "n_positions": cfg.model.n_positions},
-        "rework": {"prompts": count, "samples_per_prompt": rc.samples_per_prompt, "max_new_tokens": rc.max_new_tokens,
-                   "batch_size": rc.batch_size, "temperature": rc.temperature, "top_p": rc.top_p},
+        "model": {
+            "n_layer": cfg.model.n_layer,
+            "n_embd": cfg.model.n_embd,
+            "vocab": len(tokenizer),
+            "n_positions": cfg.model.n_positions,
+        },
+        "rework": {
+            "prompts": count,
+            "samples_per_prompt": rc.samples_per_prompt,
+            "max_new_tokens": rc.max_new_tokens,
+            "batch_size": rc.batch_size,
+            "temperature": rc.temperature,
+            "top_p": rc.top_p,
+        },
         "batched": b,
         "naive_batch1": nv,
         "speedup": round(speedup, 3),

@@ -45,7 +45,12 @@ def read_and_hash(folder: Path) -> dict[str, Any]:
         hashlib.sha256(data).hexdigest()
         size += len(data)
     seconds = time.perf_counter() - start
-    return {"files": len(files), "mb": round(size / 1e6, 3), "seconds": round(seconds, 4), "mb_per_s": round(size / 1e6 / seconds, 1)}
+    return {
+        "files": len(files),
+        "mb": round(size / 1e6, 3),
+        "seconds": round(seconds, 4),
+        "mb_per_s": round(size / 1e6 / seconds, 1),
+    }
 
 
 def ingest(root: Path, corpus: Path | None, **settings: Any) -> dict[str, Any]:
@@ -89,16 +94,22 @@ def run(quick: bool, workdir: Path) -> Recorder:
         corpus = workdir / f"corpus{m}x"
         write_corpus(corpus, files * m, chars, seed=m)
         runs[f"{m}x"] = r = ingest(workdir / f"proj{m}x", corpus)
-        say(f"[ingest] {m}x: {r['mb']} MB in {r['seconds']} s = {r['mb_per_s']} MB/s "
-            f"({r['documents']} documents, workers = {r['workers']}); read+hash {r['read_and_hash']['mb_per_s']} MB/s")
+        say(
+            f"[ingest] {m}x: {r['mb']} MB in {r['seconds']} s = {r['mb_per_s']} MB/s "
+            f"({r['documents']} documents, workers = {r['workers']}); read+hash {r['read_and_hash']['mb_per_s']} MB/s"
+        )
         if m == sizes[-1]:
             serial = ingest(workdir / f"proj{m}x-serial", corpus, workers=1)
-            say(f"[ingest] {m}x in the scanning process alone (workers = 1): {serial['mb_per_s']} MB/s "
-                f"({serial['scanning_process_cpu_s_per_mb']} CPU s/MB; with workers {r['scanning_process_cpu_s_per_mb']})")
+            say(
+                f"[ingest] {m}x in the scanning process alone (workers = 1): {serial['mb_per_s']} MB/s "
+                f"({serial['scanning_process_cpu_s_per_mb']} CPU s/MB; with workers {r['scanning_process_cpu_s_per_mb']})"
+            )
         shutil.rmtree(corpus)
     starter = None if quick else ingest(workdir / "starter", None)
     if starter:
-        say(f"[ingest] starter corpus: {starter['mb']} MB in {starter['seconds']} s = {starter['mb_per_s']} MB/s ({starter['documents']} documents)")
+        say(
+            f"[ingest] starter corpus: {starter['mb']} MB in {starter['seconds']} s = {starter['mb_per_s']} MB/s ({starter['documents']} documents)"
+        )
     scaling = growth(sizes, [runs[f"{m}x"]["seconds"] for m in sizes])
     say(f"[ingest] cost at 1x/4x/16x -> {scaling['growth']} (exponent {scaling['exponent']})")
     largest = runs["16x"]

@@ -60,8 +60,14 @@ def write_snapshot_file(path: Path, n_docs: int) -> int:
             text = synthetic_file(i, DOC_CHARS)
             if i % 10 == 9:
                 head, _, rest = text.partition(". ")
-                content = json.dumps({"messages": [{"role": "user", "content": head + "?"},
-                                                   {"role": "assistant", "content": rest[:400]}]})
+                content = json.dumps(
+                    {
+                        "messages": [
+                            {"role": "user", "content": head + "?"},
+                            {"role": "assistant", "content": rest[:400]},
+                        ]
+                    }
+                )
                 doc = Doc(i, "orig", "chat", content, len(content), str(i))
             else:
                 doc = Doc(i, "orig", "text", text, len(text), str(i))
@@ -102,8 +108,14 @@ def measure_one(path: str, snapshot: Path, tokenizer_dir: Path, workdir: Path, s
         dataset = to_dataset(enc["text"] + enc["chat"])
         examples = len(dataset)
     else:
-        dataset, counts = build_train_dataset(snapshot, tokenizer, cfg.train.block_size, workdir / "arrow",
-                                              streaming=path == "stream", shuffle_buffer=cfg.train.shuffle_buffer)
+        dataset, counts = build_train_dataset(
+            snapshot,
+            tokenizer,
+            cfg.train.block_size,
+            workdir / "arrow",
+            streaming=path == "stream",
+            shuffle_buffer=cfg.train.shuffle_buffer,
+        )
         examples = sum(counts.values()) if counts else None
     prep = time.perf_counter() - started
     prep_peak = peak_rss_mb()
@@ -113,9 +125,16 @@ def measure_one(path: str, snapshot: Path, tokenizer_dir: Path, workdir: Path, s
     trainer.train()
     trained = time.perf_counter() - started
     peak = peak_rss_mb()
-    return {"before_mb": round(before, 1), "prep_mb": round(prep_peak - before, 1), "total_mb": round(peak - before, 1),
-            "peak_mb": round(peak, 1), "prep_s": round(prep, 2), "steps_s": round(trained, 2), "steps": steps,
-            "examples": examples}
+    return {
+        "before_mb": round(before, 1),
+        "prep_mb": round(prep_peak - before, 1),
+        "total_mb": round(peak - before, 1),
+        "peak_mb": round(peak, 1),
+        "prep_s": round(prep, 2),
+        "steps_s": round(trained, 2),
+        "steps": steps,
+        "examples": examples,
+    }
 
 
 def run(quick: bool, workdir: Path) -> Recorder:
@@ -137,9 +156,23 @@ def run(quick: bool, workdir: Path) -> Recorder:
             out = workdir / f"{path}-{scale}x"
             out.mkdir()
             proc = subprocess.run(
-                [sys.executable, "-m", "bench.memory_scale", "--one", path, "--snapshot", str(snapshot),
-                 "--tokenizer", str(tokenizer_dir), "--workdir", str(out), "--steps", str(STEPS[quick])],
-                capture_output=True, text=True,
+                [
+                    sys.executable,
+                    "-m",
+                    "bench.memory_scale",
+                    "--one",
+                    path,
+                    "--snapshot",
+                    str(snapshot),
+                    "--tokenizer",
+                    str(tokenizer_dir),
+                    "--workdir",
+                    str(out),
+                    "--steps",
+                    str(STEPS[quick]),
+                ],
+                capture_output=True,
+                text=True,
             )
             if proc.returncode != 0:
                 raise RuntimeError(f"{path} at {scale}x failed: {proc.stderr[-2000:]}")
@@ -147,8 +180,10 @@ def run(quick: bool, workdir: Path) -> Recorder:
         rows[f"{scale}x"] = row
         for p in PATHS:
             r = row[p]
-            say(f"{scale:>3}x {row['snapshot_mb']:8.2f} MB  {p:<6} prep +{r['prep_mb']:7.1f} MB {r['prep_s']:7.2f} s   "
-                f"{r['steps']} steps: total +{r['total_mb']:7.1f} MB {r['steps_s']:6.2f} s   peak RSS {r['peak_mb']:7.1f} MB")
+            say(
+                f"{scale:>3}x {row['snapshot_mb']:8.2f} MB  {p:<6} prep +{r['prep_mb']:7.1f} MB {r['prep_s']:7.2f} s   "
+                f"{r['steps']} steps: total +{r['total_mb']:7.1f} MB {r['steps_s']:6.2f} s   peak RSS {r['peak_mb']:7.1f} MB"
+            )
     sizes = [rows[f"{s}x"]["snapshot_mb"] for s in SCALES]
     rec.figures = {
         "by_scale": rows,
@@ -163,7 +198,9 @@ def run(quick: bool, workdir: Path) -> Recorder:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m bench.memory_scale", description=__doc__.split("\n\n")[0])
-    p.add_argument("--quick", action="store_true", help="1x = 0.25 MB of text (CI smoke): figures exist, numbers mean little")
+    p.add_argument(
+        "--quick", action="store_true", help="1x = 0.25 MB of text (CI smoke): figures exist, numbers mean little"
+    )
     p.add_argument("--one", choices=PATHS, help=argparse.SUPPRESS)  # internal: measure one path in this process
     p.add_argument("--snapshot", type=Path, help=argparse.SUPPRESS)
     p.add_argument("--tokenizer", type=Path, help=argparse.SUPPRESS)
@@ -177,8 +214,10 @@ def main(argv: list[str] | None = None) -> int:
         rec = run(args.quick, Path(tmp))
     path = rec.write()
     for figure in ("prep_memory_growth", "total_memory_growth"):
-        say(f"{figure} exponent (0 = flat, 1 = proportional to the corpus): "
-            + ", ".join(f"{p} {rec.figures[figure][p]['exponent']}" for p in PATHS))
+        say(
+            f"{figure} exponent (0 = flat, 1 = proportional to the corpus): "
+            + ", ".join(f"{p} {rec.figures[figure][p]['exponent']}" for p in PATHS)
+        )
     say(f"16x peak RSS, list / arrow: {rec.figures['peak_ratio_16x_list_over_arrow']}x; written to {path}")
     return 0
 

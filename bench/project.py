@@ -18,13 +18,25 @@ from selfloop.project import init_project
 # Quick mode: 2 layers x 32 wide, so a training run takes seconds.
 TINY: dict[str, Any] = {
     "model": {"vocab_size": 320, "n_layer": 2, "n_head": 2, "n_embd": 32, "n_positions": 64},
-    "train": {"gen0_steps": 12, "max_steps": 12, "batch_size": 8, "block_size": 32, "save_steps": 6, "log_steps": 2,
-              "eval_batches": 2, "eval_samples": 1, "eval_sample_tokens": 8, "warmup_ratio": 0.0},
+    "train": {
+        "gen0_steps": 12,
+        "max_steps": 12,
+        "batch_size": 8,
+        "block_size": 32,
+        "save_steps": 6,
+        "log_steps": 2,
+        "eval_batches": 2,
+        "eval_samples": 1,
+        "eval_sample_tokens": 8,
+        "warmup_ratio": 0.0,
+    },
     "rework": {"candidates_per_cycle": 8, "max_new_tokens": 16, "samples_per_prompt": 2},
 }
 
 
-def make_project(root: Path, overrides: dict[str, Any] | None = None, *, starter: bool = True) -> tuple[Path, Config, ProjectPaths]:
+def make_project(
+    root: Path, overrides: dict[str, Any] | None = None, *, starter: bool = True
+) -> tuple[Path, Config, ProjectPaths]:
     """``selfloop init`` into ``root``; ``overrides`` (a partial config) replaces the shipped config.toml."""
     init_project(root, starter=starter)
     config_path = root / "config.toml"
@@ -40,9 +52,11 @@ def starter_texts() -> list[str]:
     return [p.read_text(encoding="utf-8", errors="replace") for p in sorted(here.glob("*.txt"))]
 
 
-WORDS = ("the of and to in is was for that with as on by at from his her which are this be had not were or but "
-         "river stone garden window winter letter market engine harbour signal forest teacher lantern valley "
-         "copper ladder kitchen orchard meadow thunder compass bridge candle village journey silver shadow").split()
+WORDS = (
+    "the of and to in is was for that with as on by at from his her which are this be had not were or but "
+    "river stone garden window winter letter market engine harbour signal forest teacher lantern valley "
+    "copper ladder kitchen orchard meadow thunder compass bridge candle village journey silver shadow"
+).split()
 
 
 def synthetic_file(seed: int, chars: int) -> str:

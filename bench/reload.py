@@ -98,9 +98,13 @@ def run(quick: bool, workdir: Path) -> Recorder:
                 warm_load.append(time.perf_counter() - t)
             cold = cold_start(path, 1 if quick else 3)
     scaling = growth([1, 4, 16], scaling_runs)
-    say(f"[reload] hot reload {median(hot) * 1000:.0f} ms median (target <= 1000 ms); "
-        f"cold start in a fresh process {median(cold):.2f} s; load_pretrained in a warm process {median(warm_load) * 1000:.0f} ms")
-    say(f"[reload] reload at 1x/4x/16x parameters: {', '.join(f'{s * 1000:.0f} ms' for s in scaling_runs)} -> {scaling['growth']} (exponent {scaling['exponent']})")
+    say(
+        f"[reload] hot reload {median(hot) * 1000:.0f} ms median (target <= 1000 ms); "
+        f"cold start in a fresh process {median(cold):.2f} s; load_pretrained in a warm process {median(warm_load) * 1000:.0f} ms"
+    )
+    say(
+        f"[reload] reload at 1x/4x/16x parameters: {', '.join(f'{s * 1000:.0f} ms' for s in scaling_runs)} -> {scaling['growth']} (exponent {scaling['exponent']})"
+    )
     rec.figures = {
         "model": {"n_layer": base.model.n_layer, "n_embd": base.model.n_embd, "vocab": len(tokenizer)},
         "hot_reload_ms": {"median": round(median(hot) * 1000, 1), "max": round(max(hot) * 1000, 1), "runs": len(hot)},
@@ -108,7 +112,10 @@ def run(quick: bool, workdir: Path) -> Recorder:
         "load_pretrained_warm_process_ms": round(median(warm_load) * 1000, 1),
         "speedup_vs_cold_start": round(median(cold) / median(hot), 1),
         "target_ms": 1000,
-        "scaling_model_size": {**scaling, "note": "sizes are parameter multiples of the layer weights (width 1x, 2x, 4x)"},
+        "scaling_model_size": {
+            **scaling,
+            "note": "sizes are parameter multiples of the layer weights (width 1x, 2x, 4x)",
+        },
     }
     return rec
 

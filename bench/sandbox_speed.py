@@ -112,7 +112,11 @@ def bench_backend(name: str, quick: bool) -> dict[str, Any]:
             sequential_ms(warm, job, 3)  # first jobs on a worker warm its caches
             lat = sequential_ms(warm, job, n_seq)
             tp = throughput(warm, job, n_tp if kind == "answer" else n_tp // 4, 2)
-            out[f"warm_{kind}"] = {"median_ms": round(median(lat), 2), "p90_ms": round(sorted(lat)[int(0.9 * len(lat))], 2), **tp}
+            out[f"warm_{kind}"] = {
+                "median_ms": round(median(lat), 2),
+                "p90_ms": round(sorted(lat)[int(0.9 * len(lat))], 2),
+                **tp,
+            }
     with Sandbox(SandboxConfig(backend=name, pool_size=0)) as oneshot:
         for kind, job in jobs().items():
             lat = sequential_ms(oneshot, job, n_one)
@@ -141,10 +145,15 @@ def run(quick: bool) -> Recorder:
             say(f"[sandbox] {name}: unavailable ({found['unavailable']})")
             continue
         wa, wp = found["warm_answer"], found["warm_program"]
-        found["warm_overhead_ms"] = {"answer": wa["median_ms"], "program_minus_bare_python": round(wp["median_ms"] - bare["median_ms"], 2)}
-        say(f"[sandbox] {name}: warm answer {wa['verdicts_per_s']}/s (median {wa['median_ms']} ms), "
+        found["warm_overhead_ms"] = {
+            "answer": wa["median_ms"],
+            "program_minus_bare_python": round(wp["median_ms"] - bare["median_ms"], 2),
+        }
+        say(
+            f"[sandbox] {name}: warm answer {wa['verdicts_per_s']}/s (median {wa['median_ms']} ms), "
             f"warm program {wp['verdicts_per_s']}/s (median {wp['median_ms']} ms, {found['warm_overhead_ms']['program_minus_bare_python']} ms over bare python); "
-            f"one-shot answer {found['oneshot_answer']['median_ms']} ms, program {found['oneshot_program']['median_ms']} ms")
+            f"one-shot answer {found['oneshot_answer']['median_ms']} ms, program {found['oneshot_program']['median_ms']} ms"
+        )
 
     # Cost growth on the backend `auto` picks, answer jobs, warm pool. A warm worker is
     # replaced after `recycle_after` jobs, so the pool is first run through one lifetime of
@@ -161,7 +170,9 @@ def run(quick: bool) -> Recorder:
         runs = [throughput(sb, jobs()["answer"], base * m, 2) for m in sizes]
     scaling = growth(sizes, [r["seconds"] for r in runs])
     secs = ", ".join(f"{r['seconds']:.3f}s" for r in runs)
-    say(f"[sandbox] {chosen} warm batches of 1x/4x/16x jobs: {secs} -> {scaling['growth']} (exponent {scaling['exponent']})")
+    say(
+        f"[sandbox] {chosen} warm batches of 1x/4x/16x jobs: {secs} -> {scaling['growth']} (exponent {scaling['exponent']})"
+    )
     rec.figures = {
         "bare_python": bare,
         "docker_run": drun,

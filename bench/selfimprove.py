@@ -37,23 +37,63 @@ FULL: dict[str, Any] = {
     "model": {"vocab_size": 400, "n_layer": 3, "n_head": 4, "n_embd": 96, "n_positions": 64, "keep_generations": 3},
     # A constant rate: a challenger continues its champion at the rate the champion ended on. With a
     # cosine schedule every challenger restarted at the peak rate and lost to its champion (BENCHMARKS.md).
-    "train": {"gen0_steps": 1000, "max_steps": 200, "batch_size": 48, "block_size": 48, "learning_rate": 2e-3,
-              "lr_scheduler": "constant_with_warmup", "warmup_ratio": 0.05, "save_steps": 500, "log_steps": 100,
-              "eval_batches": 8, "eval_samples": 0, "rework_weight": 4.0, "rework_max_share": 0.6, "max_minutes": 12.0},
-    "rework": {"candidates_per_cycle": 1024, "rewrite_share": 0.0, "synthesize_share": 0.0, "solve_share": 1.0,
-               "batch_size": 64},
-    "tasks": {"samples_per_task": 2, "max_difficulty": 6, "heldout_per_level": 16, "max_new_tokens": 24,
-              "temperature": 0.8, "loss_max_difficulty": 4, "solve_window": 4},
+    "train": {
+        "gen0_steps": 1000,
+        "max_steps": 200,
+        "batch_size": 48,
+        "block_size": 48,
+        "learning_rate": 2e-3,
+        "lr_scheduler": "constant_with_warmup",
+        "warmup_ratio": 0.05,
+        "save_steps": 500,
+        "log_steps": 100,
+        "eval_batches": 8,
+        "eval_samples": 0,
+        "rework_weight": 4.0,
+        "rework_max_share": 0.6,
+        "max_minutes": 12.0,
+    },
+    "rework": {
+        "candidates_per_cycle": 1024,
+        "rewrite_share": 0.0,
+        "synthesize_share": 0.0,
+        "solve_share": 1.0,
+        "batch_size": 64,
+    },
+    "tasks": {
+        "samples_per_task": 2,
+        "max_difficulty": 6,
+        "heldout_per_level": 16,
+        "max_new_tokens": 24,
+        "temperature": 0.8,
+        "loss_max_difficulty": 4,
+        "solve_window": 4,
+    },
     "gate": {"loss_tolerance": 0.05, "task_tolerance": 0.05, "min_improvement": 0.01},
     "sandbox": {"pool_size": 2},
     "watch": {"enabled": False},
 }
 QUICK: dict[str, Any] = {
     "model": {"vocab_size": 320, "n_layer": 2, "n_head": 2, "n_embd": 32, "n_positions": 64, "keep_generations": 3},
-    "train": {"gen0_steps": 40, "max_steps": 10, "batch_size": 32, "block_size": 40, "learning_rate": 3e-3,
-              "warmup_ratio": 0.0, "save_steps": 20, "log_steps": 10, "eval_batches": 2, "eval_samples": 0},
-    "rework": {"candidates_per_cycle": 32, "rewrite_share": 0.0, "synthesize_share": 0.0, "solve_share": 1.0,
-               "batch_size": 32},
+    "train": {
+        "gen0_steps": 40,
+        "max_steps": 10,
+        "batch_size": 32,
+        "block_size": 40,
+        "learning_rate": 3e-3,
+        "warmup_ratio": 0.0,
+        "save_steps": 20,
+        "log_steps": 10,
+        "eval_batches": 2,
+        "eval_samples": 0,
+    },
+    "rework": {
+        "candidates_per_cycle": 32,
+        "rewrite_share": 0.0,
+        "synthesize_share": 0.0,
+        "solve_share": 1.0,
+        "batch_size": 32,
+    },
     "tasks": {"samples_per_task": 2, "max_difficulty": 3, "heldout_per_level": 4, "max_new_tokens": 12},
     "gate": {"loss_tolerance": 0.05, "task_tolerance": 0.05, "min_improvement": 0.01},
     "sandbox": {"pool_size": 2},
@@ -81,11 +121,19 @@ def generation_row(detail: dict[str, Any], store, cycle_id: int, seconds: float)
     ev, gate = phases["evaluate"]["out"], phases["gate"]["out"]
     gen = store.scalar("SELECT generation FROM cycles WHERE id = ?", (cycle_id,))
     challenger = ev["challenger"]
-    counts = {r["reason"] or r["status"]: r["n"] for r in store.query(
-        "SELECT status, reason, COUNT(*) AS n FROM candidates WHERE cycle_id = ? GROUP BY status, reason", (cycle_id,))}
+    counts = {
+        r["reason"] or r["status"]: r["n"]
+        for r in store.query(
+            "SELECT status, reason, COUNT(*) AS n FROM candidates WHERE cycle_id = ? GROUP BY status, reason",
+            (cycle_id,),
+        )
+    }
     accepted = store.scalar("SELECT COUNT(*) FROM candidates WHERE cycle_id = ? AND status = 'accepted'", (cycle_id,))
-    rationalized = store.scalar("SELECT COUNT(*) FROM candidates WHERE cycle_id = ? AND status = 'accepted' "
-                                "AND json_extract(meta, '$.rationalized')", (cycle_id,))
+    rationalized = store.scalar(
+        "SELECT COUNT(*) FROM candidates WHERE cycle_id = ? AND status = 'accepted' "
+        "AND json_extract(meta, '$.rationalized')",
+        (cycle_id,),
+    )
     return {
         "generation": gen,
         "promoted": gate["promote"],
@@ -133,7 +181,9 @@ def run(generations: int, config: dict[str, Any], keep: Path | None, minutes: fl
                     log(f"stopping: the {minutes:g}-minute budget is spent")
                     break
                 t0 = time.monotonic()
-                detail = run_cycle(cfg, paths, store, config_path=config_path, sandbox=sandbox, log=lambda m: log("  " + m))
+                detail = run_cycle(
+                    cfg, paths, store, config_path=config_path, sandbox=sandbox, log=lambda m: log("  " + m)
+                )
                 cycle_id = store.scalar("SELECT MAX(id) FROM cycles")
                 row = generation_row(detail, store, cycle_id, time.monotonic() - t0)
                 rows.append(row)
@@ -141,8 +191,7 @@ def run(generations: int, config: dict[str, Any], keep: Path | None, minutes: fl
     finally:
         if keep is None:
             shutil.rmtree(work, ignore_errors=True)
-    return {"config": config, "generations": rows,
-            "wall_s": round(time.monotonic() - started, 1)}
+    return {"config": config, "generations": rows, "wall_s": round(time.monotonic() - started, 1)}
 
 
 def _pct(x: Any) -> str:
@@ -151,28 +200,43 @@ def _pct(x: Any) -> str:
 
 def format_row(row: dict[str, Any]) -> str:
     """One generation: figures per family and difficulty (answer/program), frontier, candidates, loss, time."""
-    lines = [(f"gen {row['generation']}: {'PROMOTED' if row['promoted'] else 'rejected'} ({row['gate']}); "
-              f"held-out loss {_pct(row['loss'])}; {row['seconds']:.0f} s; {row['train_steps']} steps, "
-              f"rework share {row['rework_share']:.0%}")]
+    lines = [
+        (
+            f"gen {row['generation']}: {'PROMOTED' if row['promoted'] else 'rejected'} ({row['gate']}); "
+            f"held-out loss {_pct(row['loss'])}; {row['seconds']:.0f} s; {row['train_steps']} steps, "
+            f"rework share {row['rework_share']:.0%}"
+        )
+    ]
     for fam, diffs in sorted(row["detail"].items()):
-        cells = " ".join(f"d{d}:{_pct(m.get('answer', {}).get('pass_at_1'))}/{_pct(m.get('program', {}).get('pass_at_1'))}"
-                         for d, m in diffs.items())
+        cells = " ".join(
+            f"d{d}:{_pct(m.get('answer', {}).get('pass_at_1'))}/{_pct(m.get('program', {}).get('pass_at_1'))}"
+            for d, m in diffs.items()
+        )
         lines.append(f"  {fam:9s} pass@1 {_pct(row['tasks'].get(fam))}  answer/program by difficulty: {cells}")
-    lines.append(f"  frontier (>= 0.9) answer {row['frontier_answer']} program {row['frontier_program']}; "
-                 f"curriculum {row['curriculum']}")
+    lines.append(
+        f"  frontier (>= 0.9) answer {row['frontier_answer']} program {row['frontier_program']}; "
+        f"curriculum {row['curriculum']}"
+    )
     if row["candidates"]:
-        lines.append(f"  candidates: {row['accepted']} accepted ({row['rationalized']} rationalized); "
-                     + ", ".join(f"{k} {v}" for k, v in sorted(row["candidates"].items())))
+        lines.append(
+            f"  candidates: {row['accepted']} accepted ({row['rationalized']} rationalized); "
+            + ", ".join(f"{k} {v}" for k, v in sorted(row["candidates"].items()))
+        )
     return "\n".join(lines)
 
 
 def mental_vs_tool(row: dict[str, Any]) -> str:
     """The last champion's direct answers vs programs at each difficulty."""
-    out = ["mental math vs tool (held-out pass@1, greedy):", f"{'family':9s} {'difficulty':>10s} {'answer':>7s} {'program':>8s}"]
+    out = [
+        "mental math vs tool (held-out pass@1, greedy):",
+        f"{'family':9s} {'difficulty':>10s} {'answer':>7s} {'program':>8s}",
+    ]
     for fam, diffs in sorted(row["detail"].items()):
         for d, m in diffs.items():
-            out.append(f"{fam:9s} {d:>10s} {_pct(m.get('answer', {}).get('pass_at_1')):>7s} "
-                       f"{_pct(m.get('program', {}).get('pass_at_1')):>8s}")
+            out.append(
+                f"{fam:9s} {d:>10s} {_pct(m.get('answer', {}).get('pass_at_1')):>7s} "
+                f"{_pct(m.get('program', {}).get('pass_at_1')):>8s}"
+            )
     return "\n".join(out)
 
 
@@ -182,12 +246,23 @@ def _interrupt(signum: int, frame: Any) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m bench.selfimprove", description=__doc__.split("\n\n")[0])
-    p.add_argument("--generations", type=int, default=None, help="self-improvement cycles after generation 0 (default: as many as --minutes allows; quick 1)")
+    p.add_argument(
+        "--generations",
+        type=int,
+        default=None,
+        help="self-improvement cycles after generation 0 (default: as many as --minutes allows; quick 1)",
+    )
     p.add_argument("--quick", action="store_true", help="CI smoke: tiny model, few steps, small suite (< 2 minutes)")
     p.add_argument("--minutes", type=float, default=30.0, help="no new cycle starts after this wall budget")
-    p.add_argument("--control", action="store_true", help="control run: no rework data, the same training steps per cycle")
-    p.add_argument("--gen0-steps", type=int, default=None,
-                   help="generation 0's training steps (a steps-matched control: --control --generations 0 --gen0-steps N)")
+    p.add_argument(
+        "--control", action="store_true", help="control run: no rework data, the same training steps per cycle"
+    )
+    p.add_argument(
+        "--gen0-steps",
+        type=int,
+        default=None,
+        help="generation 0's training steps (a steps-matched control: --control --generations 0 --gen0-steps N)",
+    )
     p.add_argument("--keep", type=Path, default=None, help="run in this project dir and keep it (default: a temp dir)")
     p.add_argument("--no-write", action="store_true", help="do not write bench/results/selfimprove.json")
     args = p.parse_args(argv)
@@ -206,8 +281,13 @@ def main(argv: list[str] | None = None) -> int:
     print(f"promoted generations: {promoted}; wall time {result['wall_s']:.0f} s")
     if not args.no_write:
         RESULTS.mkdir(parents=True, exist_ok=True)
-        name = ("selfimprove" + ("-quick" if args.quick else "") + ("-control" if args.control else "")
-                + (f"-gen0-{args.gen0_steps}" if args.gen0_steps is not None else "") + ".json")
+        name = (
+            "selfimprove"
+            + ("-quick" if args.quick else "")
+            + ("-control" if args.control else "")
+            + (f"-gen0-{args.gen0_steps}" if args.gen0_steps is not None else "")
+            + ".json"
+        )
         (RESULTS / name).write_text(json.dumps(result, indent=2) + "\n")
     return 0
 

@@ -23,16 +23,33 @@ def _met(ok: bool) -> str:
 def _train(f: dict[str, Any]) -> list[Row]:
     t, m = f["trainer_child"], f["hand_written"]
     return [
-        ("training tokens/s", f"{t['tokens_per_s']:.0f} (selfloop child, Trainer)", f"{m['tokens_per_s']:.0f} hand-written AdamW loop; ratio {f['ratio']:.3f}",
-         ">= 0.95x", _met(f["ratio"] >= 0.95)),
-        ("training MFU", f"{f['mfu']:.2f} ({f['model_gflops']} GFLOP/s)", f"fp32 matmul ceiling {f['matmul_ceiling_gflops']} GFLOP/s",
-         ">= 0.5", _met(f["mfu"] >= 0.5)),
+        (
+            "training tokens/s",
+            f"{t['tokens_per_s']:.0f} (selfloop child, Trainer)",
+            f"{m['tokens_per_s']:.0f} hand-written AdamW loop; ratio {f['ratio']:.3f}",
+            ">= 0.95x",
+            _met(f["ratio"] >= 0.95),
+        ),
+        (
+            "training MFU",
+            f"{f['mfu']:.2f} ({f['model_gflops']} GFLOP/s)",
+            f"fp32 matmul ceiling {f['matmul_ceiling_gflops']} GFLOP/s",
+            ">= 0.5",
+            _met(f["mfu"] >= 0.5),
+        ),
     ]
 
 
 def _generation(f: dict[str, Any]) -> list[Row]:
-    return [("rework generation tokens/s", f"{f['batched']['tokens_per_s']:.0f} (batched)", f"{f['naive_batch1']['tokens_per_s']:.0f} naive batch-1; {f['speedup']:.2f}x",
-             ">= 6x", _met(f["speedup"] >= 6))]
+    return [
+        (
+            "rework generation tokens/s",
+            f"{f['batched']['tokens_per_s']:.0f} (batched)",
+            f"{f['naive_batch1']['tokens_per_s']:.0f} naive batch-1; {f['speedup']:.2f}x",
+            ">= 6x",
+            _met(f["speedup"] >= 6),
+        )
+    ]
 
 
 def _sandbox(f: dict[str, Any]) -> list[Row]:
@@ -45,14 +62,32 @@ def _sandbox(f: dict[str, Any]) -> list[Row]:
             rows.append((f"sandbox {name}", "unavailable", b["unavailable"][:80], "", ""))
             continue
         wa, wp = b["warm_answer"], b["warm_program"]
-        rows.append((f"sandbox {name}: warm verdicts/s (answer / program)", f"{wa['verdicts_per_s']} / {wp['verdicts_per_s']}", base,
-                     ">= 150", _met(wa["verdicts_per_s"] >= 150) + " / " + _met(wp["verdicts_per_s"] >= 150)))
+        rows.append(
+            (
+                f"sandbox {name}: warm verdicts/s (answer / program)",
+                f"{wa['verdicts_per_s']} / {wp['verdicts_per_s']}",
+                base,
+                ">= 150",
+                _met(wa["verdicts_per_s"] >= 150) + " / " + _met(wp["verdicts_per_s"] >= 150),
+            )
+        )
         over = b["warm_overhead_ms"]
-        rows.append((f"sandbox {name}: warm overhead ms (answer / program - bare python)", f"{over['answer']} / {over['program_minus_bare_python']}", base,
-                     "<= 10 median", _met(over["answer"] <= 10) + " / " + _met(over["program_minus_bare_python"] <= 10)))
+        rows.append(
+            (
+                f"sandbox {name}: warm overhead ms (answer / program - bare python)",
+                f"{over['answer']} / {over['program_minus_bare_python']}",
+                base,
+                "<= 10 median",
+                _met(over["answer"] <= 10) + " / " + _met(over["program_minus_bare_python"] <= 10),
+            )
+        )
         one = f"{b['oneshot_answer']['median_ms']} / {b['oneshot_program']['median_ms']}"
         target = "<= 60" if name == "bwrap" else ""
-        met = (_met(b["oneshot_answer"]["median_ms"] <= 60) + " / " + _met(b["oneshot_program"]["median_ms"] <= 60)) if name == "bwrap" else ""
+        met = (
+            (_met(b["oneshot_answer"]["median_ms"] <= 60) + " / " + _met(b["oneshot_program"]["median_ms"] <= 60))
+            if name == "bwrap"
+            else ""
+        )
         baseline = f"docker run {drun.get('median_ms')} ms" if name == "docker" and "median_ms" in drun else base
         rows.append((f"sandbox {name}: one-shot ms (answer / program)", one, baseline, target, met))
     return rows
@@ -60,22 +95,49 @@ def _sandbox(f: dict[str, Any]) -> list[Row]:
 
 def _ingest(f: dict[str, Any]) -> list[Row]:
     serial = f"; workers = 1: {f['serial_16x']['mb_per_s']}" if f.get("serial_16x") else ""
-    return [("ingest MB/s", f"{f['mb_per_s']} (16x corpus){serial}" + (f"; starter corpus {f['starter_corpus']['mb_per_s']}" if f.get("starter_corpus") else ""),
-             f"read + sha256 {f['read_and_hash_mb_per_s']} MB/s", ">= 20", _met(f["mb_per_s"] >= 20))]
+    return [
+        (
+            "ingest MB/s",
+            f"{f['mb_per_s']} (16x corpus){serial}"
+            + (f"; starter corpus {f['starter_corpus']['mb_per_s']}" if f.get("starter_corpus") else ""),
+            f"read + sha256 {f['read_and_hash_mb_per_s']} MB/s",
+            ">= 20",
+            _met(f["mb_per_s"] >= 20),
+        )
+    ]
 
 
 def _e2e(f: dict[str, Any]) -> list[Row]:
-    return [("file dropped -> promoted generation", f"{f['seconds']} s ({'promoted' if f['promoted'] else 'NOT promoted'})",
-             "phases: " + ", ".join(f"{k} {v}" for k, v in f["phases_s"].items()), "<= 120 s", _met(f["promoted"] and f["seconds"] <= 120))]
+    return [
+        (
+            "file dropped -> promoted generation",
+            f"{f['seconds']} s ({'promoted' if f['promoted'] else 'NOT promoted'})",
+            "phases: " + ", ".join(f"{k} {v}" for k, v in f["phases_s"].items()),
+            "<= 120 s",
+            _met(f["promoted"] and f["seconds"] <= 120),
+        )
+    ]
 
 
 def _reload(f: dict[str, Any]) -> list[Row]:
-    return [("hot reload after promotion", f"{f['hot_reload_ms']['median']} ms", f"cold start {f['cold_start_process_s']['median']} s (fresh process)",
-             "<= 1 s", _met(f["hot_reload_ms"]["median"] <= 1000))]
+    return [
+        (
+            "hot reload after promotion",
+            f"{f['hot_reload_ms']['median']} ms",
+            f"cold start {f['cold_start_process_s']['median']} s (fresh process)",
+            "<= 1 s",
+            _met(f["hot_reload_ms"]["median"] <= 1000),
+        )
+    ]
 
 
 ROWS: dict[str, Callable[[dict[str, Any]], list[Row]]] = {
-    "train": _train, "generation": _generation, "sandbox": _sandbox, "ingest": _ingest, "end_to_end": _e2e, "reload": _reload,
+    "train": _train,
+    "generation": _generation,
+    "sandbox": _sandbox,
+    "ingest": _ingest,
+    "end_to_end": _e2e,
+    "reload": _reload,
 }
 
 
@@ -84,8 +146,15 @@ def growth_rows(name: str, figures: dict[str, Any]) -> list[Row]:
     for key, value in figures.items():
         if key.startswith("scaling") and isinstance(value, dict) and "exponent" in value:
             costs = ", ".join(f"{c:g}" for c in value["costs"])
-            rows.append((f"cost growth: {name} ({key.removeprefix('scaling_').replace('_', ' ')})", f"exponent {value['exponent']} ({value['growth']})",
-                         f"seconds at 1x/4x/16x: {costs}", "linear or better", _met(value["growth"] != "superlinear")))
+            rows.append(
+                (
+                    f"cost growth: {name} ({key.removeprefix('scaling_').replace('_', ' ')})",
+                    f"exponent {value['exponent']} ({value['growth']})",
+                    f"seconds at 1x/4x/16x: {costs}",
+                    "linear or better",
+                    _met(value["growth"] != "superlinear"),
+                )
+            )
     return rows
 
 

@@ -45,7 +45,11 @@ def matmul_ceiling(sizes: tuple[int, ...], reps: int) -> dict[str, Any]:
             torch.mm(a, b)
             times.append(time.perf_counter() - t)
         found[n] = 2 * n**3 / median(times)
-    return {"flops": max(found.values()), "by_size": {str(k): round(v / 1e9, 1) for k, v in found.items()}, "threads": torch.get_num_threads()}
+    return {
+        "flops": max(found.values()),
+        "by_size": {str(k): round(v / 1e9, 1) for k, v in found.items()},
+        "threads": torch.get_num_threads(),
+    }
 
 
 def model_flops_per_token(model, block_size: int) -> float:
@@ -60,8 +64,13 @@ def trainer_rate(metrics: Path, tokens_per_step: int) -> dict[str, Any]:
     first, last = rows[0], rows[-1]
     steps = last["step"] - first["step"]
     seconds = last["ts"] - first["ts"]
-    return {"steps": steps, "seconds": round(seconds, 3), "tokens_per_s": tokens_per_step * steps / seconds,
-            "from_step": first["step"], "to_step": last["step"]}
+    return {
+        "steps": steps,
+        "seconds": round(seconds, 3),
+        "tokens_per_s": tokens_per_step * steps / seconds,
+        "from_step": first["step"],
+        "to_step": last["step"],
+    }
 
 
 def manual_rate(cfg, tokenizer, examples: list[dict], steps: int, from_step: int) -> dict[str, Any]:
@@ -80,7 +89,10 @@ def manual_rate(cfg, tokenizer, examples: list[dict], steps: int, from_step: int
     random.Random(t.seed).shuffle(order)
     need = steps * t.batch_size
     order = (order * (need // len(order) + 1))[:need]
-    batches = [default_data_collator([examples[i] for i in order[s * t.batch_size:(s + 1) * t.batch_size]]) for s in range(steps)]
+    batches = [
+        default_data_collator([examples[i] for i in order[s * t.batch_size : (s + 1) * t.batch_size]])
+        for s in range(steps)
+    ]
     stamps = []
     for batch in batches:
         loss = model(**batch).loss
@@ -90,8 +102,12 @@ def manual_rate(cfg, tokenizer, examples: list[dict], steps: int, from_step: int
         opt.zero_grad(set_to_none=True)
         stamps.append(time.perf_counter())
     seconds = stamps[steps - 1] - stamps[from_step - 1]
-    return {"steps": steps - from_step, "seconds": round(seconds, 3),
-            "tokens_per_s": t.batch_size * t.block_size * (steps - from_step) / seconds, "model": model}
+    return {
+        "steps": steps - from_step,
+        "seconds": round(seconds, 3),
+        "tokens_per_s": t.batch_size * t.block_size * (steps - from_step) / seconds,
+        "model": model,
+    }
 
 
 def prep_cost(cfg, texts: list[str], multiple: int) -> float:
@@ -137,18 +153,29 @@ def run(quick: bool, workdir: Path) -> Recorder:
         run_dir.mkdir(parents=True)
         write_snapshot(run_dir / "data.jsonl", docs)
         ceiling = matmul_ceiling(sizes, 3)
-        say(f"[train] round {round_ + 1}: selfloop training child, {steps} steps of {t.batch_size} x {t.block_size} tokens ...")
+        say(
+            f"[train] round {round_ + 1}: selfloop training child, {steps} steps of {t.batch_size} x {t.block_size} tokens ..."
+        )
         result = launch_training(t.launcher, config_path, 0, run_dir, init="scratch", steps=steps)
-        trainer = {**trainer_rate(run_dir / "metrics.jsonl", tokens_per_step), "ceiling_gflops": round(ceiling["flops"] / 1e9, 1),
-                   "global_step": result["global_step"], "train_loss": result["train_loss"]}
+        trainer = {
+            **trainer_rate(run_dir / "metrics.jsonl", tokens_per_step),
+            "ceiling_gflops": round(ceiling["flops"] / 1e9, 1),
+            "global_step": result["global_step"],
+            "train_loss": result["train_loss"],
+        }
         trainer_runs.append(trainer)
-        say(f"[train]   selfloop (Trainer child): {trainer['tokens_per_s']:.0f} tokens/s over steps {trainer['from_step']}-{trainer['to_step']}")
+        say(
+            f"[train]   selfloop (Trainer child): {trainer['tokens_per_s']:.0f} tokens/s over steps {trainer['from_step']}-{trainer['to_step']}"
+        )
         if tokenizer is None:
             tokenizer = AutoTokenizer.from_pretrained(run_dir / "tokenizer", local_files_only=True)
             enc = encode_docs(read_snapshot(run_dir / "data.jsonl"), tokenizer, t.block_size)
             examples = enc["text"] + enc["chat"]
         ceiling = matmul_ceiling(sizes, 3)
-        manual = {**manual_rate(cfg, tokenizer, examples, steps, trainer["from_step"]), "ceiling_gflops": round(ceiling["flops"] / 1e9, 1)}
+        manual = {
+            **manual_rate(cfg, tokenizer, examples, steps, trainer["from_step"]),
+            "ceiling_gflops": round(ceiling["flops"] / 1e9, 1),
+        }
         model = manual.pop("model")
         manual_runs.append(manual)
         say(f"[train]   hand-written AdamW loop: {manual['tokens_per_s']:.0f} tokens/s")
@@ -158,8 +185,10 @@ def run(quick: bool, workdir: Path) -> Recorder:
     ratio = trainer["tokens_per_s"] / manual["tokens_per_s"]
     mfu = trainer["tokens_per_s"] * fpt / (trainer["ceiling_gflops"] * 1e9)
     mfu_manual = manual["tokens_per_s"] * fpt / (manual["ceiling_gflops"] * 1e9)
-    say(f"[train] best of each: ratio selfloop/hand-written = {ratio:.3f} (target >= 0.95); "
-        f"MFU {mfu:.2f} (target >= 0.5), hand-written {mfu_manual:.2f}")
+    say(
+        f"[train] best of each: ratio selfloop/hand-written = {ratio:.3f} (target >= 0.95); "
+        f"MFU {mfu:.2f} (target >= 0.5), hand-written {mfu_manual:.2f}"
+    )
 
     texts = starter_texts()
     base_chars = 64_000 if quick else 400_000
@@ -170,12 +199,19 @@ def run(quick: bool, workdir: Path) -> Recorder:
     prep_cost(cfg, base[:20], 1)  # warm-up: first-use imports and allocations are not corpus cost
     costs = [prep_cost(cfg, base, m) for m in (1, 4, 16)]
     scaling = growth([1, 4, 16], costs)
-    say(f"[train] data preparation at 1x/4x/16x ({sum(map(len, base)) / 1e6:.2f} MB base): "
-        f"{', '.join(f'{c:.2f}s' for c in costs)} -> {scaling['growth']} (exponent {scaling['exponent']})")
+    say(
+        f"[train] data preparation at 1x/4x/16x ({sum(map(len, base)) / 1e6:.2f} MB base): "
+        f"{', '.join(f'{c:.2f}s' for c in costs)} -> {scaling['growth']} (exponent {scaling['exponent']})"
+    )
 
     rec.figures = {
-        "model": {"n_layer": cfg.model.n_layer, "n_embd": cfg.model.n_embd, "vocab": len(tokenizer),
-                  "params": sum(p.numel() for p in model.parameters()), "flops_per_token": fpt},
+        "model": {
+            "n_layer": cfg.model.n_layer,
+            "n_embd": cfg.model.n_embd,
+            "vocab": len(tokenizer),
+            "params": sum(p.numel() for p in model.parameters()),
+            "flops_per_token": fpt,
+        },
         "batch": {"batch_size": t.batch_size, "block_size": t.block_size, "tokens_per_step": tokens_per_step},
         "trainer_child": trainer,
         "hand_written": manual,

@@ -65,7 +65,12 @@ except ImportError:
 
 PROTOCOL = 1
 HERE = os.path.abspath(__file__)
-CHILD_ENV = {"PATH": "/usr/local/bin:/usr/bin:/bin", "LANG": "C.UTF-8", "PYTHONHASHSEED": "0", "PYTHONDONTWRITEBYTECODE": "1"}
+CHILD_ENV = {
+    "PATH": "/usr/local/bin:/usr/bin:/bin",
+    "LANG": "C.UTF-8",
+    "PYTHONHASHSEED": "0",
+    "PYTHONDONTWRITEBYTECODE": "1",
+}
 # Exit code of a child whose files do not compile (the error is on its stderr).
 REPORTED = 3
 MAX_RPC_LINE = 16 * 1024 * 1024
@@ -341,7 +346,16 @@ class Launcher:
             theirs.set_inheritable(True)
             self.proc = os.posix_spawn(
                 sys.executable,
-                [sys.executable, "-I", "-S", "-c", LAUNCHER_PROGRAM, str(theirs.fileno()), str(os.getpid()), str(REPORTED)],
+                [
+                    sys.executable,
+                    "-I",
+                    "-S",
+                    "-c",
+                    LAUNCHER_PROGRAM,
+                    str(theirs.fileno()),
+                    str(os.getpid()),
+                    str(REPORTED),
+                ],
                 CHILD_ENV,
                 file_actions=[(os.POSIX_SPAWN_OPEN, fd, os.devnull, os.O_RDWR, 0) for fd in (0, 1, 2)],
                 setsid=True,
@@ -364,8 +378,16 @@ class Launcher:
             os.waitpid(self.proc, 0)
             self.proc = None
 
-    def spawn(self, argv: list[str] | None, cwd: str, limits: dict, fds: list[int], targets: list[int],
-              compile_first: list[str], status: int | None) -> int:
+    def spawn(
+        self,
+        argv: list[str] | None,
+        cwd: str,
+        limits: dict,
+        fds: list[int],
+        targets: list[int],
+        compile_first: list[str],
+        status: int | None,
+    ) -> int:
         """Fork a child running ``python -I -S *argv`` with `fds` placed at `targets`; return its pid.
 
         With `status` (one of the targets), the child first compiles `compile_first` and writes one
@@ -484,8 +506,17 @@ class ForkedProc:
 class Child:
     """One limited child process (forked by the launcher) with captured, capped stdout/stderr."""
 
-    def __init__(self, name: str, launcher: Launcher, argv: list[str] | None, limits: dict, cwd: str, stdin: bytes = b"",
-                 extra_fds: tuple[int, ...] = (), compile_first: list[str] | None = None):
+    def __init__(
+        self,
+        name: str,
+        launcher: Launcher,
+        argv: list[str] | None,
+        limits: dict,
+        cwd: str,
+        stdin: bytes = b"",
+        extra_fds: tuple[int, ...] = (),
+        compile_first: list[str] | None = None,
+    ):
         self.name = name
         self.cap = limits["output_bytes"]
         self.out = bytearray()
@@ -501,7 +532,9 @@ class Child:
             os.set_blocking(self.status_fd, False)  # read once the child is done or out of time
             extra_fds = (*extra_fds, status)
         try:
-            pid = launcher.spawn(argv, cwd, limits, [*theirs, *extra_fds], [0, 1, 2, *extra_fds], compile_first or [], status)
+            pid = launcher.spawn(
+                argv, cwd, limits, [*theirs, *extra_fds], [0, 1, 2, *extra_fds], compile_first or [], status
+            )
         except OSError:
             for fd in ours:
                 os.close(fd)
@@ -511,7 +544,9 @@ class Child:
         finally:
             for fd in theirs if status is None else (*theirs, status):
                 os.close(fd)
-        self.proc = ForkedProc(launcher, pid, os.fdopen(ours[0], "wb", 0), os.fdopen(ours[1], "rb", 0), os.fdopen(ours[2], "rb", 0))
+        self.proc = ForkedProc(
+            launcher, pid, os.fdopen(ours[0], "wb", 0), os.fdopen(ours[1], "rb", 0), os.fdopen(ours[2], "rb", 0)
+        )
         # Fed by `supervise` as the pipe drains, so any size works without a writer thread.
         self.pending = memoryview(stdin)
         if not stdin:
@@ -647,7 +682,10 @@ def classify_crash(child: Child) -> tuple[str, str]:
     rc = child.proc.returncode
     tail = last_line(child.text("err"))
     if child.proc.lost:
-        return "error", f"the sandbox's process launcher died while the {child.name} ran (a candidate can signal it: it is their parent)"
+        return (
+            "error",
+            f"the sandbox's process launcher died while the {child.name} ran (a candidate can signal it: it is their parent)",
+        )
     if "MemoryError" in child.text("err") or "Cannot allocate memory" in child.text("err"):
         return "memory", f"{child.name} ran out of memory: {tail}"
     if rc is not None and rc < 0:
@@ -768,12 +806,19 @@ def run_job(job: dict, scratch: str, pidns: bool, launcher: Launcher) -> dict:
         # runs): one child per verdict instead of two.
         if entry or sources:
             stdin = (job.get("stdin") or "").encode("utf-8", "replace") if entry else b""
-            first = spawn("program" if entry else "compile", [entry] if entry else None, stdin=stdin, compile_first=sources)
+            first = spawn(
+                "program" if entry else "compile", [entry] if entry else None, stdin=stdin, compile_first=sources
+            )
             stop = supervise([first], [first], deadline)
             if sources and not first.compiled():
                 first.name = "compile"
                 if stop:
-                    return finish(stop, "compiling took longer than the time limit" if stop == "timeout" else "the compiler wrote more output than allowed")
+                    return finish(
+                        stop,
+                        "compiling took longer than the time limit"
+                        if stop == "timeout"
+                        else "the compiler wrote more output than allowed",
+                    )
                 status, reason = classify_crash(first)
                 if status == "error" and first.proc.returncode == REPORTED:
                     reason = f"does not compile: {last_line(first.text('err'))}"
@@ -786,7 +831,12 @@ def run_job(job: dict, scratch: str, pidns: bool, launcher: Launcher) -> dict:
             prog = first
             result["exit_code"] = prog.proc.returncode
             if stop:
-                return finish(stop, f"the program did not finish within {limits['timeout_s']:g} s" if stop == "timeout" else f"the program wrote more than {limits['output_kb']} KiB")
+                return finish(
+                    stop,
+                    f"the program did not finish within {limits['timeout_s']:g} s"
+                    if stop == "timeout"
+                    else f"the program wrote more than {limits['output_kb']} KiB",
+                )
             if prog.proc.returncode != 0:
                 return finish(*classify_crash(prog))
             checks.append({"name": "program exits 0", "ok": True, "message": ""})
@@ -797,7 +847,13 @@ def run_job(job: dict, scratch: str, pidns: bool, launcher: Launcher) -> dict:
         if expected is not None:
             got = (answer or "").strip()
             ok = got == expected.strip()
-            checks.append({"name": "expected answer", "ok": ok, "message": "" if ok else f"expected {expected.strip()[:200]!r}, got {got[:200]!r}"})
+            checks.append(
+                {
+                    "name": "expected answer",
+                    "ok": ok,
+                    "message": "" if ok else f"expected {expected.strip()[:200]!r}, got {got[:200]!r}",
+                }
+            )
 
         tests, checker, doctests = job.get("tests"), job.get("checker"), bool(job.get("doctests"))
         if tests or checker or doctests:
@@ -809,7 +865,10 @@ def run_job(job: dict, scratch: str, pidns: bool, launcher: Launcher) -> dict:
             return finish("error", "the job defines nothing to check")
         failed = [c for c in checks if not c["ok"]]
         if failed:
-            return finish("fail", f"{len(failed)} of {len(checks)} checks failed; first: {failed[0]['name']}: {failed[0]['message'][:300]}")
+            return finish(
+                "fail",
+                f"{len(failed)} of {len(checks)} checks failed; first: {failed[0]['name']}: {failed[0]['message'][:300]}",
+            )
         return finish("pass", f"{len(checks)} checks passed")
     except (ValueError, CannotStart) as e:
         return finish("error", str(e))
@@ -853,7 +912,17 @@ def run_tester(job, limits, sources, answer, spawn, scratch, deadline, checks) -
         tester_cwd = private_dir(os.path.dirname(scratch), "tester-")
         tester = spawn(
             "tester",
-            [HERE, "--role", "tester", "--rpc-in", str(to_tester_r), "--rpc-out", str(to_server_w), "--result-fd", str(result_w)],
+            [
+                HERE,
+                "--role",
+                "tester",
+                "--rpc-in",
+                str(to_tester_r),
+                "--rpc-out",
+                str(to_server_w),
+                "--result-fd",
+                str(result_w),
+            ],
             stdin=json.dumps(spec).encode(),
             cwd=tester_cwd,
             extra_fds=(to_tester_r, to_server_w, result_w),
@@ -868,17 +937,28 @@ def run_tester(job, limits, sources, answer, spawn, scratch, deadline, checks) -
         os.close(result_r)
         remove_tree(tester_cwd)
     if stop:
-        return stop, (f"the checks did not finish within {limits['timeout_s']:g} s" if stop == "timeout" else f"output exceeded {limits['output_kb']} KiB")
+        return stop, (
+            f"the checks did not finish within {limits['timeout_s']:g} s"
+            if stop == "timeout"
+            else f"output exceeded {limits['output_kb']} KiB"
+        )
     try:
         found = json.loads(report.decode("utf-8"))["checks"]
     except (ValueError, KeyError, TypeError):
-        return "error", f"the tester reported nothing (exit code {tester.proc.returncode}): {last_line(tester.text('err'))}"
+        return (
+            "error",
+            f"the tester reported nothing (exit code {tester.proc.returncode}): {last_line(tester.text('err'))}",
+        )
     checks.extend({"name": str(c["name"]), "ok": c["ok"] is True, "message": str(c.get("message", ""))} for c in found)
     kinds = {c.get("kind") for c in found if c["ok"] is not True}
     if "memory" in kinds:
         return "memory", "the candidate ran out of memory during the checks"
     if "died" in kinds:
-        why = classify_crash(server)[1] if server and server.proc.poll() is not None else "the candidate process stopped answering"
+        why = (
+            classify_crash(server)[1]
+            if server and server.proc.poll() is not None
+            else "the candidate process stopped answering"
+        )
         return "error", f"the candidate process died during the checks: {why}"
     return None
 
@@ -898,7 +978,12 @@ def harness_main(args: Args) -> int:
     # pays only the posix_spawn here.
     launcher.start()
     out = sys.stdout
-    out.write(json.dumps({"hello": "selfloop-harness", "protocol": PROTOCOL, "sha256": digest, "python": sys.version.split()[0]}) + "\n")
+    out.write(
+        json.dumps(
+            {"hello": "selfloop-harness", "protocol": PROTOCOL, "sha256": digest, "python": sys.version.split()[0]}
+        )
+        + "\n"
+    )
     out.flush()
     os.makedirs(args.scratch, exist_ok=True)
     for line in sys.stdin:
@@ -1066,7 +1151,12 @@ class Remote:
         return self._rpc.ask(op="getattr", h=self._h, name=name)
 
     def __call__(self, *args, **kwargs):
-        return self._rpc.ask(op="call", h=self._h, args=[self._rpc.enc(a) for a in args], kwargs={k: self._rpc.enc(v) for k, v in kwargs.items()})
+        return self._rpc.ask(
+            op="call",
+            h=self._h,
+            args=[self._rpc.enc(a) for a in args],
+            kwargs={k: self._rpc.enc(v) for k, v in kwargs.items()},
+        )
 
     def __getitem__(self, key):
         return self._rpc.ask(op="getitem", h=self._h, key=self._rpc.enc(key))
@@ -1270,7 +1360,11 @@ def run_tests(rpc: Rpc, source: str, star: str | None, record) -> None:
     if top_asserts:
         record("tests (module level asserts)", True)
     funcs = sorted(
-        (f for n, f in ns.items() if n.startswith("test") and isinstance(f, types.FunctionType) and f.__code__.co_filename == filename),
+        (
+            f
+            for n, f in ns.items()
+            if n.startswith("test") and isinstance(f, types.FunctionType) and f.__code__.co_filename == filename
+        ),
         key=lambda f: f.__code__.co_firstlineno,
     )
     for func in funcs:
@@ -1346,8 +1440,13 @@ class Args:
     """
 
     FLAGS = {"--serve": "serve", "--pidns": "pidns"}
-    VALUES = {"--role": ("role", str), "--scratch": ("scratch", str), "--rpc-in": ("rpc_in", int),
-              "--rpc-out": ("rpc_out", int), "--result-fd": ("result_fd", int)}
+    VALUES = {
+        "--role": ("role", str),
+        "--scratch": ("scratch", str),
+        "--rpc-in": ("rpc_in", int),
+        "--rpc-out": ("rpc_out", int),
+        "--result-fd": ("result_fd", int),
+    }
 
     def __init__(self, argv: list[str]) -> None:
         self.role, self.scratch = "harness", "/scratch"

@@ -41,28 +41,58 @@ def build_parser() -> argparse.ArgumentParser:
             _add_config(p)
         return p
 
-    p = cmd("init", "selfloop.project:cmd_init", "create config.toml, corpus/orig (starter corpus), corpus/rework and the state dir", config=False)
+    p = cmd(
+        "init",
+        "selfloop.project:cmd_init",
+        "create config.toml, corpus/orig (starter corpus), corpus/rework and the state dir",
+        config=False,
+    )
     p.add_argument("dir", nargs="?", default=".", help="project directory (default: .)")
     p.add_argument("--empty", action="store_true", help="do not copy the starter corpus")
 
-    p = cmd("validate-config", "selfloop.project:cmd_validate_config", "check a config file; prints OK or one line per error", config=False)
+    p = cmd(
+        "validate-config",
+        "selfloop.project:cmd_validate_config",
+        "check a config file; prints OK or one line per error",
+        config=False,
+    )
     p.add_argument("path", nargs="?", default="config.toml")
 
-    cmd("ingest", "selfloop.corpus.ingest:cmd_ingest", "ingest orig/ and rework/ once and print what was accepted and dropped")
+    cmd(
+        "ingest",
+        "selfloop.corpus.ingest:cmd_ingest",
+        "ingest orig/ and rework/ once and print what was accepted and dropped",
+    )
 
-    p = cmd("status", "selfloop.project:cmd_status", "documents, quarantined files, generations, last cycle, daemon liveness")
+    p = cmd(
+        "status",
+        "selfloop.project:cmd_status",
+        "documents, quarantined files, generations, last cycle, daemon liveness",
+    )
     p.add_argument("--json", action="store_true", help="machine-readable output")
 
     p = cmd("run", "selfloop.loop.daemon:cmd_run", "run the daemon: ingest, watch, and cycle forever")
     p.add_argument("--headless", action="store_true", help="plain log lines instead of the live dashboard")
 
-    p = cmd("cycle", "selfloop.loop.cycle:cmd_cycle", "run one whole cycle (ingest, rework, judge, train, evaluate, gate, promote)")
+    p = cmd(
+        "cycle",
+        "selfloop.loop.cycle:cmd_cycle",
+        "run one whole cycle (ingest, rework, judge, train, evaluate, gate, promote)",
+    )
     p.add_argument("--once", action="store_true", required=True, help="run exactly one cycle and exit")
 
-    p = cmd("models", "selfloop.model.registry:cmd_models", "list generations with their figures and gate decisions, and the recipe search history")
-    p.add_argument("--recipes", type=int, default=20, metavar="N", help="show the last N recipes of the recipe search (default 20)")
+    p = cmd(
+        "models",
+        "selfloop.model.registry:cmd_models",
+        "list generations with their figures and gate decisions, and the recipe search history",
+    )
+    p.add_argument(
+        "--recipes", type=int, default=20, metavar="N", help="show the last N recipes of the recipe search (default 20)"
+    )
 
-    p = cmd("rollback", "selfloop.model.registry:cmd_rollback", "make the previous (or a given) generation current again")
+    p = cmd(
+        "rollback", "selfloop.model.registry:cmd_rollback", "make the previous (or a given) generation current again"
+    )
     p.add_argument("--to", type=int, default=None, metavar="N", help="generation to restore")
 
     p = cmd("generate", "selfloop.model.generate:cmd_generate", "sample from the current model")

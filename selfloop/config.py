@@ -64,21 +64,56 @@ class IngestConfig(Section):
         description="file types that are ingested; anything else is quarantined",
     )
     max_file_mb: float = Field(64.0, gt=0, description="larger files are quarantined unread")
-    chunk_chars: int = Field(2000, ge=64, description="long text files split at paragraphs into documents of about this size")
+    chunk_chars: int = Field(
+        2000, ge=64, description="long text files split at paragraphs into documents of about this size"
+    )
     min_chars: int = Field(32, ge=0, description="documents shorter than this are dropped")
     max_chars: int = Field(100_000, gt=0, description="documents longer than this are dropped")
-    max_symbol_ratio: float = Field(0.35, ge=0, le=1, description="drop text whose share of non-alphanumeric, non-space characters exceeds this")
-    max_dup_line_fraction: float = Field(0.4, ge=0, le=1, description="drop text whose repeated lines make up more than this share")
-    max_top_ngram_fraction: float = Field(0.3, ge=0, le=1, description="drop text whose most frequent word 3-gram covers more than this share of characters")
-    repetition_min_words: int = Field(30, ge=1, description="the 3-gram repetition check applies only to texts of at least this many words (a short answer that echoes its question is not spam)")
-    max_control_ratio: float = Field(0.01, ge=0, le=1, description="drop text with more control characters than this share (binary)")
-    near_dup_threshold: float = Field(0.85, gt=0, le=1, description="MinHash Jaccard above which a document is a near duplicate")
-    minhash_perm: int = Field(128, ge=16, le=1024, description="MinHash permutations (the LSH index bands them in equal parts: a number with many divisors, such as 128, bands best)")
+    max_symbol_ratio: float = Field(
+        0.35, ge=0, le=1, description="drop text whose share of non-alphanumeric, non-space characters exceeds this"
+    )
+    max_dup_line_fraction: float = Field(
+        0.4, ge=0, le=1, description="drop text whose repeated lines make up more than this share"
+    )
+    max_top_ngram_fraction: float = Field(
+        0.3,
+        ge=0,
+        le=1,
+        description="drop text whose most frequent word 3-gram covers more than this share of characters",
+    )
+    repetition_min_words: int = Field(
+        30,
+        ge=1,
+        description="the 3-gram repetition check applies only to texts of at least this many words (a short answer that echoes its question is not spam)",
+    )
+    max_control_ratio: float = Field(
+        0.01, ge=0, le=1, description="drop text with more control characters than this share (binary)"
+    )
+    near_dup_threshold: float = Field(
+        0.85, gt=0, le=1, description="MinHash Jaccard above which a document is a near duplicate"
+    )
+    minhash_perm: int = Field(
+        128,
+        ge=16,
+        le=1024,
+        description="MinHash permutations (the LSH index bands them in equal parts: a number with many divisors, such as 128, bands best)",
+    )
     shingle_words: int = Field(5, ge=1, le=32, description="word shingle size for MinHash")
-    heldout_fraction: float = Field(0.1, ge=0, lt=1, description="share of documents fixed (by hash) as held-out eval data")
+    heldout_fraction: float = Field(
+        0.1, ge=0, lt=1, description="share of documents fixed (by hash) as held-out eval data"
+    )
     max_json_depth: int = Field(16, ge=2, le=1000, description="JSONL lines nested deeper than this are rejected")
-    workers: int = Field(2, ge=1, le=64, description="processes that decode, filter and MinHash files during a scan while the scanning process stores (at most one per usable CPU); 1 = all in the scanning process; results are the same for any number")
-    parallel_min_mb: float = Field(4.0, ge=0, description="a scan starts worker processes only when at least this many MB of its files are new or changed (smaller scans are not worth the start-up)")
+    workers: int = Field(
+        2,
+        ge=1,
+        le=64,
+        description="processes that decode, filter and MinHash files during a scan while the scanning process stores (at most one per usable CPU); 1 = all in the scanning process; results are the same for any number",
+    )
+    parallel_min_mb: float = Field(
+        4.0,
+        ge=0,
+        description="a scan starts worker processes only when at least this many MB of its files are new or changed (smaller scans are not worth the start-up)",
+    )
 
     @model_validator(mode="after")
     def _bounds(self) -> "IngestConfig":
@@ -93,18 +128,26 @@ class IngestConfig(Section):
 class ModelConfig(Section):
     """The model: a scratch GPT-2 sized here, or a local Hugging Face model dir."""
 
-    base: str = Field("scratch", description='"scratch" (GPT-2 built from the sizes below) or a local Hugging Face model dir')
-    vocab_size: int = Field(2048, ge=300, le=1_000_000, description="scratch: byte-level BPE vocabulary trained on the corpus")
+    base: str = Field(
+        "scratch", description='"scratch" (GPT-2 built from the sizes below) or a local Hugging Face model dir'
+    )
+    vocab_size: int = Field(
+        2048, ge=300, le=1_000_000, description="scratch: byte-level BPE vocabulary trained on the corpus"
+    )
     n_layer: int = Field(4, ge=1, le=96, description="scratch: transformer blocks")
     n_head: int = Field(4, ge=1, le=128, description="scratch: attention heads")
     n_embd: int = Field(128, ge=8, le=16384, description="scratch: hidden width (divisible by n_head)")
     n_positions: int = Field(256, ge=16, le=131072, description="scratch: context length in tokens")
     dropout: float = Field(0.0, ge=0, lt=1, description="scratch: residual, embedding and attention dropout")
     device: Literal["auto", "cpu", "cuda", "mps"] = Field("auto", description="auto: cuda if present, else cpu")
-    dtype: Literal["auto", "float32", "bfloat16", "float16"] = Field("auto", description="auto: fp32 on CPU (bf16 is ~30x slower here), bf16 on GPU")
+    dtype: Literal["auto", "float32", "bfloat16", "float16"] = Field(
+        "auto", description="auto: fp32 on CPU (bf16 is ~30x slower here), bf16 on GPU"
+    )
     lora: bool = Field(False, description="train LoRA adapters (peft) instead of all weights; for big local models")
     lora_r: int = Field(8, ge=1, description="LoRA rank")
-    keep_generations: int = Field(5, ge=2, description="keep this many newest generations (the champion and its predecessor are always kept)")
+    keep_generations: int = Field(
+        5, ge=2, description="keep this many newest generations (the champion and its predecessor are always kept)"
+    )
 
     @model_validator(mode="after")
     def _heads(self) -> "ModelConfig":
@@ -119,38 +162,65 @@ class ReworkConfig(Section):
     enabled: bool = Field(True, description="let the current model rework and synthesize data each cycle")
     candidates_per_cycle: int = Field(64, ge=0, description="candidate budget per cycle, split by the shares below")
     rewrite_share: float = Field(0.5, ge=0, le=1, description="share of the budget for rewrites of existing samples")
-    synthesize_share: float = Field(0.25, ge=0, le=1, description="share for new samples from seed prompts / free continuation")
+    synthesize_share: float = Field(
+        0.25, ge=0, le=1, description="share for new samples from seed prompts / free continuation"
+    )
     solve_share: float = Field(0.25, ge=0, le=1, description="share for solving verifiable tasks (best-of-n)")
     samples_per_prompt: int = Field(4, ge=1, le=64, description="n samples per prompt (best-of-n)")
     batch_size: int = Field(16, ge=1, le=1024, description="generation batch size (batching is ~6x faster on CPU)")
     max_new_tokens: int = Field(96, ge=1, description="tokens generated per sample")
     temperature: float = Field(0.8, ge=0, le=5, description="sampling temperature (0 = greedy)")
     top_p: float = Field(0.95, gt=0, le=1, description="nucleus sampling")
-    prefix_fraction: float = Field(0.5, gt=0, lt=1, description="rewrite: keep this share of the sample as prompt, regenerate the rest")
-    rewrite_prompt: str = Field("Improve the following text. Keep its meaning.\n\n{text}\n\nImproved:", description="instruction template for models that follow instructions ({text})")
-    instruction_following: bool = Field(False, description="use the prompt templates (true) or prefix-continuation (false, for small scratch models)")
+    prefix_fraction: float = Field(
+        0.5, gt=0, lt=1, description="rewrite: keep this share of the sample as prompt, regenerate the rest"
+    )
+    rewrite_prompt: str = Field(
+        "Improve the following text. Keep its meaning.\n\n{text}\n\nImproved:",
+        description="instruction template for models that follow instructions ({text})",
+    )
+    instruction_following: bool = Field(
+        False, description="use the prompt templates (true) or prefix-continuation (false, for small scratch models)"
+    )
     seed: int = Field(0, description="sampling seed (mixed with the cycle number)")
 
 
 class JudgeConfig(Section):
     """The eval space: judge pipelines per candidate kind, A-vs-B scoring, diversity floor."""
 
-    text: list[str] = Field(default_factory=lambda: ["text_quality", "a_vs_b"], description="judge pipeline for text candidates")
-    chat: list[str] = Field(default_factory=lambda: ["text_quality", "a_vs_b"], description="judge pipeline for chat candidates")
-    python: list[str] = Field(default_factory=lambda: ["text_quality", "python"], description="judge pipeline for Python candidates")
+    text: list[str] = Field(
+        default_factory=lambda: ["text_quality", "a_vs_b"], description="judge pipeline for text candidates"
+    )
+    chat: list[str] = Field(
+        default_factory=lambda: ["text_quality", "a_vs_b"], description="judge pipeline for chat candidates"
+    )
+    python: list[str] = Field(
+        default_factory=lambda: ["text_quality", "python"], description="judge pipeline for Python candidates"
+    )
     task: list[str] = Field(default_factory=lambda: ["task"], description="judge pipeline for task answers")
-    ab_scorers: list[str] = Field(default_factory=lambda: ["perplexity", "quality"], description="A-vs-B scorers: perplexity, quality, external")
+    ab_scorers: list[str] = Field(
+        default_factory=lambda: ["perplexity", "quality"], description="A-vs-B scorers: perplexity, quality, external"
+    )
     ab_min_margin: float = Field(0.0, ge=0, description="B must beat A by more than this (relative) to be accepted")
-    diversity_floor: float = Field(0.2, ge=0, le=1, description="a batch whose distinct-2 ratio is below this is not admitted")
-    external_url: str = Field("", description="OpenAI-compatible endpoint on localhost for an external judge model (optional)")
-    python_require_tests: bool = Field(False, description="python judge: reject code that has no tests or doctests to run")
+    diversity_floor: float = Field(
+        0.2, ge=0, le=1, description="a batch whose distinct-2 ratio is below this is not admitted"
+    )
+    external_url: str = Field(
+        "", description="OpenAI-compatible endpoint on localhost for an external judge model (optional)"
+    )
+    python_require_tests: bool = Field(
+        False, description="python judge: reject code that has no tests or doctests to run"
+    )
 
 
 class SandboxConfig(Section):
     """Where model-written code runs: isolation backend and per-job limits."""
 
-    backend: Literal["auto", "docker", "bwrap", "process"] = Field("auto", description="auto picks docker > bwrap > process")
-    image: str = Field("selfloop-sandbox:latest", description="docker image (built locally by `selfloop sandbox build`)")
+    backend: Literal["auto", "docker", "bwrap", "process"] = Field(
+        "auto", description="auto picks docker > bwrap > process"
+    )
+    image: str = Field(
+        "selfloop-sandbox:latest", description="docker image (built locally by `selfloop sandbox build`)"
+    )
     docker_host: str = Field("", description="remote Docker engine (else DOCKER_HOST / local socket)")
     timeout_s: float = Field(10.0, gt=0, le=3600, description="wall and CPU limit per job")
     memory_mb: int = Field(512, ge=16, description="address-space / memory limit per job")
@@ -161,19 +231,35 @@ class SandboxConfig(Section):
     pool_size: int = Field(2, ge=0, description="warm workers (0 = one-shot sandboxes only)")
     recycle_after: int = Field(200, ge=1, description="a warm worker is replaced after this many jobs")
     nofile: int = Field(64, ge=16, description="open files per job process")
-    startup_timeout_s: float = Field(60.0, gt=0, description="a sandbox worker must be ready within this (container start)")
-    python: str = Field("", description="interpreter run inside bwrap/process sandboxes and copied into the built image (default: /usr/bin/python3 when present, else the running one)")
+    startup_timeout_s: float = Field(
+        60.0, gt=0, description="a sandbox worker must be ready within this (container start)"
+    )
+    python: str = Field(
+        "",
+        description="interpreter run inside bwrap/process sandboxes and copied into the built image (default: /usr/bin/python3 when present, else the running one)",
+    )
 
 
 class LauncherConfig(Section):
     """How the training child process is started (python, torchrun, accelerate)."""
 
-    kind: Literal["python", "torchrun", "accelerate"] = Field("python", description="how the training child is launched: python (one process), torchrun or accelerate (DDP; FSDP / DeepSpeed through extra_args)")
-    nproc_per_node: int = Field(1, ge=1, description="processes per node (torchrun / accelerate); on GPUs one per GPU, on CPU each uses gloo")
+    kind: Literal["python", "torchrun", "accelerate"] = Field(
+        "python",
+        description="how the training child is launched: python (one process), torchrun or accelerate (DDP; FSDP / DeepSpeed through extra_args)",
+    )
+    nproc_per_node: int = Field(
+        1, ge=1, description="processes per node (torchrun / accelerate); on GPUs one per GPU, on CPU each uses gloo"
+    )
     nnodes: int = Field(1, ge=1, description="nodes; more than 1 needs rdzv_endpoint")
-    node_rank: int = Field(0, ge=0, description="this node's rank (accelerate multi-node; torchrun assigns ranks at rendezvous)")
-    rdzv_endpoint: str = Field("", description="rendezvous host:port for multi-node (empty on one node: a free local port is picked)")
-    extra_args: list[str] = Field(default_factory=list, description="extra launcher arguments (e.g. accelerate's --use_fsdp or --config_file)")
+    node_rank: int = Field(
+        0, ge=0, description="this node's rank (accelerate multi-node; torchrun assigns ranks at rendezvous)"
+    )
+    rdzv_endpoint: str = Field(
+        "", description="rendezvous host:port for multi-node (empty on one node: a free local port is picked)"
+    )
+    extra_args: list[str] = Field(
+        default_factory=list, description="extra launcher arguments (e.g. accelerate's --use_fsdp or --config_file)"
+    )
 
     @model_validator(mode="after")
     def _multi_node(self) -> "LauncherConfig":
@@ -189,31 +275,58 @@ class LauncherConfig(Section):
 class PreferenceConfig(Section):
     """Preference training (DPO, TRL) on the judged chosen / rejected pairs, after the SFT step of a cycle."""
 
-    enabled: Literal["auto"] | bool = Field("auto", description='train on preference pairs after SFT: true, false, or "auto" (on when CUDA is available; slow on CPU)')
-    beta: float = Field(0.1, gt=0, le=10, description="DPO beta: how far the policy may move from the SFT model (higher = closer)")
+    enabled: Literal["auto"] | bool = Field(
+        "auto",
+        description='train on preference pairs after SFT: true, false, or "auto" (on when CUDA is available; slow on CPU)',
+    )
+    beta: float = Field(
+        0.1, gt=0, le=10, description="DPO beta: how far the policy may move from the SFT model (higher = closer)"
+    )
     steps: int = Field(50, ge=1, description="DPO optimizer steps")
     learning_rate: float = Field(5e-5, gt=0, lt=1, description="DPO peak learning rate")
     batch_size: int = Field(8, ge=1, description="pairs per DPO step")
     share: float = Field(1.0, gt=0, le=1, description="share of the stored pairs used (the newest first)")
     max_pairs: int = Field(2000, ge=1, description="at most this many pairs per run")
-    sources: list[Literal["a_vs_b", "task"]] = Field(default_factory=lambda: ["a_vs_b", "task"], description="which judged pairs are used: A-vs-B rewrites, correct vs wrong task answers")
+    sources: list[Literal["a_vs_b", "task"]] = Field(
+        default_factory=lambda: ["a_vs_b", "task"],
+        description="which judged pairs are used: A-vs-B rewrites, correct vs wrong task answers",
+    )
 
 
 class SearchConfig(Section):
     """Recipe search: each cycle trains several challenger recipes; the gate's best becomes the next cycle's start."""
 
-    enabled: bool = Field(False, description="train several recipes per cycle (each costs a training run and an evaluation)")
-    recipes: int = Field(3, ge=2, le=16, description="recipes per cycle: the incumbent (the last promoted winner, at first [train]) and mutants of it")
+    enabled: bool = Field(
+        False, description="train several recipes per cycle (each costs a training run and an evaluation)"
+    )
+    recipes: int = Field(
+        3,
+        ge=2,
+        le=16,
+        description="recipes per cycle: the incumbent (the last promoted winner, at first [train]) and mutants of it",
+    )
     params: list[Literal["learning_rate", "max_steps", "rework_max_share"]] = Field(
-        default_factory=lambda: ["learning_rate", "max_steps", "rework_max_share"], description="what the mutants change")
-    budget_steps: int = Field(300, ge=1, description="per-cycle compute budget: training steps of all recipes together; mutants that do not fit are not trained (the incumbent always is)")
-    lr_factor: float = Field(3.0, gt=1, le=100, description="a mutant's learning rate is the incumbent's times or divided by this")
+        default_factory=lambda: ["learning_rate", "max_steps", "rework_max_share"],
+        description="what the mutants change",
+    )
+    budget_steps: int = Field(
+        300,
+        ge=1,
+        description="per-cycle compute budget: training steps of all recipes together; mutants that do not fit are not trained (the incumbent always is)",
+    )
+    lr_factor: float = Field(
+        3.0, gt=1, le=100, description="a mutant's learning rate is the incumbent's times or divided by this"
+    )
     lr_min: float = Field(1e-5, gt=0, lt=1, description="learning-rate bounds of the search")
     lr_max: float = Field(1e-1, gt=0, lt=1, description="learning-rate bounds of the search")
-    steps_factor: float = Field(1.5, gt=1, le=10, description="a mutant's max_steps is the incumbent's times or divided by this")
+    steps_factor: float = Field(
+        1.5, gt=1, le=10, description="a mutant's max_steps is the incumbent's times or divided by this"
+    )
     steps_min: int = Field(10, ge=1, description="max_steps bounds of the search")
     steps_max: int = Field(1000, ge=1, description="max_steps bounds of the search")
-    share_delta: float = Field(0.1, gt=0, le=1, description="a mutant's rework_max_share is the incumbent's plus or minus this (within 0..1)")
+    share_delta: float = Field(
+        0.1, gt=0, le=1, description="a mutant's rework_max_share is the incumbent's plus or minus this (within 0..1)"
+    )
     seed: int = Field(0, description="seed of the proposals (with the cycle number)")
 
     @model_validator(mode="after")
@@ -230,11 +343,15 @@ class SearchConfig(Section):
 class TrainConfig(Section):
     """Training a challenger on the mixture of original and accepted rework data."""
 
-    gen0_steps: int = Field(600, ge=1, description="pretraining steps for generation 0 (1.5-4 minutes at the default size on 2 CPU cores)")
+    gen0_steps: int = Field(
+        600, ge=1, description="pretraining steps for generation 0 (1.5-4 minutes at the default size on 2 CPU cores)"
+    )
     max_steps: int = Field(100, ge=1, description="steps per challenger")
     max_minutes: float = Field(10.0, gt=0, description="wall budget per training run")
     learning_rate: float = Field(1e-3, gt=0, lt=1, description="peak learning rate")
-    lr_scheduler: Literal["linear", "cosine", "constant", "constant_with_warmup"] = Field("cosine", description="learning-rate schedule")
+    lr_scheduler: Literal["linear", "cosine", "constant", "constant_with_warmup"] = Field(
+        "cosine", description="learning-rate schedule"
+    )
     warmup_ratio: float = Field(0.05, ge=0, lt=1, description="share of steps spent warming up")
     weight_decay: float = Field(0.01, ge=0, description="AdamW weight decay")
     max_grad_norm: float = Field(1.0, gt=0, description="gradient clipping")
@@ -243,15 +360,26 @@ class TrainConfig(Section):
     block_size: int = Field(128, ge=8, description="tokens per training sequence (<= model.n_positions)")
     seed: int = Field(1234, description="training seed")
     rework_weight: float = Field(1.0, ge=0, description="sampling weight of rework relative to orig")
-    rework_max_share: float = Field(0.5, ge=0, le=1, description="cap on rework's share of the mixture (orig is never dropped)")
-    init_from: Literal["champion", "base"] = Field("champion", description="continue from the champion, or restart from generation 0 each time (ReST-EM)")
+    rework_max_share: float = Field(
+        0.5, ge=0, le=1, description="cap on rework's share of the mixture (orig is never dropped)"
+    )
+    init_from: Literal["champion", "base"] = Field(
+        "champion", description="continue from the champion, or restart from generation 0 each time (ReST-EM)"
+    )
     save_steps: int = Field(50, ge=1, description="Trainer checkpoint interval (resume point)")
     eval_batches: int = Field(16, ge=1, description="held-out batches per evaluation")
-    eval_samples: int = Field(3, ge=0, description="greedy sample generations from held-out starts kept in each manifest")
+    eval_samples: int = Field(
+        3, ge=0, description="greedy sample generations from held-out starts kept in each manifest"
+    )
     eval_sample_tokens: int = Field(48, ge=1, description="tokens generated per evaluation sample")
     log_steps: int = Field(10, ge=1, description="report step, loss, lr, tokens/s and ETA every this many steps")
-    streaming: bool = Field(False, description="read the training data as a stream (datasets.IterableDataset) instead of a memory-mapped Arrow cache in the run dir; for corpora whose tokens do not fit the run dir's disk")
-    shuffle_buffer: int = Field(4096, ge=1, description="streaming: examples held in the shuffle buffer (memory grows with it)")
+    streaming: bool = Field(
+        False,
+        description="read the training data as a stream (datasets.IterableDataset) instead of a memory-mapped Arrow cache in the run dir; for corpora whose tokens do not fit the run dir's disk",
+    )
+    shuffle_buffer: int = Field(
+        4096, ge=1, description="streaming: examples held in the shuffle buffer (memory grows with it)"
+    )
     launcher: LauncherConfig = Field(default_factory=LauncherConfig)
     preference: PreferenceConfig = Field(default_factory=PreferenceConfig)
     search: SearchConfig = Field(default_factory=SearchConfig)
@@ -260,31 +388,77 @@ class TrainConfig(Section):
 class GateConfig(Section):
     """When a challenger replaces the champion (A versus B on held-out data)."""
 
-    loss_tolerance: float = Field(0.0, ge=0, le=1, description="challenger held-out loss may be at most champion * (1 + this)")
+    loss_tolerance: float = Field(
+        0.0, ge=0, le=1, description="challenger held-out loss may be at most champion * (1 + this)"
+    )
     task_tolerance: float = Field(0.02, ge=0, le=1, description="no task family's pass@1 may drop by more than this")
-    min_improvement: float = Field(0.001, ge=0, description="some figure must improve by at least this (relative loss or absolute pass@1)")
+    min_improvement: float = Field(
+        0.001, ge=0, description="some figure must improve by at least this (relative loss or absolute pass@1)"
+    )
 
 
 class TasksConfig(Section):
     """Verifiable task packs: generated families, held-out pass@1, the curriculum, and solving (best-of-n, tool use)."""
 
     enabled: bool = Field(True, description="solve tasks during rework and measure held-out pass@1 in every evaluation")
-    families: list[str] = Field(default_factory=lambda: ["addition", "reverse"], description="generated task families (see selfloop.tasks.families); task files in orig/ may add any family")
-    modes: list[Literal["answer", "program"]] = Field(default_factory=lambda: ["answer", "program"], description='how tasks are answered: "answer" (direct, mental math) and/or "program" (the model writes Python, the sandbox runs it)')
-    digit_format: Literal["reversed", "plain"] = Field("reversed", description="direct answers to digit tasks: least significant digit first, digits spaced (reversed) or as written (plain)")
-    samples_per_task: int = Field(4, ge=1, le=64, description="best-of-n: samples per task and mode, each checked in the sandbox")
+    families: list[str] = Field(
+        default_factory=lambda: ["addition", "reverse"],
+        description="generated task families (see selfloop.tasks.families); task files in orig/ may add any family",
+    )
+    modes: list[Literal["answer", "program"]] = Field(
+        default_factory=lambda: ["answer", "program"],
+        description='how tasks are answered: "answer" (direct, mental math) and/or "program" (the model writes Python, the sandbox runs it)',
+    )
+    digit_format: Literal["reversed", "plain"] = Field(
+        "reversed",
+        description="direct answers to digit tasks: least significant digit first, digits spaced (reversed) or as written (plain)",
+    )
+    samples_per_task: int = Field(
+        4, ge=1, le=64, description="best-of-n: samples per task and mode, each checked in the sandbox"
+    )
     max_new_tokens: int = Field(40, ge=4, description="tokens generated per answer or program")
     temperature: float = Field(0.7, ge=0, le=5, description="sampling temperature when solving (evaluation is greedy)")
-    max_difficulty: int = Field(6, ge=1, le=64, description="largest difficulty generated, evaluated and reached by the curriculum")
-    heldout_per_level: int = Field(8, ge=1, le=1000, description="held-out tasks per family and difficulty (fixed, seeded; never trained on)")
+    max_difficulty: int = Field(
+        6, ge=1, le=64, description="largest difficulty generated, evaluated and reached by the curriculum"
+    )
+    heldout_per_level: int = Field(
+        8, ge=1, le=1000, description="held-out tasks per family and difficulty (fixed, seeded; never trained on)"
+    )
     heldout_seed: int = Field(0, description="seed of the fixed held-out task set (changing it changes the benchmark)")
-    loss_max_difficulty: int = Field(0, ge=0, description="generated held-out tasks count in the held-out loss only up to this difficulty (0 = max_difficulty): far beyond the trained levels the loss measures confidence on problems no generation solves yet, which more training makes worse whatever it learns")
-    start_level: int = Field(0, ge=0, description="curriculum level a family starts at; 0 = one above the largest labelled difficulty in the corpus")
-    solve_window: int = Field(3, ge=1, description="new problems are drawn from the curriculum level and the levels just below it (this many in all)")
-    advance_threshold: float = Field(0.9, ge=0, le=1, description="a family advances a level only when held-out pass@1 at its current level is at least this")
-    min_label_accuracy: float = Field(0.3, ge=0, le=1, description="and only when at least this share of its sampled answers at that level were judged correct")
-    curriculum_modes: list[Literal["answer", "program"]] = Field(default_factory=lambda: ["answer"], description="answer modes whose held-out pass@1 drives the curriculum")
-    rationalize: bool = Field(True, description="STaR rationalization: a task with a reference answer that no sample solves is retried with the answer as a hint (marked in provenance)")
+    loss_max_difficulty: int = Field(
+        0,
+        ge=0,
+        description="generated held-out tasks count in the held-out loss only up to this difficulty (0 = max_difficulty): far beyond the trained levels the loss measures confidence on problems no generation solves yet, which more training makes worse whatever it learns",
+    )
+    start_level: int = Field(
+        0,
+        ge=0,
+        description="curriculum level a family starts at; 0 = one above the largest labelled difficulty in the corpus",
+    )
+    solve_window: int = Field(
+        3,
+        ge=1,
+        description="new problems are drawn from the curriculum level and the levels just below it (this many in all)",
+    )
+    advance_threshold: float = Field(
+        0.9,
+        ge=0,
+        le=1,
+        description="a family advances a level only when held-out pass@1 at its current level is at least this",
+    )
+    min_label_accuracy: float = Field(
+        0.3,
+        ge=0,
+        le=1,
+        description="and only when at least this share of its sampled answers at that level were judged correct",
+    )
+    curriculum_modes: list[Literal["answer", "program"]] = Field(
+        default_factory=lambda: ["answer"], description="answer modes whose held-out pass@1 drives the curriculum"
+    )
+    rationalize: bool = Field(
+        True,
+        description="STaR rationalization: a task with a reference answer that no sample solves is retried with the answer as a hint (marked in provenance)",
+    )
 
     @model_validator(mode="after")
     def _known(self) -> "TasksConfig":
@@ -446,8 +620,10 @@ def parse_config(raw: dict[str, Any], *, source: str = "config", env: bool = Tru
         raise ConfigError(f"{source}: {e}") from None
     except SettingsError as e:  # an environment override that is not JSON where a list or table is expected
         names = ", ".join(sorted(k for k in os.environ if k.startswith(ENV_PREFIX))) or ENV_PREFIX + "*"
-        raise ConfigError(f"{source}: environment override ({names}): {e}; list and table values must be JSON, "
-                          """e.g. '["a", "b"]'""") from None
+        raise ConfigError(
+            f"{source}: environment override ({names}): {e}; list and table values must be JSON, "
+            """e.g. '["a", "b"]'"""
+        ) from None
     finally:
         if saved:
             os.environ.update(saved)
@@ -464,7 +640,11 @@ def format_errors(err: ValidationError, source: str) -> list[str]:
         if e["type"] == "extra_forbidden":
             allowed = _fields_at(loc[:-1])
             hint = difflib.get_close_matches(loc[-1], allowed, n=1, cutoff=0.6)
-            fix = f'did you mean "{".".join(loc[:-1] + [hint[0]])}"?' if hint else f"allowed keys here: {', '.join(allowed)}"
+            fix = (
+                f'did you mean "{".".join(loc[:-1] + [hint[0]])}"?'
+                if hint
+                else f"allowed keys here: {', '.join(allowed)}"
+            )
             lines.append(f"{source}: unknown key {key}: {fix}")
         else:
             msg = e["msg"].removeprefix("Value error, ")

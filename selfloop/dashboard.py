@@ -30,7 +30,8 @@ from rich.text import Text
 from selfloop.config import DashboardConfig, ProjectPaths, load_config
 from selfloop.project import current_generation
 from selfloop.state import Store, daemon_alive
-from selfloop.train.recipes import history as recipe_history, history_table
+from selfloop.train.recipes import history as recipe_history
+from selfloop.train.recipes import history_table
 
 
 @dataclass
@@ -66,19 +67,41 @@ def snapshot(store: Store | None, paths: ProjectPaths, cfg: DashboardConfig | No
     gen = store.scalar("SELECT MAX(generation) FROM train_metrics")
     if gen is not None:
         snap.curve_generation = gen
-        rows = _last_run(store.query("SELECT step, kind, loss FROM train_metrics WHERE generation = ? AND loss IS NOT NULL "
-                                     "ORDER BY id", (gen,)))
+        rows = _last_run(
+            store.query(
+                "SELECT step, kind, loss FROM train_metrics WHERE generation = ? AND loss IS NOT NULL ORDER BY id",
+                (gen,),
+            )
+        )
         snap.train_curve = [(r["step"], r["loss"]) for r in rows if r["kind"] == "train"]
         snap.eval_curve = [(r["step"], r["loss"]) for r in rows if r["kind"] == "eval"]
     for r in store.query("SELECT id, parent, path, status, metrics, gate FROM generations ORDER BY id"):
-        snap.generations.append({"id": r["id"], "parent": r["parent"], "path": r["path"], "status": r["status"],
-                                 "metrics": _json(r["metrics"]), "gate": _json(r["gate"])})
-    snap.verdicts = [(r[0], r[1] or "", r[2]) for r in store.query(
-        "SELECT status, reason, COUNT(*) FROM candidates WHERE status != 'pending' GROUP BY status, reason ORDER BY 3 DESC LIMIT 12")]
-    for r in store.query("SELECT origin, status, COUNT(*) AS n, COALESCE(SUM(n_chars), 0) AS chars FROM documents GROUP BY origin, status"):
+        snap.generations.append(
+            {
+                "id": r["id"],
+                "parent": r["parent"],
+                "path": r["path"],
+                "status": r["status"],
+                "metrics": _json(r["metrics"]),
+                "gate": _json(r["gate"]),
+            }
+        )
+    snap.verdicts = [
+        (r[0], r[1] or "", r[2])
+        for r in store.query(
+            "SELECT status, reason, COUNT(*) FROM candidates WHERE status != 'pending' GROUP BY status, reason ORDER BY 3 DESC LIMIT 12"
+        )
+    ]
+    for r in store.query(
+        "SELECT origin, status, COUNT(*) AS n, COALESCE(SUM(n_chars), 0) AS chars FROM documents GROUP BY origin, status"
+    ):
         snap.corpus[f"{r['origin']}.{r['status']}"] = {"n": r["n"], "chars": r["chars"]}
-    snap.quarantined = [(r[0], r[1] or "") for r in store.query(
-        "SELECT path, reason FROM files WHERE status = 'quarantined' ORDER BY updated_at DESC LIMIT 8")]
+    snap.quarantined = [
+        (r[0], r[1] or "")
+        for r in store.query(
+            "SELECT path, reason FROM files WHERE status = 'quarantined' ORDER BY updated_at DESC LIMIT 8"
+        )
+    ]
     snap.events = [(r["ts"], r["kind"], r["message"]) for r in store.recent_events(cfg.recent_events)]
     snap.recipes = recipe_history(store, limit=8)
     snap.current = current_generation(paths)
@@ -111,17 +134,33 @@ def _progress_of(store: Store, meta: dict[str, str], cycle: Any) -> list[dict[st
     if cycle is None:
         return bars
     cycle_id, generation, phase = cycle["id"], cycle["generation"], cycle["phase"]
-    counts = dict(store.query("SELECT status, COUNT(*) FROM candidates WHERE cycle_id = ? GROUP BY status", (cycle_id,)))
+    counts = dict(
+        store.query("SELECT status, COUNT(*) FROM candidates WHERE cycle_id = ? GROUP BY status", (cycle_id,))
+    )
     total = sum(counts.values())
     if total:
-        bars.append({"name": "verdicts", "done": total - counts.get("pending", 0), "total": total, "unit": "candidates"})
-    last = store.query("SELECT step, tokens_per_s, eta_s FROM train_metrics WHERE generation = ? AND kind = 'train' "
-                       "ORDER BY id DESC LIMIT 1", (generation,))
+        bars.append(
+            {"name": "verdicts", "done": total - counts.get("pending", 0), "total": total, "unit": "candidates"}
+        )
+    last = store.query(
+        "SELECT step, tokens_per_s, eta_s FROM train_metrics WHERE generation = ? AND kind = 'train' "
+        "ORDER BY id DESC LIMIT 1",
+        (generation,),
+    )
     if phase == "train" or last:
         steps = int(meta.get("train.total_steps", 0) or 0)
         row = last[0] if last else None
-        bars.append({"name": "train", "done": row["step"] if row else 0, "total": steps, "unit": "steps",
-                     "rate": row["tokens_per_s"] if row else None, "rate_unit": "tok/s", "eta_s": row["eta_s"] if row else None})
+        bars.append(
+            {
+                "name": "train",
+                "done": row["step"] if row else 0,
+                "total": steps,
+                "unit": "steps",
+                "rate": row["tokens_per_s"] if row else None,
+                "rate_unit": "tok/s",
+                "eta_s": row["eta_s"] if row else None,
+            }
+        )
     return bars
 
 
@@ -131,7 +170,11 @@ def _samples(path: str) -> list[str]:
         manifest = json.loads((Path(path) / "manifest.json").read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return []
-    return [f"{s.get('prompt', '')!r} -> {s.get('completion', '')!r}" for s in manifest.get("samples", []) if isinstance(s, dict)]
+    return [
+        f"{s.get('prompt', '')!r} -> {s.get('completion', '')!r}"
+        for s in manifest.get("samples", [])
+        if isinstance(s, dict)
+    ]
 
 
 def _json(text: str | None) -> dict[str, Any]:
@@ -185,8 +228,11 @@ def _progress(snap: Snapshot, width: int) -> RenderableType:
             extra.append(f"{p['rate']:.1f} {p.get('rate_unit', '/s')}")
         if p.get("eta_s") is not None:
             extra.append(f"ETA {_duration(p['eta_s'])}")
-        table.add_row(p["name"], ProgressBar(total=max(total, 1), completed=min(done, total) if total else 0),
-                      f"{done}/{total} {p.get('unit', '')}  " + "  ".join(extra))
+        table.add_row(
+            p["name"],
+            ProgressBar(total=max(total, 1), completed=min(done, total) if total else 0),
+            f"{done}/{total} {p.get('unit', '')}  " + "  ".join(extra),
+        )
     return table
 
 
@@ -218,8 +264,13 @@ def _generations(snap: Snapshot) -> RenderableType:
         pass1 = m.get("tasks") or {}
         pass_text = " ".join(f"{k}={v:.2f}" for k, v in pass1.items() if isinstance(v, (int, float))) or "-"
         style = {"promoted": "green", "rejected": "red", "training": "yellow"}.get(g["status"], "")
-        t.add_row(str(g["id"]), f"{loss:.4f}" if isinstance(loss, (int, float)) else "-", pass_text,
-                  Text(g["status"], style=style), str(g["gate"].get("reason", "")))
+        t.add_row(
+            str(g["id"]),
+            f"{loss:.4f}" if isinstance(loss, (int, float)) else "-",
+            pass_text,
+            Text(g["status"], style=style),
+            str(g["gate"].get("reason", "")),
+        )
     return t
 
 
@@ -264,13 +315,30 @@ def render(snap: Snapshot, width: int = 120) -> RenderableType:
     """The whole dashboard for one snapshot (pure: no I/O)."""
     gens = [g for g in snap.generations if isinstance(g["metrics"].get("loss"), (int, float))]
     families = sorted({f for g in snap.generations for f in (g["metrics"].get("tasks") or {})})
-    specs = [([("train", snap.train_curve), ("eval", snap.eval_curve)],
-              f"loss, generation {snap.curve_generation if snap.curve_generation is not None else '-'}"),
-             ([("held-out loss", [(g["id"], g["metrics"]["loss"]) for g in gens])], "held-out loss by generation")]
+    specs = [
+        (
+            [("train", snap.train_curve), ("eval", snap.eval_curve)],
+            f"loss, generation {snap.curve_generation if snap.curve_generation is not None else '-'}",
+        ),
+        ([("held-out loss", [(g["id"], g["metrics"]["loss"]) for g in gens])], "held-out loss by generation"),
+    ]
     if families:
-        specs.append(([(fam, [(g["id"], g["metrics"]["tasks"][fam]) for g in snap.generations
-                              if isinstance((g["metrics"].get("tasks") or {}).get(fam), (int, float))])
-                       for fam in families], "pass@1 by generation"))
+        specs.append(
+            (
+                [
+                    (
+                        fam,
+                        [
+                            (g["id"], g["metrics"]["tasks"][fam])
+                            for g in snap.generations
+                            if isinstance((g["metrics"].get("tasks") or {}).get(fam), (int, float))
+                        ],
+                    )
+                    for fam in families
+                ],
+                "pass@1 by generation",
+            )
+        )
     each = max(30, width // len(specs) - 1)
     plots = Table.grid(expand=True)
     for _ in specs:
@@ -288,7 +356,9 @@ def render(snap: Snapshot, width: int = 120) -> RenderableType:
     if snap.recipes:
         parts.insert(4, history_table(snap.recipes, title="recipe search (newest last)"))
     if snap.samples:
-        parts.append(Panel(Text("\n".join(s.replace("\n", " ⏎ ")[:width - 6] for s in snap.samples)), title="latest samples"))
+        parts.append(
+            Panel(Text("\n".join(s.replace("\n", " ⏎ ")[: width - 6] for s in snap.samples)), title="latest samples")
+        )
     return Group(*parts)
 
 
@@ -318,8 +388,10 @@ def cmd_dashboard(args: Any) -> int:
 
     console = Console()
     if daemon_alive(paths.state) is None:
-        console.print(f"[yellow]no selfloop daemon is running on {paths.state}[/]; showing the last recorded state "
-                      "(start one with `selfloop run`). Ctrl-C to quit.")
+        console.print(
+            f"[yellow]no selfloop daemon is running on {paths.state}[/]; showing the last recorded state "
+            "(start one with `selfloop run`). Ctrl-C to quit."
+        )
     try:
         live(paths, cfg.dashboard, console=console)
     except KeyboardInterrupt:

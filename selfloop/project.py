@@ -115,11 +115,16 @@ def collect_status(paths: ProjectPaths) -> dict[str, Any]:
             )
         ]
         out["quarantined"] = [
-            dict(r) for r in store.query("SELECT path, reason, updated_at FROM files WHERE status = 'quarantined' ORDER BY path")
+            dict(r)
+            for r in store.query(
+                "SELECT path, reason, updated_at FROM files WHERE status = 'quarantined' ORDER BY path"
+            )
         ]
         out["generations"] = [
             {**dict(r), "metrics": json.loads(r["metrics"]), "gate": json.loads(r["gate"])}
-            for r in store.query("SELECT id, parent, status, metrics, gate, created_at, decided_at FROM generations ORDER BY id")
+            for r in store.query(
+                "SELECT id, parent, status, metrics, gate, created_at, decided_at FROM generations ORDER BY id"
+            )
         ]
         out["current_generation"] = current_generation(paths)
         last = store.query("SELECT * FROM cycles ORDER BY id DESC LIMIT 1")
@@ -170,7 +175,9 @@ def print_status(status: dict[str, Any]) -> None:
     console = Console()
     d = status["daemon"]
     if d["running"]:
-        console.print(f"daemon: [green]running[/] pid {d.get('pid')} since {_ago(d.get('started'))}, phase {d.get('phase') or '-'}")
+        console.print(
+            f"daemon: [green]running[/] pid {d.get('pid')} since {_ago(d.get('started'))}, phase {d.get('phase') or '-'}"
+        )
     else:
         console.print("daemon: [yellow]not running[/]")
     if status.get("store") is None and "documents" not in status:
@@ -201,9 +208,17 @@ def print_status(status: dict[str, Any]) -> None:
         g.add_column(col)
     for r in status["generations"]:
         loss = r["metrics"].get("loss")
-        g.add_row(str(r["id"]), str(r["parent"]), r["status"], f"{loss:.4f}" if isinstance(loss, (int, float)) else "-", r["gate"].get("reason", ""))
+        g.add_row(
+            str(r["id"]),
+            str(r["parent"]),
+            r["status"],
+            f"{loss:.4f}" if isinstance(loss, (int, float)) else "-",
+            r["gate"].get("reason", ""),
+        )
     console.print(g)
     last = status["last_cycle"]
     if last:
-        console.print(f"last cycle: #{last['id']} {last['status']} at phase {last['phase']} (started {_ago(last['started_at'])})"
-                      + (f" error: {last['error']}" if last.get("error") else ""))
+        console.print(
+            f"last cycle: #{last['id']} {last['status']} at phase {last['phase']} (started {_ago(last['started_at'])})"
+            + (f" error: {last['error']}" if last.get("error") else "")
+        )

@@ -253,7 +253,9 @@ class Store:
         for target in range(version + 1, SCHEMA_VERSION + 1):
             # executescript commits first, so the migration runs as its own script
             # wrapped in an explicit transaction (and user_version moves with it).
-            self.conn.executescript(f"BEGIN IMMEDIATE;\n{MIGRATIONS[target - 1]}\nPRAGMA user_version = {target};\nCOMMIT;")
+            self.conn.executescript(
+                f"BEGIN IMMEDIATE;\n{MIGRATIONS[target - 1]}\nPRAGMA user_version = {target};\nCOMMIT;"
+            )
 
     # ----------------------------------------------------------------- access
 
@@ -286,7 +288,10 @@ class Store:
 
     def set_meta(self, key: str, value: str) -> None:
         with self.tx() as c:
-            c.execute("INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value", (key, value))
+            c.execute(
+                "INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+                (key, value),
+            )
 
     # ----------------------------------------------------------------- progress
 
@@ -294,8 +299,10 @@ class Store:
         """Publish a long step's progress for the dashboard (meta key ``progress.<name>``)."""
         value = json.dumps({"done": done, "total": total, "unit": unit, "updated": time.time(), **extra})
         with self.tx() as c:
-            c.execute("INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value",
-                      (f"progress.{name}", value))
+            c.execute(
+                "INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+                (f"progress.{name}", value),
+            )
 
     def clear_progress(self, name: str) -> None:
         with self.tx() as c:
@@ -344,8 +351,14 @@ class DaemonLock:
             self.lock.acquire()
         except Timeout:
             info = read_pid_file(self.pid_file)
-            who = f"pid {info['pid']}, started {time.strftime('%Y-%m-%d %H:%M:%S', time.localtime(info['started']))}" if info else "unknown pid"
-            raise AlreadyRunning(f"another selfloop daemon is running on {self.state_dir} ({who}); stop it first") from None
+            who = (
+                f"pid {info['pid']}, started {time.strftime('%Y-%m-%d %H:%M:%S', time.localtime(info['started']))}"
+                if info
+                else "unknown pid"
+            )
+            raise AlreadyRunning(
+                f"another selfloop daemon is running on {self.state_dir} ({who}); stop it first"
+            ) from None
         tmp = self.pid_file.with_suffix(".tmp")
         tmp.write_text(json.dumps({"pid": os.getpid(), "started": time.time()}))
         os.replace(tmp, self.pid_file)

@@ -14,20 +14,28 @@ from selfloop.config import ProjectPaths
 REPO = Path(__file__).resolve().parent.parent
 
 
-def run_cli(*args: str, cwd: Path | None = None, env: dict[str, str] | None = None, timeout: float = 120) -> subprocess.CompletedProcess:
+def run_cli(
+    *args: str, cwd: Path | None = None, env: dict[str, str] | None = None, timeout: float = 120
+) -> subprocess.CompletedProcess:
     """Run `python -m selfloop ARGS` as a real subprocess and capture its output."""
     full_env = {k: v for k, v in os.environ.items() if not k.startswith("SELFLOOP_")}
     full_env.update(env or {})
     return subprocess.run(
         [sys.executable, "-m", "selfloop", *args],
-        cwd=cwd, env=full_env, capture_output=True, text=True, timeout=timeout,
+        cwd=cwd,
+        env=full_env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
     )
 
 
 @pytest.fixture
 def project(tmp_path: Path) -> ProjectPaths:
     """Empty corpus roots (orig/, rework/) and a state dir path in a temp project."""
-    paths = ProjectPaths(root=tmp_path, orig=tmp_path / "corpus/orig", rework=tmp_path / "corpus/rework", state=tmp_path / ".selfloop")
+    paths = ProjectPaths(
+        root=tmp_path, orig=tmp_path / "corpus/orig", rework=tmp_path / "corpus/rework", state=tmp_path / ".selfloop"
+    )
     paths.orig.mkdir(parents=True)
     paths.rework.mkdir(parents=True)
     return paths

@@ -21,9 +21,17 @@ from selfloop.state import Store
 TINY: dict[str, Any] = {
     "model": {"vocab_size": 320, "n_layer": 2, "n_head": 2, "n_embd": 32, "n_positions": 64, "keep_generations": 3},
     "train": {
-        "gen0_steps": 16, "max_steps": 8, "batch_size": 8, "block_size": 32, "save_steps": 4,
-        "log_steps": 2, "eval_batches": 2, "eval_samples": 2, "eval_sample_tokens": 8,
-        "learning_rate": 3e-3, "warmup_ratio": 0.0,
+        "gen0_steps": 16,
+        "max_steps": 8,
+        "batch_size": 8,
+        "block_size": 32,
+        "save_steps": 4,
+        "log_steps": 2,
+        "eval_batches": 2,
+        "eval_samples": 2,
+        "eval_sample_tokens": 8,
+        "learning_rate": 3e-3,
+        "warmup_ratio": 0.0,
     },
     "rework": {"enabled": False},
 }
@@ -45,10 +53,12 @@ def paragraph(seed: int, n: int = 6) -> str:
 def chat_record(seed: int) -> dict[str, Any]:
     rng = random.Random(seed)
     subject, obj = rng.choice(SUBJECTS), rng.choice(OBJECTS)
-    return {"messages": [
-        {"role": "user", "content": f"What does {subject} see?"},
-        {"role": "assistant", "content": f"{subject.capitalize()} sees {obj}."},
-    ]}
+    return {
+        "messages": [
+            {"role": "user", "content": f"What does {subject} see?"},
+            {"role": "assistant", "content": f"{subject.capitalize()} sees {obj}."},
+        ]
+    }
 
 
 def merge(base: dict, over: dict) -> dict:
@@ -70,15 +80,34 @@ def make_project(root: Path, overrides: dict[str, Any] | None = None) -> tuple[P
     return config_path, cfg, paths
 
 
-def insert_doc(store: Store, content: str, *, kind: str = "text", origin: str = "orig", split: str = "train",
-               status: str = "active") -> int:
+def insert_doc(
+    store: Store,
+    content: str,
+    *,
+    kind: str = "text",
+    origin: str = "orig",
+    split: str = "train",
+    status: str = "active",
+) -> int:
     now = time.time()
     with store.tx() as c:
         cur = c.execute(
             "INSERT INTO documents (file_path, locator, origin, kind, format, hash, content, n_chars, split, status, created_at, updated_at) "
             "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            (f"{origin}/test.txt", "chunk", origin, kind, "jsonl" if kind != "text" else "txt",
-             hashlib.sha256(content.encode()).hexdigest(), content, len(content), split, status, now, now),
+            (
+                f"{origin}/test.txt",
+                "chunk",
+                origin,
+                kind,
+                "jsonl" if kind != "text" else "txt",
+                hashlib.sha256(content.encode()).hexdigest(),
+                content,
+                len(content),
+                split,
+                status,
+                now,
+                now,
+            ),
         )
         return int(cur.lastrowid)
 

@@ -96,8 +96,9 @@ def assert_no_leftovers(backend: str) -> None:
         assert docker_containers_of_this_process() == []
 
 
-def judge_sources(backend: str, model: Any = None, tokenizer: Any = None
-                  ) -> tuple[Callable[[], AbstractContextManager[Any]], Callable[[], AbstractContextManager[Sandbox]]]:
+def judge_sources(
+    backend: str, model: Any = None, tokenizer: Any = None
+) -> tuple[Callable[[], AbstractContextManager[Any]], Callable[[], AbstractContextManager[Sandbox]]]:
     """(model_source, sandbox_source) as ``run_judge`` takes them: a stand-in champion
     (generation 0) and a real two-worker sandbox on ``backend`` (the test skips without it)."""
 

@@ -24,7 +24,9 @@ def positive(value) -> bool:
 @pytest.mark.slow
 def test_quick_benchmarks_write_positive_figures(tmp_path):
     env = {**os.environ, "SELFLOOP_BENCH_RESULTS": str(tmp_path)}
-    proc = subprocess.run([sys.executable, "-m", "bench", "--quick"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=1500)
+    proc = subprocess.run(
+        [sys.executable, "-m", "bench", "--quick"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=1500
+    )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
 
     def figures(name: str) -> dict:
@@ -37,7 +39,11 @@ def test_quick_benchmarks_write_positive_figures(tmp_path):
     assert positive(train["trainer_child"]["tokens_per_s"]) and positive(train["hand_written"]["tokens_per_s"])
 
     gen = figures("generation")
-    assert positive(gen["batched"]["tokens_per_s"]) and positive(gen["naive_batch1"]["tokens_per_s"]) and positive(gen["speedup"])
+    assert (
+        positive(gen["batched"]["tokens_per_s"])
+        and positive(gen["naive_batch1"]["tokens_per_s"])
+        and positive(gen["speedup"])
+    )
 
     sandbox = figures("sandbox")
     assert positive(sandbox["bare_python"]["median_ms"])

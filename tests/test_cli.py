@@ -8,7 +8,19 @@ from selfloop.project import init_project, starter_root
 def test_help_and_version(cli):
     r = cli("--help")
     assert r.returncode == 0
-    for command in ("init", "ingest", "status", "run", "cycle", "models", "rollback", "generate", "sandbox", "dashboard", "validate-config"):
+    for command in (
+        "init",
+        "ingest",
+        "status",
+        "run",
+        "cycle",
+        "models",
+        "rollback",
+        "generate",
+        "sandbox",
+        "dashboard",
+        "validate-config",
+    ):
         assert command in r.stdout
     assert cli("--version").stdout.startswith("selfloop ")
 
@@ -35,8 +47,14 @@ def test_init_creates_layout_and_refuses_overwrite(tmp_path, cli):
     assert r.returncode == 0, r.stderr
     proj = tmp_path / "proj"
     assert (proj / "config.toml").read_text() == (starter_root() / "config.toml").read_text()
-    shipped = sorted(p.relative_to(starter_root() / "corpus" / "orig") for p in (starter_root() / "corpus" / "orig").rglob("*") if p.is_file())
-    copied = sorted(p.relative_to(proj / "corpus" / "orig") for p in (proj / "corpus" / "orig").rglob("*") if p.is_file())
+    shipped = sorted(
+        p.relative_to(starter_root() / "corpus" / "orig")
+        for p in (starter_root() / "corpus" / "orig").rglob("*")
+        if p.is_file()
+    )
+    copied = sorted(
+        p.relative_to(proj / "corpus" / "orig") for p in (proj / "corpus" / "orig").rglob("*") if p.is_file()
+    )
     assert copied == shipped
     assert (proj / "corpus" / "rework").is_dir()
     assert (proj / ".selfloop" / "state.db").is_file()

@@ -13,7 +13,9 @@ REPO = Path(__file__).resolve().parent.parent
 def test_shipped_config_is_the_rendered_defaults():
     # The models are the single source of defaults; config.toml must not drift from them.
     shipped = (REPO / "config.toml").read_text()
-    assert shipped == render_toml(), "run: python -c 'from selfloop.config import render_toml; print(render_toml(), end=\"\")' > config.toml"
+    assert shipped == render_toml(), (
+        "run: python -c 'from selfloop.config import render_toml; print(render_toml(), end=\"\")' > config.toml"
+    )
     assert parse_config(tomllib.loads(shipped)) == Config()
 
 
@@ -25,6 +27,7 @@ def test_every_field_is_documented():
                 yield from walk(value)
             else:
                 yield name, field.description
+
     missing = [name for name, desc in walk(Config()) if not desc]
     assert not missing
 
@@ -45,7 +48,10 @@ def test_empty_file_gives_defaults(tmp_path):
         ("[train]\nlerning_rate = 0.1\n", 'unknown key train.lerning_rate: did you mean "train.learning_rate"?'),
         ("[train]\nmax_steps = -3\n", "train.max_steps = -3: Input should be greater than or equal to 1"),
         ("[train]\nmax_steps = 'many'\n", "train.max_steps = 'many': Input should be a valid integer"),
-        ("[sandbox]\nbackend = 'vm'\n", "sandbox.backend = 'vm': Input should be 'auto', 'docker', 'bwrap' or 'process'"),
+        (
+            "[sandbox]\nbackend = 'vm'\n",
+            "sandbox.backend = 'vm': Input should be 'auto', 'docker', 'bwrap' or 'process'",
+        ),
         ("[model]\nn_embd = 30\n", "n_embd (30) must be divisible by n_head (4)"),
         ("[ingest]\nmin_chars = 500\nmax_chars = 100\n", "min_chars (500) must be below max_chars (100)"),
         ("paths = 3\n", "paths = 3: Input should be a valid dictionary"),

@@ -16,7 +16,16 @@ from hypothesis import strategies as st
 from selfloop.config import IngestConfig
 from selfloop.corpus import filters
 from selfloop.corpus.decode import decode
-from selfloop.corpus.dedup import NearDupIndex, _words, from_bytes, lsh_bands, shingle_hashes, shingle_tokens, signature, to_bytes
+from selfloop.corpus.dedup import (
+    NearDupIndex,
+    _words,
+    from_bytes,
+    lsh_bands,
+    shingle_hashes,
+    shingle_tokens,
+    signature,
+    to_bytes,
+)
 from selfloop.corpus.formats import ChatRecord, Rejected, TaskItem, TextRecord, json_depth, parse
 from selfloop.corpus.normalize import control_ratio, normalize
 from selfloop.corpus.pipeline import prepare, quality_check
@@ -137,7 +146,10 @@ def test_top_ngram_fraction_frequent_word_without_repeated_ngram_is_kept():
 
 
 def test_short_chat_echoing_its_question_is_not_repetition():
-    assert filters.top_ngram_fraction("Write \"apple\" in capital letters.\n\"apple\" in capital letters is \"APPLE\".", CFG) is None
+    assert (
+        filters.top_ngram_fraction('Write "apple" in capital letters.\n"apple" in capital letters is "APPLE".', CFG)
+        is None
+    )
 
 
 def test_quality_check_for_generated_text():
@@ -173,7 +185,14 @@ def test_markdown_code_fence_is_not_split():
 
 def test_python_splits_at_top_level_defs_with_comments_and_decorators():
     body = "    return {}\n".format("1") + "".join(f"    # padding line {j}\n" for j in range(8))
-    src = '"""Module doc."""\nimport os\n\n\n# helper comment\n@decorator\ndef a():\n' + body + "\n\nclass B:\n" + body + "\n\ndef c():\n" + body
+    src = (
+        '"""Module doc."""\nimport os\n\n\n# helper comment\n@decorator\ndef a():\n'
+        + body
+        + "\n\nclass B:\n"
+        + body
+        + "\n\ndef c():\n"
+        + body
+    )
     recs = parse_all(src, "py", chunk_chars=200)
     texts = [r.text for r in recs]
     assert texts[0].startswith('"""Module doc."""')
@@ -193,8 +212,13 @@ def test_python_that_does_not_parse_is_chunked_as_text():
 
 
 def test_jsonl_records_and_rejects_with_line_numbers():
-    chat = {"messages": [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "2+2?"},
-                         {"role": "assistant", "content": "4"}]}
+    chat = {
+        "messages": [
+            {"role": "system", "content": "Be brief."},
+            {"role": "user", "content": "2+2?"},
+            {"role": "assistant", "content": "4"},
+        ]
+    }
     task = {"id": "a1", "family": "arith", "difficulty": 1, "prompt": "What is 2+2?", "answer": "4"}
     lines = [
         json.dumps({"text": PROSE, "source": "metadata is allowed"}),  # 1
@@ -206,8 +230,15 @@ def test_jsonl_records_and_rejects_with_line_numbers():
         json.dumps(chat),  # 7
         json.dumps({"messages": [{"role": "user", "content": "hi"}]}),  # 8 no assistant
         json.dumps({"messages": [{"role": "robot", "content": "beep"}, {"role": "assistant", "content": "x"}]}),  # 9
-        json.dumps({"messages": [{"role": "user", "content": "a"}, {"role": "system", "content": "late"},
-                                 {"role": "assistant", "content": "b"}]}),  # 10
+        json.dumps(
+            {
+                "messages": [
+                    {"role": "user", "content": "a"},
+                    {"role": "system", "content": "late"},
+                    {"role": "assistant", "content": "b"},
+                ]
+            }
+        ),  # 10
         json.dumps({"messages": [{"role": "user", "content": "a"}, {"role": "assistant", "content": "  "}]}),  # 11
         json.dumps(task),  # 12
         json.dumps({**task, "answer": None}),  # 13 not verifiable
@@ -223,9 +254,19 @@ def test_jsonl_records_and_rejects_with_line_numbers():
     assert isinstance(by_line["line 7"], ChatRecord) and by_line["line 7"].messages[-1] == ("assistant", "4")
     assert isinstance(by_line["line 12"], TaskItem) and by_line["line 12"].task.family == "arith"
     expected = {
-        "line 3": "invalid_json", "line 4": "wrong_type", "line 5": "wrong_type", "line 6": "missing_field",
-        "line 8": "invalid_chat", "line 9": "invalid_chat", "line 10": "invalid_chat", "line 11": "invalid_chat",
-        "line 13": "invalid_task", "line 14": "invalid_task", "line 15": "invalid_task", "line 16": "too_deep", "line 17": "too_deep",
+        "line 3": "invalid_json",
+        "line 4": "wrong_type",
+        "line 5": "wrong_type",
+        "line 6": "missing_field",
+        "line 8": "invalid_chat",
+        "line 9": "invalid_chat",
+        "line 10": "invalid_chat",
+        "line 11": "invalid_chat",
+        "line 13": "invalid_task",
+        "line 14": "invalid_task",
+        "line 15": "invalid_task",
+        "line 16": "too_deep",
+        "line 17": "too_deep",
     }
     for loc, code in expected.items():
         rec = by_line[loc]
@@ -242,17 +283,32 @@ def test_json_depth():
 
 def test_task_record_is_strict_and_canonical():
     t = TaskRecord(id="1", family="f", difficulty=0, prompt="p", tests="assert f() == 1")
-    assert json.loads(t.canonical_json()) == {"id": "1", "family": "f", "difficulty": 0, "prompt": "p", "tests": "assert f() == 1"}
+    assert json.loads(t.canonical_json()) == {
+        "id": "1",
+        "family": "f",
+        "difficulty": 0,
+        "prompt": "p",
+        "tests": "assert f() == 1",
+    }
     assert t.split_key == "task/f/0/1"
     with pytest.raises(ValueError):
         TaskRecord(id="1", family="f", difficulty=0, prompt="p")
 
 
 def test_prepare_chat_is_canonical_json_and_filtered_on_contents():
-    p = prepare(ChatRecord("line 1", (("user", "What is  the capital of France?  "), ("assistant", "Paris is the capital of France."))), CFG)
+    p = prepare(
+        ChatRecord(
+            "line 1", (("user", "What is  the capital of France?  "), ("assistant", "Paris is the capital of France."))
+        ),
+        CFG,
+    )
     assert p.kind == "chat" and p.drop is None
-    assert json.loads(p.content) == {"messages": [{"role": "user", "content": "What is  the capital of France?"},
-                                                  {"role": "assistant", "content": "Paris is the capital of France."}]}
+    assert json.loads(p.content) == {
+        "messages": [
+            {"role": "user", "content": "What is  the capital of France?"},
+            {"role": "assistant", "content": "Paris is the capital of France."},
+        ]
+    }
     short = prepare(ChatRecord("line 2", (("user", "2+2?"), ("assistant", "4"))), CFG)
     assert short.drop is not None and short.drop.code == "too_short"
 
@@ -275,7 +331,11 @@ def test_minhash_roundtrip_and_near_match():
     index = NearDupIndex(threshold=0.8, num_perm=128)
     index.add(7, a)
     close = signature(LONG.replace("gull", "seagull"), num_perm=128, shingle_words=5)
-    far = signature("An entirely different sentence about mountains, rivers and the weather in spring.", num_perm=128, shingle_words=5)
+    far = signature(
+        "An entirely different sentence about mountains, rivers and the weather in spring.",
+        num_perm=128,
+        shingle_words=5,
+    )
     match = index.best_match(close)
     assert match is not None and match[0] == 7 and match[1] >= 0.8
     assert index.best_match(far) is None
@@ -293,9 +353,14 @@ def test_lsh_bands_divide_the_signature_and_favour_recall():
 
 
 def test_shingle_hashes_follow_words_not_case_or_punctuation():
-    assert shingle_hashes("The quick brown fox jumps over", 5).tolist() == shingle_hashes("the QUICK, brown -- fox jumps over!", 5).tolist()
+    assert (
+        shingle_hashes("The quick brown fox jumps over", 5).tolist()
+        == shingle_hashes("the QUICK, brown -- fox jumps over!", 5).tolist()
+    )
     assert len(shingle_hashes("one two three four five six seven", 5)) == 3
-    assert shingle_hashes("one two three four five", 5).tolist() != shingle_hashes("five four three two one", 5).tolist()
+    assert (
+        shingle_hashes("one two three four five", 5).tolist() != shingle_hashes("five four three two one", 5).tolist()
+    )
     # a text of at most n words is one shingle of all of them; an empty text, one shingle of none
     assert len(shingle_hashes("just three words", 5)) == 1
     assert shingle_hashes("just three words", 5).tolist() != shingle_hashes("just three", 5).tolist()
@@ -312,18 +377,30 @@ def test_ascii_and_unicode_texts_split_into_the_same_words():
 def test_signature_is_the_same_in_every_process():
     # Stored signatures are compared across restarts: no per-process salt (PYTHONHASHSEED) may enter.
     here = to_bytes(signature(LONG, num_perm=128, shingle_words=5)).hex()
-    code = ("import sys; from selfloop.corpus.dedup import signature, to_bytes; "
-            "print(to_bytes(signature(sys.argv[1], num_perm=128, shingle_words=5)).hex())")
+    code = (
+        "import sys; from selfloop.corpus.dedup import signature, to_bytes; "
+        "print(to_bytes(signature(sys.argv[1], num_perm=128, shingle_words=5)).hex())"
+    )
     for seed in ("1", "2"):
-        out = subprocess.run([sys.executable, "-c", code, LONG], capture_output=True, text=True, check=True,
-                             env={**os.environ, "PYTHONHASHSEED": seed})
+        out = subprocess.run(
+            [sys.executable, "-c", code, LONG],
+            capture_output=True,
+            text=True,
+            check=True,
+            env={**os.environ, "PYTHONHASHSEED": seed},
+        )
         assert out.stdout.strip() == here
 
 
 # Byte-level fast paths must count and split exactly as the regular expressions they replace,
 # on any text: ASCII, other scripts, Unicode spaces and punctuation, combining marks, lone surrogates.
-_TEXTS = st.text(st.one_of(st.characters(max_codepoint=0x7F), st.characters(),
-                           st.sampled_from("\u2019\u201c\u2014\u00a0\u3000\u2028\x85\x1c\u0130\u0307\u00b2\u200b\ufeff\ud800_")))
+_TEXTS = st.text(
+    st.one_of(
+        st.characters(max_codepoint=0x7F),
+        st.characters(),
+        st.sampled_from("\u2019\u201c\u2014\u00a0\u3000\u2028\x85\x1c\u0130\u0307\u00b2\u200b\ufeff\ud800_"),
+    )
+)
 
 
 @settings(max_examples=3000, deadline=None)
@@ -335,7 +412,9 @@ def test_byte_level_counts_and_words_match_the_regexes(text):
     assert control_ratio(text) == expected
 
 
-_WORDY = st.lists(st.sampled_from(["alpha", "Beta", "gamma,", "delta.", "\u00e9t\u00e9", "--", "x"]), max_size=14).map(" ".join)
+_WORDY = st.lists(st.sampled_from(["alpha", "Beta", "gamma,", "delta.", "\u00e9t\u00e9", "--", "x"]), max_size=14).map(
+    " ".join
+)
 
 
 @settings(max_examples=500, deadline=None)

@@ -32,7 +32,12 @@ def test_cycle_once_cli_makes_generation_zero_then_gates_generation_one(tmp_path
     write_corpus(paths.orig)
     first = cli("cycle", "--once", "-c", str(config_path), timeout=300)
     assert first.returncode == 0, first.stderr
-    for phase in ("train: generation 0 from scratch", "evaluate: challenger loss", "gate: PROMOTE generation 0", "cycle done: promoted"):
+    for phase in (
+        "train: generation 0 from scratch",
+        "evaluate: challenger loss",
+        "gate: PROMOTE generation 0",
+        "cycle done: promoted",
+    ):
         assert phase in first.stdout
     reg = Registry(paths.models)
     assert reg.current() == 0
@@ -45,7 +50,10 @@ def test_cycle_once_cli_makes_generation_zero_then_gates_generation_one(tmp_path
     assert reg.current() == (1 if m["status"] == "promoted" else 0)
     with Store.open(paths.db, readonly=True) as store:
         cycles = store.query("SELECT status, phase, generation FROM cycles ORDER BY id")
-        assert [(c["status"], c["phase"], c["generation"]) for c in cycles] == [("done", "done", 0), ("done", "done", 1)]
+        assert [(c["status"], c["phase"], c["generation"]) for c in cycles] == [
+            ("done", "done", 0),
+            ("done", "done", 1),
+        ]
         assert store.scalar("SELECT COUNT(*) FROM generations") == 2
         detail = json.loads(store.scalar("SELECT detail FROM cycles WHERE id = 2"))
         assert list(detail["phases"]) == ["ingest", "rework", "judge", "train", "evaluate", "gate", "promote"]
@@ -79,7 +87,9 @@ def test_gate_rejects_a_damaged_challenger_and_promotes_a_better_one(tmp_path):
             reg.add(ctx.generation, out, {"parent": 0}, {})
             return {"parent": 0}
 
-        detail = run_cycle(cfg, paths, store, config_path=config_path, phases=[("train", damaged_train), *NO_INGEST[1:]])
+        detail = run_cycle(
+            cfg, paths, store, config_path=config_path, phases=[("train", damaged_train), *NO_INGEST[1:]]
+        )
         gate = detail["phases"]["gate"]["out"]
         assert not gate["promote"] and "regressed" in gate["reason"]
         assert reg.current() == 0 and reg.manifest(1)["status"] == "rejected"

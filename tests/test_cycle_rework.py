@@ -15,9 +15,17 @@ from selfloop.state import Store
 
 pytestmark = pytest.mark.slow
 
-REWORK = {"rework": {"enabled": True, "candidates_per_cycle": 16, "samples_per_prompt": 2, "max_new_tokens": 16,
-                     "temperature": 0.9},
-          "judge": {"diversity_floor": 0.05}, "sandbox": {"pool_size": 1}}
+REWORK = {
+    "rework": {
+        "enabled": True,
+        "candidates_per_cycle": 16,
+        "samples_per_prompt": 2,
+        "max_new_tokens": 16,
+        "temperature": 0.9,
+    },
+    "judge": {"diversity_floor": 0.05},
+    "sandbox": {"pool_size": 1},
+}
 
 
 def write_corpus(orig):

@@ -17,8 +17,10 @@ from lifecycle_helpers import chat_record, make_project, paragraph
 from selfloop.loop.daemon import CycleTrigger, EventExporter
 from selfloop.state import Store
 
-FAST = {"schedule": {"interval_minutes": 60, "min_gap_s": 0, "stop_timeout_s": 30},
-        "watch": {"settle_s": 0.3, "debounce_s": 0.1}}
+FAST = {
+    "schedule": {"interval_minutes": 60, "min_gap_s": 0, "stop_timeout_s": 30},
+    "watch": {"settle_s": 0.3, "debounce_s": 0.1},
+}
 
 
 # --------------------------------------------------------------------------- pure parts
@@ -59,8 +61,13 @@ class Daemon:
         self.root = config_path.parent
         self.log = open(self.root / "daemon.log", "ab")
         env = {k: v for k, v in os.environ.items() if not k.startswith("SELFLOOP_")}
-        self.proc = subprocess.Popen([sys.executable, "-m", "selfloop", "run", "--headless", "-c", str(config_path)],
-                                     cwd=self.root, stdout=self.log, stderr=subprocess.STDOUT, env=env)
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "selfloop", "run", "--headless", "-c", str(config_path)],
+            cwd=self.root,
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+            env=env,
+        )
 
     def store(self) -> Store:
         return Store.open(self.root / ".selfloop" / "state.db", readonly=True)
@@ -113,7 +120,9 @@ def test_daemon_ingests_dropped_file_reloads_config_refuses_twin_and_stops_clean
         twin = cli("run", "--headless", "-c", str(config_path), timeout=60)
         assert twin.returncode == 1 and f"pid {d.proc.pid}" in twin.stderr
         status = json.loads(cli("status", "--json", "-c", str(config_path)).stdout)
-        assert status["daemon"]["running"] and status["daemon"]["pid"] == d.proc.pid and status["current_generation"] == 0
+        assert (
+            status["daemon"]["running"] and status["daemon"]["pid"] == d.proc.pid and status["current_generation"] == 0
+        )
 
         # An invalid config on SIGHUP is reported and the old one stays.
         good = config_path.read_text()
@@ -127,7 +136,11 @@ def test_daemon_ingests_dropped_file_reloads_config_refuses_twin_and_stops_clean
 
         # A dropped file is ingested once settled and pulls the next cycle forward.
         (paths.orig / "dropped.txt").write_text("\n\n".join(paragraph(700 + i, 8) for i in range(6)))
-        d.wait_for("SELECT COUNT(*) FROM documents WHERE file_path = 'orig/dropped.txt' AND status = 'active'", what="ingest", timeout=60)
+        d.wait_for(
+            "SELECT COUNT(*) FROM documents WHERE file_path = 'orig/dropped.txt' AND status = 'active'",
+            what="ingest",
+            timeout=60,
+        )
         d.wait_for("SELECT COUNT(*) FROM cycles WHERE status = 'done' AND generation = 1", what="cycle 2", timeout=240)
         with d.store() as s:
             manifest = json.loads((paths.models / "gen-0001" / "manifest.json").read_text())
@@ -152,11 +165,15 @@ def test_daemon_ingests_dropped_file_reloads_config_refuses_twin_and_stops_clean
 
 @pytest.mark.slow
 def test_kill_9_during_training_then_restart_resumes_from_the_checkpoint(tmp_path):
-    config_path, _, paths = make_project(tmp_path / "proj", {**FAST, "train": {"gen0_steps": 120, "save_steps": 10, "log_steps": 5}})
+    config_path, _, paths = make_project(
+        tmp_path / "proj", {**FAST, "train": {"gen0_steps": 120, "save_steps": 10, "log_steps": 5}}
+    )
     write_corpus(paths.orig)
     d = Daemon(config_path)
     try:
-        d.wait_for("SELECT COUNT(*) FROM train_metrics WHERE generation = 0 AND step >= 30", what="training past a checkpoint")
+        d.wait_for(
+            "SELECT COUNT(*) FROM train_metrics WHERE generation = 0 AND step >= 30", what="training past a checkpoint"
+        )
     finally:
         d.kill()  # the daemon and its training child die at once, like a power cut
     with Store.open(paths.db, readonly=True) as s:

@@ -28,34 +28,78 @@ def test_renders_live_state(tmp_path):
     store = Store.open(paths.db)
     with store.tx() as c:
         for step in range(0, 40, 10):
-            c.execute("INSERT INTO train_metrics (generation, step, kind, loss, ts) VALUES (2, ?, 'train', ?, 0)", (step, 5 - step / 50))
-        for gen, status, loss, reason in [(0, "promoted", 4.5, "first generation"), (1, "promoted", 4.1, "loss improved 8.9%"),
-                                          (2, "rejected", 4.4, "held-out loss 4.4 > 4.1")]:
+            c.execute(
+                "INSERT INTO train_metrics (generation, step, kind, loss, ts) VALUES (2, ?, 'train', ?, 0)",
+                (step, 5 - step / 50),
+            )
+        for gen, status, loss, reason in [
+            (0, "promoted", 4.5, "first generation"),
+            (1, "promoted", 4.1, "loss improved 8.9%"),
+            (2, "rejected", 4.4, "held-out loss 4.4 > 4.1"),
+        ]:
             gen_dir = paths.models / f"gen-{gen:04d}"
             gen_dir.mkdir(parents=True)
-            (gen_dir / "manifest.json").write_text(json.dumps({"samples": [{"kind": "text", "prompt": "The", "completion": f" sample of gen {gen}"}]}))
-            c.execute("INSERT INTO generations (id, parent, path, status, metrics, gate, created_at) VALUES (?, ?, ?, ?, ?, ?, 0)",
-                      (gen, gen - 1 if gen else None, str(gen_dir), status,
-                       json.dumps({"loss": loss, "tasks": {"addition": gen / 4}}), json.dumps({"reason": reason})))
+            (gen_dir / "manifest.json").write_text(
+                json.dumps({"samples": [{"kind": "text", "prompt": "The", "completion": f" sample of gen {gen}"}]})
+            )
+            c.execute(
+                "INSERT INTO generations (id, parent, path, status, metrics, gate, created_at) VALUES (?, ?, ?, ?, ?, ?, 0)",
+                (
+                    gen,
+                    gen - 1 if gen else None,
+                    str(gen_dir),
+                    status,
+                    json.dumps({"loss": loss, "tasks": {"addition": gen / 4}}),
+                    json.dumps({"reason": reason}),
+                ),
+            )
         (paths.models / "current").write_text("gen-0001\n")
         for reason, n in [("near_duplicate", 3), ("lost_a_vs_b", 2)]:
             for _ in range(n):
-                c.execute("INSERT INTO candidates (strategy, kind, content, status, reason, created_at) VALUES ('rewrite', 'text', 'x', 'rejected', ?, 0)", (reason,))
-        c.execute("INSERT INTO files (path, origin, status, reason, updated_at) VALUES ('orig/blob.bin', 'orig', 'quarantined', 'binary: 31% control characters', 0)")
-        c.execute("INSERT INTO documents (file_path, locator, origin, kind, format, hash, content, n_chars, split, status, created_at, updated_at) "
-                  "VALUES ('orig/a.txt', 'chunk 0', 'orig', 'text', 'txt', 'h', 'hello', 12345, 'train', 'active', 0, 0)")
-        c.execute("INSERT INTO meta VALUES ('daemon.state', 'cycle'), ('sandbox.backend', 'bwrap'), ('train.total_steps', '100')")
+                c.execute(
+                    "INSERT INTO candidates (strategy, kind, content, status, reason, created_at) VALUES ('rewrite', 'text', 'x', 'rejected', ?, 0)",
+                    (reason,),
+                )
+        c.execute(
+            "INSERT INTO files (path, origin, status, reason, updated_at) VALUES ('orig/blob.bin', 'orig', 'quarantined', 'binary: 31% control characters', 0)"
+        )
+        c.execute(
+            "INSERT INTO documents (file_path, locator, origin, kind, format, hash, content, n_chars, split, status, created_at, updated_at) "
+            "VALUES ('orig/a.txt', 'chunk 0', 'orig', 'text', 'txt', 'h', 'hello', 12345, 'train', 'active', 0, 0)"
+        )
+        c.execute(
+            "INSERT INTO meta VALUES ('daemon.state', 'cycle'), ('sandbox.backend', 'bwrap'), ('train.total_steps', '100')"
+        )
         c.execute("INSERT INTO cycles (started_at, phase, status, generation) VALUES (0, 'train', 'running', 2)")
-        c.execute("INSERT INTO train_metrics (generation, step, kind, loss, tokens_per_s, eta_s, ts) VALUES (2, 40, 'train', 3.2, 900, 90, 0)")
+        c.execute(
+            "INSERT INTO train_metrics (generation, step, kind, loss, tokens_per_s, eta_s, ts) VALUES (2, 40, 'train', 3.2, 900, 90, 0)"
+        )
     store.set_progress("rework", 12, 64, "candidates")
     store.event("promoted", "generation 1 promoted: loss improved 8.9%")
 
     reader = Store.open(paths.db, readonly=True)
     text = _text(render(snapshot(reader, paths), 140))
-    for expected in ["phase train", "sandbox bwrap", "generation 1", "12/64 candidates", "40/100 steps", "900.0 tok/s", "ETA 1m30s", "loss, generation 2",
-                     "held-out loss by generation", "pass@1 by generation", "held-out loss 4.4 > 4.1",
-                     "near_duplicate", "lost_a_vs_b", "orig/blob.bin", "binary: 31% control characters",
-                     "orig.active", "12,345", "generation 1 promoted", "sample of gen 1"]:
+    for expected in [
+        "phase train",
+        "sandbox bwrap",
+        "generation 1",
+        "12/64 candidates",
+        "40/100 steps",
+        "900.0 tok/s",
+        "ETA 1m30s",
+        "loss, generation 2",
+        "held-out loss by generation",
+        "pass@1 by generation",
+        "held-out loss 4.4 > 4.1",
+        "near_duplicate",
+        "lost_a_vs_b",
+        "orig/blob.bin",
+        "binary: 31% control characters",
+        "orig.active",
+        "12,345",
+        "generation 1 promoted",
+        "sample of gen 1",
+    ]:
         assert expected in text, expected
     assert "sample of gen 2" not in text  # samples come from the current champion only
     lines = text.splitlines()
@@ -81,10 +125,18 @@ def test_recipe_search_shows_its_history_and_the_curve_of_the_recipe_training_no
     with store.tx() as c:
         # generation 3 trains two recipes one after the other: the curve shows the second only
         for step, loss in [(10, 5.0), (20, 4.0), (10, 4.5), (20, 3.5)]:
-            c.execute("INSERT INTO train_metrics (generation, step, kind, loss, ts) VALUES (3, ?, 'train', ?, 0)", (step, loss))
-    entries = [{"params": {"learning_rate": lr, "max_steps": 20, "rework_max_share": 0.5}, "decision": reason,
-                "figures": {"loss": loss, "tasks": {}}}
-               for lr, loss, reason in [(1e-4, 4.2, "no figure improved"), (4e-4, 3.9, "improved: loss -7%")]]
+            c.execute(
+                "INSERT INTO train_metrics (generation, step, kind, loss, ts) VALUES (3, ?, 'train', ?, 0)",
+                (step, loss),
+            )
+    entries = [
+        {
+            "params": {"learning_rate": lr, "max_steps": 20, "rework_max_share": 0.5},
+            "decision": reason,
+            "figures": {"loss": loss, "tasks": {}},
+        }
+        for lr, loss, reason in [(1e-4, 4.2, "no figure improved"), (4e-4, 3.9, "improved: loss -7%")]
+    ]
     record(store, 7, 3, entries, chosen=1)
     mark_promoted(store, 7)
     snap = snapshot(Store.open(paths.db, readonly=True), paths)

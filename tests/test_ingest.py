@@ -39,7 +39,6 @@ OTHER = (
 )
 
 
-
 @pytest.fixture
 def store(project: ProjectPaths):
     with Store.open(project.db) as s:
@@ -74,10 +73,25 @@ def test_every_format_is_ingested_with_kinds_and_locators(project, store):
     (o / "a.txt").write_text(LONG)
     (o / "b.md").write_text("# Notes\n\n" + OTHER)
     (o / "c.py").write_text('def area(width, height):\n    """Area of a rectangle."""\n    return width * height\n')
-    chat = {"messages": [{"role": "user", "content": "How many minutes are in 2 hours?"},
-                         {"role": "assistant", "content": "There are 120 minutes in 2 hours."}]}
+    chat = {
+        "messages": [
+            {"role": "user", "content": "How many minutes are in 2 hours?"},
+            {"role": "assistant", "content": "There are 120 minutes in 2 hours."},
+        ]
+    }
     task = {"id": "t1", "family": "arith", "difficulty": 0, "prompt": "What is 2+2?", "answer": "4"}
-    (o / "d.jsonl").write_text("\n".join([json.dumps({"text": "A JSONL text record about libraries: shelves, catalogues, reading rooms and quiet study."}), json.dumps(chat), json.dumps(task)]) + "\n")
+    (o / "d.jsonl").write_text(
+        "\n".join(
+            [
+                json.dumps(
+                    {"text": "A JSONL text record about libraries: shelves, catalogues, reading rooms and quiet study."}
+                ),
+                json.dumps(chat),
+                json.dumps(task),
+            ]
+        )
+        + "\n"
+    )
     report = make(project, store).scan()
     assert report.files == 4 and report.ingested == 4 and report.accepted == 6 and not report.dropped
     rows = {(r["file_path"], r["locator"]): r for r in docs(store)}
@@ -93,7 +107,9 @@ def test_every_format_is_ingested_with_kinds_and_locators(project, store):
 
 def test_malformed_jsonl_lines_are_dropped_alone_with_line_numbers(project, store):
     good = json.dumps({"text": LONG})
-    (project.orig / "mixed.jsonl").write_text("\n".join([good, "{oops", '"just a string"', json.dumps({"txt": "typo"})]) + "\n")
+    (project.orig / "mixed.jsonl").write_text(
+        "\n".join([good, "{oops", '"just a string"', json.dumps({"txt": "typo"})]) + "\n"
+    )
     report = make(project, store).scan()
     assert report.accepted == 1
     assert report.dropped == {"invalid_json": 1, "wrong_type": 1, "missing_field": 1}
@@ -148,8 +164,12 @@ def test_removing_the_original_revives_its_duplicate(project, store):
 
 def test_is_duplicate_and_quality_check_for_candidates(project, store):
     (project.orig / "a.txt").write_text(LONG)
-    chat = {"messages": [{"role": "user", "content": "What is the boiling point of water?"},
-                         {"role": "assistant", "content": "Water boils at 100 degrees Celsius at sea level."}]}
+    chat = {
+        "messages": [
+            {"role": "user", "content": "What is the boiling point of water?"},
+            {"role": "assistant", "content": "Water boils at 100 degrees Celsius at sea level."},
+        ]
+    }
     (project.orig / "c.jsonl").write_text(json.dumps(chat) + "\n")
     ing = make(project, store)
     ing.scan()
@@ -208,8 +228,12 @@ def test_symlinks_fifo_and_loops(project, store, tmp_path):
     make(project, store).scan()
     reasons = {r["path"]: r["reason"].split(":")[0] for r in queries.quarantined_files(store)}
     assert reasons == {
-        "orig/out.txt": "symlink_outside", "orig/loop1.txt": "symlink_loop", "orig/loop2.txt": "symlink_loop",
-        "orig/dangling.txt": "broken_symlink", "orig/dirlink": "symlink_dir", "orig/pipe.txt": "not_regular_file",
+        "orig/out.txt": "symlink_outside",
+        "orig/loop1.txt": "symlink_loop",
+        "orig/loop2.txt": "symlink_loop",
+        "orig/dangling.txt": "broken_symlink",
+        "orig/dirlink": "symlink_dir",
+        "orig/pipe.txt": "not_regular_file",
     }
     assert file_row(store, "orig/ok.txt")["status"] == "ingested"  # a link inside the root is read
 
@@ -304,7 +328,10 @@ def test_rework_files_get_origin_rework(project, store):
 
 def test_heldout_split_is_stable(project, store):
     words = LONG.split()
-    lines = [json.dumps({"text": " ".join(words[i % 7 :: 3][:12]) + f" {i} " + " ".join(words[(i * 5) % 50 :][:20])}) for i in range(200)]
+    lines = [
+        json.dumps({"text": " ".join(words[i % 7 :: 3][:12]) + f" {i} " + " ".join(words[(i * 5) % 50 :][:20])})
+        for i in range(200)
+    ]
     (project.orig / "many.jsonl").write_text("\n".join(lines) + "\n")
     make(project, store).scan()
     first = {r["hash"]: r["split"] for r in docs(store)}
@@ -391,10 +418,23 @@ def _mixed_corpus(root: Path) -> None:
         (root / f"story{i:02d}.txt").write_text(text)
     (root / "copy.txt").write_text((root / "story03.txt").read_text())
     (root / "near.md").write_text((root / "story05.txt").read_text().replace("gull", "seagull"))
-    (root / "records.jsonl").write_text("\n".join([
-        json.dumps({"text": OTHER}), "{not json",
-        json.dumps({"messages": [{"role": "user", "content": "Where do the trails go?"}, {"role": "assistant", "content": OTHER}]}),
-    ]) + "\n")
+    (root / "records.jsonl").write_text(
+        "\n".join(
+            [
+                json.dumps({"text": OTHER}),
+                "{not json",
+                json.dumps(
+                    {
+                        "messages": [
+                            {"role": "user", "content": "Where do the trails go?"},
+                            {"role": "assistant", "content": OTHER},
+                        ]
+                    }
+                ),
+            ]
+        )
+        + "\n"
+    )
     (root / "short.txt").write_text("tiny")
     (root / "latin1.txt").write_bytes("caf\xe9 au lait, a long enough sentence to be a document".encode("latin-1"))
     (root / "sub").mkdir()
@@ -405,9 +445,16 @@ def _mixed_corpus(root: Path) -> None:
 def _outcome(paths: ProjectPaths, **ingest: object) -> tuple:
     with Store.open(paths.db) as store:
         report = make(paths, store, **ingest).scan()
-        documents = [tuple(r) for r in store.query(
-            "SELECT id, file_path, locator, kind, hash, content, split, status, reason, minhash, dup_of FROM documents ORDER BY id")]
-        files = [tuple(r) for r in store.query("SELECT path, sha256, status, reason, n_docs, n_dropped FROM files ORDER BY path")]
+        documents = [
+            tuple(r)
+            for r in store.query(
+                "SELECT id, file_path, locator, kind, hash, content, split, status, reason, minhash, dup_of FROM documents ORDER BY id"
+            )
+        ]
+        files = [
+            tuple(r)
+            for r in store.query("SELECT path, sha256, status, reason, n_docs, n_dropped FROM files ORDER BY path")
+        ]
     return report.summary(), documents, files
 
 
@@ -428,19 +475,30 @@ def test_worker_processes_give_the_results_of_one_process(tmp_path, monkeypatch)
 
     monkeypatch.setattr(AnalysisPool, "submit", counted)
     outcomes = []
-    for name, settings in (("serial", {"workers": 1}), ("parallel", {"workers": 2, "parallel_min_mb": 0}), ("workers up first", None)):
+    for name, settings in (
+        ("serial", {"workers": 1}),
+        ("parallel", {"workers": 2, "parallel_min_mb": 0}),
+        ("workers up first", None),
+    ):
         if settings is None:
             monkeypatch.setattr(AnalysisPool, "ready", wait_until_ready)
             settings = {"workers": 2, "parallel_min_mb": 0}
             submitted.clear()
-        paths = ProjectPaths(root=tmp_path / name, orig=tmp_path / name / "orig", rework=tmp_path / name / "rework", state=tmp_path / name / "state")
+        paths = ProjectPaths(
+            root=tmp_path / name,
+            orig=tmp_path / name / "orig",
+            rework=tmp_path / name / "rework",
+            state=tmp_path / name / "state",
+        )
         paths.orig.mkdir(parents=True)
         _mixed_corpus(paths.orig)
         outcomes.append(_outcome(paths, **settings))
     serial, parallel, all_in_workers = outcomes
     assert "exact_duplicate" in serial[0] and "near_duplicate" in serial[0] and "1 quarantined" in serial[0]
     assert parallel == serial and all_in_workers == serial
-    assert len(submitted) == sum(1 for p in paths.orig.rglob("*") if p.is_file())  # the last scan sent every file to the workers
+    assert len(submitted) == sum(
+        1 for p in paths.orig.rglob("*") if p.is_file()
+    )  # the last scan sent every file to the workers
 
 
 def test_files_read_before_the_workers_are_up_are_analysed_in_the_scanning_process(project, store, monkeypatch):
@@ -489,14 +547,16 @@ def test_workers_and_their_fork_server_end_when_the_scanning_process_is_killed(t
     import psutil
 
     # A stand-in scanning process: a pool that has done work, then kill -9 (it is our own child).
-    script = ("import time, psutil\n"
-              "from selfloop.config import IngestConfig\n"
-              "from selfloop.corpus.analyse import AnalysisPool\n"
-              "if __name__ == '__main__':\n"
-              "    pool = AnalysisPool(2)\n"
-              "    [f.result() for f in [pool.submit(b'some words ' * 50, 'txt', IngestConfig()) for _ in range(4)]]\n"
-              "    print(*[p.pid for p in psutil.Process().children(recursive=True)], flush=True)\n"
-              "    time.sleep(120)\n")
+    script = (
+        "import time, psutil\n"
+        "from selfloop.config import IngestConfig\n"
+        "from selfloop.corpus.analyse import AnalysisPool\n"
+        "if __name__ == '__main__':\n"
+        "    pool = AnalysisPool(2)\n"
+        "    [f.result() for f in [pool.submit(b'some words ' * 50, 'txt', IngestConfig()) for _ in range(4)]]\n"
+        "    print(*[p.pid for p in psutil.Process().children(recursive=True)], flush=True)\n"
+        "    time.sleep(120)\n"
+    )
     (tmp_path / "scan.py").write_text(script)
     proc = subprocess.Popen([sys.executable, str(tmp_path / "scan.py")], stdout=subprocess.PIPE, text=True)
     try:

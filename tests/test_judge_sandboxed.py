@@ -11,14 +11,25 @@ from sandbox_helpers import backend_or_skip, config
 
 from selfloop.config import JudgeConfig
 from selfloop.errors import ConfigError
-from selfloop.judge import Candidate, Judge, JudgeContext, Pipeline, accept, reject
-from selfloop.judge import registry
+from selfloop.judge import Candidate, Judge, JudgeContext, Pipeline, accept, registry, reject
 from selfloop.sandbox import Sandbox
 from selfloop.tasks.records import TaskRecord
 
-ARITH = TaskRecord(id="a1", family="arith", difficulty=0, prompt="What is 2+2?", checker="def check(answer):\n    return answer.strip() == '4'\n")
+ARITH = TaskRecord(
+    id="a1",
+    family="arith",
+    difficulty=0,
+    prompt="What is 2+2?",
+    checker="def check(answer):\n    return answer.strip() == '4'\n",
+)
 EXACT = TaskRecord(id="a2", family="arith", difficulty=0, prompt="What is 3+3?", answer="6")
-FUNC = TaskRecord(id="f1", family="functions", difficulty=1, prompt="Write add(a, b).", tests="assert add(1, 2) == 3\ndef test_neg():\n    assert add(-2, 2) == 0\n")
+FUNC = TaskRecord(
+    id="f1",
+    family="functions",
+    difficulty=1,
+    prompt="Write add(a, b).",
+    tests="assert add(1, 2) == 3\ndef test_neg():\n    assert add(-2, 2) == 0\n",
+)
 
 
 @pytest.fixture(scope="module")
@@ -29,7 +40,10 @@ def sandbox():
 
 
 def pipeline(sandbox, **judge_cfg) -> Pipeline:
-    return Pipeline(JudgeContext(JudgeConfig(**{"python": ["python"], "task": ["task"], **judge_cfg}), sandbox=sandbox), kinds=["python", "task"])
+    return Pipeline(
+        JudgeContext(JudgeConfig(**{"python": ["python"], "task": ["task"], **judge_cfg}), sandbox=sandbox),
+        kinds=["python", "task"],
+    )
 
 
 GOOD_PY = 'def double(x):\n    """\n    >>> double(4)\n    8\n    """\n    return 2 * x\n'
@@ -39,8 +53,18 @@ PY_CASES = [
     ("syntax_error", Candidate("python", "def f(:\n    pass\n"), False, "error"),
     ("crashes_on_run", Candidate("python", "raise SystemExit(2)\n"), False, "error"),
     ("blocks_on_input", Candidate("python", "x = input()\n"), False, "error"),
-    ("with_tests", Candidate("python", "def add(a, b):\n    return a + b\n", metadata={"tests": "assert add(2, 3) == 5\n"}), True, None),
-    ("failing_tests", Candidate("python", "def add(a, b):\n    return a - b\n", metadata={"tests": "assert add(2, 3) == 5\n"}), False, "fail"),
+    (
+        "with_tests",
+        Candidate("python", "def add(a, b):\n    return a + b\n", metadata={"tests": "assert add(2, 3) == 5\n"}),
+        True,
+        None,
+    ),
+    (
+        "failing_tests",
+        Candidate("python", "def add(a, b):\n    return a - b\n", metadata={"tests": "assert add(2, 3) == 5\n"}),
+        False,
+        "fail",
+    ),
     ("empty", Candidate("python", "   \n"), False, None),
 ]
 
@@ -69,11 +93,27 @@ TASK_CASES = [
     ("exact_right", Candidate("task", "6", task=EXACT), True),
     ("exact_wrong", Candidate("task", "six", task=EXACT), False),
     ("program_stdout", Candidate("task", "print(2 + 2)", task=ARITH, metadata={"answer_kind": "program"}), True),
-    ("program_wrong", Candidate("task", "print(5)", task=ARITH.model_dump(), metadata={"answer_kind": "program"}), False),
-    ("program_exits_early", Candidate("task", "import os\nos._exit(0)\nprint(4)", task=ARITH, metadata={"answer_kind": "program"}), False),
+    (
+        "program_wrong",
+        Candidate("task", "print(5)", task=ARITH.model_dump(), metadata={"answer_kind": "program"}),
+        False,
+    ),
+    (
+        "program_exits_early",
+        Candidate("task", "import os\nos._exit(0)\nprint(4)", task=ARITH, metadata={"answer_kind": "program"}),
+        False,
+    ),
     ("tests_fenced", Candidate("task", "Here:\n```python\ndef add(a, b):\n    return a + b\n```\n", task=FUNC), True),
     ("tests_wrong", Candidate("task", "def add(a, b):\n    return a * b\n", task=FUNC), False),
-    ("tests_lying_eq", Candidate("task", "class Yes:\n    def __eq__(self, o):\n        return True\ndef add(a, b):\n    return Yes()\n", task=FUNC), False),
+    (
+        "tests_lying_eq",
+        Candidate(
+            "task",
+            "class Yes:\n    def __eq__(self, o):\n        return True\ndef add(a, b):\n    return Yes()\n",
+            task=FUNC,
+        ),
+        False,
+    ),
     ("no_task", Candidate("task", "4"), False),
     ("bad_answer_kind", Candidate("task", "4", task=ARITH, metadata={"answer_kind": "vibes"}), False),
 ]
@@ -87,7 +127,12 @@ def test_task_judge(sandbox, name, cand, ok):
 
 
 def test_batch_keeps_order_across_kinds(sandbox):
-    cands = [Candidate("task", "4", task=ARITH), Candidate("python", "def f(:"), Candidate("task", "3", task=ARITH), Candidate("python", GOOD_PY)]
+    cands = [
+        Candidate("task", "4", task=ARITH),
+        Candidate("python", "def f(:"),
+        Candidate("task", "3", task=ARITH),
+        Candidate("python", GOOD_PY),
+    ]
     assert [o.accepted for o in pipeline(sandbox).judge_batch(cands)] == [True, False, False, True]
 
 
@@ -133,7 +178,8 @@ def test_sandboxed_judge_without_sandbox_says_so():
 
 def test_third_party_judge_via_entry_point(tmp_path, monkeypatch):
     """A distribution on sys.path declaring a `selfloop.judges` entry point is found by name."""
-    (tmp_path / "simenv.py").write_text(textwrap.dedent("""
+    (tmp_path / "simenv.py").write_text(
+        textwrap.dedent("""
         from selfloop.judge import Judge, accept, reject
 
         class SimEnvJudge(Judge):
@@ -142,7 +188,8 @@ def test_third_party_judge_via_entry_point(tmp_path, monkeypatch):
             def judge(self, candidate):
                 # A scripted environment: the candidate must say the magic word.
                 return accept(self.name, "solved", 1.0) if "open sesame" in candidate.content else reject(self.name, "door stays shut", 0.0)
-    """))
+    """)
+    )
     dist = tmp_path / "simenv-1.0.dist-info"
     dist.mkdir()
     (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: simenv\nVersion: 1.0\n")

@@ -30,22 +30,27 @@ def corpus(tmp_path):
 
 
 def _quality(corpus):
-    ctx = JudgeContext(JudgeConfig(text=["text_quality"], chat=["text_quality"]), resources={"corpus": corpus, "ingest_config": IngestConfig()})
+    ctx = JudgeContext(
+        JudgeConfig(text=["text_quality"], chat=["text_quality"]),
+        resources={"corpus": corpus, "ingest_config": IngestConfig()},
+    )
     return Pipeline(ctx, kinds=["text", "chat"])
 
 
 def test_text_quality_rejects_with_reasons_and_accepts_new_good_text(corpus):
     pipe = _quality(corpus)
     good = "Bread rises because yeast turns sugar into gas, and the dough traps the bubbles while it bakes."
-    outcomes = pipe.judge_batch([
-        Candidate("text", good),
-        Candidate("text", "short"),
-        Candidate("text", "buy buy buy buy " * 40),
-        Candidate("text", KNOWN),  # already in the corpus
-        Candidate("text", good),  # duplicate within the batch
-        Candidate("text", "\x00\x01\x02" * 40),
-        Candidate("chat", json.dumps({"messages": [{"role": "user", "content": "hi"}]})),
-    ])
+    outcomes = pipe.judge_batch(
+        [
+            Candidate("text", good),
+            Candidate("text", "short"),
+            Candidate("text", "buy buy buy buy " * 40),
+            Candidate("text", KNOWN),  # already in the corpus
+            Candidate("text", good),  # duplicate within the batch
+            Candidate("text", "\x00\x01\x02" * 40),
+            Candidate("chat", json.dumps({"messages": [{"role": "user", "content": "hi"}]})),
+        ]
+    )
     reasons = [o.reason for o in outcomes]
     assert outcomes[0].accepted, reasons[0]
     assert "too_short" in reasons[1]
@@ -67,8 +72,17 @@ def trained_lm():
 
     tok = train_tokenizer([SENTENCE] * 20, 300, max_length=64)
     torch.manual_seed(0)
-    model = GPT2LMHeadModel(GPT2Config(vocab_size=len(tok), n_positions=64, n_embd=32, n_layer=2, n_head=2,
-                                       eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id))
+    model = GPT2LMHeadModel(
+        GPT2Config(
+            vocab_size=len(tok),
+            n_positions=64,
+            n_embd=32,
+            n_layer=2,
+            n_head=2,
+            eos_token_id=tok.eos_token_id,
+            pad_token_id=tok.pad_token_id,
+        )
+    )
     ids = torch.tensor([tok(SENTENCE)["input_ids"]] * 4)
     opt = torch.optim.AdamW(model.parameters(), lr=1e-2)
     for _ in range(60):
@@ -89,11 +103,13 @@ def test_a_vs_b_accepts_the_likelier_rewrite_and_rejects_the_worse(trained_lm):
     prompt, good = "The quiet river runs past", " the old mill and the green fields every morning."
     bad = " zqx vvk jjj the mmm fields qqq."
     pipe = _ab(trained_lm, ab_scorers=["perplexity"])
-    win, lose, fresh = pipe.judge_batch([
-        Candidate("text", prompt + good, source=bad, metadata={"prompt": prompt, "completion": good}),
-        Candidate("text", prompt + bad, source=good, metadata={"prompt": prompt, "completion": bad}),
-        Candidate("text", prompt + good, source=None, metadata={"prompt": prompt, "completion": good}),
-    ])
+    win, lose, fresh = pipe.judge_batch(
+        [
+            Candidate("text", prompt + good, source=bad, metadata={"prompt": prompt, "completion": good}),
+            Candidate("text", prompt + bad, source=good, metadata={"prompt": prompt, "completion": bad}),
+            Candidate("text", prompt + good, source=None, metadata={"prompt": prompt, "completion": good}),
+        ]
+    )
     assert win.accepted and win.verdicts[0].detail["nll_b"] < win.verdicts[0].detail["nll_a"]
     assert not lose.accepted and lose.reason.startswith("a_vs_b: lost_a_vs_b: perplexity")
     assert fresh.accepted and fresh.verdicts[0].score is not None
@@ -105,7 +121,8 @@ def test_a_vs_b_margin_and_quality_scorer(trained_lm):
     assert not _ab(trained_lm, ab_scorers=["perplexity"]).judge(same).accepted  # a tie is not a win
     junk = " ;;;; ]]]] #### @@@@ ;;;; ]]]] #### @@@@ ;;;; ]]]] ####"
     outcome = _ab(trained_lm, ab_scorers=["quality"]).judge(
-        Candidate("text", prompt + junk, source=good, metadata={"prompt": prompt, "completion": junk}))
+        Candidate("text", prompt + junk, source=good, metadata={"prompt": prompt, "completion": junk})
+    )
     assert not outcome.accepted and "quality" in outcome.reason
 
 

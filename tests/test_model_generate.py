@@ -44,24 +44,48 @@ def _special(tok) -> dict:
 
 
 def _gpt2(tok):
-    return GPT2LMHeadModel(GPT2Config(vocab_size=len(tok), n_positions=64, n_embd=32, n_layer=2, n_head=2, **_special(tok)))
+    return GPT2LMHeadModel(
+        GPT2Config(vocab_size=len(tok), n_positions=64, n_embd=32, n_layer=2, n_head=2, **_special(tok))
+    )
 
 
 def _llama(tok):
-    return LlamaForCausalLM(LlamaConfig(vocab_size=len(tok), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-                                        num_attention_heads=2, num_key_value_heads=1, max_position_embeddings=64, **_special(tok)))
+    return LlamaForCausalLM(
+        LlamaConfig(
+            vocab_size=len(tok),
+            hidden_size=32,
+            intermediate_size=64,
+            num_hidden_layers=2,
+            num_attention_heads=2,
+            num_key_value_heads=1,
+            max_position_embeddings=64,
+            **_special(tok),
+        )
+    )
 
 
 def _mistral(tok):
     # A sliding window shorter than the prompts: its cache layers are not plain full attention.
-    return MistralForCausalLM(MistralConfig(vocab_size=len(tok), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-                                            num_attention_heads=2, num_key_value_heads=1, max_position_embeddings=64,
-                                            sliding_window=8, **_special(tok)))
+    return MistralForCausalLM(
+        MistralConfig(
+            vocab_size=len(tok),
+            hidden_size=32,
+            intermediate_size=64,
+            num_hidden_layers=2,
+            num_attention_heads=2,
+            num_key_value_heads=1,
+            max_position_embeddings=64,
+            sliding_window=8,
+            **_special(tok),
+        )
+    )
 
 
 def _mamba(tok):
     # Recurrent state, no KV cache: generate keeps it outside a Cache.
-    return MambaForCausalLM(MambaConfig(vocab_size=len(tok), hidden_size=32, state_size=4, num_hidden_layers=2, **_special(tok)))
+    return MambaForCausalLM(
+        MambaConfig(vocab_size=len(tok), hidden_size=32, state_size=4, num_hidden_layers=2, **_special(tok))
+    )
 
 
 @pytest.fixture(scope="module", params=[_gpt2, _llama, _mistral, _mamba], ids=["gpt2", "llama", "mistral", "mamba"])
@@ -81,9 +105,17 @@ def plain_generate(model, tok, prompts, *, n, max_new_tokens, seed, temperature=
     batch = tok.pad({"input_ids": ids}, padding=True, padding_side="left", return_tensors="pt")
     with torch.random.fork_rng(devices=[]), torch.inference_mode():
         torch.manual_seed(seed)
-        out = model.generate(**batch, do_sample=True, temperature=temperature, top_p=top_p, top_k=None,
-                             max_new_tokens=max_new_tokens, num_return_sequences=n, eos_token_id=stops,
-                             pad_token_id=tok.pad_token_id)
+        out = model.generate(
+            **batch,
+            do_sample=True,
+            temperature=temperature,
+            top_p=top_p,
+            top_k=None,
+            max_new_tokens=max_new_tokens,
+            num_return_sequences=n,
+            eos_token_id=stops,
+            pad_token_id=tok.pad_token_id,
+        )
     texts = []
     for i in range(len(prompts)):
         row = []
@@ -115,8 +147,12 @@ def test_generate_hands_the_cache_over_without_the_deprecated_keyword(saved):
 
 def test_generate_shares_the_prompt_cache_only_for_full_attention_layers(saved, tokenizer):
     model, tok = saved
-    batch = tok.pad({"input_ids": [tok(p, add_special_tokens=False)["input_ids"] for p in PROMPTS[:2]]},
-                    padding=True, padding_side="left", return_tensors="pt")
+    batch = tok.pad(
+        {"input_ids": [tok(p, add_special_tokens=False)["input_ids"] for p in PROMPTS[:2]]},
+        padding=True,
+        padding_side="left",
+        return_tensors="pt",
+    )
     width = batch["input_ids"].shape[1]
     with torch.inference_mode():
         cache = shared_prompt_cache(model, batch, 3, width + 8)
@@ -136,7 +172,9 @@ def test_generate_keeps_results_in_prompt_order_across_length_batches(saved):
     alone = [generate(model, tok, [p], temperature=0, max_new_tokens=8).texts[0] for p in prompts]
     assert mixed.texts == alone
     again = generate(model, tok, prompts, n=2, max_new_tokens=8, temperature=1.0, batch_size=3, seed=9)
-    assert again.texts == generate(model, tok, prompts, n=2, max_new_tokens=8, temperature=1.0, batch_size=3, seed=9).texts
+    assert (
+        again.texts == generate(model, tok, prompts, n=2, max_new_tokens=8, temperature=1.0, batch_size=3, seed=9).texts
+    )
     assert [len(t) for t in again.texts] == [2, 2, 2, 2]
 
 

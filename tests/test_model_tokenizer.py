@@ -55,7 +55,14 @@ def test_tokenizer_trains_and_reloads_identically(tmp_path, tokenizer):
 def test_chat_template_round_trips_and_masks_non_assistant_tokens(tokenizer):
     messages = [{"role": "system", "content": "Be brief."}, *chat_record(3)["messages"]]
     rendered = tokenizer.apply_chat_template(messages, tokenize=False)
-    assert rendered == "<|system|>Be brief.<|end|><|user|>" + messages[1]["content"] + "<|end|><|assistant|>" + messages[2]["content"] + "<|end|>"
+    assert (
+        rendered
+        == "<|system|>Be brief.<|end|><|user|>"
+        + messages[1]["content"]
+        + "<|end|><|assistant|>"
+        + messages[2]["content"]
+        + "<|end|>"
+    )
     enc = encode_chat(messages, tokenizer, block_size=64)
     ids = [i for i, m in zip(enc["input_ids"], enc["attention_mask"]) if m]
     assert tokenizer.decode(ids) == rendered  # one token sequence, special tokens intact

@@ -9,15 +9,25 @@ import pytest
 
 from selfloop.config import ModelConfig, PreferenceConfig
 from selfloop.state import Store
-from selfloop.train.preference import as_text_pairs, margin, preference_enabled, read_pairs, select_pairs, train_dpo, write_pairs
+from selfloop.train.preference import (
+    as_text_pairs,
+    margin,
+    preference_enabled,
+    read_pairs,
+    select_pairs,
+    train_dpo,
+    write_pairs,
+)
 
 TINY_MODEL = ModelConfig(vocab_size=320, n_layer=2, n_head=2, n_embd=32, n_positions=64)
 
 
 def _insert_pairs(store: Store, rows: list[tuple[str, str, str, str]]) -> None:
     with store.tx() as c:
-        c.executemany("INSERT INTO pairs (cycle_id, prompt, chosen, rejected, source, created_at) VALUES (1, ?, ?, ?, ?, ?)",
-                      [(*r, time.time()) for r in rows])
+        c.executemany(
+            "INSERT INTO pairs (cycle_id, prompt, chosen, rejected, source, created_at) VALUES (1, ?, ?, ?, ?, ?)",
+            [(*r, time.time()) for r in rows],
+        )
 
 
 def test_enabled_auto_follows_cuda():
@@ -58,19 +68,27 @@ def tiny():
 
 def test_task_prompts_go_through_the_chat_template(tiny):
     _, tok = tiny
-    (task,), (ab,) = as_text_pairs([{"prompt": "What is 2 plus 3?", "chosen": "5", "rejected": "6", "source": "task"}], tok), \
-        as_text_pairs([{"prompt": "The cat", "chosen": " sees", "rejected": " runs", "source": "a_vs_b"}], tok)
-    assert task["prompt"] == tok.apply_chat_template([{"role": "user", "content": "What is 2 plus 3?"}], tokenize=False,
-                                                     add_generation_prompt=True)
-    assert task["chosen"].startswith("5") and task["rejected"].startswith("6") and task["chosen"] != "5"  # end of turn kept
+    (task,), (ab,) = (
+        as_text_pairs([{"prompt": "What is 2 plus 3?", "chosen": "5", "rejected": "6", "source": "task"}], tok),
+        as_text_pairs([{"prompt": "The cat", "chosen": " sees", "rejected": " runs", "source": "a_vs_b"}], tok),
+    )
+    assert task["prompt"] == tok.apply_chat_template(
+        [{"role": "user", "content": "What is 2 plus 3?"}], tokenize=False, add_generation_prompt=True
+    )
+    assert (
+        task["chosen"].startswith("5") and task["rejected"].startswith("6") and task["chosen"] != "5"
+    )  # end of turn kept
     assert ab == {"prompt": "The cat", "chosen": " sees", "rejected": " runs"}
 
 
 @pytest.mark.slow
 def test_dpo_raises_the_chosen_margin(tiny, tmp_path):
     model, tok = tiny
-    pairs = [{"prompt": f"What is {a} plus {b}?", "chosen": str(a + b), "rejected": str(a + b + 1), "source": "task"}
-             for a in range(1, 5) for b in range(1, 5)]
+    pairs = [
+        {"prompt": f"What is {a} plus {b}?", "chosen": str(a + b), "rejected": str(a + b + 1), "source": "task"}
+        for a in range(1, 5)
+        for b in range(1, 5)
+    ]
     pairs += [{"prompt": "The cat sees", "chosen": " the red ball.", "rejected": " the river.", "source": "a_vs_b"}]
     cfg = PreferenceConfig(enabled=True, steps=12, batch_size=8, learning_rate=5e-3, beta=0.1)
     result = train_dpo(model, copy.deepcopy(model), tok, pairs, cfg, tmp_path / "preference", max_length=64, seed=0)
@@ -87,16 +105,25 @@ def test_a_cycle_with_preference_on_trains_dpo_after_sft(tmp_path):
     from selfloop.model.registry import Registry
 
     no_ingest = [p for p in PHASES if p[0] != "ingest"]
-    config_path, cfg, paths = make_project(tmp_path / "proj", {
-        "tasks": {"enabled": False},
-        "train": {"preference": {"enabled": True, "steps": 4, "batch_size": 4, "learning_rate": 1e-3}},
-    })
+    config_path, cfg, paths = make_project(
+        tmp_path / "proj",
+        {
+            "tasks": {"enabled": False},
+            "train": {"preference": {"enabled": True, "steps": 4, "batch_size": 4, "learning_rate": 1e-3}},
+        },
+    )
     with Store.open(paths.db) as store:
         fill_corpus(store)
         gen0 = run_cycle(cfg, paths, store, config_path=config_path, phases=no_ingest)
         assert "preference" not in gen0["phases"]["train"]["out"]  # generation 0: no judged pairs yet
-        _insert_pairs(store, [("The cat sees", " the red ball.", " the river.", "a_vs_b"),
-                              ("What does a dog see?", "A dog sees the garden.", "garden garden", "task")] * 3)
+        _insert_pairs(
+            store,
+            [
+                ("The cat sees", " the red ball.", " the river.", "a_vs_b"),
+                ("What does a dog see?", "A dog sees the garden.", "garden garden", "task"),
+            ]
+            * 3,
+        )
         detail = run_cycle(cfg, paths, store, config_path=config_path, phases=no_ingest)
     pref = detail["phases"]["train"]["out"]["preference"]
     assert pref["pairs"] == 6 and pref["global_step"] == 4
@@ -113,12 +140,19 @@ def test_the_child_resumes_at_the_sft_to_dpo_boundary(tmp_path):
 
     from selfloop.train.launch import launch_training
 
-    config_path, cfg, paths, run_dir = prepared_run(tmp_path, {"train": {"preference": {"enabled": True, "steps": 2, "batch_size": 2}}})
-    write_pairs(run_dir / "pairs.jsonl", [{"prompt": "The cat sees", "chosen": " the river.", "rejected": " a dog.", "source": "a_vs_b"}] * 2)
+    config_path, cfg, paths, run_dir = prepared_run(
+        tmp_path, {"train": {"preference": {"enabled": True, "steps": 2, "batch_size": 2}}}
+    )
+    write_pairs(
+        run_dir / "pairs.jsonl",
+        [{"prompt": "The cat sees", "chosen": " the river.", "rejected": " a dog.", "source": "a_vs_b"}] * 2,
+    )
 
     first = launch_training(cfg.train.launcher, config_path, 0, run_dir, init="scratch", steps=4)
     assert first["status"] == "done" and first["global_step"] == 4 and first["preference"]["global_step"] == 2
-    assert (run_dir / "sft" / "final" / "model.safetensors").is_file() and (run_dir / "final" / "model.safetensors").is_file()
+    assert (run_dir / "sft" / "final" / "model.safetensors").is_file() and (
+        run_dir / "final" / "model.safetensors"
+    ).is_file()
     sft_log = (run_dir / "metrics.jsonl").read_text()
     # As if killed right after SFT finished: only sft/ survives.
     for gone in ("final", "preference", "checkpoints"):

@@ -88,7 +88,7 @@ from selfloop.model import registry as r
 def slow(src, dst):
     shutil.copy2(src, dst); print("copied", flush=True); time.sleep(0.5)
 r._link_or_copy = slow
-reg = r.Registry({str(tmp_path / 'models')!r})
+reg = r.Registry({str(tmp_path / "models")!r})
 reg.add(1, {str(model_dir)!r}, {{"parent": 0}}, {{}})
 reg.promote(1, {{"promote": True, "reason": "x"}})
 """

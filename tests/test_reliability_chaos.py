@@ -20,9 +20,27 @@ REPO = Path(__file__).resolve().parent.parent
 def test_kill_9_in_train_judge_and_evaluate_then_restart_keeps_every_invariant(tmp_path):
     out = tmp_path / "chaos.json"
     env = {k: v for k, v in os.environ.items() if not k.startswith("SELFLOOP_")}
-    proc = subprocess.run([sys.executable, "-m", "bench.chaos", "--trials", "3", "--quick", "--seed", "1",
-                           "--workdir", str(tmp_path / "work"), "--json", str(out)],
-                          cwd=REPO, env=env, capture_output=True, text=True, timeout=540)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "bench.chaos",
+            "--trials",
+            "3",
+            "--quick",
+            "--seed",
+            "1",
+            "--workdir",
+            str(tmp_path / "work"),
+            "--json",
+            str(out),
+        ],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=540,
+    )
     assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-4000:]
     report = json.loads(out.read_text())
     summary, trials = report["summary"], report["trials"]

@@ -36,13 +36,34 @@ scalars = st.one_of(
     st.integers(min_value=-(2**63), max_value=2**63 - 1),
     st.floats(allow_nan=True, allow_infinity=True),
     st.text(max_size=40),
-    st.sampled_from(["auto", "cpu", "scratch", "docker", "bwrap", "process", "cosine", "answer", ".txt", "0 * * * *", "",
-                     "../../etc", "~", "\x00", "nan", "1e309"]),
+    st.sampled_from(
+        [
+            "auto",
+            "cpu",
+            "scratch",
+            "docker",
+            "bwrap",
+            "process",
+            "cosine",
+            "answer",
+            ".txt",
+            "0 * * * *",
+            "",
+            "../../etc",
+            "~",
+            "\x00",
+            "nan",
+            "1e309",
+        ]
+    ),
     st.dates(),
     st.datetimes(),
 )
-values = st.recursive(scalars, lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=3),
-                      max_leaves=8)
+values = st.recursive(
+    scalars,
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=3),
+    max_leaves=8,
+)
 
 
 def section(shape: dict[str, Any] | None) -> st.SearchStrategy[Any]:
@@ -50,13 +71,14 @@ def section(shape: dict[str, Any] | None) -> st.SearchStrategy[Any]:
         return values
     keys = st.sampled_from(sorted(shape)) | st.text(min_size=1, max_size=12)
     table = st.dictionaries(keys, st.deferred(lambda: values), max_size=6).flatmap(
-        lambda d: st.fixed_dictionaries({k: (section(shape[k]) if k in shape else st.just(v)) for k, v in d.items()}))
+        lambda d: st.fixed_dictionaries({k: (section(shape[k]) if k in shape else st.just(v)) for k, v in d.items()})
+    )
     return st.one_of(table, values)  # sometimes the section is not even a table
 
 
-configs = st.dictionaries(st.sampled_from(sorted(SCHEMA)) | st.text(min_size=1, max_size=10),
-                          st.none(), max_size=6).flatmap(
-    lambda d: st.fixed_dictionaries({k: section(SCHEMA.get(k)) for k in d}))
+configs = st.dictionaries(
+    st.sampled_from(sorted(SCHEMA)) | st.text(min_size=1, max_size=10), st.none(), max_size=6
+).flatmap(lambda d: st.fixed_dictionaries({k: section(SCHEMA.get(k)) for k in d}))
 
 
 def _toml_safe(value: Any) -> bool:
@@ -87,7 +109,9 @@ def test_any_mapping_validates_or_fails_cleanly(raw):
         assert parse_config(cfg.model_dump(mode="json"), env=False) == cfg
 
 
-@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture]
+)
 @given(raw=configs)
 def test_any_toml_file_loads_or_fails_cleanly(raw, tmp_path):
     if not _toml_safe(raw):
@@ -112,10 +136,24 @@ def test_any_bytes_load_or_fail_cleanly(data, tmp_path):
 
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(key=st.sampled_from(["TRAIN__MAX_STEPS", "MODEL__N_EMBD", "SANDBOX__BACKEND", "INGEST__EXTENSIONS",
-                            "SCHEDULE__CRON", "TASKS__FAMILIES", "GATE", "BOGUS__KEY", "TRAIN__LAUNCHER__KIND",
-                            "MODEL__DTYPE", "JUDGE__TEXT"]),
-       value=st.text(alphabet=st.characters(blacklist_categories=("Cs",), blacklist_characters="\x00"), max_size=30))
+@given(
+    key=st.sampled_from(
+        [
+            "TRAIN__MAX_STEPS",
+            "MODEL__N_EMBD",
+            "SANDBOX__BACKEND",
+            "INGEST__EXTENSIONS",
+            "SCHEDULE__CRON",
+            "TASKS__FAMILIES",
+            "GATE",
+            "BOGUS__KEY",
+            "TRAIN__LAUNCHER__KIND",
+            "MODEL__DTYPE",
+            "JUDGE__TEXT",
+        ]
+    ),
+    value=st.text(alphabet=st.characters(blacklist_categories=("Cs",), blacklist_characters="\x00"), max_size=30),
+)
 def test_any_environment_override_validates_or_fails_cleanly(key, value, tmp_path, monkeypatch):
     path = tmp_path / "config.toml"
     path.write_text("")
@@ -127,18 +165,27 @@ def test_any_environment_override_validates_or_fails_cleanly(key, value, tmp_pat
 
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(interval=st.floats(min_value=1e-6, max_value=1e15), grace=st.floats(min_value=0, max_value=1e15),
-       stop=st.floats(min_value=1e-6, max_value=1e15),
-       cron=st.one_of(st.just(""), st.text(alphabet="0123456789*/,- LWJANFEBMONSUx#?", max_size=24),
-                      st.sampled_from(["0 * * * *", "*/5 * * * *", "61 25 * * *", "0 0 31 2 *", "0 0 * * mon-fri", "@daily"])))
+@given(
+    interval=st.floats(min_value=1e-6, max_value=1e15),
+    grace=st.floats(min_value=0, max_value=1e15),
+    stop=st.floats(min_value=1e-6, max_value=1e15),
+    cron=st.one_of(
+        st.just(""),
+        st.text(alphabet="0123456789*/,- LWJANFEBMONSUx#?", max_size=24),
+        st.sampled_from(["0 * * * *", "*/5 * * * *", "61 25 * * *", "0 0 31 2 *", "0 0 * * mon-fri", "@daily"]),
+    ),
+)
 def test_a_schedule_that_validates_can_be_scheduled(interval, grace, stop, cron, tmp_path):
     # A value that passes validation but breaks the scheduler would stop the daemon at
     # startup (or on SIGHUP): what validates must build the daemon's trigger and waits.
     from selfloop.loop.daemon import Daemon
 
     path = tmp_path / "config.toml"
-    path.write_text(tomli_w.dumps({"schedule": {"interval_minutes": interval, "misfire_grace_s": grace,
-                                                "stop_timeout_s": stop, "cron": cron}}))
+    path.write_text(
+        tomli_w.dumps(
+            {"schedule": {"interval_minutes": interval, "misfire_grace_s": grace, "stop_timeout_s": stop, "cron": cron}}
+        )
+    )
     try:
         daemon = Daemon(path)
     except ConfigError as e:

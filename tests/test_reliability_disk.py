@@ -35,8 +35,9 @@ def small_filesystem(path: Path, size: str) -> Iterator[Path]:
         why = "mounting a size-limited tmpfs needs root"
     else:
         path.mkdir(parents=True, exist_ok=True)
-        r = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size},mode=0755", "tmpfs", str(path)],
-                           capture_output=True, text=True)
+        r = subprocess.run(
+            ["mount", "-t", "tmpfs", "-o", f"size={size},mode=0755", "tmpfs", str(path)], capture_output=True, text=True
+        )
         if r.returncode:
             why = f"cannot mount a tmpfs here: {r.stderr.strip()}"
     if why:
@@ -62,8 +63,15 @@ def fill(path: Path) -> Path:
 
 
 def record(i: int) -> dict:
-    return {"id": f"c00001-{i}", "text": paragraph(i), "strategy": "rewrite", "generation": 0, "sources": [i],
-            "verdicts": [], "created_at": 0.0}
+    return {
+        "id": f"c00001-{i}",
+        "text": paragraph(i),
+        "strategy": "rewrite",
+        "generation": 0,
+        "sources": [i],
+        "verdicts": [],
+        "created_at": 0.0,
+    }
 
 
 def test_rework_write_on_a_full_disk_fails_whole_and_leaves_nothing(tmp_path):
@@ -97,18 +105,26 @@ def _loads(model_dir: Path) -> None:
 
 @pytest.mark.slow
 def test_disk_full_while_saving_a_checkpoint_keeps_the_champion_and_the_daemon(tmp_path):
-    config_path, _, paths = make_project(tmp_path / "proj", {
-        "train": {"gen0_steps": 8, "max_steps": 60, "save_steps": 4, "log_steps": 2},
-        "schedule": {"interval_minutes": 0.05, "min_gap_s": 0, "stop_timeout_s": 30},
-        "tasks": {"enabled": False},
-    })
+    config_path, _, paths = make_project(
+        tmp_path / "proj",
+        {
+            "train": {"gen0_steps": 8, "max_steps": 60, "save_steps": 4, "log_steps": 2},
+            "schedule": {"interval_minutes": 0.05, "min_gap_s": 0, "stop_timeout_s": 30},
+            "tasks": {"enabled": False},
+        },
+    )
     (paths.orig / "prose.txt").write_text("\n\n".join(paragraph(i, 8) for i in range(30)) + "\n")
     (paths.orig / "chat.jsonl").write_text("".join(json.dumps(chat_record(i)) + "\n" for i in range(20)))
     with small_filesystem(paths.runs, "24m") as runs:
         env = {k: v for k, v in os.environ.items() if not k.startswith("SELFLOOP_")}
         log = open(tmp_path / "daemon.log", "wb")
-        proc = subprocess.Popen([sys.executable, "-m", "selfloop", "run", "--headless", "-c", str(config_path)],
-                                cwd=config_path.parent, stdout=log, stderr=subprocess.STDOUT, env=env)
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "selfloop", "run", "--headless", "-c", str(config_path)],
+            cwd=config_path.parent,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env=env,
+        )
 
         def wait_for(sql: str, params: tuple = (), timeout: float = 240) -> None:
             deadline = time.time() + timeout

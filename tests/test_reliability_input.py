@@ -11,8 +11,8 @@ import hashlib
 import json
 import os
 import random
-import signal
 import shutil
+import signal
 import socket
 import stat
 import subprocess
@@ -28,13 +28,17 @@ from selfloop.corpus.ingest import Ingestor
 from selfloop.corpus.locate import file_key
 from selfloop.state import Store
 
-PROSE = ("The harbour was quiet in the early morning, and the fishing boats rocked gently at their moorings. "
-         "A gull circled over the market square while the baker opened his shutters and set out fresh bread.")
+PROSE = (
+    "The harbour was quiet in the early morning, and the fishing boats rocked gently at their moorings. "
+    "A gull circled over the market square while the baker opened his shutters and set out fresh bread."
+)
 BAD_NAME = b"bad-\xff\xfe-name.txt"  # not UTF-8: reaches Python with lone surrogates
 
 
-WORDS = ("river stone garden window winter letter market engine harbour signal forest teacher lantern valley copper "
-         "ladder kitchen orchard meadow thunder compass bridge candle village journey silver shadow").split()
+WORDS = (
+    "river stone garden window winter letter market engine harbour signal forest teacher lantern valley copper "
+    "ladder kitchen orchard meadow thunder compass bridge candle village journey silver shadow"
+).split()
 
 
 def prose(i: int) -> str:
@@ -85,15 +89,53 @@ def hostile_corpus(orig: Path) -> dict[str, str | None]:
     expect["orig/huge.txt"] = "too_large"
     put("huge-record.jsonl", (json.dumps({"text": "word " * 150_000}) + "\n").encode(), "too_long")
     # Deep JSON: beyond the recursion limit, beyond max_json_depth, and a lone surrogate escape.
-    put("deep.jsonl", ("[" * 100_000 + "]" * 100_000 + "\n"
-                       + json.dumps({"text": PROSE, "meta": {"a": {"b": {"c": {"d": {"e": {"f": {"g": {"h": {"i": {"j": {"k": {"l": {"m": {"n": {"o": {"p": {"q": 1}}}}}}}}}}}}}}}}}}) + "\n"
-                       + '{"text": "lone \\udc00 surrogate in an otherwise ordinary sentence of fair length"}\n').encode(), "too_deep")
+    put(
+        "deep.jsonl",
+        (
+            "[" * 100_000
+            + "]" * 100_000
+            + "\n"
+            + json.dumps(
+                {
+                    "text": PROSE,
+                    "meta": {
+                        "a": {
+                            "b": {
+                                "c": {
+                                    "d": {
+                                        "e": {
+                                            "f": {
+                                                "g": {
+                                                    "h": {
+                                                        "i": {"j": {"k": {"l": {"m": {"n": {"o": {"p": {"q": 1}}}}}}}}
+                                                    }
+                                                }
+                                            }
+                                        }
+                                    }
+                                }
+                            }
+                        }
+                    },
+                }
+            )
+            + "\n"
+            + '{"text": "lone \\udc00 surrogate in an otherwise ordinary sentence of fair length"}\n'
+        ).encode(),
+        "too_deep",
+    )
     # One bad line in a thousand.
     lines = [json.dumps({"text": prose(i)}) for i in range(1000)]
     lines[499] = '{"text": "an unterminated string'
     put("thousand.jsonl", ("\n".join(lines) + "\n").encode(), None)
     # Names: newline, tab, right-to-left override, astral plane, leading dash, and bytes that are not UTF-8.
-    for name in ["new\nline.txt", "tab\tname.txt", "r\u202etl-\u05e9\u05dc\u05d5\u05dd.txt", "astral-\U0001d518\U0001f40d.md", "-dash.txt"]:
+    for name in [
+        "new\nline.txt",
+        "tab\tname.txt",
+        "r\u202etl-\u05e9\u05dc\u05d5\u05dd.txt",
+        "astral-\U0001d518\U0001f40d.md",
+        "-dash.txt",
+    ]:
         put(name, (prose(next(n)) + " " + prose(next(n))).encode(), None)
     with open(os.fsencode(o) + b"/" + BAD_NAME, "wb") as f:
         f.write((prose(next(n)) + " " + prose(next(n))).encode())
@@ -107,14 +149,21 @@ def hostile_corpus(orig: Path) -> dict[str, str | None]:
     os.symlink("..", o / "sub" / "up")
     os.symlink("/etc/hostname", o / "escape.txt")
     os.symlink("missing.txt", o / "dangling.txt")
-    expect.update({"orig/loop-a.txt": "symlink_loop", "orig/loop-b.txt": "symlink_loop", "orig/self.txt": "symlink_loop",
-                   "orig/sub/inner.txt": None, "orig/sub/up": "symlink_dir", "orig/escape.txt": "symlink_outside",
-                   "orig/dangling.txt": "broken_symlink"})
+    expect.update(
+        {
+            "orig/loop-a.txt": "symlink_loop",
+            "orig/loop-b.txt": "symlink_loop",
+            "orig/self.txt": "symlink_loop",
+            "orig/sub/inner.txt": None,
+            "orig/sub/up": "symlink_dir",
+            "orig/escape.txt": "symlink_outside",
+            "orig/dangling.txt": "broken_symlink",
+        }
+    )
     # Special files: a FIFO (opening it would block) and a listening unix socket.
     os.mkfifo(o / "pipe.txt")
     expect["orig/pipe.txt"] = "not_regular_file"
     return expect
-
 
 
 def ingestor(paths: ProjectPaths, store: Store) -> Ingestor:
@@ -141,19 +190,35 @@ def test_hostile_corpus_is_recorded_with_reasons_and_orig_is_untouched(project):
                 status, reason = got[key]
                 if code is None:
                     assert status == "ingested" and reason is None, (key, reason)
-                    assert store.scalar("SELECT COUNT(*) FROM documents WHERE file_path = ? AND status = 'active'", (key,)) >= 1, key
+                    assert (
+                        store.scalar("SELECT COUNT(*) FROM documents WHERE file_path = ? AND status = 'active'", (key,))
+                        >= 1
+                    ), key
                 elif store.scalar("SELECT COUNT(*) FROM documents WHERE file_path = ?", (key,)):
                     # a readable file whose records were refused one by one: each with its reason
-                    codes = {r[0].split(":")[0] for r in store.query("SELECT reason FROM documents WHERE file_path = ?", (key,))}
+                    codes = {
+                        r[0].split(":")[0]
+                        for r in store.query("SELECT reason FROM documents WHERE file_path = ?", (key,))
+                    }
                     assert status == "ingested" and code in codes, (key, codes)
                 else:
                     assert status == "quarantined" and reason.startswith(code + ":"), (key, reason)
             assert len(report.quarantined) == sum(1 for s, _ in got.values() if s == "quarantined")
             # Record-level failures name their line.
-            bad = store.query("SELECT locator, reason FROM documents WHERE file_path = 'orig/thousand.jsonl' AND status = 'dropped'")
+            bad = store.query(
+                "SELECT locator, reason FROM documents WHERE file_path = 'orig/thousand.jsonl' AND status = 'dropped'"
+            )
             assert [(r["locator"], r["reason"].split(":")[0]) for r in bad] == [("line 500", "invalid_json")]
-            assert store.scalar("SELECT COUNT(*) FROM documents WHERE file_path = 'orig/thousand.jsonl' AND status = 'active'") == 999
-            deep = {r["locator"]: r["reason"] for r in store.query("SELECT locator, reason FROM documents WHERE file_path = 'orig/deep.jsonl'")}
+            assert (
+                store.scalar(
+                    "SELECT COUNT(*) FROM documents WHERE file_path = 'orig/thousand.jsonl' AND status = 'active'"
+                )
+                == 999
+            )
+            deep = {
+                r["locator"]: r["reason"]
+                for r in store.query("SELECT locator, reason FROM documents WHERE file_path = 'orig/deep.jsonl'")
+            }
             assert deep["line 1"].startswith("too_deep") and deep["line 2"].startswith("too_deep: nesting depth 18")
             assert deep["line 3"].startswith("invalid_unicode: a string holds the lone surrogate '\\udc00'")
             # The huge file was refused unread; the name that is not UTF-8 keeps its bytes as escapes.
@@ -191,12 +256,16 @@ def test_a_file_deleted_or_changed_between_probe_and_read_is_recorded(project, m
     with Store.open(project.db) as store:
         ingestor(project, store).scan()
         got = files(store)
-        assert got["orig/vanish.txt"][0] == "quarantined" and got["orig/vanish.txt"][1].startswith("unreadable: No such file")
+        assert got["orig/vanish.txt"][0] == "quarantined" and got["orig/vanish.txt"][1].startswith(
+            "unreadable: No such file"
+        )
         assert got["orig/grow.txt"][0] == "quarantined" and got["orig/grow.txt"][1].startswith("too_large: grew past")
         assert got["orig/shrink.jsonl"][0] == "ingested"
         torn = store.query("SELECT reason FROM documents WHERE file_path = 'orig/shrink.jsonl' AND status = 'dropped'")
         assert [r[0].split(":")[0] for r in torn] == ["invalid_json"]  # the cut line, alone
-        kept = store.scalar("SELECT COUNT(*) FROM documents WHERE file_path = 'orig/shrink.jsonl' AND status = 'active'")
+        kept = store.scalar(
+            "SELECT COUNT(*) FROM documents WHERE file_path = 'orig/shrink.jsonl' AND status = 'active'"
+        )
 
         monkeypatch.setattr(ingest_mod, "read_bytes", real)
         report = ingestor(project, store).scan()  # the next look (a restart, or the watcher) settles each one
@@ -256,7 +325,9 @@ def test_unreadable_files_are_quarantined(tmp_path):
     assert proc.returncode == 0, proc.stderr
     got = json.loads(proc.stdout)
     assert got["orig/ok.txt"] == ["ingested", None]
-    assert got["orig/secret.txt"][0] == "quarantined" and got["orig/secret.txt"][1].startswith("unreadable: Permission denied")
+    assert got["orig/secret.txt"][0] == "quarantined" and got["orig/secret.txt"][1].startswith(
+        "unreadable: Permission denied"
+    )
     # A directory that cannot be listed is logged (its files are unknown, so there is no row to write).
     assert "cannot list" in proc.stderr and "locked" in proc.stderr
     assert not any(k.startswith("orig/locked/") for k in got)
@@ -269,11 +340,14 @@ def test_unreadable_files_are_quarantined(tmp_path):
 def test_daemon_stays_up_while_hostile_files_arrive(tmp_path):
     from lifecycle_helpers import make_project
 
-    config_path, _, paths = make_project(tmp_path / "proj", {
-        "ingest": {"max_file_mb": 2.0},
-        "watch": {"settle_s": 0.3, "debounce_s": 0.1},
-        "schedule": {"interval_minutes": 60, "min_gap_s": 3600, "stop_timeout_s": 30},
-    })
+    config_path, _, paths = make_project(
+        tmp_path / "proj",
+        {
+            "ingest": {"max_file_mb": 2.0},
+            "watch": {"settle_s": 0.3, "debounce_s": 0.1},
+            "schedule": {"interval_minutes": 60, "min_gap_s": 3600, "stop_timeout_s": 30},
+        },
+    )
     staging = tmp_path / "staging"
     staging.mkdir()
     expect = hostile_corpus(staging)
@@ -284,9 +358,15 @@ def test_daemon_stays_up_while_hostile_files_arrive(tmp_path):
         os.rename(staging / n, paths.orig / n)
     env = {k: v for k, v in os.environ.items() if not k.startswith("SELFLOOP_")}
     log = open(tmp_path / "daemon.log", "wb")
-    proc = subprocess.Popen([sys.executable, "-m", "selfloop", "run", "--headless", "-c", str(config_path)],
-                            cwd=config_path.parent, stdout=log, stderr=subprocess.STDOUT, env=env)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "selfloop", "run", "--headless", "-c", str(config_path)],
+        cwd=config_path.parent,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        env=env,
+    )
     try:
+
         def recorded() -> set[str]:
             try:
                 with Store.open(paths.db, readonly=True) as s:
@@ -318,7 +398,9 @@ def test_daemon_stays_up_while_hostile_files_arrive(tmp_path):
     assert tree(paths.orig) == before
     with Store.open(paths.db, readonly=True) as s:
         got = {r["path"]: (r["status"], r["reason"]) for r in s.query("SELECT * FROM files")}
-        assert got["orig/pipe.txt"][1].startswith("not_regular_file") and got["orig/loop-a.txt"][1].startswith("symlink_loop")
+        assert got["orig/pipe.txt"][1].startswith("not_regular_file") and got["orig/loop-a.txt"][1].startswith(
+            "symlink_loop"
+        )
         assert got["orig/bad-\\xff\\xfe-name.txt"][0] == "ingested" and got["orig/huge.txt"][1].startswith("too_large")
         assert s.integrity_ok()
     exported = [json.loads(line) for line in (paths.state / "events.jsonl").read_text(encoding="utf-8").splitlines()]

@@ -9,7 +9,7 @@ import json
 from contextlib import contextmanager
 
 import pytest
-from lifecycle_helpers import chat_record, make_project, paragraph, install_champion
+from lifecycle_helpers import chat_record, install_champion, make_project, paragraph
 
 from selfloop.corpus.ingest import Ingestor
 from selfloop.model.generate import valid_unicode
@@ -37,12 +37,23 @@ HOSTILE = {
 
 @pytest.fixture
 def project(tmp_path):
-    config_path, cfg, paths = make_project(tmp_path, {
-        "rework": {"enabled": True, "candidates_per_cycle": 24, "samples_per_prompt": 2, "max_new_tokens": 8,
-                   "batch_size": 8, "rewrite_share": 0.5, "synthesize_share": 0.5, "solve_share": 0.0},
-        "tasks": {"enabled": False},
-        "judge": {"diversity_floor": 0.0},
-    })
+    config_path, cfg, paths = make_project(
+        tmp_path,
+        {
+            "rework": {
+                "enabled": True,
+                "candidates_per_cycle": 24,
+                "samples_per_prompt": 2,
+                "max_new_tokens": 8,
+                "batch_size": 8,
+                "rewrite_share": 0.5,
+                "synthesize_share": 0.5,
+                "solve_share": 0.0,
+            },
+            "tasks": {"enabled": False},
+            "judge": {"diversity_floor": 0.0},
+        },
+    )
     (paths.orig / "prose.txt").write_text("\n\n".join(paragraph(i, 8) for i in range(30)))
     (paths.orig / "chat.jsonl").write_text("\n".join(json.dumps(chat_record(i)) for i in range(30)) + "\n")
     store = Store.open(paths.db)
@@ -86,7 +97,8 @@ def test_hostile_generations_are_stored_rejected_with_reasons_and_never_written(
     for r in rows:
         # text drafts keep the completion as written; chat turns are stripped
         name = next((n for n, text in HOSTILE.items() if valid_unicode(text) == r["completion"]), None) or next(
-            n for n, text in HOSTILE.items() if valid_unicode(text).strip() == r["completion"])
+            n for n, text in HOSTILE.items() if valid_unicode(text).strip() == r["completion"]
+        )
         seen[name].append(r["reason"])
         verdicts = store.query("SELECT status, reason FROM verdicts WHERE candidate_id = ?", (r["id"],))
         if name == "json_breaker":
@@ -100,11 +112,17 @@ def test_hostile_generations_are_stored_rejected_with_reasons_and_never_written(
     assert "a_vs_b/empty_completion" in reasons["empty"] | reasons["whitespace"]
     assert reasons["huge"] | reasons["huge_one_word"] <= {"text_quality/too_long", "text_quality/top_ngram_fraction"}
     assert "a_vs_b/invalid_unicode" in reasons["lone_surrogates"]
-    assert reasons["control"] | reasons["nul_bytes"] <= {"text_quality/non_text", "text_quality/symbol_ratio",
-                                                         "text_quality/batch_duplicate", "text_quality/malformed_chat"}
+    assert reasons["control"] | reasons["nul_bytes"] <= {
+        "text_quality/non_text",
+        "text_quality/symbol_ratio",
+        "text_quality/batch_duplicate",
+        "text_quality/malformed_chat",
+    }
     # Anything accepted (only JSON-looking text can be) is written as a record that parses back exactly.
     accepted = store.query("SELECT completion FROM candidates WHERE status = 'accepted'")
-    records = [json.loads(line) for f in paths.rework.rglob("*.jsonl") for line in f.read_text(encoding="utf-8").splitlines()]
+    records = [
+        json.loads(line) for f in paths.rework.rglob("*.jsonl") for line in f.read_text(encoding="utf-8").splitlines()
+    ]
     assert len(records) == judged["accepted"] == len(accepted)
     assert all(r["completion"] == valid_unicode(HOSTILE["json_breaker"]) for r in accepted)
     for rec in records:
@@ -119,7 +137,9 @@ def test_every_hostile_generation_becomes_a_storable_draft(name):
     text.encode("utf-8")  # SQLite, JSON files and tokenizers all need valid UTF-8
     for prompt in (
         Prompt("rewrite", "text", (1,), "The cat sees", "the river.", {"prefix": "The cat sees "}),
-        Prompt("rewrite", "chat", (2,), "<chat>", "Fine.", {"messages": [{"role": "user", "content": "Hi?"}], "after": []}),
+        Prompt(
+            "rewrite", "chat", (2,), "<chat>", "Fine.", {"messages": [{"role": "user", "content": "Hi?"}], "after": []}
+        ),
     ):
         draft = assemble(prompt, text)
         for field in (draft.content, draft.completion, draft.prompt):

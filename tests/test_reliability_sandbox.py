@@ -29,15 +29,28 @@ def prog(src: str, **kw) -> Job:
 
 
 HOSTILE: dict[str, tuple[Job, set[str]]] = {
-    "fork_bomb": (prog("import os\nwhile True:\n    try:\n        os.fork()\n    except OSError:\n        pass\n"), {"timeout", "error", "memory"}),
+    "fork_bomb": (
+        prog("import os\nwhile True:\n    try:\n        os.fork()\n    except OSError:\n        pass\n"),
+        {"timeout", "error", "memory"},
+    ),
     "spin": (prog("while True:\n    pass\n"), {"timeout"}),
     "memory": (prog("x = []\nwhile True:\n    x.append(bytearray(10**7))\n"), {"memory", "error"}),
     "flood": (prog("import sys\nwhile True:\n    sys.stdout.write('y' * 65536)\n"), {"output_limit"}),
-    "orphan": (prog("import os, time\nif os.fork() == 0:\n    os.setsid()\n    time.sleep(1000)\nprint('left one behind')\n",
-                    expected="nothing"), {"fail", "error"}),
+    "orphan": (
+        prog(
+            "import os, time\nif os.fork() == 0:\n    os.setsid()\n    time.sleep(1000)\nprint('left one behind')\n",
+            expected="nothing",
+        ),
+        {"fail", "error"},
+    ),
     "kill_all": (prog("import os, signal, time\nos.kill(-1, signal.SIGKILL)\ntime.sleep(5)\n"), {"error"}),
-    "disk": (prog("i = 0\ntry:\n    while True:\n        open(f'f{i}', 'wb').write(b'x' * 2**20)\n        i += 1\nexcept OSError:\n    print('full')\n",
-                  expected="room"), {"fail", "error"}),
+    "disk": (
+        prog(
+            "i = 0\ntry:\n    while True:\n        open(f'f{i}', 'wb').write(b'x' * 2**20)\n        i += 1\nexcept OSError:\n    print('full')\n",
+            expected="room",
+        ),
+        {"fail", "error"},
+    ),
 }
 
 
@@ -49,10 +62,15 @@ def healthy(i: int) -> tuple[Job, bool]:
     if kind == 0:
         return prog(f"print({i} * {i})", expected=str(i * i + off)), not wrong
     if kind == 1:
-        return Job(files={"solution.py": f"def f(x):\n    return x + {i}\n"}, module="solution",
-                   tests=f"def test_f():\n    assert f(1) == {i + 1 + off}\n"), not wrong
+        return Job(
+            files={"solution.py": f"def f(x):\n    return x + {i}\n"},
+            module="solution",
+            tests=f"def test_f():\n    assert f(1) == {i + 1 + off}\n",
+        ), not wrong
     answer = "ab" * i + ("x" if wrong else "")
-    return prog(f"print('{'ab' * i}')", checker=f"def check(answer):\n    return answer.strip() == {answer!r}\n"), not wrong
+    return prog(
+        f"print('{'ab' * i}')", checker=f"def check(answer):\n    return answer.strip() == {answer!r}\n"
+    ), not wrong
 
 
 def sandbox_temp_dirs() -> set[str]:

@@ -4,8 +4,8 @@ import json
 from contextlib import contextmanager
 
 import pytest
+from lifecycle_helpers import chat_record, install_champion, make_project, paragraph
 
-from lifecycle_helpers import chat_record, make_project, paragraph, install_champion
 from selfloop.corpus.ingest import Ingestor
 from selfloop.model.holder import ModelHolder
 from selfloop.model.registry import Registry
@@ -31,12 +31,21 @@ def scale(values, k):
 
 @pytest.fixture
 def project(tmp_path):
-    config_path, cfg, paths = make_project(tmp_path, {
-        "rework": {"enabled": True, "candidates_per_cycle": 24, "samples_per_prompt": 2, "max_new_tokens": 24,
-                   "batch_size": 8, "temperature": 1.0},
-        "judge": {"diversity_floor": 0.05},
-        "sandbox": {"pool_size": 1, "timeout_s": 5},
-    })
+    config_path, cfg, paths = make_project(
+        tmp_path,
+        {
+            "rework": {
+                "enabled": True,
+                "candidates_per_cycle": 24,
+                "samples_per_prompt": 2,
+                "max_new_tokens": 24,
+                "batch_size": 8,
+                "temperature": 1.0,
+            },
+            "judge": {"diversity_floor": 0.05},
+            "sandbox": {"pool_size": 1, "timeout_s": 5},
+        },
+    )
     (paths.orig / "prose.txt").write_text("\n\n".join(paragraph(i, 8) for i in range(30)))
     (paths.orig / "chat.jsonl").write_text("\n".join(json.dumps(chat_record(i)) for i in range(30)) + "\n")
     (paths.orig / "code.py").write_text(PY * 2)
@@ -75,7 +84,12 @@ def test_rework_then_judge_writes_only_judged_candidates_with_provenance(project
     judged = run_judge(cfg, paths, store, cycle_id=1, model_source=model_source, sandbox_source=sandbox_source)
     assert store.scalar("SELECT COUNT(*) FROM candidates WHERE status = 'pending'") == 0
     # Every candidate carries a verdict from each judge it reached, and a reason.
-    assert store.scalar("SELECT COUNT(*) FROM candidates c WHERE NOT EXISTS (SELECT 1 FROM verdicts v WHERE v.candidate_id = c.id)") == 0
+    assert (
+        store.scalar(
+            "SELECT COUNT(*) FROM candidates c WHERE NOT EXISTS (SELECT 1 FROM verdicts v WHERE v.candidate_id = c.id)"
+        )
+        == 0
+    )
     assert store.scalar("SELECT COUNT(*) FROM candidates WHERE reason IS NULL") == 0
     rejected_python = store.query("SELECT reason FROM candidates WHERE kind = 'python' AND status = 'rejected'")
     assert all(r[0].startswith(("python/", "text_quality/", "a_vs_b/")) for r in rejected_python)
@@ -97,8 +111,10 @@ def test_rework_then_judge_writes_only_judged_candidates_with_provenance(project
         assert store.scalar("SELECT COUNT(*) FROM documents WHERE origin = 'rework'") >= 1
     # A-vs-B comparisons become preference pairs (chosen/rejected) either way; a sample that
     # stopped at its first token has no completion to pair (record_outcome skips it).
-    ab = store.scalar("SELECT COUNT(*) FROM verdicts v JOIN candidates c ON c.id = v.candidate_id "
-                      "WHERE v.judge = 'a_vs_b' AND v.detail LIKE '%nll_a%' AND c.completion != ''")
+    ab = store.scalar(
+        "SELECT COUNT(*) FROM verdicts v JOIN candidates c ON c.id = v.candidate_id "
+        "WHERE v.judge = 'a_vs_b' AND v.detail LIKE '%nll_a%' AND c.completion != ''"
+    )
     assert store.scalar("SELECT COUNT(*) FROM pairs") == ab > 0
 
     # Resuming either phase duplicates nothing.
@@ -120,16 +136,31 @@ def test_resume_after_a_crash_mid_judging(project):
 
     rows = store.query("SELECT * FROM candidates WHERE kind = 'text' ORDER BY id LIMIT 3")
     with model_source() as loaded:
-        ctx = JudgeContext(cfg.judge, resources={"model": loaded.model, "tokenizer": loaded.tokenizer,
-                                                 "corpus": Ingestor(cfg.ingest, cfg.watch, paths, store), "ingest_config": cfg.ingest})
+        ctx = JudgeContext(
+            cfg.judge,
+            resources={
+                "model": loaded.model,
+                "tokenizer": loaded.tokenizer,
+                "corpus": Ingestor(cfg.ingest, cfg.watch, paths, store),
+                "ingest_config": cfg.ingest,
+            },
+        )
         for row, outcome in zip(rows, Pipeline(ctx, kinds=["text"]).judge_batch([_candidate(r) for r in rows])):
             record_outcome(store, row, outcome, 1)
-    first = {r["id"]: r["status"] for r in store.query("SELECT id, status FROM candidates WHERE id IN (?, ?, ?)", tuple(r["id"] for r in rows))}
+    first = {
+        r["id"]: r["status"]
+        for r in store.query("SELECT id, status FROM candidates WHERE id IN (?, ?, ?)", tuple(r["id"] for r in rows))
+    }
     run_judge(cfg, paths, store, cycle_id=1, model_source=model_source, sandbox_source=sandbox_source)
     assert store.scalar("SELECT COUNT(*) FROM candidates WHERE status = 'pending'") == 0
-    again = {r["id"]: r["status"] for r in store.query("SELECT id, status FROM candidates WHERE id IN (?, ?, ?)", tuple(r["id"] for r in rows))}
+    again = {
+        r["id"]: r["status"]
+        for r in store.query("SELECT id, status FROM candidates WHERE id IN (?, ?, ?)", tuple(r["id"] for r in rows))
+    }
     assert first == again or all(s == "rejected" for s in again.values())  # only the diversity guard may overturn
-    per_candidate = store.query("SELECT candidate_id, judge, COUNT(*) AS n FROM verdicts GROUP BY candidate_id, judge HAVING n > 1")
+    per_candidate = store.query(
+        "SELECT candidate_id, judge, COUNT(*) AS n FROM verdicts GROUP BY candidate_id, judge HAVING n > 1"
+    )
     assert per_candidate == []
 
 

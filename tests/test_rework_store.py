@@ -8,9 +8,16 @@ from selfloop.rework.writer import rework_file, write_records
 
 
 def _record(i, **extra):
-    return {"id": f"c{i}", "text": f"record number {i}", "strategy": "rewrite", "generation": 3,
-            "sources": [i], "verdicts": [{"judge": "a_vs_b", "status": "accept", "score": 0.1}],
-            "created_at": 1.0, **extra}
+    return {
+        "id": f"c{i}",
+        "text": f"record number {i}",
+        "strategy": "rewrite",
+        "generation": 3,
+        "sources": [i],
+        "verdicts": [{"judge": "a_vs_b", "status": "accept", "score": 0.1}],
+        "created_at": 1.0,
+        **extra,
+    }
 
 
 def test_rework_file_is_whole_jsonl_loadable_by_datasets(tmp_path):
@@ -69,8 +76,12 @@ def test_diversity_floor_rejects_near_copies():
     assert div.max_similarity > 0.8
     ok, reason = admit(div, floor=0.2)
     assert not ok and reason.startswith("diversity_floor")
-    varied = ["the quick brown fox jumps", "python dictionaries map keys to values",
-              "rain fell on the quiet harbour town", "seven times eight is fifty six"]
+    varied = [
+        "the quick brown fox jumps",
+        "python dictionaries map keys to values",
+        "rain fell on the quiet harbour town",
+        "seven times eight is fifty six",
+    ]
     ok, _ = admit(measure(varied), floor=0.2)
     assert ok
     assert json.dumps(measure(varied).as_dict())

@@ -25,7 +25,9 @@ def test_budget_is_spent_exactly_and_solve_share_moves_without_tasks():
 
 def test_rewrite_text_is_a_prefix_continuation_with_the_original_kept():
     cfg = ReworkConfig(samples_per_prompt=2, max_new_tokens=24, prefix_fraction=0.5)
-    prompts = rewrite_prompts([Source(7, "text", TEXT)], 6, cfg, context_tokens=128, rng=random.Random(0), render_chat=render)
+    prompts = rewrite_prompts(
+        [Source(7, "text", TEXT)], 6, cfg, context_tokens=128, rng=random.Random(0), render_chat=render
+    )
     assert len(prompts) == 3
     for p in prompts:
         assert p.source_ids == (7,) and p.strategy == "rewrite"
@@ -41,7 +43,9 @@ def test_rewrite_chat_regenerates_the_assistant_turn():
     (p,) = rewrite_prompts([Source(3, "chat", CHAT)], 1, cfg, 128, random.Random(0), render)
     assert p.kind == "chat" and p.text == "<|user|>What is 2+3?<|end|><|assistant|>" and p.original == "5"
     d = assemble(p, " five ")
-    assert d.record_body() == {"messages": [{"role": "user", "content": "What is 2+3?"}, {"role": "assistant", "content": "five"}]}
+    assert d.record_body() == {
+        "messages": [{"role": "user", "content": "What is 2+3?"}, {"role": "assistant", "content": "five"}]
+    }
 
 
 def test_rewrite_with_instructions_uses_the_template():
@@ -54,7 +58,17 @@ def test_rewrite_with_instructions_uses_the_template():
 def test_unusable_sources_yield_no_prompts():
     cfg = ReworkConfig(samples_per_prompt=1)
     bad_chat = Source(2, "chat", json.dumps({"messages": [{"role": "user", "content": "hi"}]}))
-    assert rewrite_prompts([Source(1, "text", "too short"), bad_chat, Source(3, "chat", "{broken")], 3, cfg, 128, random.Random(0), render) == []
+    assert (
+        rewrite_prompts(
+            [Source(1, "text", "too short"), bad_chat, Source(3, "chat", "{broken")],
+            3,
+            cfg,
+            128,
+            random.Random(0),
+            render,
+        )
+        == []
+    )
     assert rewrite_prompts([], 5, cfg, 128, random.Random(0), render) == []
 
 
@@ -73,8 +87,17 @@ def tiny_lm():
     from selfloop.model.tokenizer import train_tokenizer
 
     tok = train_tokenizer([TEXT] * 3, 300, max_length=64)
-    model = GPT2LMHeadModel(GPT2Config(vocab_size=len(tok), n_positions=64, n_embd=32, n_layer=2, n_head=2,
-                                       eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id)).eval()
+    model = GPT2LMHeadModel(
+        GPT2Config(
+            vocab_size=len(tok),
+            n_positions=64,
+            n_embd=32,
+            n_layer=2,
+            n_head=2,
+            eos_token_id=tok.eos_token_id,
+            pad_token_id=tok.pad_token_id,
+        )
+    ).eval()
     return model, tok
 
 

@@ -40,23 +40,113 @@ def short_sandbox(request):
 CASES = [
     ("program_expected", Job(files={"main.py": "print(6 * 7)"}, entry="main.py", expected="42"), "pass"),
     ("program_wrong", Job(files={"main.py": "print(41)"}, entry="main.py", expected="42"), "fail"),
-    ("checker_on_stdout", Job(files={"main.py": "print('hello')"}, entry="main.py", checker="def check(a):\n    return a.strip() == 'hello'\n"), "pass"),
+    (
+        "checker_on_stdout",
+        Job(
+            files={"main.py": "print('hello')"},
+            entry="main.py",
+            checker="def check(a):\n    return a.strip() == 'hello'\n",
+        ),
+        "pass",
+    ),
     ("direct_answer", Job(answer="4", checker="def check(a):\n    return a.strip() == '4'\n"), "pass"),
     ("direct_answer_wrong", Job(answer="5", checker="def check(a):\n    return a.strip() == '4'\n"), "fail"),
     ("checker_returns_truthy", Job(answer="4", checker="def check(a):\n    return 'yes'\n"), "fail"),
-    ("tests_pass", Job(files={"solution.py": ADD}, tests="from solution import add\nassert add(1, 2) == 3\ndef test_neg():\n    assert add(-1, 1) == 0\n", module="solution"), "pass"),
-    ("tests_fail", Job(files={"solution.py": ADD}, tests="def test_bad():\n    assert add(1, 1) == 3\n", module="solution"), "fail"),
-    ("tests_exception_type", Job(files={"solution.py": "def f():\n    raise ValueError('no')\n"}, tests="def test_raises():\n    try:\n        f()\n    except ValueError:\n        return\n    assert False\n", module="solution"), "pass"),
-    ("doctests", Job(files={"solution.py": 'def sq(x):\n    """\n    >>> sq(3)\n    9\n    """\n    return x * x\n'}, doctests=True), "pass"),
-    ("doctests_wrong", Job(files={"solution.py": 'def sq(x):\n    """\n    >>> sq(3)\n    10\n    """\n    return x * x\n'}, doctests=True), "fail"),
-    ("objects_and_methods", Job(files={"solution.py": "class Stack:\n    def __init__(self):\n        self.items = []\n    def push(self, x):\n        self.items.append(x)\n    def pop(self):\n        return self.items.pop()\n"}, tests="s = Stack()\ns.push(1)\ns.push(2)\nassert s.pop() == 2\nassert len(s.items) == 1\n", module="solution"), "pass"),
+    (
+        "tests_pass",
+        Job(
+            files={"solution.py": ADD},
+            tests="from solution import add\nassert add(1, 2) == 3\ndef test_neg():\n    assert add(-1, 1) == 0\n",
+            module="solution",
+        ),
+        "pass",
+    ),
+    (
+        "tests_fail",
+        Job(files={"solution.py": ADD}, tests="def test_bad():\n    assert add(1, 1) == 3\n", module="solution"),
+        "fail",
+    ),
+    (
+        "tests_exception_type",
+        Job(
+            files={"solution.py": "def f():\n    raise ValueError('no')\n"},
+            tests="def test_raises():\n    try:\n        f()\n    except ValueError:\n        return\n    assert False\n",
+            module="solution",
+        ),
+        "pass",
+    ),
+    (
+        "doctests",
+        Job(
+            files={"solution.py": 'def sq(x):\n    """\n    >>> sq(3)\n    9\n    """\n    return x * x\n'},
+            doctests=True,
+        ),
+        "pass",
+    ),
+    (
+        "doctests_wrong",
+        Job(
+            files={"solution.py": 'def sq(x):\n    """\n    >>> sq(3)\n    10\n    """\n    return x * x\n'},
+            doctests=True,
+        ),
+        "fail",
+    ),
+    (
+        "objects_and_methods",
+        Job(
+            files={
+                "solution.py": "class Stack:\n    def __init__(self):\n        self.items = []\n    def push(self, x):\n        self.items.append(x)\n    def pop(self):\n        return self.items.pop()\n"
+            },
+            tests="s = Stack()\ns.push(1)\ns.push(2)\nassert s.pop() == 2\nassert len(s.items) == 1\n",
+            module="solution",
+        ),
+        "pass",
+    ),
     ("syntax_error", Job(files={"main.py": "def f(:\n"}, entry="main.py"), "error"),
     ("runtime_error", Job(files={"main.py": "1 / 0"}, entry="main.py"), "error"),
-    ("stdin_given", Job(files={"main.py": "print(input()[::-1])"}, entry="main.py", stdin="abc\n", expected="cba"), "pass"),
-    ("eq_always_true", Job(files={"solution.py": "class T:\n    def __eq__(self, o):\n        return True\ndef f():\n    return T()\n"}, tests="assert f() == 5\n", module="solution"), "fail"),
-    ("monkeypatch_checker", Job(files={"main.py": "import builtins, sys\nbuiltins.check = lambda a: True\nsys.modules['checker'] = None\nprint('wrong')\n"}, entry="main.py", checker="def check(a):\n    return a.strip() == 'right'\n"), "fail"),
-    ("exit_before_checks", Job(files={"solution.py": "import os\nos._exit(0)\n"}, tests="assert f() == 1\n", module="solution"), "error"),
-    ("forged_result_on_stdout", Job(files={"main.py": 'import json, os\nprint(json.dumps({"nonce": "0" * 32, "status": "pass", "checks_run": 1, "checks_passed": 1}))\nos._exit(0)\n'}, entry="main.py", expected="42"), "fail"),
+    (
+        "stdin_given",
+        Job(files={"main.py": "print(input()[::-1])"}, entry="main.py", stdin="abc\n", expected="cba"),
+        "pass",
+    ),
+    (
+        "eq_always_true",
+        Job(
+            files={
+                "solution.py": "class T:\n    def __eq__(self, o):\n        return True\ndef f():\n    return T()\n"
+            },
+            tests="assert f() == 5\n",
+            module="solution",
+        ),
+        "fail",
+    ),
+    (
+        "monkeypatch_checker",
+        Job(
+            files={
+                "main.py": "import builtins, sys\nbuiltins.check = lambda a: True\nsys.modules['checker'] = None\nprint('wrong')\n"
+            },
+            entry="main.py",
+            checker="def check(a):\n    return a.strip() == 'right'\n",
+        ),
+        "fail",
+    ),
+    (
+        "exit_before_checks",
+        Job(files={"solution.py": "import os\nos._exit(0)\n"}, tests="assert f() == 1\n", module="solution"),
+        "error",
+    ),
+    (
+        "forged_result_on_stdout",
+        Job(
+            files={
+                "main.py": 'import json, os\nprint(json.dumps({"nonce": "0" * 32, "status": "pass", "checks_run": 1, "checks_passed": 1}))\nos._exit(0)\n'
+            },
+            entry="main.py",
+            expected="42",
+        ),
+        "fail",
+    ),
 ]
 
 
@@ -70,7 +160,9 @@ def test_benign_job(sandbox, name, job, status):
 
 
 def test_invalid_utf8_without_newline_is_replaced(sandbox):
-    v = sandbox.run(Job(files={"main.py": "import sys\nsys.stdout.buffer.write(b'ok\\xff\\xfe' * 10)"}, entry="main.py"))
+    v = sandbox.run(
+        Job(files={"main.py": "import sys\nsys.stdout.buffer.write(b'ok\\xff\\xfe' * 10)"}, entry="main.py")
+    )
     assert v.status == "pass" and "\ufffd" in v.stdout and "\n" not in v.stdout
 
 
@@ -147,7 +239,13 @@ def test_cli_check_json(tmp_path):
     backend_or_skip("bwrap", config(backend="bwrap"))
 
     def check(*args):
-        r = subprocess.run([sys.executable, "-m", "selfloop", "sandbox", "check", *args, "--json"], cwd=tmp_path, capture_output=True, text=True, timeout=60)
+        r = subprocess.run(
+            [sys.executable, "-m", "selfloop", "sandbox", "check", *args, "--json"],
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
         lines = r.stdout.strip().splitlines()
         assert len(lines) == 1, r.stdout + r.stderr
         return r.returncode, json.loads(lines[0])
@@ -161,7 +259,13 @@ def test_cli_check_json(tmp_path):
 
 def test_cli_info_json(tmp_path):
     (tmp_path / "config.toml").write_text("")
-    r = subprocess.run([sys.executable, "-m", "selfloop", "sandbox", "info", "--json"], cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    r = subprocess.run(
+        [sys.executable, "-m", "selfloop", "sandbox", "info", "--json"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     info = json.loads(r.stdout)
     rows = {b["backend"]: b for b in info["backends"]}
     assert set(rows) == {"docker", "bwrap", "process"}
@@ -197,8 +301,14 @@ AS_PYTHON_RUNS_IT = (
 
 
 def test_a_program_runs_as_python_would_run_it(sandbox):
-    v = sandbox.run(Job(files={"main.py": AS_PYTHON_RUNS_IT}, entry="main.py", stdin="olleh\n",
-                        expected="__main__ main.py ['main.py'] 1 1\nhello\nthread joined\natexit ran"))
+    v = sandbox.run(
+        Job(
+            files={"main.py": AS_PYTHON_RUNS_IT},
+            entry="main.py",
+            stdin="olleh\n",
+            expected="__main__ main.py ['main.py'] 1 1\nhello\nthread joined\natexit ran",
+        )
+    )
     assert v.status == "pass", v
     v = sandbox.run(Job(files={"main.py": "import sys\nprint('out')\nsys.exit(3)\n"}, entry="main.py"))
     assert (v.status, v.exit_code, v.stdout) == ("error", 3, "out\n"), v
@@ -252,19 +362,37 @@ def test_a_program_finds_no_trace_of_the_expected_answer_in_its_memory(sandbox):
     """Programs fork from the launcher, which never sees a job's expected answer (or checker, tests,
     nonce): forked from the harness they could read it out of their own memory."""
     secret = os.urandom(16)
-    v = sandbox.run(Job(files={"main.py": SEARCH_OWN_MEMORY}, entry="main.py", stdin=secret[::-1].hex(), expected=secret.hex()))
+    v = sandbox.run(
+        Job(files={"main.py": SEARCH_OWN_MEMORY}, entry="main.py", stdin=secret[::-1].hex(), expected=secret.hex())
+    )
     assert v.status == "fail" and v.stdout.strip() == "clean", v
     # The search does find the text once the program has read it itself.
-    bait = Job(files={"main.py": SEARCH_OWN_MEMORY, "bait.txt": secret.hex()}, entry="main.py", stdin=secret[::-1].hex(), expected="x")
+    bait = Job(
+        files={"main.py": SEARCH_OWN_MEMORY, "bait.txt": secret.hex()},
+        entry="main.py",
+        stdin=secret[::-1].hex(),
+        expected="x",
+    )
     assert sandbox.run(bait).stdout.startswith("found"), v
 
 
 def test_a_program_that_kills_or_stops_its_launcher_fails_alone(short_sandbox):
     """A program's parent is the launcher; signalling it costs that job, never the next one."""
-    killed = short_sandbox.run(Job(files={"main.py": "import os, signal, time\nos.kill(os.getppid(), signal.SIGKILL)\ntime.sleep(5)\n"}, entry="main.py"))
+    killed = short_sandbox.run(
+        Job(
+            files={"main.py": "import os, signal, time\nos.kill(os.getppid(), signal.SIGKILL)\ntime.sleep(5)\n"},
+            entry="main.py",
+        )
+    )
     assert killed.status == "error" and "launcher" in killed.reason, killed
     assert short_sandbox.run(Job(files={"main.py": "print(6 * 7)"}, entry="main.py", expected="42")).passed
-    stopped = short_sandbox.run(Job(files={"main.py": "import os, signal\nos.kill(os.getppid(), signal.SIGSTOP)\nprint('stopped it')\n"}, entry="main.py", expected="42"))
+    stopped = short_sandbox.run(
+        Job(
+            files={"main.py": "import os, signal\nos.kill(os.getppid(), signal.SIGSTOP)\nprint('stopped it')\n"},
+            entry="main.py",
+            expected="42",
+        )
+    )
     assert stopped.status in ("timeout", "error") and not stopped.passed, stopped
     assert short_sandbox.run(Job(files={"main.py": "print(6 * 7)"}, entry="main.py", expected="42")).passed
 
@@ -272,7 +400,9 @@ def test_a_program_that_kills_or_stops_its_launcher_fails_alone(short_sandbox):
 def test_every_file_compiles_before_the_program_runs_and_a_program_cannot_fake_a_compile_error(sandbox):
     broken_helper = Job(files={"main.py": "print('ran')\n", "helper.py": "def f(:\n"}, entry="main.py", expected="ran")
     v = sandbox.run(broken_helper)
-    assert v.status == "error" and v.reason.startswith("does not compile: SyntaxError") and "helper.py, line 1" in v.reason, v
+    assert (
+        v.status == "error" and v.reason.startswith("does not compile: SyntaxError") and "helper.py, line 1" in v.reason
+    ), v
     assert "ran" not in v.stdout and v.checks_run == 0
     # The program runs only after its process reported the compile: exiting the way a failed
     # compile does is a program error, with the compile check counted as passed.

@@ -46,7 +46,16 @@ def test_foreign_lines_and_channel_problems_are_never_pass():
     assert verdict_from_result("garbage", NONCE, "x", 1.0).status == "error"
 
 
-@pytest.mark.parametrize("bad", [{"status": "sandbox_error"}, {"status": "bogus"}, {"checks_run": "2"}, {"checks_passed": 5}, {"checks_passed": -1}])
+@pytest.mark.parametrize(
+    "bad",
+    [
+        {"status": "sandbox_error"},
+        {"status": "bogus"},
+        {"checks_run": "2"},
+        {"checks_passed": 5},
+        {"checks_passed": -1},
+    ],
+)
 def test_malformed_results_are_errors(bad):
     assert verdict_from_result(_result(**bad), NONCE, "x", 1.0).status == "error"
 
@@ -80,7 +89,7 @@ def test_payload_holds_limits_and_nonce():
 
 def test_encoding_roundtrip_of_plain_values():
     h = _harness()
-    value = [1, -2**100, 1.5, math.inf, "s", b"\x00\xff", None, True, (1, 2), {3, 4}, frozenset({5}), {"k": [1]}]
+    value = [1, -(2**100), 1.5, math.inf, "s", b"\x00\xff", None, True, (1, 2), {3, 4}, frozenset({5}), {"k": [1]}]
     assert h.decode(h.encode(value, {}), lambda *a: None) == value
 
 

@@ -11,8 +11,15 @@ from lifecycle_helpers import chat_record, fill_corpus, make_project, paragraph,
 from selfloop.model.tokenizer import train_tokenizer
 from selfloop.state import Store
 from selfloop.train.data import (
-    TOKENIZE_BATCH, Doc, build_train_dataset, data_fingerprint, encode_docs, iter_text_blocks, load_documents,
-    snapshot_examples, write_snapshot,
+    TOKENIZE_BATCH,
+    Doc,
+    build_train_dataset,
+    data_fingerprint,
+    encode_docs,
+    iter_text_blocks,
+    load_documents,
+    snapshot_examples,
+    write_snapshot,
 )
 from selfloop.train.launch import launch_training
 
@@ -67,7 +74,9 @@ def test_snapshot_examples_equal_the_in_memory_encoding(tok, snapshot):
     expected = encode_docs(docs(), tok, BLOCK)
     examples = list(snapshot_examples(str(snapshot), tok, BLOCK))
     assert [e["chat"] for e in examples] == [0] * len(expected["text"]) + [1] * len(expected["chat"])
-    assert [{k: e[k] for k in ("input_ids", "attention_mask", "labels")} for e in examples] == expected["text"] + expected["chat"]
+    assert [{k: e[k] for k in ("input_ids", "attention_mask", "labels")} for e in examples] == expected[
+        "text"
+    ] + expected["chat"]
     assert len(expected["chat"]) == 3  # two chats and the solved task
 
 
@@ -88,15 +97,21 @@ def test_arrow_training_set_is_memory_mapped_in_the_run_dir_and_reused(tok, snap
     assert files[0].stat().st_mtime_ns == written  # opened, not rebuilt
 
     with snapshot.open("a", encoding="utf-8") as f:
-        f.write(json.dumps({"id": 9999, "origin": "orig", "kind": "text", "content": "One more line.", "n_chars": 14,
-                            "hash": "x"}) + "\n")
+        f.write(
+            json.dumps(
+                {"id": 9999, "origin": "orig", "kind": "text", "content": "One more line.", "n_chars": 14, "hash": "x"}
+            )
+            + "\n"
+        )
     assert data_fingerprint(snapshot, tok, BLOCK) not in str(files[0])
     grown, _ = build_train_dataset(snapshot, tok, BLOCK, cache)
     assert [Path(f["filename"]) for f in grown.cache_files] != files
 
 
 def test_streaming_yields_every_example_in_a_seeded_shuffle(tok, snapshot, tmp_path):
-    stream, counts = build_train_dataset(snapshot, tok, BLOCK, tmp_path / "arrow", streaming=True, shuffle_buffer=64, seed=3)
+    stream, counts = build_train_dataset(
+        snapshot, tok, BLOCK, tmp_path / "arrow", streaming=True, shuffle_buffer=64, seed=3
+    )
     assert counts is None  # not known without a pass over the data
     assert not (tmp_path / "arrow").exists()  # nothing is written
     first = list(stream)

@@ -38,9 +38,17 @@ GLOBAL_BATCH = 8
 
 
 def project(root: Path, launcher: dict, batch_size: int, source: Path | None = None):
-    config_path, cfg, paths = make_project(root, {"train": {
-        "batch_size": batch_size, "log_steps": 1, "save_steps": 4, "launcher": launcher,
-    }})
+    config_path, cfg, paths = make_project(
+        root,
+        {
+            "train": {
+                "batch_size": batch_size,
+                "log_steps": 1,
+                "save_steps": 4,
+                "launcher": launcher,
+            }
+        },
+    )
     run_dir = paths.runs / "gen-0000"
     run_dir.mkdir(parents=True)
     if source is None:
@@ -93,7 +101,8 @@ def reference(tmp_path_factory) -> Path:
 
 def test_torchrun_two_processes_interrupted_and_resumed_match_one_process(tmp_path, reference):
     config_path, cfg, paths, run_dir = project(
-        tmp_path, {"kind": "torchrun", "nproc_per_node": 2}, GLOBAL_BATCH // 2, reference)
+        tmp_path, {"kind": "torchrun", "nproc_per_node": 2}, GLOBAL_BATCH // 2, reference
+    )
 
     def logged_a_few() -> bool:
         metrics = run_dir / "metrics.jsonl"
@@ -102,7 +111,9 @@ def test_torchrun_two_processes_interrupted_and_resumed_match_one_process(tmp_pa
     # SIGTERM reaches torchrun, which passes it on; both ranks must agree on the step
     # to stop at, or one would wait forever in the next all-reduce.
     with pytest.raises(TrainingInterrupted):
-        launch_training(cfg.train.launcher, config_path, 0, run_dir, init="scratch", steps=STEPS, should_stop=logged_a_few)
+        launch_training(
+            cfg.train.launcher, config_path, 0, run_dir, init="scratch", steps=STEPS, should_stop=logged_a_few
+        )
     stopped = json.loads((run_dir / "result.json").read_text())
     assert stopped["status"] == "interrupted" and 3 <= stopped["global_step"] < STEPS, stopped
     resumed = launch_training(cfg.train.launcher, config_path, 0, run_dir, init="scratch", steps=STEPS)
@@ -114,7 +125,8 @@ def test_torchrun_two_processes_interrupted_and_resumed_match_one_process(tmp_pa
 
 def test_accelerate_two_processes_match_one_process(tmp_path, reference):
     config_path, cfg, paths, run_dir = project(
-        tmp_path, {"kind": "accelerate", "nproc_per_node": 2}, GLOBAL_BATCH // 2, reference)
+        tmp_path, {"kind": "accelerate", "nproc_per_node": 2}, GLOBAL_BATCH // 2, reference
+    )
     result = launch_training(cfg.train.launcher, config_path, 0, run_dir, init="scratch", steps=STEPS)
     assert result["examples"] == json.loads((reference / "result.json").read_text())["examples"]
     assert_same_training(run_dir, reference)

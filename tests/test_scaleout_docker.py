@@ -46,9 +46,20 @@ def engine():
     host = f"unix://{root}/docker.sock"
     log = (root / "dockerd.log").open("wb")
     proc = subprocess.Popen(
-        [dockerd, f"--host={host}", f"--data-root={root}/data", f"--exec-root={root}/exec",
-         f"--pidfile={root}/docker.pid", "--bridge=none", "--iptables=false", "--ip6tables=false", "--ip-masq=false"],
-        stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+        [
+            dockerd,
+            f"--host={host}",
+            f"--data-root={root}/data",
+            f"--exec-root={root}/exec",
+            f"--pidfile={root}/docker.pid",
+            "--bridge=none",
+            "--iptables=false",
+            "--ip6tables=false",
+            "--ip-masq=false",
+        ],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
     )
 
     def stop() -> None:
@@ -103,11 +114,22 @@ def test_image_build_and_jobs_go_to_the_configured_engine_with_the_same_limits(e
             assert hc["NanoCpus"] == int(cfg.cpus * 1e9) and "no-new-privileges" in hc["SecurityOpt"]
             assert worker.attrs["Config"]["User"] == "10001:10001"
             assert ours(local) == []
-        net = sb.run(Job(files={"main.py": (
-            "import socket\ntry:\n    socket.create_connection(('1.1.1.1', 53), timeout=0.5)\n    print('leak')\n"
-            "except OSError:\n    print('isolated')\n")}, entry="main.py", expected="isolated"))
+        net = sb.run(
+            Job(
+                files={
+                    "main.py": (
+                        "import socket\ntry:\n    socket.create_connection(('1.1.1.1', 53), timeout=0.5)\n    print('leak')\n"
+                        "except OSError:\n    print('isolated')\n"
+                    )
+                },
+                entry="main.py",
+                expected="isolated",
+            )
+        )
         assert net.passed, net
-        memory = sb.run(Job(files={"main.py": "x = []\nwhile True:\n    x.append(bytearray(10**7))\n"}, entry="main.py"))
+        memory = sb.run(
+            Job(files={"main.py": "x = []\nwhile True:\n    x.append(bytearray(10**7))\n"}, entry="main.py")
+        )
         assert memory.status == "memory", memory
     with closing(docker_client(cfg)) as remote:
         assert ours(remote) == []

@@ -19,37 +19,91 @@ CHILD = ["--steps", "5"]
 
 def test_torchrun_on_one_node_is_standalone_and_on_many_uses_c10d():
     one = build_argv(LauncherConfig(kind="torchrun", nproc_per_node=2), CHILD, python="py")
-    assert one == ["py", "-m", "torch.distributed.run", "--nproc_per_node=2", "--nnodes=1", "--standalone",
-                   "-m", "selfloop.train", "--steps", "5"]
-    many = build_argv(LauncherConfig(kind="torchrun", nproc_per_node=8, nnodes=4, node_rank=2, rdzv_endpoint="n0:29400"),
-                      CHILD, python="py")
+    assert one == [
+        "py",
+        "-m",
+        "torch.distributed.run",
+        "--nproc_per_node=2",
+        "--nnodes=1",
+        "--standalone",
+        "-m",
+        "selfloop.train",
+        "--steps",
+        "5",
+    ]
+    many = build_argv(
+        LauncherConfig(kind="torchrun", nproc_per_node=8, nnodes=4, node_rank=2, rdzv_endpoint="n0:29400"),
+        CHILD,
+        python="py",
+    )
     # The same command on every node: c10d assigns the node ranks.
-    assert many == ["py", "-m", "torch.distributed.run", "--nproc_per_node=8", "--nnodes=4", "--rdzv_backend=c10d",
-                    "--rdzv_endpoint=n0:29400", "-m", "selfloop.train", "--steps", "5"]
+    assert many == [
+        "py",
+        "-m",
+        "torch.distributed.run",
+        "--nproc_per_node=8",
+        "--nnodes=4",
+        "--rdzv_backend=c10d",
+        "--rdzv_endpoint=n0:29400",
+        "-m",
+        "selfloop.train",
+        "--steps",
+        "5",
+    ]
 
 
 def test_accelerate_gets_its_multi_process_path_unless_extra_args_choose_one():
     two = build_argv(LauncherConfig(kind="accelerate", nproc_per_node=2), CHILD, python="py")
-    assert two == ["py", "-m", "accelerate.commands.launch", "--num_processes=2", "--num_machines=1", "--multi_gpu",
-                   "--main_process_port=0", "-m", "selfloop.train", "--steps", "5"]
+    assert two == [
+        "py",
+        "-m",
+        "accelerate.commands.launch",
+        "--num_processes=2",
+        "--num_machines=1",
+        "--multi_gpu",
+        "--main_process_port=0",
+        "-m",
+        "selfloop.train",
+        "--steps",
+        "5",
+    ]
     one = build_argv(LauncherConfig(kind="accelerate"), CHILD, python="py")
     assert "--multi_gpu" not in one and "--main_process_port=0" not in one
-    fsdp = build_argv(LauncherConfig(kind="accelerate", nproc_per_node=4, extra_args=["--use_fsdp"]), CHILD, python="py")
+    fsdp = build_argv(
+        LauncherConfig(kind="accelerate", nproc_per_node=4, extra_args=["--use_fsdp"]), CHILD, python="py"
+    )
     assert "--multi_gpu" not in fsdp and "--use_fsdp" in fsdp
-    own = build_argv(LauncherConfig(kind="accelerate", nproc_per_node=4, extra_args=["--config_file=acc.yaml"]), CHILD, python="py")
+    own = build_argv(
+        LauncherConfig(kind="accelerate", nproc_per_node=4, extra_args=["--config_file=acc.yaml"]), CHILD, python="py"
+    )
     assert "--multi_gpu" not in own
-    nodes = build_argv(LauncherConfig(kind="accelerate", nproc_per_node=8, nnodes=2, node_rank=1, rdzv_endpoint="n0:29500"),
-                       CHILD, python="py")
-    assert nodes[3:9] == ["--num_processes=16", "--num_machines=2", "--multi_gpu", "--main_process_ip=n0",
-                          "--main_process_port=29500", "--machine_rank=1"]
+    nodes = build_argv(
+        LauncherConfig(kind="accelerate", nproc_per_node=8, nnodes=2, node_rank=1, rdzv_endpoint="n0:29500"),
+        CHILD,
+        python="py",
+    )
+    assert nodes[3:9] == [
+        "--num_processes=16",
+        "--num_machines=2",
+        "--multi_gpu",
+        "--main_process_ip=n0",
+        "--main_process_port=29500",
+        "--machine_rank=1",
+    ]
 
 
-@pytest.mark.parametrize(("launcher", "message"), [
-    ({"kind": "torchrun", "nnodes": 2}, "needs rdzv_endpoint"),
-    ({"kind": "torchrun", "nnodes": 2, "rdzv_endpoint": "n0"}, "must be host:port"),
-    ({"kind": "accelerate", "nnodes": 2, "node_rank": 2, "rdzv_endpoint": "n0:1"}, "node_rank (2) must be below nnodes (2)"),
-    ({"kind": "mpirun"}, "train.launcher.kind"),
-])
+@pytest.mark.parametrize(
+    ("launcher", "message"),
+    [
+        ({"kind": "torchrun", "nnodes": 2}, "needs rdzv_endpoint"),
+        ({"kind": "torchrun", "nnodes": 2, "rdzv_endpoint": "n0"}, "must be host:port"),
+        (
+            {"kind": "accelerate", "nnodes": 2, "node_rank": 2, "rdzv_endpoint": "n0:1"},
+            "node_rank (2) must be below nnodes (2)",
+        ),
+        ({"kind": "mpirun"}, "train.launcher.kind"),
+    ],
+)
 def test_bad_launcher_config_names_the_key(tmp_path, launcher, message):
     with pytest.raises(ConfigError) as e:
         make_project(tmp_path, {"train": {"launcher": launcher}})
@@ -69,7 +123,9 @@ def training_processes(parent: psutil.Process) -> list[psutil.Process]:
 
 @pytest.mark.slow
 def test_kill_active_children_takes_the_workers_down_with_the_launcher(tmp_path):
-    config_path, cfg, paths, run_dir = prepared_run(tmp_path, {"train": {"launcher": {"kind": "torchrun", "nproc_per_node": 2}}})
+    config_path, cfg, paths, run_dir = prepared_run(
+        tmp_path, {"train": {"launcher": {"kind": "torchrun", "nproc_per_node": 2}}}
+    )
     outcome: dict[str, BaseException] = {}
 
     def train() -> None:

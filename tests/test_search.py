@@ -48,8 +48,9 @@ def test_mutants_that_do_not_fit_the_budget_are_not_trained_but_the_incumbent_is
 
 
 def test_the_incumbent_is_the_last_promoted_winner_clipped_into_the_current_bounds():
-    train = TrainConfig(learning_rate=1e-3, max_steps=100, rework_max_share=0.5,
-                        search=search(params=["learning_rate"], lr_max=5e-3))
+    train = TrainConfig(
+        learning_rate=1e-3, max_steps=100, rework_max_share=0.5, search=search(params=["learning_rate"], lr_max=5e-3)
+    )
     assert incumbent_of(train, None) == {"learning_rate": 1e-3, "max_steps": 100, "rework_max_share": 0.5}
     # searched values come from the winner (clipped); the others from [train], so a config edit takes effect
     winner = {"learning_rate": 9e-3, "max_steps": 999, "rework_max_share": 0.9}
@@ -79,12 +80,27 @@ def test_the_gate_chooses_the_best_recipe_it_would_promote():
 @pytest.mark.slow
 def test_the_loop_finds_a_better_learning_rate_from_a_bad_start(tmp_path, cli):
     start_lr = 1e-4  # far too low for this tiny model: 20 steps barely move it
-    config_path, cfg, paths = make_project(tmp_path / "proj", {
-        "train": {"learning_rate": start_lr, "gen0_steps": 16, "max_steps": 20, "lr_scheduler": "constant",
-                  "search": {"enabled": True, "recipes": 3, "params": ["learning_rate"], "lr_factor": 4.0,
-                             "lr_min": 1e-5, "lr_max": 0.05, "budget_steps": 60}},
-        "tasks": {"enabled": False},
-    })
+    config_path, cfg, paths = make_project(
+        tmp_path / "proj",
+        {
+            "train": {
+                "learning_rate": start_lr,
+                "gen0_steps": 16,
+                "max_steps": 20,
+                "lr_scheduler": "constant",
+                "search": {
+                    "enabled": True,
+                    "recipes": 3,
+                    "params": ["learning_rate"],
+                    "lr_factor": 4.0,
+                    "lr_min": 1e-5,
+                    "lr_max": 0.05,
+                    "budget_steps": 60,
+                },
+            },
+            "tasks": {"enabled": False},
+        },
+    )
     cycles = 3  # generation 0, then two cycles of search
     resumed: list[str] = []
     with Store.open(paths.db) as store:
@@ -100,8 +116,10 @@ def test_the_loop_finds_a_better_learning_rate_from_a_bad_start(tmp_path, cli):
             run_cycle(cfg, paths, store, config_path=config_path, phases=NO_INGEST)
         rows = history(store)
         winner = last_winner(store)
-        losses = [json.loads(r["metrics"])["loss"] for r in store.query(
-            "SELECT metrics FROM generations WHERE status = 'promoted' ORDER BY id")]
+        losses = [
+            json.loads(r["metrics"])["loss"]
+            for r in store.query("SELECT metrics FROM generations WHERE status = 'promoted' ORDER BY id")
+        ]
     launched = [m.split(":")[1].strip() for m in resumed if m.startswith("train: recipe ") and "search" not in m]
     assert launched == ["recipe 1", "recipe 2"]  # recipe 0 had finished before the stop
     assert {r["generation"] for r in rows} == {1, 2}

@@ -20,8 +20,10 @@ from selfloop.tasks.records import TaskRecord
 from selfloop.tasks.suite import build_items
 
 FRACTION = 0.1
-SETTINGS = {"rework": {"enabled": True, "rewrite_share": 0.0, "synthesize_share": 0.0, "solve_share": 1.0},
-            "sandbox": {"pool_size": 2, "timeout_s": 5}}
+SETTINGS = {
+    "rework": {"enabled": True, "rewrite_share": 0.0, "synthesize_share": 0.0, "solve_share": 1.0},
+    "sandbox": {"pool_size": 2, "timeout_s": 5},
+}
 
 
 @pytest.fixture
@@ -47,7 +49,10 @@ def test_draft_keeps_the_unhinted_exchange_and_what_the_judge_checks():
     ask = solve.Ask(task, (), "answer", FAMILIES["addition"].render(task, "answer", "reversed"), hint="\nhint: 1 2 3")
     d = solve.draft(ask, " 3 2 1 \n", cfg)
     assert d.kind == "task" and d.strategy == "solve" and d.prompt.endswith("hint: 1 2 3")
-    assert json.loads(d.content)["messages"] == [{"role": "user", "content": ask.prompt}, {"role": "assistant", "content": "3 2 1"}]
+    assert json.loads(d.content)["messages"] == [
+        {"role": "user", "content": ask.prompt},
+        {"role": "assistant", "content": "3 2 1"},
+    ]
     assert d.meta["answer"] == "123" and d.meta["rationalized"] and d.meta["task"]["id"] == task.id
 
 
@@ -73,8 +78,14 @@ def test_solved_answers_are_judged_in_the_sandbox_and_only_correct_ones_train(pr
         # A self-labelled task record: the model's answer or program as its worked answer, with provenance.
         task = TaskRecord.model_validate(r)
         prov = task.provenance
-        assert prov["strategy"] == "solve" and not prov["rationalized"] and [v["judge"] for v in prov["verdicts"]] == ["task"]
-        assert (task.answer is not None) == (prov["answer_kind"] == "answer") and (task.solution is not None) == (prov["answer_kind"] == "program")
+        assert (
+            prov["strategy"] == "solve"
+            and not prov["rationalized"]
+            and [v["judge"] for v in prov["verdicts"]] == ["task"]
+        )
+        assert (task.answer is not None) == (prov["answer_kind"] == "answer") and (task.solution is not None) == (
+            prov["answer_kind"] == "program"
+        )
         assert not is_heldout(task, FRACTION)
     # Ingested as task documents (never through the prose filters); they train as chat exchanges.
     docs = store.query("SELECT kind, content FROM documents WHERE origin = 'rework' AND status = 'active'")
@@ -83,7 +94,9 @@ def test_solved_answers_are_judged_in_the_sandbox_and_only_correct_ones_train(pr
     from selfloop.train.data import load_documents
 
     trained = training_docs(load_documents(store, split="train", origin="rework"), cfg.tasks)
-    assert {json.loads(d.content)["messages"][1]["content"] for d in trained} == {json.loads(d.content)["messages"][1]["content"] for d in drafts[::2]}
+    assert {json.loads(d.content)["messages"][1]["content"] for d in trained} == {
+        json.loads(d.content)["messages"][1]["content"] for d in drafts[::2]
+    }
     pairs = store.query("SELECT prompt, chosen, rejected FROM pairs WHERE source = 'task'")
     assert len(pairs) == 12 and all(p["chosen"] != p["rejected"] for p in pairs)
     # A second judge run (a resumed phase) adds nothing.
@@ -96,17 +109,31 @@ def test_no_held_out_task_reaches_rework(project):
     cfg, paths, store = project
     heldout = {(i.task.family, i.task.id) for i in build_items(cfg.tasks, FRACTION)}
     for level in range(1, cfg.tasks.max_difficulty + 1):
-        for ask in solve.plan_asks(cfg.tasks, {"addition": level, "reverse": level}, [], 64, random.Random(level), FRACTION):
+        for ask in solve.plan_asks(
+            cfg.tasks, {"addition": level, "reverse": level}, [], 64, random.Random(level), FRACTION
+        ):
             assert (ask.task.family, ask.task.id) not in heldout and not is_heldout(ask.task, FRACTION)
 
 
 def test_corpus_tasks_are_solved_only_where_they_have_no_worked_answer(project):
     cfg, paths, store = project
-    (paths.orig / "t.jsonl").write_text("\n".join(json.dumps(r) for r in [
-        {"id": "sq", "family": "squares", "difficulty": 1, "prompt": "What is 7 squared?", "answer": "49"},
-        {"id": "dbl", "family": "functions", "difficulty": 1, "prompt": "Write double(x).", "tests": "assert double(3) == 6\n",
-         "solution": "def double(x):\n    return 2 * x\n"},
-    ]) + "\n")
+    (paths.orig / "t.jsonl").write_text(
+        "\n".join(
+            json.dumps(r)
+            for r in [
+                {"id": "sq", "family": "squares", "difficulty": 1, "prompt": "What is 7 squared?", "answer": "49"},
+                {
+                    "id": "dbl",
+                    "family": "functions",
+                    "difficulty": 1,
+                    "prompt": "Write double(x).",
+                    "tests": "assert double(3) == 6\n",
+                    "solution": "def double(x):\n    return 2 * x\n",
+                },
+            ]
+        )
+        + "\n"
+    )
     Ingestor(cfg.ingest, cfg.watch, paths, store).scan()
     corpus = solve.corpus_tasks(store)
     # "dbl" falls in the held-out split (by its family/difficulty/id key): it is never solved for training.
@@ -125,8 +152,14 @@ def test_unsolved_tasks_with_an_answer_are_retried_with_a_hint(project):
     from selfloop.model.tokenizer import train_tokenizer
 
     cfg, paths, store = project
-    task = TaskRecord(id="sq7", family="squares", difficulty=1, prompt="What is 7 squared?", answer="49",
-                      checker="def check(answer):\n    return answer.strip() == '49'\n")
+    task = TaskRecord(
+        id="sq7",
+        family="squares",
+        difficulty=1,
+        prompt="What is 7 squared?",
+        answer="49",
+        checker="def check(answer):\n    return answer.strip() == '49'\n",
+    )
     tok = train_tokenizer(["What is 7 squared? 49", "print(7 ** 2)"] * 10, 300, max_length=64)
     torch.manual_seed(0)
     model = build_scratch_model(cfg.model, tok)
@@ -137,7 +170,9 @@ def test_unsolved_tasks_with_an_answer_are_retried_with_a_hint(project):
     cfg = cfg.model_copy(update={"tasks": tasks_cfg})
     model_source, sandbox_source = sources(cfg, model, tok)
     run_judge(cfg, paths, store, 1, model_source, sandbox_source)
-    retried = store.query("SELECT status, prompt, content, meta FROM candidates WHERE json_extract(meta, '$.rationalized')")
+    retried = store.query(
+        "SELECT status, prompt, content, meta FROM candidates WHERE json_extract(meta, '$.rationalized')"
+    )
     assert len(retried) == 2
     for r in retried:
         assert r["prompt"] == "What is 7 squared?\nhint: 49"

@@ -73,7 +73,10 @@ def test_readonly_missing_db_is_clear(tmp_path):
 
 def test_lock_refuses_second_daemon_with_pid(tmp_path):
     holder = subprocess.Popen(
-        [sys.executable, "-c", textwrap.dedent(f"""
+        [
+            sys.executable,
+            "-c",
+            textwrap.dedent(f"""
             import sys, time
             from pathlib import Path
             from selfloop.state import DaemonLock
@@ -81,8 +84,10 @@ def test_lock_refuses_second_daemon_with_pid(tmp_path):
             lock.acquire()
             print("locked", flush=True)
             time.sleep(60)
-        """)],
-        stdout=subprocess.PIPE, text=True,
+        """),
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
     )
     try:
         assert holder.stdout.readline().strip() == "locked"

@@ -66,9 +66,17 @@ def sum_checker(a, b):
     return f"def check(answer):\n    return answer.strip() == str({a} + {b})\n"
 
 
-ADD = TaskRecord(id="123+456", family="addition", difficulty=3, prompt="123 + 456", checker=sum_checker(123, 456),
-                 variants=[Variant(substitute={"123": "808", "456": "271"}, checker=sum_checker(808, 271)),
-                           Variant(substitute={"123": "350", "456": "117"}, answer="467")])
+ADD = TaskRecord(
+    id="123+456",
+    family="addition",
+    difficulty=3,
+    prompt="123 + 456",
+    checker=sum_checker(123, 456),
+    variants=[
+        Variant(substitute={"123": "808", "456": "271"}, checker=sum_checker(808, 271)),
+        Variant(substitute={"123": "350", "456": "117"}, answer="467"),
+    ],
+)
 NO_INPUTS = f"{HARD_CODED} (variant 1: the program contains none of the task's inputs 123, 456)"
 
 # (why, program, accepted, reason prefix or None, sandbox jobs run)
@@ -77,7 +85,13 @@ CASES = [
     # None of the inputs and wrong: rejected for what it does, not as hard-coded.
     ("prints a wrong constant", "print(1 / 0)", False, "error: ", 1),
     ("mentions an input, prints the answer", "x = 123\nprint(579)", False, f"{HARD_CODED} (variant 1: fail: ", 2),
-    ("mentions both inputs, ignores them", "print(123 + 456 - 123 - 456 + 579)", False, f"{HARD_CODED} (variant 1: fail: ", 2),
+    (
+        "mentions both inputs, ignores them",
+        "print(123 + 456 - 123 - 456 + 579)",
+        False,
+        f"{HARD_CODED} (variant 1: fail: ",
+        2,
+    ),
     ("computes", "print(123 + 456)", True, None, 3),
     ("computes from names", "a, b = 123, 456\nprint(a + b)", True, None, 3),
     # A str constant equal to an input is that input too: parsing a number from text computes.
@@ -111,8 +125,9 @@ def test_variant_jobs_run_the_program_with_the_literals_replaced(sandbox):
 def test_tasks_without_variants_are_judged_as_before(sandbox):
     plain = ADD.model_copy(update={"variants": None})
     as_mapping = ADD.model_dump(exclude={"variants"})
-    outcomes = judge(sandbox, [program("print(579)", plain), program("print(579)", as_mapping),
-                               Candidate("task", "579", task=ADD)])  # a direct answer is not a program
+    outcomes = judge(
+        sandbox, [program("print(579)", plain), program("print(579)", as_mapping), Candidate("task", "579", task=ADD)]
+    )  # a direct answer is not a program
     assert all(o.accepted for o in outcomes) and len(sandbox.jobs) == 3
 
 
@@ -130,9 +145,14 @@ def test_malformed_variants_of_a_mapping_task_are_a_clear_reject(sandbox):
 
 
 def test_tests_tasks_are_judged_by_their_tests_only(sandbox):
-    func = TaskRecord(id="dbl", family="functions", difficulty=1, prompt="Write double(x) for 21.",
-                      tests="assert double(21) == 42\n",
-                      variants=[Variant(substitute={"21": "5"}, answer="10")])
+    func = TaskRecord(
+        id="dbl",
+        family="functions",
+        difficulty=1,
+        prompt="Write double(x) for 21.",
+        tests="assert double(21) == 42\n",
+        variants=[Variant(substitute={"21": "5"}, answer="10")],
+    )
     (outcome,) = judge(sandbox, [program("def double(x):\n    return 2 * x\n", func)])
     assert outcome.accepted and len(sandbox.jobs) == 1
 
@@ -161,7 +181,9 @@ def test_family_variants_are_fixed_counterfactuals(family):
     for d in range(1, 7):
         task = gen.make(d, random.Random(d))
         again = gen.make(d, random.Random(d))
-        assert again == task and len(task.variants) == VARIANTS == len({json.dumps(v.substitute) for v in task.variants})
+        assert again == task and len(task.variants) == VARIANTS == len(
+            {json.dumps(v.substitute) for v in task.variants}
+        )
         assert gen.labelled(task).variants == task.variants
         answer = gen.labelled(task).answer
         originals = task.prompt.removeprefix("reverse ").split(" + ")
@@ -169,7 +191,9 @@ def test_family_variants_are_fixed_counterfactuals(family):
             assert sorted(v.substitute) == sorted(set(originals))
             assert all(len(new) == len(old) and new not in originals for old, new in v.substitute.items())
             # The variant's own answer differs, so a constant output always fails one.
-            variant_task = TaskRecord(id="v", family=family, difficulty=d, prompt=_apply(task.prompt, v.substitute), answer="x")
+            variant_task = TaskRecord(
+                id="v", family=family, difficulty=d, prompt=_apply(task.prompt, v.substitute), answer="x"
+            )
             assert gen.labelled(variant_task).answer != answer
             if family == "reverse" and d > 1:
                 (word,) = v.substitute.values()
@@ -200,7 +224,9 @@ def test_the_suite_scores_a_hard_coding_program_zero(real_sandbox):
     def source():
         yield real_sandbox
 
-    suite = HardCoder(TasksConfig(max_difficulty=3, heldout_per_level=4), JudgeConfig(), source, heldout_fraction=FRACTION)
+    suite = HardCoder(
+        TasksConfig(max_difficulty=3, heldout_per_level=4), JudgeConfig(), source, heldout_fraction=FRACTION
+    )
     model = object()
     suite(model, None)
     detail = suite.detail(model)
@@ -218,11 +244,17 @@ def test_bad_variants_are_clear_validation_errors():
     base = {"id": "1+2", "family": "addition", "difficulty": 1, "prompt": "1 + 2", "answer": "3"}
     bad = [
         ({"substitute": {"1": "5"}}, "exactly one of checker or answer"),
-        ({"substitute": {"1": "5"}, "answer": "7", "checker": "def check(a): return True"}, "exactly one of checker or answer"),
+        (
+            {"substitute": {"1": "5"}, "answer": "7", "checker": "def check(a): return True"},
+            "exactly one of checker or answer",
+        ),
         ({"substitute": {}, "answer": "2"}, "at least 1 item"),
         ({"substitute": {"1": "1"}, "answer": "3"}, "must change the literal"),
         ({"substitute": {"1": "one"}, "answer": "3"}, "a number must be replaced by a number"),
-        ({"substitute": {"7": "5"}, "answer": "7"}, r"variant 1 substitutes \['7'\] which the prompt '1 \+ 2' does not contain"),
+        (
+            {"substitute": {"7": "5"}, "answer": "7"},
+            r"variant 1 substitutes \['7'\] which the prompt '1 \+ 2' does not contain",
+        ),
         ({"substitute": {"1": "5"}, "answer": "7", "prompt": "x"}, "Extra inputs are not permitted"),
         ("1 -> 5", "valid dictionary"),
     ]
@@ -234,14 +266,19 @@ def test_bad_variants_are_clear_validation_errors():
 
 
 def test_records_with_variants_round_trip_through_rework_and_ingest(tmp_path):
-    settings = {"rework": {"enabled": True, "rewrite_share": 0.0, "synthesize_share": 0.0, "solve_share": 1.0},
-                "sandbox": {"backend": "process", "pool_size": 2, "timeout_s": 5}}
+    settings = {
+        "rework": {"enabled": True, "rewrite_share": 0.0, "synthesize_share": 0.0, "solve_share": 1.0},
+        "sandbox": {"backend": "process", "pool_size": 2, "timeout_s": 5},
+    }
     _, cfg, paths = make_project(tmp_path, settings)
     task = FAMILIES["addition"].make(3, random.Random(4))
     (paths.orig / "tasks.jsonl").write_text(task.canonical_json() + "\n")
     ask = solve.Ask(task, (), "program", FAMILIES["addition"].render(task, "program", "reversed"))
     a, b = task.prompt.split(" + ")
-    drafts = [solve.draft(ask, f"print({a} + {b})", cfg.tasks), solve.draft(ask, f"print({int(a) + int(b)})", cfg.tasks)]
+    drafts = [
+        solve.draft(ask, f"print({a} + {b})", cfg.tasks),
+        solve.draft(ask, f"print({int(a) + int(b)})", cfg.tasks),
+    ]
 
     model_source, sandbox_source = judge_sources("process")
     with Store.open(paths.db) as store:
@@ -265,12 +302,14 @@ def test_records_with_variants_round_trip_through_rework_and_ingest(tmp_path):
 def test_substitution_replaces_constants_not_text():
     tree = parse('n = 123\nm = 1234\nx123 = "123"\nb = True\nf = 123.0\ns = f"{n} 123"\nprint(n + 456, x123)')
     out = substitute(tree, {"123": "9", "456": "7"})
-    assert out.source == 'n = 9\nm = 1234\nx123 = \'9\'\nb = True\nf = 123.0\ns = f\'{n} 123\'\nprint(n + 7, x123)'
+    assert out.source == "n = 9\nm = 1234\nx123 = '9'\nb = True\nf = 123.0\ns = f'{n} 123'\nprint(n + 7, x123)"
     assert out.replaced == 3
     assert substitute(tree, {"abc": "xyz"}).replaced == 0
     words = substitute(parse("w = 'abc'\nprint(w[::-1], 'abcd', 'ab' + 'c')"), {"abc": "xyz"})
     assert words.source == "w = 'xyz'\nprint(w[::-1], 'abcd', 'ab' + 'c')" and words.replaced == 1
-    assert ast.dump(tree) == ast.dump(parse('n = 123\nm = 1234\nx123 = "123"\nb = True\nf = 123.0\ns = f"{n} 123"\nprint(n + 456, x123)'))
+    assert ast.dump(tree) == ast.dump(
+        parse('n = 123\nm = 1234\nx123 = "123"\nb = True\nf = 123.0\ns = f"{n} 123"\nprint(n + 456, x123)')
+    )
 
 
 def test_unparsable_programs_say_why():

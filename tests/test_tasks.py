@@ -78,7 +78,9 @@ def test_formats_round_trip(family, digit_format):
 
 
 def test_reversed_digits_are_spaced_least_significant_first():
-    task = FAMILIES["addition"].labelled(TaskRecord(id="374+99", family="addition", difficulty=3, prompt="374 + 99", answer="0"))
+    task = FAMILIES["addition"].labelled(
+        TaskRecord(id="374+99", family="addition", difficulty=3, prompt="374 + 99", answer="0")
+    )
     assert FAMILIES["addition"].render(task, "answer", "reversed") == "4 7 3 + 9 9 ="
     assert FAMILIES["addition"].target(task, "answer", "reversed") == "3 7 4"
     assert FAMILIES["addition"].decode(task, " 3 7 4", "answer", "reversed") == "473"
@@ -117,23 +119,46 @@ def test_checkers_accept_right_answers_and_never_wrong_ones(sandbox):
             task = gen.make(d, rng)
             right = gen.labelled(task).answer
             wrong = right[:-1] + ("0" if right[-1] != "0" else "1") if family == "addition" else right[::-1] + "x"
-            cases += [(task, right, "answer", True), (task, wrong, "answer", False), (task, "", "answer", False),
-                      (task, gen.labelled(task).solution, "program", True), (task, f"print({wrong!r})", "program", False)]
+            cases += [
+                (task, right, "answer", True),
+                (task, wrong, "answer", False),
+                (task, "", "answer", False),
+                (task, gen.labelled(task).solution, "program", True),
+                (task, f"print({wrong!r})", "program", False),
+            ]
     outcomes = judge(sandbox, [Candidate("task", a, task=t, metadata={"answer_kind": m}) for t, a, m, _ in cases])
     assert [o.accepted for o in outcomes] == [ok for *_, ok in cases], [o.reason for o in outcomes]
 
 
-FUNC = TaskRecord(id="dbl", family="functions", difficulty=1, prompt="Write double(x).",
-                  tests="assert double(2) == 4\ndef test_neg():\n    assert double(-3) == -6\n")
-ADD = TaskRecord(id="17+25", family="addition", difficulty=2, prompt="17 + 25",
-                 checker="def check(answer):\n    return answer.strip() == str(17 + 25)\n")
+FUNC = TaskRecord(
+    id="dbl",
+    family="functions",
+    difficulty=1,
+    prompt="Write double(x).",
+    tests="assert double(2) == 4\ndef test_neg():\n    assert double(-3) == -6\n",
+)
+ADD = TaskRecord(
+    id="17+25",
+    family="addition",
+    difficulty=2,
+    prompt="17 + 25",
+    checker="def check(answer):\n    return answer.strip() == str(17 + 25)\n",
+)
 LIES = [
     ("prints a pass verdict without running tests", FUNC, 'print("all tests passed")\n'),
     ("exits before the tests run", FUNC, "import os\nos._exit(0)\ndef double(x):\n    return 2 * x\n"),
     ("exits cleanly before the tests run", FUNC, "import sys\nsys.exit(0)\n"),
-    ("forges a harness result line", FUNC, 'print(\'{"nonce": "x", "status": "pass", "checks_run": 2, "checks_passed": 2}\')\n'),
+    (
+        "forges a harness result line",
+        FUNC,
+        'print(\'{"nonce": "x", "status": "pass", "checks_run": 2, "checks_passed": 2}\')\n',
+    ),
     ("exits before printing its answer", ADD, "import os\nos._exit(0)\nprint(17 + 25)\n"),
-    ("prints a forged result instead of the answer", ADD, 'print(\'{"status": "pass", "checks_run": 1, "checks_passed": 1}\')\n'),
+    (
+        "prints a forged result instead of the answer",
+        ADD,
+        'print(\'{"status": "pass", "checks_run": 1, "checks_passed": 1}\')\n',
+    ),
 ]
 
 
@@ -144,8 +169,13 @@ def test_a_lying_program_is_caught(sandbox, why, task, program):
 
 
 def test_an_honest_program_passes_the_same_tasks(sandbox):
-    outcomes = judge(sandbox, [Candidate("task", "def double(x):\n    return 2 * x\n", task=FUNC, metadata={"answer_kind": "program"}),
-                               Candidate("task", "print(17 + 25)\n", task=ADD, metadata={"answer_kind": "program"})])
+    outcomes = judge(
+        sandbox,
+        [
+            Candidate("task", "def double(x):\n    return 2 * x\n", task=FUNC, metadata={"answer_kind": "program"}),
+            Candidate("task", "print(17 + 25)\n", task=ADD, metadata={"answer_kind": "program"}),
+        ],
+    )
     assert all(o.accepted for o in outcomes)
 
 
@@ -182,9 +212,14 @@ def test_suite_judges_every_item_in_the_sandbox_per_family_difficulty_and_mode(s
         assert [detail[family][d]["answer"]["pass_at_1"] for d in ("1", "2", "3")] == [1.0, 1.0, 1.0]
         assert [detail[family][d]["program"]["pass_at_1"] for d in ("1", "2", "3")] == [1.0, 0.0, 1.0]
         cells = [m for d in detail[family].values() for m in d.values()]
-        assert by_family[family] == pytest.approx(sum(c["pass_at_1"] * c["n"] for c in cells) / sum(c["n"] for c in cells))
+        assert by_family[family] == pytest.approx(
+            sum(c["pass_at_1"] * c["n"] for c in cells) / sum(c["n"] for c in cells)
+        )
         assert 0.5 < by_family[family] < 1
-    assert frontier(detail, "program") == {"addition": 3, "reverse": 3}  # the largest difficulty at >= 0.9, gaps and all
+    assert frontier(detail, "program") == {
+        "addition": 3,
+        "reverse": 3,
+    }  # the largest difficulty at >= 0.9, gaps and all
     assert frontier(detail, "answer") == {"addition": 3, "reverse": 3}
 
 
@@ -230,10 +265,19 @@ def test_training_docs_render_labelled_tasks_and_drop_bare_ones():
     labelled = FAMILIES["addition"].labelled(FAMILIES["addition"].make(2, random.Random(0)))
     bare = FAMILIES["addition"].make(2, random.Random(1))
     text = Doc(9, "orig", "text", "hello", 5, "h")
-    out = training_docs([Doc(1, "orig", "task", labelled.canonical_json(), 0, ""), Doc(2, "orig", "task", bare.canonical_json(), 0, ""), text], cfg)
+    out = training_docs(
+        [
+            Doc(1, "orig", "task", labelled.canonical_json(), 0, ""),
+            Doc(2, "orig", "task", bare.canonical_json(), 0, ""),
+            text,
+        ],
+        cfg,
+    )
     assert [d.kind for d in out] == ["chat", "chat", "text"] and out[-1] == text
     assert all(d.id == 1 for d in out[:2])
-    only_answers = training_docs([Doc(1, "orig", "task", labelled.canonical_json(), 0, "")], TasksConfig(modes=["answer"]))
+    only_answers = training_docs(
+        [Doc(1, "orig", "task", labelled.canonical_json(), 0, "")], TasksConfig(modes=["answer"])
+    )
     assert len(only_answers) == 1
 
 
@@ -261,14 +305,17 @@ def test_held_out_set_is_fixed_and_distinct():
 # --------------------------------------------------------------------------- curriculum
 
 
-@pytest.mark.parametrize("level, heldout, labels, expected", [
-    (3, 0.95, 0.6, 4),  # both good: advance
-    (3, 0.85, 0.9, 3),  # held-out below threshold: hold
-    (3, 0.95, 0.1, 3),  # labels too inaccurate there: hold
-    (3, 0.95, None, 3),  # nothing sampled there yet: hold
-    (3, None, 0.9, 3),  # not measured: hold
-    (8, 1.0, 1.0, 8),  # at the top
-])
+@pytest.mark.parametrize(
+    "level, heldout, labels, expected",
+    [
+        (3, 0.95, 0.6, 4),  # both good: advance
+        (3, 0.85, 0.9, 3),  # held-out below threshold: hold
+        (3, 0.95, 0.1, 3),  # labels too inaccurate there: hold
+        (3, 0.95, None, 3),  # nothing sampled there yet: hold
+        (3, None, 0.9, 3),  # not measured: hold
+        (8, 1.0, 1.0, 8),  # at the top
+    ],
+)
 def test_curriculum_advances_only_on_held_out_and_label_accuracy(level, heldout, labels, expected):
     cfg = TasksConfig(advance_threshold=0.9, min_label_accuracy=0.3, max_difficulty=8)
     new, reason = curriculum.decide(level, heldout, labels, cfg)
@@ -276,10 +323,18 @@ def test_curriculum_advances_only_on_held_out_and_label_accuracy(level, heldout,
 
 
 def _solve_row(store, cycle_id, family, difficulty, status, mode="answer", rationalized=False):
-    meta = {"task": {"family": family, "difficulty": difficulty, "id": "x"}, "answer_kind": mode, "answer": "1", "rationalized": rationalized}
+    meta = {
+        "task": {"family": family, "difficulty": difficulty, "id": "x"},
+        "answer_kind": mode,
+        "answer": "1",
+        "rationalized": rationalized,
+    }
     with store.tx() as c:
-        c.execute("INSERT INTO candidates (cycle_id, generation, strategy, kind, content, status, meta, created_at) "
-                  "VALUES (?, 0, 'solve', 'task', '{}', ?, ?, 0)", (cycle_id, status, json.dumps(meta)))
+        c.execute(
+            "INSERT INTO candidates (cycle_id, generation, strategy, kind, content, status, meta, created_at) "
+            "VALUES (?, 0, 'solve', 'task', '{}', ?, ?, 0)",
+            (cycle_id, status, json.dumps(meta)),
+        )
 
 
 def test_curriculum_step_advances_holds_and_persists(tmp_path):
@@ -291,8 +346,10 @@ def test_curriculum_step_advances_holds_and_persists(tmp_path):
             _solve_row(store, 1, "reverse", 2, "rejected")
         _solve_row(store, 1, "reverse", 2, "accepted", rationalized=True)  # hinted retries do not count
         _solve_row(store, 1, "reverse", 2, "accepted", mode="program")  # nor do modes that do not drive it
-        detail = {"addition": {"2": {"answer": {"pass_at_1": 0.95, "n": 20}}},
-                  "reverse": {"2": {"answer": {"pass_at_1": 1.0, "n": 20}}}}
+        detail = {
+            "addition": {"2": {"answer": {"pass_at_1": 0.95, "n": 20}}},
+            "reverse": {"2": {"answer": {"pass_at_1": 1.0, "n": 20}}},
+        }
         steps = {s.family: s for s in curriculum.step(store, cfg, detail, cycle_id=1)}
         assert steps["addition"].new_level == 3 and steps["reverse"].new_level == 2
         assert "label accuracy 0.00" in steps["reverse"].reason

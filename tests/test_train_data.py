@@ -10,8 +10,17 @@ from lifecycle_helpers import chat_record, fill_corpus, insert_doc, make_project
 from selfloop.model.tokenizer import train_tokenizer
 from selfloop.state import Store
 from selfloop.train.data import (
-    IGNORE, Doc, encode_docs, load_documents, messages_of, pack_texts, read_snapshot, rework_share,
-    select_mixture, summarize, write_snapshot,
+    IGNORE,
+    Doc,
+    encode_docs,
+    load_documents,
+    messages_of,
+    pack_texts,
+    read_snapshot,
+    rework_share,
+    select_mixture,
+    summarize,
+    write_snapshot,
 )
 
 
@@ -41,8 +50,12 @@ def test_mixture_weight_scales_rework_and_is_seeded():
     half = select_mixture(ORIG, REWORK, weight=0.5, max_share=1.0, seed=3)
     chars = sum(d.n_chars for d in half if d.origin == "rework")
     assert 0 < chars <= 0.5 * sum(d.n_chars for d in REWORK)
-    assert select_mixture(ORIG, REWORK, weight=1, max_share=0.3, seed=5) == select_mixture(ORIG, REWORK, weight=1, max_share=0.3, seed=5)
-    assert select_mixture(ORIG, REWORK, weight=1, max_share=0.3, seed=5) != select_mixture(ORIG, REWORK, weight=1, max_share=0.3, seed=6)
+    assert select_mixture(ORIG, REWORK, weight=1, max_share=0.3, seed=5) == select_mixture(
+        ORIG, REWORK, weight=1, max_share=0.3, seed=5
+    )
+    assert select_mixture(ORIG, REWORK, weight=1, max_share=0.3, seed=5) != select_mixture(
+        ORIG, REWORK, weight=1, max_share=0.3, seed=6
+    )
     assert select_mixture(ORIG, REWORK, weight=0.0, max_share=0.5, seed=1) == ORIG
     # A big rework document that does not fit does not block smaller ones.
     mixed = [doc(500, "rework", n=10_000), doc(501, "rework", n=10)]

@@ -5,11 +5,15 @@ from selfloop.train.launch import failure_reason
 
 def test_failure_reason_prefers_the_childs_own_line_then_the_exception(tmp_path):
     log = tmp_path / "train.log"
-    log.write_text("{'loss': 2.1}\nTraceback (most recent call last):\n  File \"t.py\", line 1\n"
-                   "OSError: [Errno 28] No space left on device\nselfloop.train: No space left on device (/r/ck)\n")
+    log.write_text(
+        "{'loss': 2.1}\nTraceback (most recent call last):\n  File \"t.py\", line 1\n"
+        "OSError: [Errno 28] No space left on device\nselfloop.train: No space left on device (/r/ck)\n"
+    )
     assert failure_reason(log) == "No space left on device (/r/ck)"
-    log.write_text("Traceback (most recent call last):\n  File \"t.py\"\n    save()\n"
-                   "torch.OutOfMemoryError: CUDA out of memory\n[rank0]: more noise\n")
+    log.write_text(
+        'Traceback (most recent call last):\n  File "t.py"\n    save()\n'
+        "torch.OutOfMemoryError: CUDA out of memory\n[rank0]: more noise\n"
+    )
     assert failure_reason(log) == "torch.OutOfMemoryError: CUDA out of memory"
     log.write_text("one\ntwo\nthree\nfour\n")
     assert failure_reason(log) == "two | three | four"

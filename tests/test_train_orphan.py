@@ -13,18 +13,23 @@ import psutil
 import pytest
 from lifecycle_helpers import prepared_run
 
-
 pytestmark = pytest.mark.slow
 
 
 def test_orphaned_training_child_checkpoints_and_exits(tmp_path):
     config_path, cfg, paths, run_dir = prepared_run(tmp_path, {"train": {"save_steps": 1000, "log_steps": 2}})
-    launcher = subprocess.Popen([sys.executable, "-c", textwrap.dedent(f"""
+    launcher = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            textwrap.dedent(f"""
         from pathlib import Path
         from selfloop.config import LauncherConfig
         from selfloop.train.launch import launch_training
         launch_training(LauncherConfig(), Path({str(config_path)!r}), 0, Path({str(run_dir)!r}), init="scratch", steps=100000)
-    """)])
+    """),
+        ]
+    )
     try:
         deadline = time.time() + 120
         child = None

@@ -21,12 +21,39 @@ from selfloop.train.run import last_complete_checkpoint
 def test_launcher_argv():
     args = ["--steps", "5"]
     assert build_argv(LauncherConfig(), args, python="py") == ["py", "-m", "selfloop.train", "--steps", "5"]
-    torchrun = build_argv(LauncherConfig(kind="torchrun", nproc_per_node=4, nnodes=2, rdzv_endpoint="h:29500"), args, python="py")
-    assert torchrun == ["py", "-m", "torch.distributed.run", "--nproc_per_node=4", "--nnodes=2", "--rdzv_backend=c10d",
-                        "--rdzv_endpoint=h:29500", "-m", "selfloop.train", "--steps", "5"]
-    acc = build_argv(LauncherConfig(kind="accelerate", nproc_per_node=2, extra_args=["--mixed_precision=bf16"]), args, python="py")
-    assert acc == ["py", "-m", "accelerate.commands.launch", "--num_processes=2", "--num_machines=1", "--multi_gpu",
-                   "--main_process_port=0", "--mixed_precision=bf16", "-m", "selfloop.train", "--steps", "5"]
+    torchrun = build_argv(
+        LauncherConfig(kind="torchrun", nproc_per_node=4, nnodes=2, rdzv_endpoint="h:29500"), args, python="py"
+    )
+    assert torchrun == [
+        "py",
+        "-m",
+        "torch.distributed.run",
+        "--nproc_per_node=4",
+        "--nnodes=2",
+        "--rdzv_backend=c10d",
+        "--rdzv_endpoint=h:29500",
+        "-m",
+        "selfloop.train",
+        "--steps",
+        "5",
+    ]
+    acc = build_argv(
+        LauncherConfig(kind="accelerate", nproc_per_node=2, extra_args=["--mixed_precision=bf16"]), args, python="py"
+    )
+    assert acc == [
+        "py",
+        "-m",
+        "accelerate.commands.launch",
+        "--num_processes=2",
+        "--num_machines=1",
+        "--multi_gpu",
+        "--main_process_port=0",
+        "--mixed_precision=bf16",
+        "-m",
+        "selfloop.train",
+        "--steps",
+        "5",
+    ]
 
 
 def test_torn_checkpoints_are_skipped(tmp_path):
@@ -66,6 +93,7 @@ def logged_steps(run_dir: Path) -> list[int]:
 def test_sigterm_checkpoints_and_the_next_launch_resumes(run_setup):
     config_path, cfg, paths, run_dir = run_setup
     steps = 160
+
     # The parent's stop request (the daemon stopping) reaches the child as SIGTERM.
     def saved_one() -> bool:  # any whole checkpoint (older ones rotate away)
         return any((run_dir / "checkpoints").glob("checkpoint-*/trainer_state.json"))

@@ -38,5 +38,7 @@ class PythonJudge(SandboxJudge):
     def review(self, candidate: Candidate, verdict: Verdict) -> JudgeVerdict:
         result = from_sandbox(self.name, verdict)
         if result.accepted and self.context.config.python_require_tests and set(verdict.checks) <= BASE_CHECKS:
-            return reject(self.name, "no tests or doctests to run (judge.python_require_tests)", result.score, **result.detail)
+            return reject(
+                self.name, "no tests or doctests to run (judge.python_require_tests)", result.score, **result.detail
+            )
         return result

@@ -43,12 +43,16 @@ class SandboxJudge(Judge):
         sandbox = self.context.require_sandbox(self.name)
         planned = [self.job_for(c) for c in candidates]
         out: list[JudgeVerdict | None] = [p if isinstance(p, JudgeVerdict) else None for p in planned]
-        chains = {i: [p] if isinstance(p, Job) else list(p) for i, p in enumerate(planned) if not isinstance(p, JudgeVerdict)}
+        chains = {
+            i: [p] if isinstance(p, Job) else list(p) for i, p in enumerate(planned) if not isinstance(p, JudgeVerdict)
+        }
         done: dict[int, list[Verdict]] = {i: [] for i in chains}
         if chains:
             workers = max(1, min(sum(len(c) for c in chains.values()), getattr(sandbox, "capacity", 1)))
             with ThreadPoolExecutor(max_workers=workers) as ex:
-                running: dict[Future[Verdict], int] = {ex.submit(sandbox.run, chain[0]): i for i, chain in chains.items()}
+                running: dict[Future[Verdict], int] = {
+                    ex.submit(sandbox.run, chain[0]): i for i, chain in chains.items()
+                }
                 while running:
                     finished, _ = wait(running, return_when=FIRST_COMPLETED)
                     for future in finished:

@@ -47,7 +47,11 @@ def parse(source: str) -> ast.Module:
 
 class _Replace(ast.NodeTransformer):
     def __init__(self, mapping: Mapping[str, str]):
-        self.ints = {int(old): int(new) for old, new in mapping.items() if INT_LITERAL.fullmatch(old) and INT_LITERAL.fullmatch(new)}
+        self.ints = {
+            int(old): int(new)
+            for old, new in mapping.items()
+            if INT_LITERAL.fullmatch(old) and INT_LITERAL.fullmatch(new)
+        }
         self.strs = dict(mapping)
         self.replaced = 0
 

@@ -69,7 +69,9 @@ class TaskJudge(SandboxJudge):
             return reject(self.name, f"unknown answer_kind {kind!r} (answer | program)")
         if kind == "answer":
             if checker is None and reference is None:
-                return reject(self.name, "the task has neither a checker nor a reference answer to check a direct answer")
+                return reject(
+                    self.name, "the task has neither a checker nor a reference answer to check a direct answer"
+                )
             return Job(answer=candidate.content, checker=checker, expected=None if checker is not None else reference)
         code = extract_code(candidate.content)
         if not code.strip():
@@ -79,13 +81,18 @@ class TaskJudge(SandboxJudge):
             return Job(files=files, tests=tests, module=MODULE)
         if checker is None and reference is None:
             return reject(self.name, "the task has no tests, checker or reference answer to check a program against")
-        job = Job(files=files, entry=f"{MODULE}.py", checker=checker, expected=None if checker is not None else reference)
+        job = Job(
+            files=files, entry=f"{MODULE}.py", checker=checker, expected=None if checker is not None else reference
+        )
         try:
             variants = _VARIANTS.validate_python(task_field(task, "variants") or [])
         except ValidationError as e:
             first = e.errors()[0]
             where = ".".join(str(part) for part in first["loc"])
-            return reject(self.name, f"the task's variants are malformed ({e.error_count()} error(s); variants.{where}: {first['msg']})")
+            return reject(
+                self.name,
+                f"the task's variants are malformed ({e.error_count()} error(s); variants.{where}: {first['msg']})",
+            )
         if not variants:
             return job
         more = self._variant_jobs(code, variants)
@@ -106,8 +113,14 @@ class TaskJudge(SandboxJudge):
                 # Nothing to vary: the program as written runs alone, so a plain wrong program is
                 # rejected for what it does; one that passes is rejected as hard-coded (review_jobs).
                 return []
-            jobs.append(Job(files={f"{MODULE}.py": rewritten.source}, entry=f"{MODULE}.py", checker=variant.checker,
-                            expected=None if variant.checker is not None else variant.answer))
+            jobs.append(
+                Job(
+                    files={f"{MODULE}.py": rewritten.source},
+                    entry=f"{MODULE}.py",
+                    checker=variant.checker,
+                    expected=None if variant.checker is not None else variant.answer,
+                )
+            )
         return jobs
 
     def review_jobs(self, candidate: Candidate, verdicts: Sequence[Verdict]) -> JudgeVerdict:
@@ -120,8 +133,12 @@ class TaskJudge(SandboxJudge):
             if ignored is None:
                 return result
             n, inputs = ignored
-            return reject(self.name, f"{HARD_CODED} (variant {n}: the program contains none of the task's inputs {inputs})",
-                          0.0, **result.detail)
+            return reject(
+                self.name,
+                f"{HARD_CODED} (variant {n}: the program contains none of the task's inputs {inputs})",
+                0.0,
+                **result.detail,
+            )
         if result.accepted:
             return result
         return reject(self.name, f"{HARD_CODED} (variant {variant}: {result.reason})", result.score, **result.detail)

@@ -115,7 +115,9 @@ class ABJudge(Judge):
 
             nll_b = continuation_nll(model, tok, prompts, b_texts)
             paired = [i for i, c in enumerate(candidates) if c.source is not None]
-            a_scores = continuation_nll(model, tok, [prompts[i] for i in paired], [candidates[i].source for i in paired])
+            a_scores = continuation_nll(
+                model, tok, [prompts[i] for i in paired], [candidates[i].source for i in paired]
+            )
             nll_a = dict(zip(paired, a_scores))
         out = []
         for i, c in enumerate(candidates):
@@ -124,7 +126,14 @@ class ABJudge(Judge):
                 if unusable:
                     out.append(reject(self.name, unusable, score=_finite(nll_b[i]), nll_b=_finite(nll_b[i])))
                 else:
-                    out.append(accept(self.name, "no original to compare; reference NLL recorded", score=_finite(nll_b[i]), nll_b=_finite(nll_b[i])))
+                    out.append(
+                        accept(
+                            self.name,
+                            "no original to compare; reference NLL recorded",
+                            score=_finite(nll_b[i]),
+                            nll_b=_finite(nll_b[i]),
+                        )
+                    )
                 continue
             detail: dict[str, Any] = {}
             failure = None
@@ -150,7 +159,11 @@ class ABJudge(Judge):
                     failure = f"lost_a_vs_b: external judge preferred {winner}"
             failure = failure or unusable
             score = detail.get("gain")
-            out.append(reject(self.name, failure, score=score, **detail) if failure else accept(self.name, "B beats A", score=score, **detail))
+            out.append(
+                reject(self.name, failure, score=score, **detail)
+                if failure
+                else accept(self.name, "B beats A", score=score, **detail)
+            )
         return out
 
     def _model(self) -> tuple[Any, Any]:
@@ -194,10 +207,12 @@ def ask_external(url: str, prompt: str, a: str, b: str, timeout: float = 60.0) -
         "Two continuations of the same text follow. Answer with the single letter of the better one.\n\n"
         f"Text: {prompt}\n\nA: {a}\n\nB: {b}\n\nBetter:"
     )
-    body = json.dumps({"model": "judge", "messages": [{"role": "user", "content": question}],
-                       "max_tokens": 1, "temperature": 0}).encode()
-    req = urllib.request.Request(url.rstrip("/") + "/v1/chat/completions", data=body,
-                                 headers={"Content-Type": "application/json"})
+    body = json.dumps(
+        {"model": "judge", "messages": [{"role": "user", "content": question}], "max_tokens": 1, "temperature": 0}
+    ).encode()
+    req = urllib.request.Request(
+        url.rstrip("/") + "/v1/chat/completions", data=body, headers={"Content-Type": "application/json"}
+    )
     try:
         with urllib.request.urlopen(req, timeout=timeout) as resp:
             answer = json.loads(resp.read())["choices"][0]["message"]["content"]

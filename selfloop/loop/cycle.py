@@ -71,7 +71,9 @@ class CycleContext:
 
             device = resolve_device(self.cfg.model)
             dtype = resolve_dtype(self.cfg.model, device)
-            self._own_holder = ModelHolder(self.registry, lambda path: load_pretrained(path, device=device, dtype=dtype))
+            self._own_holder = ModelHolder(
+                self.registry, lambda path: load_pretrained(path, device=device, dtype=dtype)
+            )
         return self._own_holder.acquire()
 
     @contextmanager
@@ -113,7 +115,10 @@ def phase_rework(ctx: CycleContext) -> dict[str, Any]:
     if ctx.registry.current() is None:
         return {"skipped": "no champion yet (generation 0 trains on original data only)"}
     out = run_rework(ctx.cfg, ctx.store, ctx.cycle_id, ctx.model_source)
-    ctx.log(f"rework: {out.get('candidates', 0)} candidates" + (f" at {out['tokens_per_s']} tokens/s" if out.get("tokens_per_s") else ""))
+    ctx.log(
+        f"rework: {out.get('candidates', 0)} candidates"
+        + (f" at {out['tokens_per_s']} tokens/s" if out.get("tokens_per_s") else "")
+    )
     return out
 
 
@@ -151,14 +156,27 @@ def phase_train(ctx: CycleContext) -> dict[str, Any]:
     if not snapshot.is_file():  # a resumed run keeps the data it started with
         _write_data(ctx, ctx.run_dir, champion, cfg.train.rework_max_share)
     data = summarize(read_snapshot(snapshot))
-    ctx.log(f"train: generation {ctx.generation} from {'scratch' if init == 'scratch' else Path(init).name}, "
-            f"{steps} steps on {data['documents']} documents (rework share {data['rework_share']:.0%})")
+    ctx.log(
+        f"train: generation {ctx.generation} from {'scratch' if init == 'scratch' else Path(init).name}, "
+        f"{steps} steps on {data['documents']} documents (rework share {data['rework_share']:.0%})"
+    )
 
     if ctx.generation not in reg.on_disk():  # registered already if we crashed right after
-        result = launch_training(cfg.train.launcher, ctx.config_path, ctx.generation, ctx.run_dir, init=init, steps=steps,
-                                 should_stop=ctx.should_stop)
-        recipe = {"init": init, "init_from": cfg.train.init_from if parent is not None else "gen0", "steps": steps,
-                  **cfg.train.model_dump(mode="json", exclude={"launcher"})}
+        result = launch_training(
+            cfg.train.launcher,
+            ctx.config_path,
+            ctx.generation,
+            ctx.run_dir,
+            init=init,
+            steps=steps,
+            should_stop=ctx.should_stop,
+        )
+        recipe = {
+            "init": init,
+            "init_from": cfg.train.init_from if parent is not None else "gen0",
+            "steps": steps,
+            **cfg.train.model_dump(mode="json", exclude={"launcher"}),
+        }
         manifest = {"parent": parent, "data": data, "train": result, "recipe": recipe, "created_at": time.time()}
         reg.add(ctx.generation, ctx.run_dir / "final", manifest, ctx.cfg.model_dump(mode="json"))
     train = reg.manifest(ctx.generation)["train"]
@@ -177,9 +195,12 @@ def _write_data(ctx: CycleContext, run_dir: Path, champion: int | None, rework_m
     orig = training_docs(load_documents(ctx.store, split="train", origin="orig"), cfg.tasks)
     if not orig:
         raise SelfloopError(f"no active original training documents; add files to {ctx.paths.orig}")
-    rework = [] if champion is None else training_docs(load_documents(ctx.store, split="train", origin="rework"), cfg.tasks)
-    mixture = select_mixture(orig, rework, weight=cfg.train.rework_weight, max_share=rework_max_share,
-                             seed=cfg.train.seed + ctx.generation)
+    rework = (
+        [] if champion is None else training_docs(load_documents(ctx.store, split="train", origin="rework"), cfg.tasks)
+    )
+    mixture = select_mixture(
+        orig, rework, weight=cfg.train.rework_weight, max_share=rework_max_share, seed=cfg.train.seed + ctx.generation
+    )
     _snapshot_pairs(ctx, champion, run_dir)  # before the data snapshot, whose presence means "both written"
     write_snapshot(run_dir / "data.jsonl", mixture)
 
@@ -214,15 +235,29 @@ def _train_recipes(ctx: CycleContext, init: str, champion: int) -> dict[str, Any
         data = summarize(read_snapshot(run_dir / "data.jsonl"))
         result = _finished_run(run_dir)
         if result is None:
-            ctx.log(f"train: recipe {k}: lr {recipe['learning_rate']:.2e}, {recipe['max_steps']} steps, "
-                    f"rework share {data['rework_share']:.0%} of {data['documents']} documents")
+            ctx.log(
+                f"train: recipe {k}: lr {recipe['learning_rate']:.2e}, {recipe['max_steps']} steps, "
+                f"rework share {data['rework_share']:.0%} of {data['documents']} documents"
+            )
             ctx.store.set_meta("train.total_steps", str(recipe["max_steps"]))
-            result = launch_training(ctx.cfg.train.launcher, ctx.config_path, ctx.generation, run_dir, init=init,
-                                     steps=recipe["max_steps"], should_stop=ctx.should_stop,
-                                     learning_rate=recipe["learning_rate"])
+            result = launch_training(
+                ctx.cfg.train.launcher,
+                ctx.config_path,
+                ctx.generation,
+                run_dir,
+                init=init,
+                steps=recipe["max_steps"],
+                should_stop=ctx.should_stop,
+                learning_rate=recipe["learning_rate"],
+            )
         runs.append({"recipe": recipe, "data": data, "train": result})
-    return {"parent": champion, "global_step": sum(r["train"]["global_step"] for r in runs),
-            "train_loss": runs[0]["train"]["train_loss"], "data": runs[0]["data"], "recipes": runs}
+    return {
+        "parent": champion,
+        "global_step": sum(r["train"]["global_step"] for r in runs),
+        "train_loss": runs[0]["train"]["train_loss"],
+        "data": runs[0]["data"],
+        "recipes": runs,
+    }
 
 
 def _finished_run(run_dir: Path) -> dict[str, Any] | None:
@@ -252,8 +287,10 @@ def _snapshot_pairs(ctx: CycleContext, champion: int | None, run_dir: Path) -> N
         return
     pairs = select_pairs(ctx.store, pref)
     if pairs and importlib.util.find_spec("trl") is None:  # fail before SFT, not after it
-        raise SelfloopError("train.preference is enabled but TRL is not installed: pip install 'selfloop[preference]' "
-                            "(or set [train.preference] enabled = false)")
+        raise SelfloopError(
+            "train.preference is enabled but TRL is not installed: pip install 'selfloop[preference]' "
+            "(or set [train.preference] enabled = false)"
+        )
     if pairs:
         write_pairs(run_dir / "pairs.jsonl", pairs)
         ctx.log(f"train: preference step (DPO) on {len(pairs)} judged pairs after SFT")
@@ -288,10 +325,13 @@ def phase_evaluate(ctx: CycleContext) -> dict[str, Any]:
     if isinstance(suite, TaskSuite):
         for name, (model, _) in models.items():
             figures[name]["task_detail"] = suite.detail(model)
-    ctx.registry.update(ctx.generation, metrics=_without_samples(figures["challenger"]),
-                        samples=figures["challenger"]["samples"])
-    ctx.log(f"evaluate: challenger loss {_f(figures['challenger'].get('loss'))}"
-            + (f", champion loss {_f(figures['champion'].get('loss'))}" if "champion" in figures else ""))
+    ctx.registry.update(
+        ctx.generation, metrics=_without_samples(figures["challenger"]), samples=figures["challenger"]["samples"]
+    )
+    ctx.log(
+        f"evaluate: challenger loss {_f(figures['challenger'].get('loss'))}"
+        + (f", champion loss {_f(figures['champion'].get('loss'))}" if "champion" in figures else "")
+    )
     return {"challenger": figures["challenger"], "champion": figures.get("champion")}
 
 
@@ -303,8 +343,13 @@ def _task_suite(ctx: CycleContext, raw_heldout: list[Any]) -> Any:
 
     if ctx.task_suite is not None or not ctx.cfg.tasks.enabled:
         return ctx.task_suite
-    return TaskSuite(ctx.cfg.tasks, ctx.cfg.judge, ctx.sandbox_source, heldout_fraction=ctx.cfg.ingest.heldout_fraction,
-                     corpus_heldout=task_records(raw_heldout))
+    return TaskSuite(
+        ctx.cfg.tasks,
+        ctx.cfg.judge,
+        ctx.sandbox_source,
+        heldout_fraction=ctx.cfg.ingest.heldout_fraction,
+        corpus_heldout=task_records(raw_heldout),
+    )
 
 
 def _evaluate_recipes(ctx: CycleContext, heldout: list[Any], raw_heldout: list[Any]) -> dict[str, Any]:
@@ -341,25 +386,56 @@ def _evaluate_recipes(ctx: CycleContext, heldout: list[Any], raw_heldout: list[A
             challengers.append({"loss": None, "error": str(e), "samples": []})
     choice = choose([_without_samples(c) for c in challengers], champion, cfg.gate)
     best = choice.best
-    ctx.log("evaluate: recipes " + "; ".join(
-        f"#{k} lr {run['recipe']['learning_rate']:.2e} loss {_f(c.get('loss'))}{' <- chosen' if k == best else ''}"
-        for k, (run, c) in enumerate(zip(train["recipes"], challengers, strict=True))) + f"; champion loss {_f(champion.get('loss'))}")
-    entries = [{"params": run["recipe"], "decision": d.reason,
-                "figures": {"loss": c.get("loss"), "tasks": c.get("tasks") or {}, "error": c.get("error"),
-                            "global_step": run["train"]["global_step"], "seconds": run["train"].get("seconds")}}
-               for run, c, d in zip(train["recipes"], challengers, choice.decisions, strict=True)]
+    ctx.log(
+        "evaluate: recipes "
+        + "; ".join(
+            f"#{k} lr {run['recipe']['learning_rate']:.2e} loss {_f(c.get('loss'))}{' <- chosen' if k == best else ''}"
+            for k, (run, c) in enumerate(zip(train["recipes"], challengers, strict=True))
+        )
+        + f"; champion loss {_f(champion.get('loss'))}"
+    )
+    entries = [
+        {
+            "params": run["recipe"],
+            "decision": d.reason,
+            "figures": {
+                "loss": c.get("loss"),
+                "tasks": c.get("tasks") or {},
+                "error": c.get("error"),
+                "global_step": run["train"]["global_step"],
+                "seconds": run["train"].get("seconds"),
+            },
+        }
+        for run, c, d in zip(train["recipes"], challengers, choice.decisions, strict=True)
+    ]
     record(ctx.store, ctx.cycle_id, ctx.generation, entries, best)
     winner = train["recipes"][best]
     if ctx.generation not in reg.on_disk():  # registered already if we crashed right after
-        recipe = {"init": str(reg.path(train["parent"])), "init_from": cfg.train.init_from,
-                  **cfg.train.model_dump(mode="json", exclude={"launcher"}), **winner["recipe"],
-                  "steps": winner["recipe"]["max_steps"], "search": {"index": best, "of": len(entries)}}
-        manifest = {"parent": train["parent"], "data": winner["data"], "train": winner["train"], "recipe": recipe,
-                    "created_at": time.time()}
+        recipe = {
+            "init": str(reg.path(train["parent"])),
+            "init_from": cfg.train.init_from,
+            **cfg.train.model_dump(mode="json", exclude={"launcher"}),
+            **winner["recipe"],
+            "steps": winner["recipe"]["max_steps"],
+            "search": {"index": best, "of": len(entries)},
+        }
+        manifest = {
+            "parent": train["parent"],
+            "data": winner["data"],
+            "train": winner["train"],
+            "recipe": recipe,
+            "created_at": time.time(),
+        }
         reg.add(ctx.generation, ctx.run_dir / f"recipe-{best}" / "final", manifest, cfg.model_dump(mode="json"))
-    reg.update(ctx.generation, metrics=_without_samples(challengers[best]), samples=challengers[best].get("samples", []))
-    return {"challenger": challengers[best], "champion": champion,
-            "recipes": [{"params": e["params"], **e["figures"], "decision": e["decision"]} for e in entries], "chosen": best}
+    reg.update(
+        ctx.generation, metrics=_without_samples(challengers[best]), samples=challengers[best].get("samples", [])
+    )
+    return {
+        "challenger": challengers[best],
+        "champion": champion,
+        "recipes": [{"params": e["params"], **e["figures"], "decision": e["decision"]} for e in entries],
+        "chosen": best,
+    }
 
 
 def phase_gate(ctx: CycleContext) -> dict[str, Any]:
@@ -386,7 +462,9 @@ def phase_promote(ctx: CycleContext) -> dict[str, Any]:
     if ctx.holder is not None and ctx.holder.reload_if_changed():
         # Hot reload: the daemon's rework model is the new champion from now on;
         # work that acquired the old one finishes on it.
-        ctx.store.event("reloaded", f"generation {ctx.holder.generation} loaded for rework", generation=ctx.holder.generation)
+        ctx.store.event(
+            "reloaded", f"generation {ctx.holder.generation} loaded for rework", generation=ctx.holder.generation
+        )
     pruned = ctx.registry.prune(ctx.cfg.model.keep_generations)
     shutil.rmtree(ctx.run_dir, ignore_errors=True)
     ctx.log(f"promote: current is generation {ctx.registry.current()}" + (f"; pruned {pruned}" if pruned else ""))
@@ -398,7 +476,12 @@ def phase_promote(ctx: CycleContext) -> dict[str, Any]:
         champion = ev["challenger"] if gate["promote"] else (ev.get("champion") or {})
         steps = step(ctx.store, ctx.cfg.tasks, champion.get("task_detail") or {}, ctx.cycle_id)
         out["curriculum"] = [s.to_dict() for s in steps]
-        ctx.log("curriculum: " + "; ".join(f"{s.family} level {s.new_level}" + ("" if s.new_level == s.level else " (advanced)") for s in steps))
+        ctx.log(
+            "curriculum: "
+            + "; ".join(
+                f"{s.family} level {s.new_level}" + ("" if s.new_level == s.level else " (advanced)") for s in steps
+            )
+        )
     return out
 
 
@@ -440,8 +523,21 @@ def run_cycle(
     registry = Registry(paths.models, store)
     registry.clean_temp()
     cycle_id, generation, detail = _resume_or_start(store, registry, paths)
-    ctx = CycleContext(cfg, paths, store, Path(config_path), registry, cycle_id, generation, detail, task_suite, log,
-                       should_stop, holder, sandbox)
+    ctx = CycleContext(
+        cfg,
+        paths,
+        store,
+        Path(config_path),
+        registry,
+        cycle_id,
+        generation,
+        detail,
+        task_suite,
+        log,
+        should_stop,
+        holder,
+        sandbox,
+    )
     for name, func in phases:
         if detail["phases"].get(name, {}).get("status") == "done":
             continue
@@ -477,8 +573,11 @@ def _resume_or_start(store: Store, registry: Registry, paths: ProjectPaths) -> t
         detail.setdefault("phases", {})
         store.event("cycle", f"resuming cycle {row[0]['id']}", cycle=row[0]["id"])
         return row[0]["id"], row[0]["generation"], detail
-    used = [store.scalar("SELECT MAX(id) FROM generations"), store.scalar("SELECT MAX(generation) FROM cycles"),
-            *registry.on_disk()]
+    used = [
+        store.scalar("SELECT MAX(id) FROM generations"),
+        store.scalar("SELECT MAX(generation) FROM cycles"),
+        *registry.on_disk(),
+    ]
     generation = max((u for u in used if u is not None), default=-1) + 1
     if paths.runs.is_dir():  # run dirs of failed cycles are never resumed
         for stale in paths.runs.iterdir():
@@ -494,8 +593,16 @@ def _resume_or_start(store: Store, registry: Registry, paths: ProjectPaths) -> t
     return cycle_id, generation, detail
 
 
-def _save(store: Store, cycle_id: int, phase: str, status: str, detail: dict[str, Any], *,
-          error: str | None = None, finished: bool = False) -> None:
+def _save(
+    store: Store,
+    cycle_id: int,
+    phase: str,
+    status: str,
+    detail: dict[str, Any],
+    *,
+    error: str | None = None,
+    finished: bool = False,
+) -> None:
     with store.tx() as c:
         c.execute(
             "UPDATE cycles SET phase = ?, status = ?, detail = ?, error = ?, finished_at = ? WHERE id = ?",
@@ -514,8 +621,10 @@ def _jsonable(value: Any) -> Any:
     if is_dataclass(value) and not isinstance(value, type):
         value = asdict(value)
     if isinstance(value, dict):
-        return {(k if isinstance(k, str) else "/".join(map(str, k)) if isinstance(k, tuple) else str(k)): _jsonable(v)
-                for k, v in value.items()}
+        return {
+            (k if isinstance(k, str) else "/".join(map(str, k)) if isinstance(k, tuple) else str(k)): _jsonable(v)
+            for k, v in value.items()
+        }
     if isinstance(value, (list, tuple)):
         return [_jsonable(v) for v in value]
     return value if isinstance(value, (str, int, float, bool, type(None))) else str(value)

@@ -106,7 +106,8 @@ def setup_logging(paths: ProjectPaths, *, terminal: bool, debug: bool = False) -
     # expected one when an interval fires while a long cycle still runs (max_instances=1).
     logging.getLogger("apscheduler").setLevel(logging.WARNING)
     logging.getLogger("apscheduler.scheduler").addFilter(
-        lambda record: "maximum number of running instances" not in record.getMessage())
+        lambda record: "maximum number of running instances" not in record.getMessage()
+    )
 
 
 class EventExporter:
@@ -143,8 +144,19 @@ class EventExporter:
             return 0
         with self.path.open("a", encoding="utf-8") as f:
             for r in rows:
-                f.write(json.dumps({"id": r["id"], "ts": r["ts"], "kind": r["kind"], "message": r["message"],
-                                    "data": json.loads(r["data"] or "{}")}, ensure_ascii=False) + "\n")
+                f.write(
+                    json.dumps(
+                        {
+                            "id": r["id"],
+                            "ts": r["ts"],
+                            "kind": r["kind"],
+                            "message": r["message"],
+                            "data": json.loads(r["data"] or "{}"),
+                        },
+                        ensure_ascii=False,
+                    )
+                    + "\n"
+                )
         self.last_id = rows[-1]["id"]
         return len(rows)
 
@@ -219,7 +231,8 @@ class Daemon:
         self.trigger.min_new_documents = self.cfg.schedule.min_new_documents
         self.trigger.min_gap_s = self.cfg.schedule.min_gap_s
         if self.scheduler is not None and (old_schedule.interval_minutes, old_schedule.cron) != (
-            self.cfg.schedule.interval_minutes, self.cfg.schedule.cron
+            self.cfg.schedule.interval_minutes,
+            self.cfg.schedule.cron,
         ):
             self.scheduler.reschedule_job("cycle", trigger=self._cycle_trigger())
 
@@ -239,10 +252,16 @@ class Daemon:
 
         self.scheduler = BackgroundScheduler(
             executors={"default": ThreadPoolExecutor(max_workers=1)},
-            job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": int(self.cfg.schedule.misfire_grace_s) or None},
+            job_defaults={
+                "coalesce": True,
+                "max_instances": 1,
+                "misfire_grace_time": int(self.cfg.schedule.misfire_grace_s) or None,
+            },
         )
         # The first cycle runs at once: it trains generation 0 or resumes an interrupted cycle.
-        self.scheduler.add_job(self._cycle_job, self._cycle_trigger(), id="cycle", next_run_time=datetime.now().astimezone())
+        self.scheduler.add_job(
+            self._cycle_job, self._cycle_trigger(), id="cycle", next_run_time=datetime.now().astimezone()
+        )
         self.scheduler.start()
 
     def _pull_cycle_forward(self) -> None:
@@ -262,8 +281,16 @@ class Daemon:
         try:
             store.set_meta("daemon.state", "cycle")
             self._publish_plan(store)
-            run_cycle(self.cfg, self.paths, store, config_path=self.config_path, should_stop=self.stop_event.is_set,
-                      log=log.info, holder=self._holder(), sandbox=self._sandbox())
+            run_cycle(
+                self.cfg,
+                self.paths,
+                store,
+                config_path=self.config_path,
+                should_stop=self.stop_event.is_set,
+                log=log.info,
+                holder=self._holder(),
+                sandbox=self._sandbox(),
+            )
             self._publish_model(store)
         except (CycleInterrupted, TrainingInterrupted) as e:
             log.info("cycle paused: %s", e)  # a requested stop: it resumes at this point on the next start
@@ -289,13 +316,17 @@ class Daemon:
 
             device = resolve_device(self.cfg.model)
             dtype = resolve_dtype(self.cfg.model, device)
-            self.holder = ModelHolder(Registry(self.paths.models), lambda path: load_pretrained(path, device=device, dtype=dtype))
+            self.holder = ModelHolder(
+                Registry(self.paths.models), lambda path: load_pretrained(path, device=device, dtype=dtype)
+            )
         return self.holder
 
     def _sandbox(self) -> Any:
         """The warm sandbox, or None when no judge pipeline runs code (it is then never started)."""
         judges = self.cfg.judge
-        if self.sandbox is None and any(j in ("python", "task") for j in judges.text + judges.chat + judges.python + judges.task):
+        if self.sandbox is None and any(
+            j in ("python", "task") for j in judges.text + judges.chat + judges.python + judges.task
+        ):
             from selfloop.sandbox import Sandbox
 
             self.sandbox = Sandbox(self.cfg.sandbox)

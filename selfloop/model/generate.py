@@ -97,8 +97,9 @@ def generate(
     with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []), torch.inference_mode():
         torch.manual_seed(seed)
         for chunk in length_batches([len(i) for i in ids], batch_size):
-            batch = tokenizer.pad({"input_ids": [ids[i] for i in chunk]}, padding=True, padding_side="left",
-                                  return_tensors="pt").to(device)
+            batch = tokenizer.pad(
+                {"input_ids": [ids[i] for i in chunk]}, padding=True, padding_side="left", return_tensors="pt"
+            ).to(device)
             out = _sample(model, batch, draws, options)
             new = out[:, batch["input_ids"].shape[1] :].tolist()
             for row, i in enumerate(chunk):
@@ -136,7 +137,9 @@ def _cache_keyword(model) -> str:
     (``past_key_values`` is deprecated there and goes in a later release), ``past_key_values`` before."""
     import inspect
 
-    return "cache" if "cache" in inspect.signature(model.prepare_inputs_for_generation).parameters else "past_key_values"
+    return (
+        "cache" if "cache" in inspect.signature(model.prepare_inputs_for_generation).parameters else "past_key_values"
+    )
 
 
 def shared_prompt_cache(model, batch, draws: int, max_len: int):
@@ -178,8 +181,14 @@ def shared_prompt_cache(model, batch, draws: int, max_len: int):
         extra["position_ids"] = (head_mask.long().cumsum(-1) - 1).masked_fill(head_mask == 0, 0)
     if "logits_to_keep" in accepts:
         extra["logits_to_keep"] = 1  # only the cache is wanted, not a vocabulary row per prompt token
-    inputs = model.prepare_inputs_for_generation(head, **{_cache_keyword(model): prompt}, attention_mask=head_mask,
-                                                 use_cache=True, is_first_iteration=True, **extra)
+    inputs = model.prepare_inputs_for_generation(
+        head,
+        **{_cache_keyword(model): prompt},
+        attention_mask=head_mask,
+        use_cache=True,
+        is_first_iteration=True,
+        **extra,
+    )
     model(**inputs)
     if len(prompt.layers) != len(static.layers) or any(type(layer) is not DynamicLayer for layer in prompt.layers):
         return None
@@ -221,9 +230,15 @@ def cmd_generate(args) -> int:
     device = resolve_device(cfg.model)
     model, tokenizer = load_pretrained(path, device=device, dtype=resolve_dtype(cfg.model, device))
     result = generate(
-        model, tokenizer, [args.prompt], chat=args.chat, n=args.n,
+        model,
+        tokenizer,
+        [args.prompt],
+        chat=args.chat,
+        n=args.n,
         max_new_tokens=args.max_new_tokens or cfg.rework.max_new_tokens,
-        temperature=cfg.rework.temperature, top_p=cfg.rework.top_p, seed=args.seed,
+        temperature=cfg.rework.temperature,
+        top_p=cfg.rework.top_p,
+        seed=args.seed,
     )
     for i, text in enumerate(result.texts[0]):
         print(f"--- sample {i + 1} ({result.new_tokens[0][i]} tokens)")

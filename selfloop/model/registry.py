@@ -132,7 +132,12 @@ class Registry:
         try:
             # Hard links are instant and safe here: checkpoint files are never modified in place.
             shutil.copytree(model_dir, tmp, copy_function=_link_or_copy)
-            manifest = {**manifest, "generation": n, "status": "candidate", "created_at": manifest.get("created_at", time.time())}
+            manifest = {
+                **manifest,
+                "generation": n,
+                "status": "candidate",
+                "created_at": manifest.get("created_at", time.time()),
+            }
             (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2, default=str), encoding="utf-8")
             (tmp / RESOLVED_CONFIG).write_text(json.dumps(resolved_config, indent=2), encoding="utf-8")
             for p in tmp.iterdir():
@@ -181,7 +186,9 @@ class Registry:
         if to not in self.on_disk():
             raise SelfloopError(f"generation {to} is not on disk (pruned or never written); see `selfloop models`")
         if self.manifest(to).get("status") != "promoted":
-            raise SelfloopError(f"generation {to} was never promoted (status {self.manifest(to).get('status')}); refusing to serve it")
+            raise SelfloopError(
+                f"generation {to} was never promoted (status {self.manifest(to).get('status')}); refusing to serve it"
+            )
         self.set_current(to)
         if cur is not None and to < cur:  # going back abandons cur; jumping forward abandons nothing
             self.update(cur, rolled_back_at=time.time())
@@ -218,9 +225,14 @@ class Registry:
         if self.store is None:
             return
         row = (
-            n, manifest.get("parent"), str(self.path(n)), manifest.get("status", "candidate"),
-            json.dumps(manifest.get("metrics", {}), default=str), json.dumps(manifest.get("gate", {}), default=str),
-            json.dumps(manifest.get("recipe", {}), default=str), manifest.get("created_at", time.time()),
+            n,
+            manifest.get("parent"),
+            str(self.path(n)),
+            manifest.get("status", "candidate"),
+            json.dumps(manifest.get("metrics", {}), default=str),
+            json.dumps(manifest.get("gate", {}), default=str),
+            json.dumps(manifest.get("recipe", {}), default=str),
+            manifest.get("created_at", time.time()),
             manifest.get("decided_at"),
         )
         with self.store.tx() as c:
@@ -267,7 +279,9 @@ def cmd_models(args) -> int:
             f"{'* ' if n == cur else ''}{n}",
             "-" if m.get("parent") is None else str(m["parent"]),
             m.get("status", "?") + (" (rolled back)" if m.get("rolled_back_at") and n != cur else ""),
-            _fmt(metrics.get("loss")), _fmt(metrics.get("text_loss")), _fmt(metrics.get("chat_loss")),
+            _fmt(metrics.get("loss")),
+            _fmt(metrics.get("text_loss")),
+            _fmt(metrics.get("chat_loss")),
             " ".join(f"{k} {v:.2f}" for k, v in sorted((metrics.get("tasks") or {}).items())) or "-",
             str(m.get("train", {}).get("global_step", "-")),
             str(m.get("gate", {}).get("reason", "-")),

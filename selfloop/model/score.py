@@ -14,7 +14,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 
-def continuation_nll(model, tokenizer, prompts: Sequence[str], continuations: Sequence[str], *, batch_size: int = 16) -> list[float]:
+def continuation_nll(
+    model, tokenizer, prompts: Sequence[str], continuations: Sequence[str], *, batch_size: int = 16
+) -> list[float]:
     """Mean NLL (nats/token) of each continuation given its prompt; inf for an empty continuation."""
     import torch
     import torch.nn.functional as F

@@ -53,8 +53,13 @@ class Diversity:
     max_similarity: float
 
     def as_dict(self) -> dict[str, float]:
-        return {"n": self.n, "distinct_1": round(self.distinct_1, 4), "distinct_2": round(self.distinct_2, 4),
-                "mean_similarity": round(self.mean_similarity, 4), "max_similarity": round(self.max_similarity, 4)}
+        return {
+            "n": self.n,
+            "distinct_1": round(self.distinct_1, 4),
+            "distinct_2": round(self.distinct_2, 4),
+            "mean_similarity": round(self.mean_similarity, 4),
+            "max_similarity": round(self.max_similarity, 4),
+        }
 
 
 def measure(texts: Sequence[str], num_perm: int = 64) -> Diversity:

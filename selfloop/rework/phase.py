@@ -46,14 +46,18 @@ def load_sources(store: Store) -> list[Source]:
         "SELECT id, kind, format, content FROM documents WHERE status = 'active' AND split = 'train' "
         "AND kind IN ('text', 'chat') ORDER BY id"
     )
-    return [Source(r["id"], "python" if r["kind"] == "text" and r["format"] == "py" else r["kind"], r["content"]) for r in rows]
+    return [
+        Source(r["id"], "python" if r["kind"] == "text" and r["format"] == "py" else r["kind"], r["content"])
+        for r in rows
+    ]
 
 
 # --------------------------------------------------------------------------- rework
 
 
-def generate_drafts(cfg: Config, sources: list[Source], model: Any, tokenizer: Any, cycle_id: int,
-                    store: Store | None = None) -> tuple[list[Draft], dict[str, Any]]:
+def generate_drafts(
+    cfg: Config, sources: list[Source], model: Any, tokenizer: Any, cycle_id: int, store: Store | None = None
+) -> tuple[list[Draft], dict[str, Any]]:
     """Sample this cycle's candidates from the model. Deterministic for a cycle.
 
     With ``store`` (its curriculum levels and task documents) the solve share
@@ -81,9 +85,17 @@ def generate_drafts(cfg: Config, sources: list[Source], model: Any, tokenizer: A
     for strategy, prompts in plans:
         if not prompts:
             continue
-        result = generate(model, tokenizer, [p.text for p in prompts], n=rc.samples_per_prompt,
-                          max_new_tokens=rc.max_new_tokens, temperature=rc.temperature, top_p=rc.top_p,
-                          seed=rng.randrange(2**31), batch_size=rc.batch_size)
+        result = generate(
+            model,
+            tokenizer,
+            [p.text for p in prompts],
+            n=rc.samples_per_prompt,
+            max_new_tokens=rc.max_new_tokens,
+            temperature=rc.temperature,
+            top_p=rc.top_p,
+            seed=rng.randrange(2**31),
+            batch_size=rc.batch_size,
+        )
         stats["tokens"] += sum(sum(t) for t in result.new_tokens)
         stats["seconds"] += result.seconds
         made = [assemble(p, text) for p, samples in zip(prompts, result.texts) for text in samples]
@@ -94,8 +106,9 @@ def generate_drafts(cfg: Config, sources: list[Source], model: Any, tokenizer: A
         if store is not None:
             store.set_progress("rework", len(drafts), sum(budget.values()), "candidates")
     if budget["solve"] and store is not None:
-        solved, solve_stats = solve.solve_drafts(cfg.tasks, rc, store, budget["solve"], model, tokenizer, rng,
-                                                 cfg.ingest.heldout_fraction)
+        solved, solve_stats = solve.solve_drafts(
+            cfg.tasks, rc, store, budget["solve"], model, tokenizer, rng, cfg.ingest.heldout_fraction
+        )
         drafts += solved
         stats["tokens"] += solve_stats["tokens"]
         stats["seconds"] += solve_stats["seconds"]
@@ -113,9 +126,22 @@ def store_drafts(store: Store, cycle_id: int, generation: int, drafts: list[Draf
         c.executemany(
             "INSERT INTO candidates (cycle_id, generation, strategy, kind, source_ids, content, status, prompt, completion, original, meta, created_at) "
             "VALUES (?, ?, ?, ?, ?, ?, 'pending', ?, ?, ?, ?, ?)",
-            [(cycle_id, generation, d.strategy, d.kind, json.dumps(list(d.source_ids)), d.content, d.prompt, d.completion, d.original,
-              json.dumps(d.meta if isinstance(d, solve.SolveDraft) else {}), now)
-             for d in drafts],
+            [
+                (
+                    cycle_id,
+                    generation,
+                    d.strategy,
+                    d.kind,
+                    json.dumps(list(d.source_ids)),
+                    d.content,
+                    d.prompt,
+                    d.completion,
+                    d.original,
+                    json.dumps(d.meta if isinstance(d, solve.SolveDraft) else {}),
+                    now,
+                )
+                for d in drafts
+            ],
         )
     return len(drafts)
 
@@ -134,9 +160,14 @@ def run_rework(cfg: Config, store: Store, cycle_id: int, model_source: Any) -> d
     n = store_drafts(store, cycle_id, generation, drafts)
     store.clear_progress("rework")
     by_strategy = Counter(d.strategy for d in drafts)
-    store.event("rework", f"cycle {cycle_id}: generation {generation} wrote {n} candidates "
-                f"({', '.join(f'{k} {v}' for k, v in by_strategy.items()) or 'none'}) at {stats['tokens_per_s']} tokens/s",
-                cycle=cycle_id, generation=generation, **stats)
+    store.event(
+        "rework",
+        f"cycle {cycle_id}: generation {generation} wrote {n} candidates "
+        f"({', '.join(f'{k} {v}' for k, v in by_strategy.items()) or 'none'}) at {stats['tokens_per_s']} tokens/s",
+        cycle=cycle_id,
+        generation=generation,
+        **stats,
+    )
     return {"candidates": n, "by_strategy": dict(by_strategy), "writer_generation": generation, **stats}
 
 
@@ -160,15 +191,24 @@ def record_outcome(store: Store, row: Any, outcome: Any, cycle_id: int) -> None:
         c.execute("DELETE FROM verdicts WHERE candidate_id = ?", (row["id"],))
         c.executemany(
             "INSERT INTO verdicts (candidate_id, judge, status, score, reason, detail, created_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
-            [(row["id"], v.judge, v.status, v.score, v.reason, json.dumps(v.detail, default=str), now) for v in outcome.verdicts],
+            [
+                (row["id"], v.judge, v.status, v.score, v.reason, json.dumps(v.detail, default=str), now)
+                for v in outcome.verdicts
+            ],
         )
-        c.execute("UPDATE candidates SET status = ?, reason = ?, scores = ? WHERE id = ?",
-                  ("accepted" if outcome.accepted else "rejected", _reason_code(outcome), json.dumps(scores), row["id"]))
+        c.execute(
+            "UPDATE candidates SET status = ?, reason = ?, scores = ? WHERE id = ?",
+            ("accepted" if outcome.accepted else "rejected", _reason_code(outcome), json.dumps(scores), row["id"]),
+        )
         ab = next((v for v in outcome.verdicts if v.judge == "a_vs_b"), None)
         if ab is not None and row["original"] is not None and row["completion"]:
-            chosen, rejected = (row["completion"], row["original"]) if ab.accepted else (row["original"], row["completion"])
-            c.execute("INSERT INTO pairs (cycle_id, prompt, chosen, rejected, source, created_at) VALUES (?, ?, ?, ?, 'a_vs_b', ?)",
-                      (cycle_id, row["prompt"] or "", chosen, rejected, now))
+            chosen, rejected = (
+                (row["completion"], row["original"]) if ab.accepted else (row["original"], row["completion"])
+            )
+            c.execute(
+                "INSERT INTO pairs (cycle_id, prompt, chosen, rejected, source, created_at) VALUES (?, ?, ?, ?, 'a_vs_b', ?)",
+                (cycle_id, row["prompt"] or "", chosen, rejected, now),
+            )
 
 
 def _reason_code(outcome: Any) -> str:
@@ -181,7 +221,9 @@ def _reason_code(outcome: Any) -> str:
     return "rejected"
 
 
-def run_judge(cfg: Config, paths: ProjectPaths, store: Store, cycle_id: int, model_source: Any, sandbox_source: Any) -> dict[str, Any]:
+def run_judge(
+    cfg: Config, paths: ProjectPaths, store: Store, cycle_id: int, model_source: Any, sandbox_source: Any
+) -> dict[str, Any]:
     """The judge phase: verdicts for pending candidates, the diversity guard, then write and ingest accepted ones."""
     from selfloop.corpus.ingest import Ingestor
     from selfloop.judge import JudgeContext, Pipeline
@@ -191,9 +233,17 @@ def run_judge(cfg: Config, paths: ProjectPaths, store: Store, cycle_id: int, mod
     if pending:
         kinds = sorted({r["kind"] for r in pending})
         needs_sandbox = any("python" in getattr(cfg.judge, k) or "task" in getattr(cfg.judge, k) for k in kinds)
-        with model_source() as loaded, (sandbox_source() if needs_sandbox else _nothing()) as sandbox:
-            ctx = JudgeContext(cfg.judge, sandbox=sandbox, resources={
-                "model": loaded.model, "tokenizer": loaded.tokenizer, "corpus": ingestor, "ingest_config": cfg.ingest})
+        with model_source() as loaded, sandbox_source() if needs_sandbox else _nothing() as sandbox:
+            ctx = JudgeContext(
+                cfg.judge,
+                sandbox=sandbox,
+                resources={
+                    "model": loaded.model,
+                    "tokenizer": loaded.tokenizer,
+                    "corpus": ingestor,
+                    "ingest_config": cfg.ingest,
+                },
+            )
             pipeline = Pipeline(ctx, kinds=kinds)
             for start in range(0, len(pending), JUDGE_BATCH):
                 rows = pending[start : start + JUDGE_BATCH]
@@ -205,22 +255,48 @@ def run_judge(cfg: Config, paths: ProjectPaths, store: Store, cycle_id: int, mod
     written = write_accepted(paths, store, cycle_id)
     # Accepted candidates of an earlier cycle that failed before writing them (a full disk,
     # say) are written now: a failed cycle is not resumed, but what it accepted is not lost.
-    for (earlier,) in store.query("SELECT DISTINCT cycle_id FROM candidates WHERE status = 'accepted' "
-                                  "AND rework_path IS NULL AND cycle_id != ?", (cycle_id,)):
+    for (earlier,) in store.query(
+        "SELECT DISTINCT cycle_id FROM candidates WHERE status = 'accepted' AND rework_path IS NULL AND cycle_id != ?",
+        (cycle_id,),
+    ):
         written += write_accepted(paths, store, earlier)
     for path in written:
         ingestor.ingest_path(path)
-    counts = {f"{r['status']}:{r['reason']}": r["n"] for r in store.query(
-        "SELECT status, reason, COUNT(*) AS n FROM candidates WHERE cycle_id = ? GROUP BY status, reason", (cycle_id,))}
+    counts = {
+        f"{r['status']}:{r['reason']}": r["n"]
+        for r in store.query(
+            "SELECT status, reason, COUNT(*) AS n FROM candidates WHERE cycle_id = ? GROUP BY status, reason",
+            (cycle_id,),
+        )
+    }
     accepted = store.scalar("SELECT COUNT(*) FROM candidates WHERE cycle_id = ? AND status = 'accepted'", (cycle_id,))
-    store.event("judged", f"cycle {cycle_id}: {accepted} accepted of {sum(counts.values())} candidates", cycle=cycle_id, counts=counts)
-    return {"accepted": accepted, "counts": counts, "diversity": figures, "files": [str(p.relative_to(paths.root)) if p.is_relative_to(paths.root) else str(p) for p in written]}
+    store.event(
+        "judged",
+        f"cycle {cycle_id}: {accepted} accepted of {sum(counts.values())} candidates",
+        cycle=cycle_id,
+        counts=counts,
+    )
+    return {
+        "accepted": accepted,
+        "counts": counts,
+        "diversity": figures,
+        "files": [str(p.relative_to(paths.root)) if p.is_relative_to(paths.root) else str(p) for p in written],
+    }
 
 
-def _judge_rationalized(cfg: Config, store: Store, cycle_id: int, loaded: Any, pipeline: Any, sandbox_source: Any) -> None:
+def _judge_rationalized(
+    cfg: Config, store: Store, cycle_id: int, loaded: Any, pipeline: Any, sandbox_source: Any
+) -> None:
     """STaR rationalization: hinted retries of unsolved tasks with a reference answer, stored then judged."""
-    drafts = solve.rationalize(cfg.tasks, cfg.rework, store, cycle_id, loaded.model, loaded.tokenizer,
-                               seed=cfg.rework.seed * 1_000_003 + cycle_id + 1)
+    drafts = solve.rationalize(
+        cfg.tasks,
+        cfg.rework,
+        store,
+        cycle_id,
+        loaded.model,
+        loaded.tokenizer,
+        seed=cfg.rework.seed * 1_000_003 + cycle_id + 1,
+    )
     if not drafts:
         return
     now = time.time()
@@ -228,8 +304,21 @@ def _judge_rationalized(cfg: Config, store: Store, cycle_id: int, loaded: Any, p
         c.executemany(
             "INSERT INTO candidates (cycle_id, generation, strategy, kind, source_ids, content, status, prompt, completion, original, meta, created_at) "
             "VALUES (?, ?, ?, ?, ?, ?, 'pending', ?, ?, NULL, ?, ?)",
-            [(cycle_id, loaded.generation, d.strategy, d.kind, json.dumps(list(d.source_ids)), d.content, d.prompt, d.completion,
-              json.dumps(d.meta), now) for d in drafts],
+            [
+                (
+                    cycle_id,
+                    loaded.generation,
+                    d.strategy,
+                    d.kind,
+                    json.dumps(list(d.source_ids)),
+                    d.content,
+                    d.prompt,
+                    d.completion,
+                    json.dumps(d.meta),
+                    now,
+                )
+                for d in drafts
+            ],
         )
     rows = store.query("SELECT * FROM candidates WHERE cycle_id = ? AND status = 'pending' ORDER BY id", (cycle_id,))
     if "task" not in pipeline.stages:
@@ -250,18 +339,34 @@ def _nothing() -> Iterator[None]:
 def admit_by_diversity(store: Store, cycle_id: int, floor: float) -> dict[str, Any]:
     """Reject a strategy's whole accepted batch when it is not diverse enough (the collapse guard)."""
     figures: dict[str, Any] = {}
-    for strategy in [r[0] for r in store.query("SELECT DISTINCT strategy FROM candidates WHERE cycle_id = ? AND status = 'accepted' AND rework_path IS NULL", (cycle_id,))]:
+    for strategy in [
+        r[0]
+        for r in store.query(
+            "SELECT DISTINCT strategy FROM candidates WHERE cycle_id = ? AND status = 'accepted' AND rework_path IS NULL",
+            (cycle_id,),
+        )
+    ]:
         if strategy == solve.STRATEGY:
             continue  # verified answers to distinct generated problems: correctness, not phrasing, is what counts
-        rows = store.query("SELECT id, content FROM candidates WHERE cycle_id = ? AND strategy = ? AND status = 'accepted'", (cycle_id, strategy))
+        rows = store.query(
+            "SELECT id, content FROM candidates WHERE cycle_id = ? AND strategy = ? AND status = 'accepted'",
+            (cycle_id, strategy),
+        )
         div = diversity.measure([r["content"] for r in rows])
         ok, reason = diversity.admit(div, floor)
         figures[strategy] = {**div.as_dict(), "admitted": ok}
         if not ok:
             with store.tx() as c:
-                c.executemany("UPDATE candidates SET status = 'rejected', reason = ? WHERE id = ?",
-                              [(reason.split(":")[0], r["id"]) for r in rows])
-            store.event("collapse_guard", f"cycle {cycle_id}: {strategy} batch not admitted ({reason})", cycle=cycle_id, **div.as_dict())
+                c.executemany(
+                    "UPDATE candidates SET status = 'rejected', reason = ? WHERE id = ?",
+                    [(reason.split(":")[0], r["id"]) for r in rows],
+                )
+            store.event(
+                "collapse_guard",
+                f"cycle {cycle_id}: {strategy} batch not admitted ({reason})",
+                cycle=cycle_id,
+                **div.as_dict(),
+            )
     return figures
 
 
@@ -286,8 +391,12 @@ def write_accepted(paths: ProjectPaths, store: Store, cycle_id: int) -> list[Pat
 
 
 def _record(store: Store, row: Any, cycle_id: int) -> dict[str, Any]:
-    verdicts = [{"judge": v["judge"], "status": v["status"], "score": v["score"], "reason": v["reason"]}
-                for v in store.query("SELECT judge, status, score, reason FROM verdicts WHERE candidate_id = ? ORDER BY id", (row["id"],))]
+    verdicts = [
+        {"judge": v["judge"], "status": v["status"], "score": v["score"], "reason": v["reason"]}
+        for v in store.query(
+            "SELECT judge, status, score, reason FROM verdicts WHERE candidate_id = ? ORDER BY id", (row["id"],)
+        )
+    ]
     body: dict[str, Any]
     if row["kind"] == "chat":
         body = {"messages": json.loads(row["content"])["messages"]}

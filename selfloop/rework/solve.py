@@ -63,13 +63,21 @@ class Ask:
 
 def corpus_tasks(store) -> list[tuple[int, TaskRecord]]:
     """Active train-split task documents of orig/ (held-out ones are never solved for training)."""
-    rows = store.query("SELECT id, content FROM documents WHERE status = 'active' AND split = 'train' AND kind = 'task' "
-                       "AND origin = 'orig' ORDER BY id")
+    rows = store.query(
+        "SELECT id, content FROM documents WHERE status = 'active' AND split = 'train' AND kind = 'task' "
+        "AND origin = 'orig' ORDER BY id"
+    )
     return [(r["id"], TaskRecord.model_validate_json(r["content"])) for r in rows]
 
 
-def plan_asks(cfg: TasksConfig, levels: dict[str, int], corpus: Sequence[tuple[int, TaskRecord]], n_asks: int,
-              rng: random.Random, heldout_fraction: float) -> list[Ask]:
+def plan_asks(
+    cfg: TasksConfig,
+    levels: dict[str, int],
+    corpus: Sequence[tuple[int, TaskRecord]],
+    n_asks: int,
+    rng: random.Random,
+    heldout_fraction: float,
+) -> list[Ask]:
     """About ``n_asks`` questions, shared equally between the generated families and the corpus's unsolved tasks."""
     open_corpus = []
     for doc_id, task in corpus:
@@ -90,7 +98,9 @@ def plan_asks(cfg: TasksConfig, levels: dict[str, int], corpus: Sequence[tuple[i
         wanted = math.ceil(share / len(modes))
         made: list[TaskRecord] = []
         for _ in range(wanted):
-            made += problems(family, rng.randint(lowest, level), rng, 1, heldout_fraction=heldout_fraction, heldout=False)
+            made += problems(
+                family, rng.randint(lowest, level), rng, 1, heldout_fraction=heldout_fraction, heldout=False
+            )
         for task in made:
             asks += [Ask(task, (), m, fam.render(task, m, cfg.digit_format)) for m in modes if fam.supports(task, m)]
     if open_corpus:
@@ -109,25 +119,45 @@ def draft(ask: Ask, completion: str, cfg: TasksConfig) -> SolveDraft:
         "rationalized": bool(ask.hint),
     }
     seen = ask.prompt + ask.hint
-    return SolveDraft(STRATEGY, "task", ask.source_ids, json.dumps({"messages": messages}, ensure_ascii=False, sort_keys=True),
-                      seen, text, None, meta)
+    return SolveDraft(
+        STRATEGY,
+        "task",
+        ask.source_ids,
+        json.dumps({"messages": messages}, ensure_ascii=False, sort_keys=True),
+        seen,
+        text,
+        None,
+        meta,
+    )
 
 
-def sample(asks: Sequence[Ask], cfg: TasksConfig, rc: ReworkConfig, model, tokenizer, seed: int) -> tuple[list[SolveDraft], dict[str, Any]]:
+def sample(
+    asks: Sequence[Ask], cfg: TasksConfig, rc: ReworkConfig, model, tokenizer, seed: int
+) -> tuple[list[SolveDraft], dict[str, Any]]:
     """``samples_per_task`` samples per question (chat-rendered, batched)."""
     from selfloop.model.generate import generate
 
     if not asks:
         return [], {"tokens": 0, "seconds": 0.0}
-    result = generate(model, tokenizer, [a.prompt + a.hint for a in asks], chat=True, n=cfg.samples_per_task,
-                      max_new_tokens=cfg.max_new_tokens, temperature=cfg.temperature, top_p=rc.top_p, seed=seed,
-                      batch_size=rc.batch_size)
+    result = generate(
+        model,
+        tokenizer,
+        [a.prompt + a.hint for a in asks],
+        chat=True,
+        n=cfg.samples_per_task,
+        max_new_tokens=cfg.max_new_tokens,
+        temperature=cfg.temperature,
+        top_p=rc.top_p,
+        seed=seed,
+        batch_size=rc.batch_size,
+    )
     drafts = [draft(a, text, cfg) for a, texts in zip(asks, result.texts, strict=True) for text in texts]
     return drafts, {"tokens": sum(sum(t) for t in result.new_tokens), "seconds": result.seconds}
 
 
-def solve_drafts(cfg: TasksConfig, rc: ReworkConfig, store, count: int, model, tokenizer, rng: random.Random,
-                 heldout_fraction: float) -> tuple[list[SolveDraft], dict[str, Any]]:
+def solve_drafts(
+    cfg: TasksConfig, rc: ReworkConfig, store, count: int, model, tokenizer, rng: random.Random, heldout_fraction: float
+) -> tuple[list[SolveDraft], dict[str, Any]]:
     """This cycle's solve candidates (at most ``count``), from the curriculum levels and the corpus."""
     from selfloop.tasks.curriculum import current_levels
 
@@ -138,8 +168,12 @@ def solve_drafts(cfg: TasksConfig, rc: ReworkConfig, store, count: int, model, t
 
 
 def has_tasks(cfg: TasksConfig, store) -> bool:
-    return cfg.enabled and (bool(cfg.families) or bool(store.scalar(
-        "SELECT COUNT(*) FROM documents WHERE status = 'active' AND split = 'train' AND kind = 'task'")))
+    return cfg.enabled and (
+        bool(cfg.families)
+        or bool(
+            store.scalar("SELECT COUNT(*) FROM documents WHERE status = 'active' AND split = 'train' AND kind = 'task'")
+        )
+    )
 
 
 def candidate_of(row: Any) -> Any:
@@ -147,8 +181,16 @@ def candidate_of(row: Any) -> Any:
     from selfloop.judge import Candidate
 
     meta = json.loads(row["meta"])
-    return Candidate(kind="task", content=meta["answer"], task=meta["task"],
-                     metadata={"answer_kind": meta["answer_kind"], "prompt": row["prompt"] or "", "completion": row["completion"] or ""})
+    return Candidate(
+        kind="task",
+        content=meta["answer"],
+        task=meta["task"],
+        metadata={
+            "answer_kind": meta["answer_kind"],
+            "prompt": row["prompt"] or "",
+            "completion": row["completion"] or "",
+        },
+    )
 
 
 # --------------------------------------------------------------------------- after judging
@@ -190,8 +232,11 @@ def distinct_rows(rows: Sequence[Any]) -> list[Any]:
 
 def _groups(store, cycle_id: int) -> dict[tuple[str, str, str], list[Any]]:
     groups: dict[tuple[str, str, str], list[Any]] = {}
-    for r in store.query("SELECT id, status, content, completion, meta FROM candidates WHERE cycle_id = ? AND strategy = ? "
-                         "AND status != 'pending' ORDER BY id", (cycle_id, STRATEGY)):
+    for r in store.query(
+        "SELECT id, status, content, completion, meta FROM candidates WHERE cycle_id = ? AND strategy = ? "
+        "AND status != 'pending' ORDER BY id",
+        (cycle_id, STRATEGY),
+    ):
         meta = json.loads(r["meta"])
         groups.setdefault((meta["task"]["family"], meta["task"]["id"], meta["answer_kind"]), []).append((r, meta))
     return groups
@@ -208,10 +253,17 @@ def record_pairs(store, cycle_id: int) -> int:
             continue
         chosen, meta = good[0]
         prompt = json.loads(chosen["content"])["messages"][0]["content"]
-        pairs += [(cycle_id, prompt, chosen["completion"], completion, now) for completion in bad if completion != chosen["completion"]]
+        pairs += [
+            (cycle_id, prompt, chosen["completion"], completion, now)
+            for completion in bad
+            if completion != chosen["completion"]
+        ]
     with store.tx() as c:
         c.execute("DELETE FROM pairs WHERE cycle_id = ? AND source = 'task'", (cycle_id,))
-        c.executemany("INSERT INTO pairs (cycle_id, prompt, chosen, rejected, source, created_at) VALUES (?, ?, ?, ?, 'task', ?)", pairs)
+        c.executemany(
+            "INSERT INTO pairs (cycle_id, prompt, chosen, rejected, source, created_at) VALUES (?, ?, ?, ?, 'task', ?)",
+            pairs,
+        )
     return len(pairs)
 
 
@@ -228,7 +280,9 @@ def unsolved_with_answer(store, cycle_id: int, cfg: TasksConfig) -> list[Ask]:
         shown = fam.target(task, "answer", cfg.digit_format) if fam.supports(task, "answer") else None
         hint = f"\nhint: {shown}" if mode == "answer" and shown else f"\nhint: it prints {task.answer}"
         prompt = json.loads(rows[0][0]["content"])["messages"][0]["content"]
-        source_ids = tuple(json.loads(store.scalar("SELECT source_ids FROM candidates WHERE id = ?", (rows[0][0]["id"],))))
+        source_ids = tuple(
+            json.loads(store.scalar("SELECT source_ids FROM candidates WHERE id = ?", (rows[0][0]["id"],)))
+        )
         asks.append(Ask(task, source_ids, mode, prompt, hint))
     return asks
 
@@ -239,12 +293,16 @@ def copies_hint(d: SolveDraft) -> bool:
     return d.meta["rationalized"] and d.meta["answer_kind"] == "program" and len(answer) > 1 and answer in d.completion
 
 
-def rationalize(cfg: TasksConfig, rc: ReworkConfig, store, cycle_id: int, model, tokenizer, seed: int) -> list[SolveDraft]:
+def rationalize(
+    cfg: TasksConfig, rc: ReworkConfig, store, cycle_id: int, model, tokenizer, seed: int
+) -> list[SolveDraft]:
     """Hinted retries for this cycle's unsolved tasks that have a reference answer (none if already made)."""
     if not cfg.rationalize:
         return []
-    if store.scalar("SELECT COUNT(*) FROM candidates WHERE cycle_id = ? AND strategy = ? AND json_extract(meta, '$.rationalized')",
-                    (cycle_id, STRATEGY)):
+    if store.scalar(
+        "SELECT COUNT(*) FROM candidates WHERE cycle_id = ? AND strategy = ? AND json_extract(meta, '$.rationalized')",
+        (cycle_id, STRATEGY),
+    ):
         return []  # a resumed judge phase: the retries are stored already
     drafts, _ = sample(unsolved_with_answer(store, cycle_id, cfg), cfg, rc, model, tokenizer, seed)
     return [d for d in drafts if not copies_hint(d)]

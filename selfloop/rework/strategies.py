@@ -72,7 +72,11 @@ class Draft:
 
 def plan_budget(cfg: ReworkConfig, have_tasks: bool) -> dict[str, int]:
     """Candidates per strategy this cycle. Without tasks, the solve share goes to the others."""
-    shares = {"rewrite": cfg.rewrite_share, "synthesize": cfg.synthesize_share, "solve": cfg.solve_share if have_tasks else 0.0}
+    shares = {
+        "rewrite": cfg.rewrite_share,
+        "synthesize": cfg.synthesize_share,
+        "solve": cfg.solve_share if have_tasks else 0.0,
+    }
     total = sum(shares.values())
     if total <= 0 or cfg.candidates_per_cycle <= 0:
         return {k: 0 for k in shares}
@@ -92,7 +96,11 @@ def _cut_at_space(text: str, pos: int) -> int:
 
 
 def rewrite_prompts(
-    sources: Sequence[Source], count: int, cfg: ReworkConfig, context_tokens: int, rng: random.Random,
+    sources: Sequence[Source],
+    count: int,
+    cfg: ReworkConfig,
+    context_tokens: int,
+    rng: random.Random,
     render_chat: Callable[[list[dict[str, str]]], str],
 ) -> list[Prompt]:
     """Rewrite prompts for ``count`` candidates (each prompt is sampled ``samples_per_prompt`` times).
@@ -106,7 +114,9 @@ def rewrite_prompts(
         return prompts
     picks = [sources[rng.randrange(len(sources))] for _ in range(n_prompts)]
     suffix_chars = int(cfg.max_new_tokens * CHARS_PER_TOKEN)
-    window_chars = int(min(context_tokens - cfg.max_new_tokens, cfg.max_new_tokens / (1 - cfg.prefix_fraction)) * CHARS_PER_TOKEN)
+    window_chars = int(
+        min(context_tokens - cfg.max_new_tokens, cfg.max_new_tokens / (1 - cfg.prefix_fraction)) * CHARS_PER_TOKEN
+    )
     prefix_chars = max(16, int(window_chars * cfg.prefix_fraction))
     for src in picks:
         if src.kind == "chat":
@@ -125,7 +135,9 @@ def rewrite_prompts(
             continue
         if cfg.instruction_following:
             prompt_text = cfg.rewrite_prompt.format(text=prefix + original)
-            prompts.append(Prompt("rewrite", "text", (src.id,), prompt_text, original=prefix + original, context={"prefix": ""}))
+            prompts.append(
+                Prompt("rewrite", "text", (src.id,), prompt_text, original=prefix + original, context={"prefix": ""})
+            )
         else:
             prompts.append(Prompt("rewrite", "text", (src.id,), prefix, original=original, context={"prefix": prefix}))
     return prompts
@@ -139,11 +151,19 @@ def _chat_rewrite(src: Source, render_chat: Callable[[list[dict[str, str]]], str
     last = max((i for i, m in enumerate(messages) if m.get("role") == "assistant"), default=None)
     if last is None:
         return None
-    return Prompt("rewrite", "chat", (src.id,), render_chat(messages[:last]), original=messages[last]["content"],
-                  context={"messages": messages[:last], "after": messages[last + 1 :]})
+    return Prompt(
+        "rewrite",
+        "chat",
+        (src.id,),
+        render_chat(messages[:last]),
+        original=messages[last]["content"],
+        context={"messages": messages[:last], "after": messages[last + 1 :]},
+    )
 
 
-def synthesize_prompts(sources: Sequence[Source], count: int, cfg: ReworkConfig, rng: random.Random, seed_chars: int = 80) -> list[Prompt]:
+def synthesize_prompts(
+    sources: Sequence[Source], count: int, cfg: ReworkConfig, rng: random.Random, seed_chars: int = 80
+) -> list[Prompt]:
     """Seeds for new samples: the opening words of training documents."""
     n_prompts = max(0, -(-count // cfg.samples_per_prompt))
     texts = [s for s in sources if s.kind == "text" and len(s.content) > seed_chars // 2]
@@ -160,8 +180,16 @@ def synthesize_prompts(sources: Sequence[Source], count: int, cfg: ReworkConfig,
 def assemble(prompt: Prompt, completion: str) -> Draft:
     """Turn one sample into a draft candidate."""
     if prompt.kind == "chat":
-        messages = [*prompt.context["messages"], {"role": "assistant", "content": completion.strip()}, *prompt.context["after"]]
+        messages = [
+            *prompt.context["messages"],
+            {"role": "assistant", "content": completion.strip()},
+            *prompt.context["after"],
+        ]
         content = json.dumps({"messages": messages}, ensure_ascii=False, sort_keys=True)
-        return Draft(prompt.strategy, "chat", prompt.source_ids, content, prompt.text, completion.strip(), prompt.original)
+        return Draft(
+            prompt.strategy, "chat", prompt.source_ids, content, prompt.text, completion.strip(), prompt.original
+        )
     prefix = prompt.context.get("prefix", "")
-    return Draft(prompt.strategy, "text", prompt.source_ids, prefix + completion, prompt.text, completion, prompt.original)
+    return Draft(
+        prompt.strategy, "text", prompt.source_ids, prefix + completion, prompt.text, completion, prompt.original
+    )

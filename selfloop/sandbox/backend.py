@@ -44,7 +44,13 @@ class Backend(ABC):
 
     def limits(self) -> Limits:
         cfg = self.cfg
-        return Limits(timeout_s=cfg.timeout_s, memory_mb=cfg.memory_mb, file_mb=cfg.file_mb, output_kb=cfg.output_kb, nofile=cfg.nofile)
+        return Limits(
+            timeout_s=cfg.timeout_s,
+            memory_mb=cfg.memory_mb,
+            file_mb=cfg.file_mb,
+            output_kb=cfg.output_kb,
+            nofile=cfg.nofile,
+        )
 
     def harness_digest(self) -> str:
         """The sha256 a worker's harness reports of its own file at handshake (the shipped source)."""
@@ -180,6 +186,8 @@ def choose(cfg: SandboxConfig) -> Backend:
         except (SandboxUnavailable, SelfloopError) as e:
             skipped.append(f"{name}: {e}")
             continue
-        log.info("sandbox backend: %s (%s)%s", name, backend.isolation, f"; skipped {'; '.join(skipped)}" if skipped else "")
+        log.info(
+            "sandbox backend: %s (%s)%s", name, backend.isolation, f"; skipped {'; '.join(skipped)}" if skipped else ""
+        )
         return backend
     raise SandboxUnavailable("no sandbox backend works here: " + "; ".join(skipped))

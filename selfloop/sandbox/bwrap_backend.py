@@ -50,8 +50,9 @@ def runtime_binds(python: Interpreter) -> list[str]:
     return args
 
 
-def bwrap_argv(bwrap: str, python: Interpreter, harness_fd: int, limits: Limits, serve: bool,
-               harness: str = "/sandbox/harness.py") -> list[str]:
+def bwrap_argv(
+    bwrap: str, python: Interpreter, harness_fd: int, limits: Limits, serve: bool, harness: str = "/sandbox/harness.py"
+) -> list[str]:
     scratch_bytes = str(limits.file_mb * 1024 * 1024)
     return [
         bwrap,
@@ -59,19 +60,40 @@ def bwrap_argv(bwrap: str, python: Interpreter, harness_fd: int, limits: Limits,
         "--die-with-parent",
         "--new-session",
         "--clearenv",
-        "--setenv", "PATH", "/usr/local/bin:/usr/bin:/bin",
-        "--setenv", "LANG", "C.UTF-8",
+        "--setenv",
+        "PATH",
+        "/usr/local/bin:/usr/bin:/bin",
+        "--setenv",
+        "LANG",
+        "C.UTF-8",
         *runtime_binds(python),
-        "--dir", "/sandbox",
-        "--ro-bind-data", str(harness_fd), harness,
-        "--size", scratch_bytes, "--tmpfs", "/scratch",
-        "--size", str(16 * 1024 * 1024), "--tmpfs", "/tmp",
-        "--proc", "/proc",
-        "--dev", "/dev",
-        "--uid", str(INNER_UID),
-        "--gid", str(INNER_UID),
-        "--chdir", "/scratch",
-        python.path, "-I", "-S", harness,
+        "--dir",
+        "/sandbox",
+        "--ro-bind-data",
+        str(harness_fd),
+        harness,
+        "--size",
+        scratch_bytes,
+        "--tmpfs",
+        "/scratch",
+        "--size",
+        str(16 * 1024 * 1024),
+        "--tmpfs",
+        "/tmp",
+        "--proc",
+        "/proc",
+        "--dev",
+        "/dev",
+        "--uid",
+        str(INNER_UID),
+        "--gid",
+        str(INNER_UID),
+        "--chdir",
+        "/scratch",
+        python.path,
+        "-I",
+        "-S",
+        harness,
         *harness_args(serve, True, "/scratch"),
     ]
 
@@ -92,8 +114,23 @@ def user_task_count(uid: int) -> int:
 @functools.cache
 def _probe(bwrap: str, python: Interpreter, as_root: bool) -> str | None:
     """None when a trivial sandbox starts here, else bwrap's complaint."""
-    argv = [bwrap, "--unshare-all", "--die-with-parent", *runtime_binds(python), "--proc", "/proc", "--dev", "/dev",
-            "--uid", str(INNER_UID), python.path, "-I", "-S", "-c", "pass"]
+    argv = [
+        bwrap,
+        "--unshare-all",
+        "--die-with-parent",
+        *runtime_binds(python),
+        "--proc",
+        "/proc",
+        "--dev",
+        "/dev",
+        "--uid",
+        str(INNER_UID),
+        python.path,
+        "-I",
+        "-S",
+        "-c",
+        "pass",
+    ]
     kw = {"user": UID_BASE, "group": UID_BASE, "extra_groups": []} if as_root else {}
     try:
         r = subprocess.run(argv, capture_output=True, text=True, timeout=30, **kw)
@@ -123,7 +160,9 @@ class BwrapBackend(Backend):
         # The harness goes in compiled by the sandbox's own interpreter (the source if that fails):
         # every sandbox start then skips compiling it.
         pyc = compiled_harness(self.python.path)
-        self.harness, self.harness_file = (pyc, "/sandbox/harness.pyc") if pyc else (harness_bytes(), "/sandbox/harness.py")
+        self.harness, self.harness_file = (
+            (pyc, "/sandbox/harness.pyc") if pyc else (harness_bytes(), "/sandbox/harness.py")
+        )
 
     def harness_digest(self) -> str:
         return hashlib.sha256(self.harness).hexdigest()  # the harness hashes the file it runs from
@@ -146,7 +185,9 @@ class BwrapBackend(Backend):
             os.write(write_fd, data)
             os.close(write_fd)
             argv = bwrap_argv(self.bwrap, self.python, read_fd, limits, serve, self.harness_file)
-            worker = PopenWorker(self.name, argv, limits, pass_fds=(read_fd,), env={"PATH": "/usr/bin:/bin"}, cwd="/", **kw)
+            worker = PopenWorker(
+                self.name, argv, limits, pass_fds=(read_fd,), env={"PATH": "/usr/bin:/bin"}, cwd="/", **kw
+            )
         finally:
             os.close(read_fd)
         worker.host_uid = uid

@@ -44,7 +44,13 @@ def cmd_check(args: argparse.Namespace) -> int:
     type(sb_cfg).model_validate(sb_cfg.model_dump())  # re-check the overridden limits
     source = _read(args.file, "file")
     tests = _read(args.tests, "tests file") if args.tests else None
-    job = Job(files={"solution.py": source}, entry="solution.py", tests=tests, module="solution" if tests else None, doctests=True)
+    job = Job(
+        files={"solution.py": source},
+        entry="solution.py",
+        tests=tests,
+        module="solution" if tests else None,
+        doctests=True,
+    )
     try:
         backend = choose(sb_cfg)
     except SandboxUnavailable as e:
@@ -61,7 +67,9 @@ def cmd_check(args: argparse.Namespace) -> int:
 
 def _print_verdict(v: Verdict, name: str) -> None:
     print(f"{name}: {v.status.upper()} -- {v.reason}")
-    print(f"  backend {v.backend}, {v.wall_ms:.0f} ms, checks {v.checks_passed}/{v.checks_run}, exit code {v.exit_code}")
+    print(
+        f"  backend {v.backend}, {v.wall_ms:.0f} ms, checks {v.checks_passed}/{v.checks_run}, exit code {v.exit_code}"
+    )
     if v.backend == "process":
         print(f"  note: {WARNING}")
     for f in v.failures[:10]:
@@ -81,12 +89,22 @@ def cmd_info(args: argparse.Namespace) -> int:
     auto = next((name for name in ORDER if found[name] is None), None)
     notes = {"process": WARNING}
     rows = [
-        {"backend": name, "available": found[name] is None, "reason": found[name] or "", "note": notes.get(name, ""), "isolation": _isolation(name)}
+        {
+            "backend": name,
+            "available": found[name] is None,
+            "reason": found[name] or "",
+            "note": notes.get(name, ""),
+            "isolation": _isolation(name),
+        }
         for name in ORDER
     ]
     selected = cfg.sandbox.backend if cfg.sandbox.backend != "auto" else auto
     if args.json:
-        print(json.dumps({"configured": cfg.sandbox.backend, "selected": selected, "image": cfg.sandbox.image, "backends": rows}))
+        print(
+            json.dumps(
+                {"configured": cfg.sandbox.backend, "selected": selected, "image": cfg.sandbox.image, "backends": rows}
+            )
+        )
         return 0
     for r in rows:
         state = "available" if r["available"] else f"unavailable: {r['reason']}"
@@ -102,7 +120,11 @@ def _isolation(name: str) -> str:
     from selfloop.sandbox.bwrap_backend import BwrapBackend
     from selfloop.sandbox.docker_backend import DockerBackend
 
-    return {"docker": DockerBackend.isolation, "bwrap": BwrapBackend.isolation, "process": "new session + rlimits (+ empty network namespace where permitted)"}[name]
+    return {
+        "docker": DockerBackend.isolation,
+        "bwrap": BwrapBackend.isolation,
+        "process": "new session + rlimits (+ empty network namespace where permitted)",
+    }[name]
 
 
 def cmd_build(args: argparse.Namespace) -> int:
@@ -111,7 +133,9 @@ def cmd_build(args: argparse.Namespace) -> int:
 
     cfg, _ = load_config(args.config)
     info = build_image(cfg.sandbox)
-    print(f"built {info['image']} ({info['id']}): Python {info['python']}, rootfs {int(info['rootfs_bytes']) / 2**20:.1f} MiB")
+    print(
+        f"built {info['image']} ({info['id']}): Python {info['python']}, rootfs {int(info['rootfs_bytes']) / 2**20:.1f} MiB"
+    )
     try:
         backend = make_backend("docker", cfg.sandbox.model_copy(update={"backend": "docker", "pool_size": 0}))
     except SandboxUnavailable as e:

@@ -84,7 +84,10 @@ def container_options(cfg: SandboxConfig) -> dict[str, Any]:
         "network_disabled": True,
         "network_mode": "none",
         "read_only": True,
-        "tmpfs": {"/scratch": f"rw,nosuid,nodev,size={cfg.file_mb}m,mode=1777", "/tmp": "rw,nosuid,nodev,size=16m,mode=1777"},
+        "tmpfs": {
+            "/scratch": f"rw,nosuid,nodev,size={cfg.file_mb}m,mode=1777",
+            "/tmp": "rw,nosuid,nodev,size=16m,mode=1777",
+        },
         "mem_limit": mem,
         "memswap_limit": mem,
         "pids_limit": cfg.pids,
@@ -184,7 +187,9 @@ class DockerBackend(Backend):
         built_for = (image.labels or {}).get(HARNESS_LABEL)
         if built_for and built_for != harness_sha256():
             self.client.close()
-            raise SandboxUnavailable(f"image {cfg.image} holds an older harness: rebuild it with `selfloop sandbox build`")
+            raise SandboxUnavailable(
+                f"image {cfg.image} holds an older harness: rebuild it with `selfloop sandbox build`"
+            )
         self.sweep()
 
     def sweep(self) -> int:

@@ -29,7 +29,18 @@ from selfloop.sandbox.runtime import Interpreter, harness_bytes, harness_sha256,
 
 log = logging.getLogger(__name__)
 
-SKIP_STDLIB = {"test", "tests", "idlelib", "tkinter", "turtledemo", "ensurepip", "lib2to3", "site-packages", "dist-packages", "pydoc_data"}
+SKIP_STDLIB = {
+    "test",
+    "tests",
+    "idlelib",
+    "tkinter",
+    "turtledemo",
+    "ensurepip",
+    "lib2to3",
+    "site-packages",
+    "dist-packages",
+    "pydoc_data",
+}
 PASSWD = "root:x:0:0:root:/root:/usr/sbin/nologin\nsandbox:x:10001:10001:sandbox:/scratch:/usr/sbin/nologin\n"
 GROUP = "root:x:0:\nsandbox:x:10001:\n"
 LDD_PATH = re.compile(r"(/\S+)")
@@ -93,8 +104,11 @@ class RootfsWriter:
 
         def keep(info: tarfile.TarInfo) -> tarfile.TarInfo | None:
             parts = info.name.split("/")
-            return None if any(p in skip or p.startswith("config-3") for p in parts[len(root.split("/")) - 1 :]) else self._root_owned(info)
-
+            return (
+                None
+                if any(p in skip or p.startswith("config-3") for p in parts[len(root.split("/")) - 1 :])
+                else self._root_owned(info)
+            )
 
         self.tar.add(root, filter=keep)
         self.seen.add(root)
@@ -178,13 +192,17 @@ def build_image(cfg: SandboxConfig) -> dict[str, str | int]:
         client = docker_client(cfg, timeout=300)  # the rootfs is uploaded: a remote engine builds it too
         client.ping()
     except Exception as e:
-        raise SelfloopError(f"no Docker engine answers at {engine_name(cfg)} ({str(e)[:200]}); start dockerd or set sandbox.docker_host") from None
+        raise SelfloopError(
+            f"no Docker engine answers at {engine_name(cfg)} ({str(e)[:200]}); start dockerd or set sandbox.docker_host"
+        ) from None
     repo, _, tag = cfg.image.rpartition(":") if ":" in cfg.image.rsplit("/", 1)[-1] else (cfg.image, "", "latest")
     with tempfile.TemporaryDirectory(prefix="selfloop-rootfs-") as tmp:
         rootfs = Path(tmp) / "rootfs.tar"
         write_rootfs(rootfs, python)
         size = rootfs.stat().st_size
-        log.info("rootfs %.1f MiB from %s (Python %s); importing as %s", size / 2**20, python.path, python.version, cfg.image)
+        log.info(
+            "rootfs %.1f MiB from %s (Python %s); importing as %s", size / 2**20, python.path, python.version, cfg.image
+        )
         try:
             client.api.import_image(src=str(rootfs), repository=repo, tag=tag, changes=image_changes(python))
             image = client.images.get(cfg.image)
@@ -192,4 +210,10 @@ def build_image(cfg: SandboxConfig) -> dict[str, str | int]:
             raise SelfloopError(f"docker import failed: {e}") from None
         finally:
             client.close()
-    return {"image": cfg.image, "id": image.short_id, "rootfs_bytes": size, "python": python.version, "harness_sha256": harness_sha256()}
+    return {
+        "image": cfg.image,
+        "id": image.short_id,
+        "rootfs_bytes": size,
+        "python": python.version,
+        "harness_sha256": harness_sha256(),
+    }

@@ -74,11 +74,22 @@ class Job:
             raise ValueError(f"entry {self.entry!r} is not one of the job's files")
         if self.module is not None and f"{self.module.replace('.', '/')}.py" not in self.files:
             raise ValueError(f"module {self.module!r} has no file {self.module.replace('.', '/')}.py in the job")
-        if not (self.entry or self.tests or self.doctests or self.checker is not None or self.expected is not None or self.files):
-            raise ValueError("the job checks nothing: give files, an entry, tests, doctests, a checker or an expected answer")
+        if not (
+            self.entry
+            or self.tests
+            or self.doctests
+            or self.checker is not None
+            or self.expected is not None
+            or self.files
+        ):
+            raise ValueError(
+                "the job checks nothing: give files, an entry, tests, doctests, a checker or an expected answer"
+            )
         if (self.checker is not None or self.expected is not None) and self.answer is None and not self.entry:
             raise ValueError("a checker or expected answer needs an answer or an entry program whose output is checked")
-        size = sum(len(v) for v in self.files.values()) + sum(len(x or "") for x in (self.tests, self.checker, self.answer, self.expected, self.stdin))
+        size = sum(len(v) for v in self.files.values()) + sum(
+            len(x or "") for x in (self.tests, self.checker, self.answer, self.expected, self.stdin)
+        )
         if size > MAX_JOB_BYTES:
             raise ValueError(f"the job is {size} bytes; the limit is {MAX_JOB_BYTES}")
 
@@ -150,18 +161,28 @@ def verdict_from_result(
     if problem == "memory":
         return Verdict("memory", "the sandbox was killed by its memory limit during the job", backend, wall_ms)
     if problem == "died":
-        return Verdict("error", "the sandbox worker ended during the job without a result (killed or starved by the candidate)", backend, wall_ms)
+        return Verdict(
+            "error",
+            "the sandbox worker ended during the job without a result (killed or starved by the candidate)",
+            backend,
+            wall_ms,
+        )
     if not isinstance(result, dict):
         return Verdict("error", "the sandbox returned no result", backend, wall_ms)
     if result.get("nonce") != nonce:
-        return Verdict("error", "the result does not carry this job's nonce (forged or corrupt); rejected", backend, wall_ms)
+        return Verdict(
+            "error", "the result does not carry this job's nonce (forged or corrupt); rejected", backend, wall_ms
+        )
     status = result.get("status")
     run, ok = result.get("checks_run"), result.get("checks_passed")
     if status not in HARNESS_STATUSES or type(run) is not int or type(ok) is not int or not 0 <= ok <= run:
         return Verdict("error", f"malformed result from the sandbox (status {status!r})", backend, wall_ms)
     reason = str(result.get("reason", ""))
     if foreign_lines:
-        status, reason = "error", f"{foreign_lines} foreign line(s) appeared on the result channel (forgery attempt); rejected"
+        status, reason = (
+            "error",
+            f"{foreign_lines} foreign line(s) appeared on the result channel (forgery attempt); rejected",
+        )
     elif status == "pass" and not (run > 0 and ok == run):
         status, reason = "fail", f"the sandbox claimed a pass with {ok} of {run} checks passed; not a pass"
     exit_code = result.get("exit_code")

@@ -70,7 +70,13 @@ class Sandbox:
         if problem == "died" and worker.killed_by_memory_limit():
             problem = "memory"
         verdict = verdict_from_result(
-            result, nonce, self.backend.name, wall_ms, problem=problem, timeout_s=limits.timeout_s, foreign_lines=foreign
+            result,
+            nonce,
+            self.backend.name,
+            wall_ms,
+            problem=problem,
+            timeout_s=limits.timeout_s,
+            foreign_lines=foreign,
         )
         leaked = bool(result.get("leak")) if isinstance(result, dict) else False
         if leaked:

@@ -47,10 +47,17 @@ def compiled_harness(python: str) -> bytes | None:
     """
     with tempfile.TemporaryDirectory(prefix="selfloop-harness-") as tmp:
         out = Path(tmp) / "harness.pyc"
-        code = ("import py_compile, sys; py_compile.compile(sys.argv[1], cfile=sys.argv[2], dfile='/sandbox/harness.py', "
-                "doraise=True, invalidation_mode=py_compile.PycInvalidationMode.UNCHECKED_HASH)")
+        code = (
+            "import py_compile, sys; py_compile.compile(sys.argv[1], cfile=sys.argv[2], dfile='/sandbox/harness.py', "
+            "doraise=True, invalidation_mode=py_compile.PycInvalidationMode.UNCHECKED_HASH)"
+        )
         try:
-            subprocess.run([python, "-I", "-S", "-c", code, str(harness_path()), str(out)], capture_output=True, timeout=60, check=True)
+            subprocess.run(
+                [python, "-I", "-S", "-c", code, str(harness_path()), str(out)],
+                capture_output=True,
+                timeout=60,
+                check=True,
+            )
             return out.read_bytes()
         except (OSError, subprocess.SubprocessError):
             return None
@@ -77,7 +84,10 @@ def interpreter(configured: str = "") -> Interpreter:
         try:
             out = subprocess.run(
                 [path, "-I", "-S", "-c", "import sys; print(sys.base_prefix); print('%d.%d' % sys.version_info[:2])"],
-                capture_output=True, text=True, timeout=30, check=True,
+                capture_output=True,
+                text=True,
+                timeout=30,
+                check=True,
             ).stdout.split()
         except (OSError, subprocess.SubprocessError):
             continue

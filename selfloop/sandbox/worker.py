@@ -91,14 +91,18 @@ class Worker(ABC):
         if line is None:
             self.kill()
             tail = self.stderr_tail().strip()
-            raise SandboxUnavailable(f"{self.backend} sandbox did not start" + (f": {tail.splitlines()[-1]}" if tail else ""))
+            raise SandboxUnavailable(
+                f"{self.backend} sandbox did not start" + (f": {tail.splitlines()[-1]}" if tail else "")
+            )
         try:
             hello = json.loads(line)
         except ValueError:
             hello = {}
         if not isinstance(hello, dict) or hello.get("hello") != "selfloop-harness" or hello.get("protocol") != PROTOCOL:
             self.kill()
-            raise SandboxUnavailable(f"{self.backend} sandbox answered with something that is not the selfloop harness: {line[:120]!r}")
+            raise SandboxUnavailable(
+                f"{self.backend} sandbox answered with something that is not the selfloop harness: {line[:120]!r}"
+            )
         if hello.get("sha256") != harness_sha:
             self.kill()
             raise SandboxUnavailable(

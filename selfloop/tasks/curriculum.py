@@ -84,7 +84,9 @@ def save_levels(store, levels: dict[str, int], cycle_id: int | None = None) -> N
 
 def labelled_difficulties(store, family: str) -> list[int]:
     """Difficulties of the family's train-split task documents in orig/ that carry a reference answer or program."""
-    rows = store.query("SELECT content FROM documents WHERE status = 'active' AND split = 'train' AND kind = 'task' AND origin = 'orig'")
+    rows = store.query(
+        "SELECT content FROM documents WHERE status = 'active' AND split = 'train' AND kind = 'task' AND origin = 'orig'"
+    )
     out = []
     for r in rows:
         rec = json.loads(r["content"])
@@ -103,7 +105,10 @@ def label_accuracy(store, cycle_id: int, modes: Iterable[str]) -> dict[str, dict
     """Share of accepted solve samples per family and difficulty in one cycle (rationalized ones excluded)."""
     modes = set(modes)
     counts: dict[tuple[str, int], list[int]] = {}
-    for r in store.query("SELECT status, meta FROM candidates WHERE cycle_id = ? AND strategy = 'solve' AND status != 'pending'", (cycle_id,)):
+    for r in store.query(
+        "SELECT status, meta FROM candidates WHERE cycle_id = ? AND strategy = 'solve' AND status != 'pending'",
+        (cycle_id,),
+    ):
         meta = json.loads(r["meta"] or "{}")
         if meta.get("rationalized") or meta.get("answer_kind") not in modes:
             continue
@@ -126,8 +131,9 @@ def step(store, cfg: TasksConfig, detail: dict[str, Any], cycle_id: int) -> list
     accuracy = label_accuracy(store, cycle_id, cfg.curriculum_modes)
     steps = []
     for family, level in levels.items():
-        new, reason = decide(level, heldout_at(detail, family, level, cfg.curriculum_modes),
-                             accuracy.get(family, {}).get(level), cfg)
+        new, reason = decide(
+            level, heldout_at(detail, family, level, cfg.curriculum_modes), accuracy.get(family, {}).get(level), cfg
+        )
         steps.append(Step(family, level, new, reason))
     save_levels(store, {s.family: s.new_level for s in steps}, cycle_id)
     for s in steps:

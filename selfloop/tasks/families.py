@@ -99,7 +99,11 @@ class Addition(Generic):
         if rng.random() < 0.5:
             a, b = b, a
         return TaskRecord(
-            id=f"{a}+{b}", family=self.name, difficulty=difficulty, prompt=f"{a} + {b}", checker=_sum_checker(a, b),
+            id=f"{a}+{b}",
+            family=self.name,
+            difficulty=difficulty,
+            prompt=f"{a} + {b}",
+            checker=_sum_checker(a, b),
             variants=_variants(f"{self.name}/{a}+{b}", lambda r: self._variant(a, b, r)),
         )
 
@@ -148,7 +152,11 @@ class Reverse(Generic):
     def make(self, difficulty: int, rng: random.Random) -> TaskRecord:
         word = "".join(rng.choice(self.LETTERS) for _ in range(difficulty))
         return TaskRecord(
-            id=word, family=self.name, difficulty=difficulty, prompt=f"reverse {word}", checker=_reverse_checker(word),
+            id=word,
+            family=self.name,
+            difficulty=difficulty,
+            prompt=f"reverse {word}",
+            checker=_reverse_checker(word),
             variants=_variants(f"{self.name}/{word}", lambda r: self._variant(word, r)),
         )
 
@@ -213,7 +221,9 @@ def family_of(task: TaskRecord) -> Generic:
     return FAMILIES.get(task.family, GENERIC)
 
 
-def conversations(task: TaskRecord, modes: tuple[str, ...] | list[str], digit_format: str) -> list[list[dict[str, str]]]:
+def conversations(
+    task: TaskRecord, modes: tuple[str, ...] | list[str], digit_format: str
+) -> list[list[dict[str, str]]]:
     """The user/assistant exchanges a labelled task trains as: one per mode it has a target for."""
     fam = family_of(task)
     out = []
@@ -222,13 +232,25 @@ def conversations(task: TaskRecord, modes: tuple[str, ...] | list[str], digit_fo
             continue
         target = fam.target(task, mode, digit_format)
         if target:
-            out.append([{"role": "user", "content": fam.render(task, mode, digit_format)},
-                        {"role": "assistant", "content": target}])
+            out.append(
+                [
+                    {"role": "user", "content": fam.render(task, mode, digit_format)},
+                    {"role": "assistant", "content": target},
+                ]
+            )
     return out
 
 
-def problems(family: str, difficulty: int, rng: random.Random, count: int, *, heldout_fraction: float,
-             heldout: bool, attempts_per_task: int = 50) -> list[TaskRecord]:
+def problems(
+    family: str,
+    difficulty: int,
+    rng: random.Random,
+    count: int,
+    *,
+    heldout_fraction: float,
+    heldout: bool,
+    attempts_per_task: int = 50,
+) -> list[TaskRecord]:
     """Up to ``count`` distinct problems of one split (held-out or train), drawn from ``rng``.
 
     Fewer come back when the family has too few problems of that difficulty

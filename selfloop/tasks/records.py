@@ -29,10 +29,23 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-
 # Provenance fields of a rework record (see selfloop.rework.writer), kept under ``provenance``.
-PROVENANCE_KEYS = frozenset({"strategy", "generation", "cycle", "sources", "verdicts", "scores", "created_at", "kind",
-                             "candidate", "answer_kind", "rationalized", "completion"})
+PROVENANCE_KEYS = frozenset(
+    {
+        "strategy",
+        "generation",
+        "cycle",
+        "sources",
+        "verdicts",
+        "scores",
+        "created_at",
+        "kind",
+        "candidate",
+        "answer_kind",
+        "rationalized",
+        "completion",
+    }
+)
 
 
 INT_LITERAL = re.compile(r"[0-9]+")
@@ -43,8 +56,12 @@ class Variant(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    substitute: dict[str, str] = Field(min_length=1, description="literal of the prompt -> its replacement in this variant")
-    checker: str | None = Field(None, description="Python source defining check(answer: str) -> bool for the variant; sandbox only")
+    substitute: dict[str, str] = Field(
+        min_length=1, description="literal of the prompt -> its replacement in this variant"
+    )
+    checker: str | None = Field(
+        None, description="Python source defining check(answer: str) -> bool for the variant; sandbox only"
+    )
     answer: str | None = Field(None, description="the variant's reference answer")
 
     @model_validator(mode="after")
@@ -67,15 +84,21 @@ class TaskRecord(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     id: str = Field(min_length=1, description="stable identifier, unique within its family")
-    family: str = Field(min_length=1, description="task family (arithmetic, string_ops, ...): pass@1 is tracked per family")
+    family: str = Field(
+        min_length=1, description="task family (arithmetic, string_ops, ...): pass@1 is tracked per family"
+    )
     difficulty: int = Field(ge=0, description="0 = easiest")
     prompt: str = Field(min_length=1)
     checker: str | None = Field(None, description="Python source defining check(answer: str) -> bool; sandbox only")
     tests: str | None = Field(None, description="Python test code for function tasks; sandbox only")
     solution: str | None = Field(None, description="a known-good solution (for checking the checker)")
     answer: str | None = Field(None, description="reference answer")
-    variants: list[Variant] | None = Field(None, description="counterfactual instances a program answer must also pass (hard-coding check)")
-    provenance: dict[str, Any] | None = Field(None, description="for model-solved records in rework/: who solved it, how, and the verdicts")
+    variants: list[Variant] | None = Field(
+        None, description="counterfactual instances a program answer must also pass (hard-coding check)"
+    )
+    provenance: dict[str, Any] | None = Field(
+        None, description="for model-solved records in rework/: who solved it, how, and the verdicts"
+    )
 
     @model_validator(mode="before")
     @classmethod

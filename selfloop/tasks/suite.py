@@ -42,8 +42,9 @@ def build_items(cfg: TasksConfig, heldout_fraction: float, corpus_heldout: Itera
     tasks: list[TaskRecord] = []
     for family in cfg.families:
         for difficulty in range(1, cfg.max_difficulty + 1):
-            tasks += heldout_set(family, difficulty, cfg.heldout_per_level, seed=cfg.heldout_seed,
-                                 heldout_fraction=heldout_fraction)
+            tasks += heldout_set(
+                family, difficulty, cfg.heldout_per_level, seed=cfg.heldout_seed, heldout_fraction=heldout_fraction
+            )
     seen = {(t.family, t.id) for t in tasks}
     tasks += [t for t in corpus_heldout if (t.family, t.id) not in seen]
     items = []
@@ -64,8 +65,10 @@ def summarize(items: list[Item], passed: list[bool]) -> dict[str, Any]:
         by_family.setdefault(fam, []).append(ok)
         cells.setdefault(fam, {}).setdefault(diff, {}).setdefault(item.mode, []).append(ok)
     detail = {
-        fam: {diff: {mode: {"pass_at_1": sum(v) / len(v), "n": len(v)} for mode, v in modes.items()}
-              for diff, modes in sorted(diffs.items(), key=lambda kv: int(kv[0]))}
+        fam: {
+            diff: {mode: {"pass_at_1": sum(v) / len(v), "n": len(v)} for mode, v in modes.items()}
+            for diff, modes in sorted(diffs.items(), key=lambda kv: int(kv[0]))
+        }
         for fam, diffs in cells.items()
     }
     return {"tasks": {fam: sum(v) / len(v) for fam, v in by_family.items()}, "detail": detail}
@@ -83,8 +86,15 @@ def frontier(detail: dict[str, Any], mode: str, threshold: float = 0.9) -> dict[
 class TaskSuite:
     """The held-out task suite; call it with (model, tokenizer) for {family: pass@1}."""
 
-    def __init__(self, cfg: TasksConfig, judge: JudgeConfig, sandbox_source: Callable[[], AbstractContextManager[Any]],
-                 *, heldout_fraction: float, corpus_heldout: Iterable[TaskRecord] = ()):
+    def __init__(
+        self,
+        cfg: TasksConfig,
+        judge: JudgeConfig,
+        sandbox_source: Callable[[], AbstractContextManager[Any]],
+        *,
+        heldout_fraction: float,
+        corpus_heldout: Iterable[TaskRecord] = (),
+    ):
         self.cfg = cfg
         self.judge = judge
         self.sandbox_source = sandbox_source
@@ -95,10 +105,19 @@ class TaskSuite:
         """The model's greedy answer to every item, decoded into what the checker sees."""
         from selfloop.model.generate import generate
 
-        out = generate(model, tokenizer, [i.prompt for i in self.items], chat=True, temperature=0,
-                       max_new_tokens=self.cfg.max_new_tokens, batch_size=EVAL_BATCH)
-        return [family_of(i.task).decode(i.task, texts[0], i.mode, self.cfg.digit_format)
-                for i, texts in zip(self.items, out.texts, strict=True)]
+        out = generate(
+            model,
+            tokenizer,
+            [i.prompt for i in self.items],
+            chat=True,
+            temperature=0,
+            max_new_tokens=self.cfg.max_new_tokens,
+            batch_size=EVAL_BATCH,
+        )
+        return [
+            family_of(i.task).decode(i.task, texts[0], i.mode, self.cfg.digit_format)
+            for i, texts in zip(self.items, out.texts, strict=True)
+        ]
 
     def run(self, model, tokenizer) -> dict[str, Any]:
         from selfloop.judge import Candidate, JudgeContext, Pipeline
@@ -106,7 +125,10 @@ class TaskSuite:
         if not self.items:
             return {"tasks": {}, "detail": {}}
         answers = self.answers(model, tokenizer)
-        candidates = [Candidate("task", a, task=i.task, metadata={"answer_kind": i.mode}) for i, a in zip(self.items, answers, strict=True)]
+        candidates = [
+            Candidate("task", a, task=i.task, metadata={"answer_kind": i.mode})
+            for i, a in zip(self.items, answers, strict=True)
+        ]
         with self.sandbox_source() as sandbox:
             outcomes = Pipeline(JudgeContext(self.judge, sandbox=sandbox), kinds=["task"]).judge_batch(candidates)
         return summarize(self.items, [o.accepted for o in outcomes])

@@ -33,7 +33,9 @@ def training_docs(docs: Sequence[Doc], cfg: TasksConfig) -> list[Doc]:
         task = TaskRecord.model_validate_json(doc.content)
         for messages in conversations(task, cfg.modes, cfg.digit_format):
             content = json.dumps({"messages": messages}, ensure_ascii=False, sort_keys=True)
-            out.append(Doc(doc.id, doc.origin, "chat", content, len(content), hashlib.sha256(content.encode()).hexdigest()))
+            out.append(
+                Doc(doc.id, doc.origin, "chat", content, len(content), hashlib.sha256(content.encode()).hexdigest())
+            )
     return out
 
 
@@ -53,7 +55,9 @@ def heldout_loss_docs(cfg: TasksConfig, heldout_fraction: float) -> list[Doc]:
     docs = []
     for family in cfg.families:
         for difficulty in range(1, top + 1):
-            for task in heldout_set(family, difficulty, cfg.heldout_per_level, seed=cfg.heldout_seed, heldout_fraction=heldout_fraction):
+            for task in heldout_set(
+                family, difficulty, cfg.heldout_per_level, seed=cfg.heldout_seed, heldout_fraction=heldout_fraction
+            ):
                 labelled = FAMILIES[family].labelled(task)  # type: ignore[attr-defined]
                 docs.append(Doc(0, "orig", "task", labelled.canonical_json(), 0, ""))
     return training_docs(docs, cfg)

@@ -31,8 +31,8 @@ import json
 import math
 import random
 from collections.abc import Iterable, Iterator, Sequence
-from itertools import islice
 from dataclasses import asdict, dataclass
+from itertools import islice
 from pathlib import Path
 from typing import Any
 
@@ -153,7 +153,8 @@ def messages_of(doc: Doc) -> list[dict[str, str]] | None:
     if doc.kind == "chat":
         messages = record.get("messages")
         ok = isinstance(messages, list) and all(
-            isinstance(m, dict) and isinstance(m.get("role"), str) and isinstance(m.get("content"), str) for m in messages
+            isinstance(m, dict) and isinstance(m.get("role"), str) and isinstance(m.get("content"), str)
+            for m in messages
         )
         return [{"role": m["role"], "content": m["content"]} for m in messages] if ok and messages else None
     if doc.kind == "task" and isinstance(record.get("prompt"), str) and isinstance(record.get("solution"), str):
@@ -226,16 +227,17 @@ def iter_chat_examples(docs: Iterable[Doc], tokenizer, block_size: int) -> Itera
 def encode_docs(docs: Sequence[Doc], tokenizer, block_size: int) -> dict[str, list[dict[str, list[int]]]]:
     """Fixed-length examples per kind: ``{"text": [...], "chat": [...]}`` in document order."""
     texts = (d.content for d in docs if d.kind == "text")
-    return {"text": pack_texts(texts, tokenizer, block_size), "chat": list(iter_chat_examples(docs, tokenizer, block_size))}
+    return {
+        "text": pack_texts(texts, tokenizer, block_size),
+        "chat": list(iter_chat_examples(docs, tokenizer, block_size)),
+    }
 
 
 def to_dataset(examples: Sequence[dict[str, list[int]]]):
     """A ``datasets.Dataset`` of fixed-length examples (input_ids, attention_mask, labels), held in memory."""
     from datasets import Dataset
 
-    return Dataset.from_dict(
-        {key: [e[key] for e in examples] for key in ("input_ids", "attention_mask", "labels")}
-    )
+    return Dataset.from_dict({key: [e[key] for e in examples] for key in ("input_ids", "attention_mask", "labels")})
 
 
 # --------------------------------------------------------------------------- the training set
@@ -259,12 +261,14 @@ def example_features(block_size: int):
     """The Arrow schema of a training example: fixed-length id, mask and label rows."""
     from datasets import Features, List, Value
 
-    return Features({
-        "input_ids": List(Value("int32"), length=block_size),
-        "attention_mask": List(Value("int8"), length=block_size),
-        "labels": List(Value("int32"), length=block_size),
-        "chat": Value("int8"),
-    })
+    return Features(
+        {
+            "input_ids": List(Value("int32"), length=block_size),
+            "attention_mask": List(Value("int8"), length=block_size),
+            "labels": List(Value("int32"), length=block_size),
+            "chat": Value("int8"),
+        }
+    )
 
 
 def data_fingerprint(snapshot: Path, tokenizer, block_size: int) -> str:
@@ -286,8 +290,14 @@ def data_fingerprint(snapshot: Path, tokenizer, block_size: int) -> str:
 
 
 def build_train_dataset(
-    snapshot: Path, tokenizer, block_size: int, cache_dir: Path, *, streaming: bool = False,
-    shuffle_buffer: int = 4096, seed: int = 0,
+    snapshot: Path,
+    tokenizer,
+    block_size: int,
+    cache_dir: Path,
+    *,
+    streaming: bool = False,
+    shuffle_buffer: int = 4096,
+    seed: int = 0,
 ):
     """The training set of a snapshot and its counts per kind.
 
@@ -310,8 +320,12 @@ def build_train_dataset(
         stream = IterableDataset.from_generator(snapshot_examples, features=features, gen_kwargs=gen_kwargs)
         return stream.remove_columns("chat").shuffle(seed=seed, buffer_size=shuffle_buffer), None
     dataset = Dataset.from_generator(
-        snapshot_examples, features=features, gen_kwargs=gen_kwargs, cache_dir=str(cache_dir),
-        fingerprint=data_fingerprint(snapshot, tokenizer, block_size), writer_batch_size=1000,
+        snapshot_examples,
+        features=features,
+        gen_kwargs=gen_kwargs,
+        cache_dir=str(cache_dir),
+        fingerprint=data_fingerprint(snapshot, tokenizer, block_size),
+        writer_batch_size=1000,
     )
     chats = sum(dataset.with_format("arrow")["chat"].to_pylist())
     return dataset.remove_columns("chat"), {"text": len(dataset) - chats, "chat": chats}

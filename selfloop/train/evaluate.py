@@ -48,7 +48,9 @@ def summed_loss(model, examples: Sequence[dict[str, list[int]]], batch_size: int
             labels = torch.tensor([e["labels"] for e in chunk], device=device)
             logits = model(input_ids=ids, attention_mask=mask).logits[:, :-1].float()
             target = labels[:, 1:]
-            total += F.cross_entropy(logits.reshape(-1, logits.shape[-1]), target.reshape(-1), ignore_index=IGNORE, reduction="sum").item()
+            total += F.cross_entropy(
+                logits.reshape(-1, logits.shape[-1]), target.reshape(-1), ignore_index=IGNORE, reduction="sum"
+            ).item()
             count += int((target != IGNORE).sum())
     return total, count
 
@@ -56,7 +58,9 @@ def summed_loss(model, examples: Sequence[dict[str, list[int]]], batch_size: int
 def sample_prompts(docs: Sequence[Doc], n: int, words: int = 6) -> list[tuple[str, str]]:
     """Fixed prompts from held-out starts: ("text", first words) or ("chat", first user turn), alternating."""
     texts = [" ".join(d.content.split()[:words]) for d in docs if d.kind == "text"]
-    chats = [m[0]["content"] for m in (messages_of(d) for d in docs if d.kind == "chat") if m and m[0]["role"] == "user"]
+    chats = [
+        m[0]["content"] for m in (messages_of(d) for d in docs if d.kind == "chat") if m and m[0]["role"] == "user"
+    ]
     out: list[tuple[str, str]] = []
     for i in range(max(len(texts), len(chats))):
         out += [("text", texts[i])] if i < len(texts) else []
@@ -64,7 +68,9 @@ def sample_prompts(docs: Sequence[Doc], n: int, words: int = 6) -> list[tuple[st
     return out[:n]
 
 
-def evaluate_model(model, tokenizer, docs: Sequence[Doc], cfg: TrainConfig, task_suite: TaskSuite | None = None) -> dict[str, Any]:
+def evaluate_model(
+    model, tokenizer, docs: Sequence[Doc], cfg: TrainConfig, task_suite: TaskSuite | None = None
+) -> dict[str, Any]:
     """Figures of one model: losses, perplexities, token counts, task pass@1, samples."""
     from selfloop.model.generate import generate
 
@@ -85,14 +91,16 @@ def evaluate_model(model, tokenizer, docs: Sequence[Doc], cfg: TrainConfig, task
     figures["tasks"] = dict(task_suite(model, tokenizer)) if task_suite else {}
     samples = []
     for kind, prompt in sample_prompts(docs, cfg.eval_samples):
-        out = generate(model, tokenizer, [prompt], chat=kind == "chat", temperature=0, max_new_tokens=cfg.eval_sample_tokens)
+        out = generate(
+            model, tokenizer, [prompt], chat=kind == "chat", temperature=0, max_new_tokens=cfg.eval_sample_tokens
+        )
         samples.append({"kind": kind, "prompt": prompt, "completion": out.texts[0][0]})
     figures["samples"] = samples
     return figures
 
 
-def evaluate(models: dict[str, tuple[Any, Any]], docs: Sequence[Doc], cfg: TrainConfig,
-             task_suite: TaskSuite | None = None) -> dict[str, dict[str, Any]]:
+def evaluate(
+    models: dict[str, tuple[Any, Any]], docs: Sequence[Doc], cfg: TrainConfig, task_suite: TaskSuite | None = None
+) -> dict[str, dict[str, Any]]:
     """Evaluate every named (model, tokenizer) on the same held-out documents."""
     return {name: evaluate_model(model, tok, docs, cfg, task_suite) for name, (model, tok) in models.items()}
-

@@ -48,7 +48,9 @@ def decide(challenger: dict[str, Any], champion: dict[str, Any] | None, cfg: Gat
         # Generation 0 has nothing to beat: it must load and must not have diverged.
         if loss is not None and not _finite(loss):
             return Decision(False, f"generation 0 diverged (held-out loss {loss})", figures)
-        return Decision(True, "generation 0: trained and loads" + ("" if loss is not None else " (no held-out data yet)"), figures)
+        return Decision(
+            True, "generation 0: trained and loads" + ("" if loss is not None else " (no held-out data yet)"), figures
+        )
     if not _finite(loss):
         return Decision(False, f"challenger has no finite held-out loss ({loss}) to compare", figures)
 
@@ -58,7 +60,9 @@ def decide(challenger: dict[str, Any], champion: dict[str, Any] | None, cfg: Gat
         if not (_finite(new) and _finite(old)):
             continue
         if new > old * (1 + cfg.loss_tolerance):
-            return Decision(False, f"{key} regressed: {new:.4f} > champion {old:.4f} * (1 + {cfg.loss_tolerance})", figures)
+            return Decision(
+                False, f"{key} regressed: {new:.4f} > champion {old:.4f} * (1 + {cfg.loss_tolerance})", figures
+            )
         gain = (old - new) / old if old > 0 else 0.0
         if gain >= cfg.min_improvement and gain > 0:
             improvements.append(f"{key} {old:.4f} -> {new:.4f} (-{gain:.2%})")
@@ -68,7 +72,9 @@ def decide(challenger: dict[str, Any], champion: dict[str, Any] | None, cfg: Gat
         old = old_tasks[family]
         new = new_tasks.get(family, 0.0)
         if new < old - cfg.task_tolerance:
-            return Decision(False, f"task {family} pass@1 dropped: {new:.3f} < {old:.3f} - {cfg.task_tolerance}", figures)
+            return Decision(
+                False, f"task {family} pass@1 dropped: {new:.3f} < {old:.3f} - {cfg.task_tolerance}", figures
+            )
     for family in sorted(new_tasks):
         gain = new_tasks[family] - old_tasks.get(family, 0.0)
         if gain >= cfg.min_improvement and gain > 0:

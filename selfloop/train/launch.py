@@ -50,7 +50,13 @@ def build_argv(launcher: LauncherConfig, child_args: list[str], python: str = sy
     if launcher.kind == "python":
         head = [python, "-m", "selfloop.train"]
     elif launcher.kind == "torchrun":
-        head = [python, "-m", "torch.distributed.run", f"--nproc_per_node={launcher.nproc_per_node}", f"--nnodes={launcher.nnodes}"]
+        head = [
+            python,
+            "-m",
+            "torch.distributed.run",
+            f"--nproc_per_node={launcher.nproc_per_node}",
+            f"--nnodes={launcher.nnodes}",
+        ]
         if launcher.rdzv_endpoint:
             head += ["--rdzv_backend=c10d", f"--rdzv_endpoint={launcher.rdzv_endpoint}"]
         else:
@@ -58,7 +64,13 @@ def build_argv(launcher: LauncherConfig, child_args: list[str], python: str = sy
         head += [*launcher.extra_args, "-m", "selfloop.train"]
     else:  # accelerate
         processes = launcher.nproc_per_node * launcher.nnodes
-        head = [python, "-m", "accelerate.commands.launch", f"--num_processes={processes}", f"--num_machines={launcher.nnodes}"]
+        head = [
+            python,
+            "-m",
+            "accelerate.commands.launch",
+            f"--num_processes={processes}",
+            f"--num_machines={launcher.nnodes}",
+        ]
         chosen = any(a.split("=", 1)[0] in ACCELERATE_MODE_FLAGS for a in launcher.extra_args)
         if processes > 1 and not chosen:
             # accelerate's torch.distributed.run path. Without it (and without an accelerate
@@ -74,14 +86,24 @@ def build_argv(launcher: LauncherConfig, child_args: list[str], python: str = sy
     return head + child_args
 
 
-def child_args(config_path: Path, generation: int, run_dir: Path, init: str, steps: int,
-               learning_rate: float | None = None) -> list[str]:
+def child_args(
+    config_path: Path, generation: int, run_dir: Path, init: str, steps: int, learning_rate: float | None = None
+) -> list[str]:
     args = [
-        "--config", str(Path(config_path).resolve()), "--generation", str(generation),
-        "--out", str(Path(run_dir).resolve()), "--init", init, "--steps", str(steps),
+        "--config",
+        str(Path(config_path).resolve()),
+        "--generation",
+        str(generation),
+        "--out",
+        str(Path(run_dir).resolve()),
+        "--init",
+        init,
+        "--steps",
+        str(steps),
         # The child runs in a session of its own; it watches us so that it stops
         # (saving a checkpoint) if we die without telling it (kill -9, OOM killer).
-        "--watch-pid", str(os.getpid()),
+        "--watch-pid",
+        str(os.getpid()),
     ]
     if learning_rate is not None:
         args += ["--learning-rate", repr(float(learning_rate))]
@@ -107,8 +129,15 @@ _active_lock = threading.Lock()
 
 
 def launch_training(
-    launcher: LauncherConfig, config_path: Path, generation: int, run_dir: Path, *, init: str, steps: int,
-    should_stop: Callable[[], bool] | None = None, learning_rate: float | None = None,
+    launcher: LauncherConfig,
+    config_path: Path,
+    generation: int,
+    run_dir: Path,
+    *,
+    init: str,
+    steps: int,
+    should_stop: Callable[[], bool] | None = None,
+    learning_rate: float | None = None,
 ) -> dict[str, Any]:
     """Run the training child to completion and return its ``result.json``.
 
@@ -147,7 +176,9 @@ def launch_training(
     # A launcher's own exit code after SIGTERM varies (torchrun reports its workers'
     # failure); the status rank 0 wrote is what tells an interruption apart.
     if rc in (EXIT_INTERRUPTED, -signal.SIGTERM) or (result or {}).get("status") == "interrupted":
-        raise TrainingInterrupted(f"training of generation {generation} was interrupted; its checkpoint is in {run_dir}")
+        raise TrainingInterrupted(
+            f"training of generation {generation} was interrupted; its checkpoint is in {run_dir}"
+        )
     if rc != 0 or result is None:
         raise SelfloopError(f"training of generation {generation} failed (exit {rc}): {failure_reason(log_path)}")
     return result

@@ -44,10 +44,15 @@ def preference_enabled(cfg: PreferenceConfig, cuda_available: bool) -> bool:
 def select_pairs(store, cfg: PreferenceConfig) -> list[dict[str, str]]:
     """The pairs one run trains on: from ``cfg.sources``, newest first, ``share`` of them, at most ``max_pairs``."""
     marks = ", ".join("?" for _ in cfg.sources)
-    rows = store.query(
-        f"SELECT prompt, chosen, rejected, source FROM pairs WHERE source IN ({marks}) AND chosen != rejected "
-        "ORDER BY id DESC", tuple(cfg.sources),
-    ) if cfg.sources else []
+    rows = (
+        store.query(
+            f"SELECT prompt, chosen, rejected, source FROM pairs WHERE source IN ({marks}) AND chosen != rejected "
+            "ORDER BY id DESC",
+            tuple(cfg.sources),
+        )
+        if cfg.sources
+        else []
+    )
     keep = min(cfg.max_pairs, max(1, round(len(rows) * cfg.share))) if rows else 0
     return [{k: r[k] for k in ("prompt", "chosen", "rejected", "source")} for r in rows[:keep]]
 
@@ -74,12 +79,17 @@ def as_text_pairs(pairs: Sequence[dict[str, str]], tokenizer) -> list[dict[str, 
     out = []
     for p in pairs:
         if p["source"] == "task":
-            prompt = tokenizer.apply_chat_template([{"role": "user", "content": p["prompt"]}], tokenize=False,
-                                                   add_generation_prompt=True)
+            prompt = tokenizer.apply_chat_template(
+                [{"role": "user", "content": p["prompt"]}], tokenize=False, add_generation_prompt=True
+            )
             # The template's end of the assistant turn, as in sampling (the prefix is the prompt itself).
-            chosen, rejected = (tokenizer.apply_chat_template(
-                [{"role": "user", "content": p["prompt"]}, {"role": "assistant", "content": answer}], tokenize=False,
-            )[len(prompt):] for answer in (p["chosen"], p["rejected"]))
+            chosen, rejected = (
+                tokenizer.apply_chat_template(
+                    [{"role": "user", "content": p["prompt"]}, {"role": "assistant", "content": answer}],
+                    tokenize=False,
+                )[len(prompt) :]
+                for answer in (p["chosen"], p["rejected"])
+            )
         else:
             prompt, chosen, rejected = p["prompt"], p["chosen"], p["rejected"]
         out.append({"prompt": prompt, "chosen": chosen, "rejected": rejected})
@@ -97,8 +107,19 @@ def margin(model, tokenizer, text_pairs: Sequence[dict[str, str]]) -> float:
     return sum(r - c for c, r in zip(chosen, rejected)) / len(text_pairs)
 
 
-def train_dpo(model, ref_model, tokenizer, pairs: Sequence[dict[str, str]], cfg: PreferenceConfig, out_dir: Path, *,
-              max_length: int, seed: int, callbacks: Sequence[Any] = (), use_cpu: bool = True) -> dict[str, Any]:
+def train_dpo(
+    model,
+    ref_model,
+    tokenizer,
+    pairs: Sequence[dict[str, str]],
+    cfg: PreferenceConfig,
+    out_dir: Path,
+    *,
+    max_length: int,
+    seed: int,
+    callbacks: Sequence[Any] = (),
+    use_cpu: bool = True,
+) -> dict[str, Any]:
     """DPO on ``pairs`` starting from ``model`` against the frozen ``ref_model``; returns its figures.
 
     ``ref_model`` is the SFT model as it was before DPO: passed in (not left to
@@ -109,8 +130,10 @@ def train_dpo(model, ref_model, tokenizer, pairs: Sequence[dict[str, str]], cfg:
     try:
         from trl import DPOConfig, DPOTrainer
     except ImportError as e:
-        raise SelfloopError("train.preference is enabled but TRL is not installed: pip install 'selfloop[preference]' "
-                            "(or set [train.preference] enabled = false)") from e
+        raise SelfloopError(
+            "train.preference is enabled but TRL is not installed: pip install 'selfloop[preference]' "
+            "(or set [train.preference] enabled = false)"
+        ) from e
     from datasets import Dataset
 
     from selfloop.train.run import last_complete_checkpoint
@@ -138,8 +161,14 @@ def train_dpo(model, ref_model, tokenizer, pairs: Sequence[dict[str, str]], cfg:
         dataloader_num_workers=0,
     )
     before = margin(model, tokenizer, text_pairs)
-    trainer = DPOTrainer(model=model, ref_model=ref_model, args=args, train_dataset=Dataset.from_list(text_pairs),
-                         processing_class=tokenizer, callbacks=list(callbacks))
+    trainer = DPOTrainer(
+        model=model,
+        ref_model=ref_model,
+        args=args,
+        train_dataset=Dataset.from_list(text_pairs),
+        processing_class=tokenizer,
+        callbacks=list(callbacks),
+    )
     last = last_complete_checkpoint(Path(args.output_dir))
     output = trainer.train(resume_from_checkpoint=last)
     return {

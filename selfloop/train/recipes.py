@@ -35,8 +35,16 @@ def record(store: Store, cycle_id: int, generation: int, entries: list[dict[str,
                 "INSERT INTO recipes (cycle_id, generation, idx, params, figures, decision, chosen, created_at) "
                 "VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (cycle_id, idx) DO UPDATE SET params = excluded.params, "
                 "figures = excluded.figures, decision = excluded.decision, chosen = excluded.chosen",
-                (cycle_id, generation, idx, json.dumps(e["params"]), json.dumps(e["figures"], default=str),
-                 e["decision"], int(idx == chosen), now),
+                (
+                    cycle_id,
+                    generation,
+                    idx,
+                    json.dumps(e["params"]),
+                    json.dumps(e["figures"], default=str),
+                    e["decision"],
+                    int(idx == chosen),
+                    now,
+                ),
             )
 
 
@@ -70,8 +78,12 @@ def history_table(rows: list[dict[str, Any]], title: str = "recipe search"):
         tasks = f.get("tasks") or {}
         outcome = ("promoted" if r["promoted"] else "chosen") if r["chosen"] else ""
         table.add_row(
-            str(r["cycle_id"]), str(r["generation"]), str(r["idx"]) + (" (incumbent)" if r["idx"] == 0 else ""),
-            f"{p.get('learning_rate', 0):.2e}", str(p.get("max_steps", "-")), f"{p.get('rework_max_share', 0):.2f}",
+            str(r["cycle_id"]),
+            str(r["generation"]),
+            str(r["idx"]) + (" (incumbent)" if r["idx"] == 0 else ""),
+            f"{p.get('learning_rate', 0):.2e}",
+            str(p.get("max_steps", "-")),
+            f"{p.get('rework_max_share', 0):.2f}",
             f"{f['loss']:.4f}" if isinstance(f.get("loss"), (int, float)) else "-",
             " ".join(f"{k} {v:.2f}" for k, v in sorted(tasks.items())) or "-",
             outcome or (r["decision"] or "")[:60],

@@ -53,7 +53,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--init", required=True, help='"scratch" or a local model dir to start from')
     p.add_argument("--steps", type=int, required=True, help="optimizer steps")
     p.add_argument("--watch-pid", type=int, default=None, help="stop (saving a checkpoint) when this process dies")
-    p.add_argument("--learning-rate", type=float, default=None, help="instead of [train] learning_rate (a recipe of the recipe search)")
+    p.add_argument(
+        "--learning-rate",
+        type=float,
+        default=None,
+        help="instead of [train] learning_rate (a recipe of the recipe search)",
+    )
     return p.parse_args(argv)
 
 
@@ -105,7 +110,8 @@ def last_complete_checkpoint(folder: Path) -> str | None:
     if not folder.is_dir():
         return None
     found = sorted(
-        (int(p.name.split("-")[1]), p) for p in folder.iterdir()
+        (int(p.name.split("-")[1]), p)
+        for p in folder.iterdir()
         if p.is_dir() and p.name.startswith("checkpoint-") and p.name.split("-")[1].isdigit()
     )
     for _, path in reversed(found):
@@ -176,8 +182,15 @@ def train(args: argparse.Namespace) -> int:
     # the other ranks wait for it, then load the same files.
     with targs.main_process_first(local=False, desc="tokenizer, training data and checkpoints"):
         model, tokenizer = starting_point(cfg, args.init, run_dir, snapshot)
-        dataset, counts = build_train_dataset(snapshot, tokenizer, t.block_size, run_dir / "arrow",
-                                              streaming=t.streaming, shuffle_buffer=t.shuffle_buffer, seed=t.seed)
+        dataset, counts = build_train_dataset(
+            snapshot,
+            tokenizer,
+            t.block_size,
+            run_dir / "arrow",
+            streaming=t.streaming,
+            shuffle_buffer=t.shuffle_buffer,
+            seed=t.seed,
+        )
         last = last_complete_checkpoint(Path(targs.output_dir))
     if counts is not None and not sum(counts.values()):
         raise SelfloopError("no training examples: the snapshot has no usable text or chat documents")
@@ -230,9 +243,18 @@ def _preference_stage(cfg: Config, run_dir: Path, pairs: list[dict[str, str]], s
     model, tokenizer = load_pretrained(sft / "final", dtype=torch.float32, for_training=True)
     reference, _ = load_pretrained(sft / "final", dtype=torch.float32)  # the frozen SFT model, also after a resume
     started = time.time()
-    result["preference"] = train_dpo(model, reference, tokenizer, pairs, cfg.train.preference, run_dir / "preference",
-                                     max_length=cfg.model.n_positions, seed=cfg.train.seed, callbacks=[stop],
-                                     use_cpu=resolve_device(cfg.model) == "cpu")
+    result["preference"] = train_dpo(
+        model,
+        reference,
+        tokenizer,
+        pairs,
+        cfg.train.preference,
+        run_dir / "preference",
+        max_length=cfg.model.n_positions,
+        seed=cfg.train.seed,
+        callbacks=[stop],
+        use_cpu=resolve_device(cfg.model) == "cpu",
+    )
     result["preference"]["seconds"] = time.time() - started
     if stop.terminated:
         result.update(status="interrupted", stopped_by="sigterm")
@@ -250,7 +272,9 @@ def _write_result(out: Path, result: dict) -> None:
     tmp.replace(out / "result.json")  # the parent treats a result file as final
 
 
-def _write_generation(cfg: Config, args, run_dir: Path, trainer, tokenizer, output, stop, last, counts, seconds) -> None:
+def _write_generation(
+    cfg: Config, args, run_dir: Path, trainer, tokenizer, output, stop, last, counts, seconds
+) -> None:
     """Rank 0's output: ``final`` (unless interrupted) and ``result.json`` in ``run_dir`` (the run dir, or its ``sft``)."""
     result = {
         "generation": args.generation,

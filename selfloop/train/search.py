@@ -66,7 +66,9 @@ def mutate(recipe: dict[str, Any], cfg: SearchConfig, rng: random.Random, lr_up:
     if "max_steps" in cfg.params:
         out["max_steps"] = recipe["max_steps"] * (cfg.steps_factor if rng.random() < 0.5 else 1 / cfg.steps_factor)
     if "rework_max_share" in cfg.params:
-        out["rework_max_share"] = recipe["rework_max_share"] + (cfg.share_delta if rng.random() < 0.5 else -cfg.share_delta)
+        out["rework_max_share"] = recipe["rework_max_share"] + (
+            cfg.share_delta if rng.random() < 0.5 else -cfg.share_delta
+        )
     return clip(out, cfg)
 
 
@@ -110,6 +112,6 @@ def choose(challengers: Sequence[dict[str, Any]], champion: dict[str, Any] | Non
     decisions = [decide(c, champion, gate) for c in challengers]
     order = sorted(range(len(challengers)), key=lambda i: (rank_key(challengers[i]), i))
     promotable = [i for i in order if decisions[i].promote]
-    return Choice(index=promotable[0] if promotable else None, best=promotable[0] if promotable else order[0],
-                  decisions=decisions)
-
+    return Choice(
+        index=promotable[0] if promotable else None, best=promotable[0] if promotable else order[0], decisions=decisions
+    )
