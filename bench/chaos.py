@@ -61,7 +61,7 @@ import tomli_w
 from selfloop.config import ProjectPaths, load_config
 from selfloop.errors import SelfloopError
 from selfloop.model.registry import Registry
-from selfloop.state import Store
+from selfloop.store import Store
 
 PHASES = ["ingest", "rework", "judge", "train", "evaluate", "gate", "promote"]
 # Every cycle phase, plus the daemon's startup and the idle time between cycles.
@@ -610,7 +610,7 @@ def leftover_containers(pids: list[int]) -> list[str]:
     try:
         import docker
 
-        from selfloop.sandbox.docker_backend import OWNER_LABEL
+        from selfloop.sandbox.backends.docker import OWNER_LABEL
     except ImportError:
         return []
     import socket

@@ -45,7 +45,7 @@ def selfloop(config: Path, *args: str, env: dict[str, str] | None = None) -> sub
 
 
 def phase_seconds(db: Path) -> dict[str, Any]:
-    from selfloop.state import Store
+    from selfloop.store import Store
 
     with Store.open(db) as store:
         row = store.query("SELECT detail, status, generation FROM cycles ORDER BY id DESC LIMIT 1")[0]
@@ -54,7 +54,7 @@ def phase_seconds(db: Path) -> dict[str, Any]:
 
 
 def latest_cycle(db: Path) -> dict[str, Any] | None:
-    from selfloop.state import Store
+    from selfloop.store import Store
 
     with Store.open(db) as store:
         rows = store.query("SELECT id, status, started_at, finished_at FROM cycles ORDER BY id DESC LIMIT 1")
@@ -144,7 +144,7 @@ def via_cycle(config: Path, paths, setup_steps: int, env: dict[str, str], droppe
 
 def run(quick: bool, workdir: Path, method: str) -> Recorder:
     from selfloop.model.registry import Registry
-    from selfloop.state import Store
+    from selfloop.store import Store
 
     rec = Recorder(NAME, quick, f"python -m bench.end_to_end --via {method}" + (" --quick" if quick else ""))
     config, cfg, paths = make_project(workdir / "proj", TINY if quick else None)

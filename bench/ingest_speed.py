@@ -55,8 +55,8 @@ def read_and_hash(folder: Path) -> dict[str, Any]:
 
 def ingest(root: Path, corpus: Path | None, **settings: Any) -> dict[str, Any]:
     """A fresh project whose orig is ``corpus`` (or the starter corpus), scanned once; ``settings`` override [ingest]."""
-    from selfloop.corpus.ingest import Ingestor
-    from selfloop.state import Store
+    from selfloop.ingest.ingestor import Ingestor
+    from selfloop.store import Store
 
     _, cfg, paths = make_project(root, starter=corpus is None)
     ingest_cfg = cfg.ingest.model_copy(update=settings)

@@ -52,7 +52,7 @@ TRAIN = {"batch_size": 16, "block_size": 128, "log_steps": 1, "save_steps": 1000
 
 def write_snapshot_file(path: Path, n_docs: int) -> int:
     """``n_docs`` synthetic documents, one in ten a chat; returns the bytes written. Written as it goes."""
-    from selfloop.train.data import Doc
+    from selfloop.records import Doc
 
     size = 0
     with path.open("w", encoding="utf-8") as f:

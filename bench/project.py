@@ -12,8 +12,8 @@ from typing import Any
 
 import tomli_w
 
+from selfloop.cli.project import init_project
 from selfloop.config import Config, ProjectPaths, load_config
-from selfloop.project import init_project
 
 # Quick mode: 2 layers x 32 wide, so a training run takes seconds.
 TINY: dict[str, Any] = {

@@ -97,7 +97,7 @@ def docker_run(image: str, n: int) -> dict[str, Any] | None:
 def bench_backend(name: str, quick: bool) -> dict[str, Any]:
     from selfloop.config import SandboxConfig
     from selfloop.sandbox import Sandbox
-    from selfloop.sandbox.backend import make_backend
+    from selfloop.sandbox.backends import make_backend
     from selfloop.sandbox.worker import SandboxUnavailable
 
     try:

@@ -115,7 +115,7 @@ def make_project(root: Path, overrides: dict[str, Any]) -> Path:
 
 def generation_row(detail: dict[str, Any], store, cycle_id: int, seconds: float) -> dict[str, Any]:
     """One line of the report from a finished cycle."""
-    from selfloop.tasks.suite import frontier
+    from selfloop.train.suite import frontier
 
     phases = detail["phases"]
     ev, gate = phases["evaluate"]["out"], phases["gate"]["out"]
@@ -165,7 +165,7 @@ def run(generations: int, config: dict[str, Any], keep: Path | None, minutes: fl
     from selfloop.config import load_config
     from selfloop.loop.cycle import run_cycle
     from selfloop.sandbox import Sandbox
-    from selfloop.state import Store
+    from selfloop.store import Store
 
     work = Path(tempfile.mkdtemp(prefix="selfimprove-")) if keep is None else keep
     if keep is not None and keep.exists():

@@ -113,7 +113,8 @@ def manual_rate(cfg, tokenizer, examples: list[dict], steps: int, from_step: int
 def prep_cost(cfg, texts: list[str], multiple: int) -> float:
     """Seconds for the training phase's data preparation on ``multiple`` copies of ``texts``."""
     from selfloop.model.tokenizer import train_tokenizer
-    from selfloop.train.data import Doc, encode_docs, to_dataset
+    from selfloop.records import Doc
+    from selfloop.train.data import encode_docs, to_dataset
 
     corpus = [f"{i}. {t}" for i in range(multiple) for t in texts]
     docs = [Doc(i, "orig", "text", c, len(c), str(i)) for i, c in enumerate(corpus)]
@@ -127,8 +128,8 @@ def prep_cost(cfg, texts: list[str], multiple: int) -> float:
 def run(quick: bool, workdir: Path) -> Recorder:
     from transformers import AutoTokenizer
 
-    from selfloop.corpus.ingest import Ingestor
-    from selfloop.state import Store
+    from selfloop.ingest.ingestor import Ingestor
+    from selfloop.store import Store
     from selfloop.train.data import encode_docs, load_documents, read_snapshot, write_snapshot
     from selfloop.train.launch import launch_training
 

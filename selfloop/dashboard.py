@@ -27,9 +27,9 @@ from rich.progress_bar import ProgressBar
 from rich.table import Table
 from rich.text import Text
 
+from selfloop.cli.project import current_generation
 from selfloop.config import DashboardConfig, ProjectPaths, load_config
-from selfloop.project import current_generation
-from selfloop.state import Store, daemon_alive
+from selfloop.store import Store, daemon_alive
 from selfloop.train.recipes import history as recipe_history
 from selfloop.train.recipes import history_table
 

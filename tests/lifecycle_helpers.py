@@ -16,7 +16,7 @@ from typing import Any
 import tomli_w
 
 from selfloop.config import Config, ProjectPaths, load_config
-from selfloop.state import Store
+from selfloop.store import Store
 
 TINY: dict[str, Any] = {
     "model": {"vocab_size": 320, "n_layer": 2, "n_head": 2, "n_embd": 32, "n_positions": 64, "keep_generations": 3},

@@ -14,9 +14,9 @@ import pytest
 
 from selfloop.config import SandboxConfig
 from selfloop.sandbox import Sandbox
-from selfloop.sandbox.backend import Backend, make_backend
-from selfloop.sandbox.bwrap_backend import UID_BASE, UID_SPAN
-from selfloop.sandbox.docker_backend import OWNER_LABEL, owner_tag
+from selfloop.sandbox.backends import Backend, make_backend
+from selfloop.sandbox.backends.bwrap import UID_BASE, UID_SPAN
+from selfloop.sandbox.backends.docker import OWNER_LABEL, owner_tag
 from selfloop.sandbox.worker import SandboxUnavailable
 
 IN_CI = os.environ.get("CI", "").lower() == "true"

@@ -2,7 +2,7 @@ import json
 import subprocess
 import sys
 
-from selfloop.project import init_project, starter_root
+from selfloop.cli.project import init_project, starter_root
 
 
 def test_help_and_version(cli):
@@ -28,7 +28,7 @@ def test_help_and_version(cli):
 def test_light_commands_do_not_import_torch():
     # --help, status and validate-config must answer instantly: no torch/transformers at import.
     code = (
-        "import sys, selfloop.cli, selfloop.project, selfloop.config, selfloop.state;"
+        "import sys, selfloop.cli, selfloop.cli.project, selfloop.config, selfloop.store;"
         "selfloop.cli.build_parser();"
         "heavy = [m for m in ('torch', 'transformers', 'datasets') if m in sys.modules];"
         "print(heavy); sys.exit(1 if heavy else 0)"

@@ -29,9 +29,7 @@ from selfloop.corpus.dedup import (
 from selfloop.corpus.formats import ChatRecord, Rejected, TaskItem, TextRecord, json_depth, parse
 from selfloop.corpus.normalize import control_ratio, normalize
 from selfloop.corpus.pipeline import prepare, quality_check
-from selfloop.corpus.reasons import Reason, code_of
-from selfloop.corpus.split import split_of
-from selfloop.tasks.records import TaskRecord
+from selfloop.records import Reason, TaskRecord, code_of, split_of
 
 CFG = IngestConfig()
 PROSE = (

@@ -12,7 +12,7 @@ from selfloop.loop import cycle as cycle_mod
 from selfloop.loop.cycle import PHASES, CycleContext, CycleInterrupted, run_cycle
 from selfloop.model.factory import load_pretrained
 from selfloop.model.registry import Registry
-from selfloop.state import Store
+from selfloop.store import Store
 
 pytestmark = pytest.mark.slow
 NO_INGEST = [p for p in PHASES if p[0] != "ingest"]  # these tests insert document rows directly

@@ -11,7 +11,7 @@ from lifecycle_helpers import chat_record, make_project, paragraph
 from selfloop.loop import cycle as cycle_mod
 from selfloop.loop.cycle import PHASES, run_cycle
 from selfloop.model.registry import Registry
-from selfloop.state import Store
+from selfloop.store import Store
 
 pytestmark = pytest.mark.slow
 

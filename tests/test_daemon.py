@@ -15,7 +15,7 @@ import pytest
 from lifecycle_helpers import chat_record, make_project, paragraph
 
 from selfloop.loop.daemon import CycleTrigger, EventExporter
-from selfloop.state import Store
+from selfloop.store import Store
 
 FAST = {
     "schedule": {"interval_minutes": 60, "min_gap_s": 0, "stop_timeout_s": 30},

@@ -4,7 +4,7 @@ from rich.console import Console
 
 from selfloop.config import Config, DashboardConfig, ProjectPaths
 from selfloop.dashboard import live, render, snapshot
-from selfloop.state import Store
+from selfloop.store import Store
 
 
 def _text(renderable, width=140) -> str:

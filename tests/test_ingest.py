@@ -18,10 +18,10 @@ import pytest
 from datasketch import LeanMinHash, MinHash
 
 from selfloop.config import IngestConfig, ProjectPaths, WatchConfig
-from selfloop.corpus import queries
+from selfloop.store import corpus as queries
 from selfloop.corpus.dedup import HASH_SCHEME, signature, to_bytes
-from selfloop.corpus.ingest import Ingestor
-from selfloop.state import Store
+from selfloop.ingest.ingestor import Ingestor
+from selfloop.store import Store
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -513,7 +513,7 @@ def test_files_read_before_the_workers_are_up_are_analysed_in_the_scanning_proce
 
 
 def test_no_more_analysis_processes_than_usable_cpus(project, store, monkeypatch):
-    import selfloop.corpus.ingest as ingest_module
+    import selfloop.ingest.ingestor as ingest_module
 
     (project.orig / "a.txt").write_text(LONG)
     started: list[int] = []
@@ -528,7 +528,7 @@ def test_no_more_analysis_processes_than_usable_cpus(project, store, monkeypatch
 
 
 def test_workers_start_only_for_enough_new_or_changed_bytes(project, store, monkeypatch):
-    import selfloop.corpus.ingest as ingest_module
+    import selfloop.ingest.ingestor as ingest_module
 
     started: list[int] = []
     monkeypatch.setattr(ingest_module, "AnalysisPool", started.append)  # gives no pool: the scan analyses here

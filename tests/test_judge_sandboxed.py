@@ -12,8 +12,8 @@ from sandbox_helpers import backend_or_skip, config
 from selfloop.config import JudgeConfig
 from selfloop.errors import ConfigError
 from selfloop.judge import Candidate, Judge, JudgeContext, Pipeline, accept, registry, reject
+from selfloop.records import TaskRecord
 from selfloop.sandbox import Sandbox
-from selfloop.tasks.records import TaskRecord
 
 ARITH = TaskRecord(
     id="a1",

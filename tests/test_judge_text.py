@@ -7,10 +7,10 @@ from http.server import BaseHTTPRequestHandler, HTTPServer
 import pytest
 
 from selfloop.config import Config, IngestConfig, JudgeConfig, ProjectPaths
-from selfloop.corpus.ingest import Ingestor
 from selfloop.errors import ConfigError
+from selfloop.ingest.ingestor import Ingestor
 from selfloop.judge import Candidate, JudgeContext, Pipeline
-from selfloop.state import Store
+from selfloop.store import Store
 
 SENTENCE = "The quiet river runs past the old mill and the green fields every morning."
 KNOWN = "A lighthouse keeper wrote long letters about storms, ships and the gulls on the rocks. " * 3

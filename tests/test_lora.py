@@ -11,7 +11,7 @@ from lifecycle_helpers import fill_corpus, make_project
 from selfloop.loop.cycle import PHASES, run_cycle
 from selfloop.model.factory import load_pretrained
 from selfloop.model.registry import Registry
-from selfloop.state import Store
+from selfloop.store import Store
 
 pytest.importorskip("peft")
 pytestmark = pytest.mark.slow

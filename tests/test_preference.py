@@ -8,7 +8,7 @@ import time
 import pytest
 
 from selfloop.config import ModelConfig, PreferenceConfig
-from selfloop.state import Store
+from selfloop.store import Store
 from selfloop.train.preference import (
     as_text_pairs,
     margin,

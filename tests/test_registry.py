@@ -19,7 +19,7 @@ from selfloop.model import registry as registry_mod
 from selfloop.model.factory import build_scratch_model
 from selfloop.model.registry import Registry
 from selfloop.model.tokenizer import train_tokenizer
-from selfloop.state import Store
+from selfloop.store import Store
 
 
 @pytest.fixture(scope="module")

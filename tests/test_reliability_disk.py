@@ -22,7 +22,7 @@ import pytest
 from lifecycle_helpers import chat_record, make_project, paragraph
 
 from selfloop.rework.writer import write_records
-from selfloop.state import Store
+from selfloop.store import Store
 
 IN_CI = os.environ.get("CI", "").lower() == "true"
 

@@ -23,10 +23,10 @@ from pathlib import Path
 import pytest
 
 from selfloop.config import IngestConfig, ProjectPaths, WatchConfig
-from selfloop.corpus import ingest as ingest_mod
-from selfloop.corpus.ingest import Ingestor
-from selfloop.corpus.locate import file_key
-from selfloop.state import Store
+from selfloop.ingest import ingestor as ingest_mod
+from selfloop.ingest.ingestor import Ingestor
+from selfloop.ingest.locate import file_key
+from selfloop.store import Store
 
 PROSE = (
     "The harbour was quiet in the early morning, and the fishing boats rocked gently at their moorings. "
@@ -285,8 +285,8 @@ UNREADABLE_SCRIPT = """
 import json, logging, sys
 from pathlib import Path
 from selfloop.config import IngestConfig, ProjectPaths, WatchConfig
-from selfloop.corpus.ingest import Ingestor
-from selfloop.state import Store
+from selfloop.ingest.ingestor import Ingestor
+from selfloop.store import Store
 logging.basicConfig(level=logging.WARNING)
 root = Path(sys.argv[1])
 paths = ProjectPaths(root=root, orig=root / "orig", rework=root / "rework", state=root / "state")

@@ -11,13 +11,13 @@ from contextlib import contextmanager
 import pytest
 from lifecycle_helpers import chat_record, install_champion, make_project, paragraph
 
-from selfloop.corpus.ingest import Ingestor
+from selfloop.ingest.ingestor import Ingestor
 from selfloop.model.generate import valid_unicode
 from selfloop.model.holder import ModelHolder
 from selfloop.model.registry import Registry
 from selfloop.rework.phase import run_judge, run_rework
 from selfloop.rework.strategies import Prompt, assemble
-from selfloop.state import Store
+from selfloop.store import Store
 
 HOSTILE = {
     "empty": "",

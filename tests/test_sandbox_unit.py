@@ -9,7 +9,7 @@ import math
 import pytest
 
 from selfloop.config import SandboxConfig
-from selfloop.sandbox.docker_backend import container_options
+from selfloop.sandbox.backends.docker import container_options
 from selfloop.sandbox.job import Job, Limits, verdict_from_result
 from selfloop.sandbox.runtime import harness_path
 

@@ -9,7 +9,7 @@ import pytest
 from lifecycle_helpers import chat_record, fill_corpus, make_project, paragraph, sentences
 
 from selfloop.model.tokenizer import train_tokenizer
-from selfloop.state import Store
+from selfloop.store import Store
 from selfloop.train.data import (
     TOKENIZE_BATCH,
     Doc,

@@ -25,7 +25,7 @@ import pytest
 from lifecycle_helpers import fill_corpus, make_project
 from safetensors.torch import load_file
 
-from selfloop.state import Store
+from selfloop.store import Store
 from selfloop.train.data import load_documents, write_snapshot
 from selfloop.train.launch import TrainingInterrupted, launch_training
 

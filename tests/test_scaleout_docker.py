@@ -22,8 +22,8 @@ import pytest
 from sandbox_helpers import IN_CI, config
 
 from selfloop.sandbox import Job, Sandbox
-from selfloop.sandbox.backend import make_backend
-from selfloop.sandbox.docker_backend import LABEL, OWNER_LABEL, docker_client, owner_tag
+from selfloop.sandbox.backends import make_backend
+from selfloop.sandbox.backends.docker import LABEL, OWNER_LABEL, docker_client, owner_tag
 from selfloop.sandbox.image import build_image
 from selfloop.sandbox.worker import SandboxUnavailable
 

@@ -11,7 +11,7 @@ from lifecycle_helpers import fill_corpus, make_project
 from selfloop.config import GateConfig, SearchConfig, TrainConfig
 from selfloop.loop.cycle import PHASES, run_cycle
 from selfloop.model.registry import Registry
-from selfloop.state import Store
+from selfloop.store import Store
 from selfloop.train.launch import TrainingInterrupted
 from selfloop.train.recipes import history, last_winner
 from selfloop.train.search import choose, incumbent_of, propose

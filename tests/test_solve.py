@@ -11,13 +11,13 @@ from lifecycle_helpers import make_project
 from sandbox_helpers import judge_sources
 
 from selfloop.config import ReworkConfig, TasksConfig
-from selfloop.corpus.ingest import Ingestor
+from selfloop.ingest.ingestor import Ingestor
+from selfloop.records import TaskRecord
 from selfloop.rework import solve
 from selfloop.rework.phase import run_judge, store_drafts
-from selfloop.state import Store
+from selfloop.store import Store
 from selfloop.tasks.families import FAMILIES, is_heldout
-from selfloop.tasks.records import TaskRecord
-from selfloop.tasks.suite import build_items
+from selfloop.train.suite import build_items
 
 FRACTION = 0.1
 SETTINGS = {

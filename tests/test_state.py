@@ -6,7 +6,7 @@ import textwrap
 import pytest
 
 from selfloop.errors import AlreadyRunning, SelfloopError
-from selfloop.state import SCHEMA_VERSION, DaemonLock, Store, daemon_alive
+from selfloop.store import SCHEMA_VERSION, DaemonLock, Store, daemon_alive
 
 
 def test_creates_wal_schema(tmp_path):
@@ -79,7 +79,7 @@ def test_lock_refuses_second_daemon_with_pid(tmp_path):
             textwrap.dedent(f"""
             import sys, time
             from pathlib import Path
-            from selfloop.state import DaemonLock
+            from selfloop.store import DaemonLock
             lock = DaemonLock(Path({str(tmp_path)!r}))  # kept referenced: filelock releases on GC
             lock.acquire()
             print("locked", flush=True)

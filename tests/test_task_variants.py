@@ -18,13 +18,13 @@ from selfloop.config import JudgeConfig, TasksConfig
 from selfloop.judge import Candidate, JudgeContext, Pipeline
 from selfloop.judge.substitute import NotParsed, parse, substitute
 from selfloop.judge.task_judge import HARD_CODED
+from selfloop.records import TaskRecord, Variant
 from selfloop.rework import solve
 from selfloop.rework.phase import run_judge, store_drafts
 from selfloop.sandbox import Sandbox
-from selfloop.state import Store
+from selfloop.store import Store
 from selfloop.tasks.families import FAMILIES, VARIANTS
-from selfloop.tasks.records import TaskRecord, Variant
-from selfloop.tasks.suite import TaskSuite
+from selfloop.train.suite import TaskSuite
 
 FRACTION = 0.1
 
@@ -282,7 +282,7 @@ def test_records_with_variants_round_trip_through_rework_and_ingest(tmp_path):
 
     model_source, sandbox_source = judge_sources("process")
     with Store.open(paths.db) as store:
-        from selfloop.corpus.ingest import Ingestor
+        from selfloop.ingest.ingestor import Ingestor
 
         Ingestor(cfg.ingest, cfg.watch, paths, store).scan()
         (orig,) = store.query("SELECT content FROM documents WHERE origin = 'orig' AND kind = 'task'")

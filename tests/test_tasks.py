@@ -15,8 +15,9 @@ from sandbox_helpers import backend_or_skip, config
 from selfloop.config import JudgeConfig, TasksConfig, parse_config
 from selfloop.errors import ConfigError
 from selfloop.judge import Candidate, JudgeContext, Pipeline
+from selfloop.records import Doc, TaskRecord
 from selfloop.sandbox import Sandbox
-from selfloop.state import Store
+from selfloop.store import Store
 from selfloop.tasks import curriculum
 from selfloop.tasks.families import (
     FAMILIES,
@@ -26,10 +27,8 @@ from selfloop.tasks.families import (
     problems,
 )
 from selfloop.tasks.pack import starter_pack
-from selfloop.tasks.records import TaskRecord
-from selfloop.tasks.suite import TaskSuite, build_items, frontier, summarize
 from selfloop.tasks.training import heldout_loss_docs, training_docs
-from selfloop.train.data import Doc
+from selfloop.train.suite import TaskSuite, build_items, frontier, summarize
 
 PACK = Path(__file__).resolve().parent.parent / "corpus" / "orig" / "tasks" / "starter.jsonl"
 FRACTION = 0.1

@@ -8,7 +8,7 @@ import pytest
 from lifecycle_helpers import chat_record, fill_corpus, insert_doc, make_project, paragraph
 
 from selfloop.model.tokenizer import train_tokenizer
-from selfloop.state import Store
+from selfloop.store import Store
 from selfloop.train.data import (
     IGNORE,
     Doc,

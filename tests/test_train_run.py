@@ -13,7 +13,7 @@ import pytest
 from lifecycle_helpers import prepared_run
 
 from selfloop.config import LauncherConfig
-from selfloop.state import Store
+from selfloop.store import Store
 from selfloop.train.launch import TrainingInterrupted, build_argv, child_args, launch_training
 from selfloop.train.run import last_complete_checkpoint
 

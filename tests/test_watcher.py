@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 
 from selfloop.config import IngestConfig, ProjectPaths, WatchConfig
-from selfloop.corpus.ingest import Ingestor
-from selfloop.corpus.watcher import CorpusWatcher, SettledQueue, stat_signature
-from selfloop.state import Store
+from selfloop.ingest.ingestor import Ingestor
+from selfloop.ingest.watcher import CorpusWatcher, SettledQueue, stat_signature
+from selfloop.store import Store
 
 TEXT = (
     "Rivers carry water from the mountains to the sea, shaping valleys and plains along the way. "

@@ -8,7 +8,7 @@ while the scanning process stores results in file order.
 
 Not covered: anything that depends on the corpus already stored (exact and near
 duplicates, held-out split of a text seen before) or writes; that is
-:mod:`selfloop.corpus.ingest`, in one process, so decisions do not depend on
+:mod:`selfloop.ingest.ingestor`, in one process, so decisions do not depend on
 how many workers ran.
 """
 
@@ -29,7 +29,7 @@ from selfloop.corpus.dedup import minhashes
 from selfloop.corpus.formats import Rejected, parse
 from selfloop.corpus.normalize import normalize_newlines
 from selfloop.corpus.pipeline import Prepared, prepare
-from selfloop.corpus.reasons import Reason
+from selfloop.records import Reason
 from selfloop.lifeline import ParentWatch
 
 

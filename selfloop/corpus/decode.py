@@ -12,7 +12,7 @@ from __future__ import annotations
 import codecs
 
 from selfloop.corpus.normalize import control_ratio
-from selfloop.corpus.reasons import Reason
+from selfloop.records import Reason
 
 # Longest BOM first: the UTF-32-LE BOM begins with the UTF-16-LE one.
 _BOMS = (

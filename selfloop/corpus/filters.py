@@ -18,7 +18,7 @@ from collections.abc import Callable
 
 from selfloop.config import IngestConfig
 from selfloop.corpus.normalize import control_ratio
-from selfloop.corpus.reasons import Reason
+from selfloop.records import Reason
 
 Filter = Callable[[str, IngestConfig], Reason | None]
 

@@ -26,8 +26,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
 
-from selfloop.corpus.reasons import Reason
-from selfloop.tasks.records import TaskRecord, is_task_object
+from selfloop.records import Reason
+from selfloop.records import TaskRecord, is_task_object
 
 FORMATS: dict[str, str] = {".txt": "txt", ".md": "md", ".py": "py", ".jsonl": "jsonl"}
 

@@ -24,7 +24,7 @@ from selfloop.config import IngestConfig
 from selfloop.corpus.filters import first_failure, non_text
 from selfloop.corpus.formats import ChatRecord, Record, TaskItem, TextRecord
 from selfloop.corpus.normalize import normalize
-from selfloop.corpus.reasons import Reason
+from selfloop.records import Reason
 
 
 @dataclass(frozen=True)

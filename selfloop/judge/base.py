@@ -30,7 +30,7 @@ class Candidate:
     content:  the candidate itself (text, JSON of a chat record, Python source,
               or the model's answer to a task).
     source:   the text it was derived from (a rewrite's original), for A-vs-B.
-    task:     the task record for kind "task" (a `selfloop.tasks.records.TaskRecord`
+    task:     the task record for kind "task" (a `selfloop.records.TaskRecord`
               or a mapping with the same fields).
     metadata: free-form hints, e.g. ``answer_kind`` ("answer" | "program") for
               tasks or ``tests`` (test source) for Python candidates.

@@ -23,7 +23,7 @@ import copy
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from selfloop.tasks.records import INT_LITERAL
+from selfloop.records import INT_LITERAL
 
 
 @dataclass(frozen=True)

@@ -16,7 +16,7 @@ sandbox's nonce and check counting; the checker itself runs apart from the
 candidate's code.
 
 A program that prints the right answer without computing it (``print(579)`` for
-``123 + 456``) is caught by the task's ``variants`` (`selfloop.tasks.records`):
+``123 + 456``) is caught by the task's ``variants`` (`selfloop.records`):
 the stdout-checked program also runs once per variant with the variant's
 literals replaced in its syntax tree (`selfloop.judge.substitute`), checked by
 the variant's checker or answer. It is accepted only if the program as written
@@ -41,8 +41,8 @@ from selfloop.judge.base import Candidate, JudgeVerdict, reject
 from selfloop.judge.sandboxed import SandboxJudge
 from selfloop.judge.substitute import NotParsed, parse, substitute
 from selfloop.judge.task_spec import task_field
+from selfloop.records import Variant
 from selfloop.sandbox.job import Job, Verdict
-from selfloop.tasks.records import Variant
 
 MODULE = "solution"
 FENCE = re.compile(r"```(?:python|py)?[ \t]*\n(.*?)```", re.DOTALL)

@@ -1,5 +1,5 @@
 """Reading task records without depending on their class: judges accept a
-`selfloop.tasks.records.TaskRecord` or a plain mapping with the same fields."""
+`selfloop.records.TaskRecord` or a plain mapping with the same fields."""
 
 from __future__ import annotations
 

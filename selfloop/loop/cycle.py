@@ -33,7 +33,7 @@ from selfloop.config import Config, ProjectPaths, load_config
 from selfloop.errors import SelfloopError
 from selfloop.model.holder import ModelHolder
 from selfloop.model.registry import Registry, gen_name
-from selfloop.state import DaemonLock, Store
+from selfloop.store import DaemonLock, Store
 from selfloop.train.launch import TrainingInterrupted
 
 Log = Callable[[str], None]
@@ -100,7 +100,7 @@ class CycleContext:
 
 
 def phase_ingest(ctx: CycleContext) -> dict[str, Any]:
-    from selfloop.corpus.ingest import Ingestor
+    from selfloop.ingest.ingestor import Ingestor
 
     report = Ingestor(ctx.cfg.ingest, ctx.cfg.watch, ctx.paths, ctx.store).scan()
     return _jsonable(report)
@@ -299,10 +299,10 @@ def _snapshot_pairs(ctx: CycleContext, champion: int | None, run_dir: Path) -> N
 def phase_evaluate(ctx: CycleContext) -> dict[str, Any]:
     """Figures of the challenger and its champion on the same held-out documents."""
     from selfloop.model.factory import load_pretrained, resolve_device, resolve_dtype
-    from selfloop.tasks.suite import TaskSuite
     from selfloop.tasks.training import heldout_loss_docs, training_docs
     from selfloop.train.data import load_documents
     from selfloop.train.evaluate import evaluate
+    from selfloop.train.suite import TaskSuite
 
     raw_heldout = load_documents(ctx.store, split="heldout", origin="orig")
     heldout = training_docs(raw_heldout, ctx.cfg.tasks)  # held-out tasks count in the loss in their trained format
@@ -338,8 +338,8 @@ def phase_evaluate(ctx: CycleContext) -> dict[str, Any]:
 def _task_suite(ctx: CycleContext, raw_heldout: list[Any]) -> Any:
     """The held-out task suite of an evaluation: the caller's, else pass@1 per family and difficulty
     whenever tasks are enabled (part of every evaluation)."""
-    from selfloop.tasks.suite import TaskSuite
     from selfloop.tasks.training import task_records
+    from selfloop.train.suite import TaskSuite
 
     if ctx.task_suite is not None or not ctx.cfg.tasks.enabled:
         return ctx.task_suite
@@ -358,10 +358,10 @@ def _evaluate_recipes(ctx: CycleContext, heldout: list[Any], raw_heldout: list[A
     import gc
 
     from selfloop.model.factory import load_pretrained, resolve_device, resolve_dtype
-    from selfloop.tasks.suite import TaskSuite
     from selfloop.train.evaluate import evaluate_model
     from selfloop.train.recipes import record
     from selfloop.train.search import choose
+    from selfloop.train.suite import TaskSuite
 
     cfg, reg, train = ctx.cfg, ctx.registry, ctx.output("train")
     device = resolve_device(cfg.model)

@@ -38,7 +38,7 @@ from typing import Any
 
 from selfloop.config import Config, ProjectPaths, load_config
 from selfloop.errors import ConfigError, SelfloopError
-from selfloop.state import DaemonLock, Store
+from selfloop.store import DaemonLock, Store
 
 log = logging.getLogger("selfloop.daemon")
 
@@ -361,7 +361,7 @@ class Daemon:
             lock.release()
 
     def _run_locked(self) -> int:
-        from selfloop.corpus.ingest import Ingestor
+        from selfloop.ingest.ingestor import Ingestor
 
         dashboard = not self.headless
         if dashboard:
@@ -379,7 +379,7 @@ class Daemon:
         ingestor = Ingestor(self.cfg.ingest, self.cfg.watch, self.paths, store)
         watcher = None
         if self.cfg.watch.enabled:
-            from selfloop.corpus.watcher import CorpusWatcher
+            from selfloop.ingest.watcher import CorpusWatcher
 
             # Watch before the start-up scan, so a file dropped during the scan is not missed
             # (one seen by both is simply found unchanged the second time).

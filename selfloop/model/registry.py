@@ -291,7 +291,7 @@ def cmd_models(args) -> int:
     console.print(table)
     print("* = current champion")
     if paths.db.exists():
-        from selfloop.state import Store
+        from selfloop.store import Store
         from selfloop.train.recipes import history, history_table
 
         with Store.open(paths.db, readonly=True) as store:
@@ -308,7 +308,7 @@ def _fmt(x: Any) -> str:
 def cmd_rollback(args) -> int:
     """`selfloop rollback [--to N]`: point ``current`` back at an earlier promoted generation."""
     from selfloop.config import load_config
-    from selfloop.state import Store
+    from selfloop.store import Store
 
     _, paths = load_config(args.config)
     with Store.open(paths.db) as store:

@@ -33,7 +33,7 @@ from selfloop.config import Config, ProjectPaths
 from selfloop.rework import diversity, solve
 from selfloop.rework.strategies import Draft, Prompt, Source, assemble, plan_budget, rewrite_prompts, synthesize_prompts
 from selfloop.rework.writer import rework_file, write_records
-from selfloop.state import Store
+from selfloop.store import Store
 
 log = logging.getLogger(__name__)
 
@@ -225,7 +225,7 @@ def run_judge(
     cfg: Config, paths: ProjectPaths, store: Store, cycle_id: int, model_source: Any, sandbox_source: Any
 ) -> dict[str, Any]:
     """The judge phase: verdicts for pending candidates, the diversity guard, then write and ingest accepted ones."""
-    from selfloop.corpus.ingest import Ingestor
+    from selfloop.ingest.ingestor import Ingestor
     from selfloop.judge import JudgeContext, Pipeline
 
     pending = store.query("SELECT * FROM candidates WHERE cycle_id = ? AND status = 'pending' ORDER BY id", (cycle_id,))

@@ -36,9 +36,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from selfloop.config import ReworkConfig, TasksConfig
+from selfloop.records import TaskRecord
 from selfloop.rework.strategies import Draft
 from selfloop.tasks.families import FAMILIES, family_of, problems
-from selfloop.tasks.records import TaskRecord
 
 STRATEGY = "solve"
 

@@ -20,7 +20,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from selfloop.tasks.records import is_task_object
+from selfloop.records import is_task_object
 
 REQUIRED = ("id", "strategy", "generation", "sources", "verdicts", "created_at")
 

@@ -24,7 +24,7 @@ from pathlib import Path
 
 from selfloop.config import SandboxConfig
 from selfloop.errors import SelfloopError
-from selfloop.sandbox.docker_backend import docker_client, engine_name
+from selfloop.sandbox.backends.docker import docker_client, engine_name
 from selfloop.sandbox.runtime import Interpreter, harness_bytes, harness_sha256, interpreter
 
 log = logging.getLogger(__name__)

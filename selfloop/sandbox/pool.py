@@ -22,7 +22,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 
 from selfloop.config import SandboxConfig
-from selfloop.sandbox.backend import Backend, choose
+from selfloop.sandbox.backends import Backend, choose
 from selfloop.sandbox.job import Job, Verdict, sandbox_error, verdict_from_result
 from selfloop.sandbox.worker import SandboxUnavailable, Worker
 

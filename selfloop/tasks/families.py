@@ -35,8 +35,7 @@ import random
 from collections.abc import Callable
 from typing import Literal
 
-from selfloop.corpus.split import split_of
-from selfloop.tasks.records import TaskRecord, Variant
+from selfloop.records import TaskRecord, Variant, split_of
 
 Mode = Literal["answer", "program"]
 MODES: tuple[str, ...] = ("answer", "program")

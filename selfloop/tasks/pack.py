@@ -13,8 +13,8 @@ from __future__ import annotations
 import random
 import sys
 
+from selfloop.records import TaskRecord
 from selfloop.tasks.families import FAMILIES, problems
-from selfloop.tasks.records import TaskRecord
 
 # family -> (difficulties, tasks per difficulty)
 STARTER: dict[str, tuple[range, int]] = {"addition": (range(1, 4), 120), "reverse": (range(1, 5), 60)}

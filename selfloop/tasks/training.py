@@ -18,9 +18,8 @@ import json
 from collections.abc import Sequence
 
 from selfloop.config import TasksConfig
+from selfloop.records import Doc, TaskRecord
 from selfloop.tasks.families import FAMILIES, conversations, heldout_set
-from selfloop.tasks.records import TaskRecord
-from selfloop.train.data import Doc
 
 
 def training_docs(docs: Sequence[Doc], cfg: TasksConfig) -> list[Doc]:

@@ -31,24 +31,16 @@ import json
 import math
 import random
 from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from itertools import islice
 from pathlib import Path
 from typing import Any
 
+from selfloop.records import Doc
+
 IGNORE = -100  # label value the loss ignores
 TOKENIZE_BATCH = 256  # texts per fast-tokenizer call: batches run in Rust threads and bound what is held
 DATA_FORMAT = 1  # part of the Arrow cache fingerprint; bump when the example layout changes
-
-
-@dataclass(frozen=True)
-class Doc:
-    id: int
-    origin: str  # orig | rework
-    kind: str  # text | chat | task
-    content: str
-    n_chars: int
-    hash: str
 
 
 def load_documents(store, *, split: str, origin: str) -> list[Doc]:

@@ -20,7 +20,8 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from selfloop.config import TrainConfig
-from selfloop.train.data import Doc, encode_docs, messages_of
+from selfloop.records import Doc
+from selfloop.train.data import encode_docs, messages_of
 
 TaskSuite = Callable[[Any, Any], dict[str, float]]  # (model, tokenizer) -> {family: pass@1}
 

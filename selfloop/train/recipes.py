@@ -17,7 +17,7 @@ import sqlite3
 import time
 from typing import Any
 
-from selfloop.state import Store
+from selfloop.store import Store
 
 
 def last_winner(store: Store) -> dict[str, Any] | None:

@@ -161,7 +161,7 @@ def training_arguments(cfg: Config, run_dir: Path, steps: int):
 def train(args: argparse.Namespace) -> int:
     from transformers import Trainer, default_data_collator
 
-    from selfloop.state import Store
+    from selfloop.store import Store
     from selfloop.train.callbacks import MetricsCallback, StopCallback
     from selfloop.train.data import build_train_dataset
 

@@ -12,10 +12,10 @@ from pathlib import Path
 
 from selfloop.config import load_config
 from selfloop.errors import SelfloopError, UsageError
-from selfloop.sandbox.backend import ORDER, choose, make_backend, probe_all
+from selfloop.sandbox.backends import ORDER, choose, make_backend, probe_all
+from selfloop.sandbox.backends.process import WARNING
 from selfloop.sandbox.job import Job, Verdict
 from selfloop.sandbox.pool import Sandbox
-from selfloop.sandbox.process_backend import WARNING
 from selfloop.sandbox.worker import SandboxUnavailable
 
 
@@ -117,8 +117,8 @@ def cmd_info(args: argparse.Namespace) -> int:
 
 
 def _isolation(name: str) -> str:
-    from selfloop.sandbox.bwrap_backend import BwrapBackend
-    from selfloop.sandbox.docker_backend import DockerBackend
+    from selfloop.sandbox.backends.bwrap import BwrapBackend
+    from selfloop.sandbox.backends.docker import DockerBackend
 
     return {
         "docker": DockerBackend.isolation,

@@ -24,8 +24,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from selfloop.config import JudgeConfig, TasksConfig
+from selfloop.records import TaskRecord
 from selfloop.tasks.families import family_of, heldout_set
-from selfloop.tasks.records import TaskRecord
 
 EVAL_BATCH = 64
 

@@ -9,14 +9,20 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Iterator
 
-from selfloop.state import Store
+from selfloop.store import Store
 
 # The code part of a stored "code: detail" reason, in SQL.
 _CODE = "substr(reason, 1, instr(reason || ':', ':') - 1)"
 
 
-def documents(store: Store, *, origin: str | None = None, split: str | None = None, kind: str | None = None,
-              status: str | None = "active") -> Iterator[sqlite3.Row]:
+def documents(
+    store: Store,
+    *,
+    origin: str | None = None,
+    split: str | None = None,
+    kind: str | None = None,
+    status: str | None = "active",
+) -> Iterator[sqlite3.Row]:
     """Documents in id order (stable across calls); a filter left as None matches everything."""
     where, params = [], []
     for column, value in (("origin", origin), ("split", split), ("kind", kind), ("status", status)):
@@ -43,7 +49,9 @@ def reason_counts(store: Store) -> list[tuple[str, str, int]]:
 
 def active_totals(store: Store) -> dict[tuple[str, str], tuple[int, int]]:
     """(origin, split) -> (active documents, characters)."""
-    rows = store.query("SELECT origin, split, count(*), coalesce(sum(n_chars), 0) FROM documents WHERE status = 'active' GROUP BY origin, split")
+    rows = store.query(
+        "SELECT origin, split, count(*), coalesce(sum(n_chars), 0) FROM documents WHERE status = 'active' GROUP BY origin, split"
+    )
     return {(r[0], r[1]): (r[2], r[3]) for r in rows}
 
 

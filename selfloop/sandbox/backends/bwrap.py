@@ -25,7 +25,7 @@ import shutil
 import subprocess
 
 from selfloop.config import SandboxConfig
-from selfloop.sandbox.backend import Backend, PopenWorker, harness_args
+from selfloop.sandbox.backends.base import Backend, PopenWorker, harness_args
 from selfloop.sandbox.job import Limits
 from selfloop.sandbox.runtime import Interpreter, compiled_harness, harness_bytes, interpreter
 from selfloop.sandbox.worker import SandboxUnavailable, Worker

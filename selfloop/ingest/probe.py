@@ -16,7 +16,7 @@ import stat
 from dataclasses import dataclass
 from pathlib import Path
 
-from selfloop.corpus.reasons import Reason
+from selfloop.records import Reason
 
 
 @dataclass(frozen=True)
@@ -37,7 +37,9 @@ def probe(path: Path, root: Path) -> Probe:
     try:
         real = path.resolve(strict=True)
     except FileNotFoundError:
-        return Probe(size, mtime, None, Reason("broken_symlink", f"points to {os.readlink(path)!r}, which does not exist"))
+        return Probe(
+            size, mtime, None, Reason("broken_symlink", f"points to {os.readlink(path)!r}, which does not exist")
+        )
     except RuntimeError:  # Python < 3.13 reports loops this way
         return Probe(size, mtime, None, Reason("symlink_loop", "symbolic link loop"))
     except OSError as e:
@@ -45,14 +47,20 @@ def probe(path: Path, root: Path) -> Probe:
             return Probe(size, mtime, None, Reason("symlink_loop", "symbolic link loop"))
         return Probe(size, mtime, None, Reason("unreadable", e.strerror or str(e)))
     if not real.is_relative_to(root.resolve()):
-        return Probe(size, mtime, None, Reason("symlink_outside", f"resolves to {real}, outside the corpus root {root}"))
+        return Probe(
+            size, mtime, None, Reason("symlink_outside", f"resolves to {real}, outside the corpus root {root}")
+        )
     st = real.stat()
     size, mtime = st.st_size, max(st.st_mtime_ns, mtime)  # a re-pointed link changes the link's mtime
     kind = stat.S_IFMT(st.st_mode)
     if kind == stat.S_IFDIR:
-        return Probe(size, mtime, None, Reason("symlink_dir", "a link to a directory; directory links are not followed"))
+        return Probe(
+            size, mtime, None, Reason("symlink_dir", "a link to a directory; directory links are not followed")
+        )
     if kind != stat.S_IFREG:
-        return Probe(size, mtime, None, Reason("not_regular_file", f"a {_KINDS.get(kind, 'special file')}, not a regular file"))
+        return Probe(
+            size, mtime, None, Reason("not_regular_file", f"a {_KINDS.get(kind, 'special file')}, not a regular file")
+        )
     return Probe(size, mtime, real, None)
 
 

@@ -17,7 +17,7 @@ import subprocess
 import tempfile
 
 from selfloop.config import SandboxConfig
-from selfloop.sandbox.backend import Backend, PopenWorker, harness_args
+from selfloop.sandbox.backends.base import Backend, PopenWorker, harness_args
 from selfloop.sandbox.runtime import harness_path, interpreter
 from selfloop.sandbox.worker import Worker
 

@@ -36,14 +36,12 @@ from selfloop.config import IngestConfig, ProjectPaths, WatchConfig
 from selfloop.corpus.analyse import Analysed, AnalysisPool, analyse_file
 from selfloop.corpus.dedup import HASH_SCHEME, NearDupIndex, from_bytes, minhashes, signature, to_bytes
 from selfloop.corpus.formats import ChatRecord, Rejected, TaskItem, TextRecord, parse_json_line
-from selfloop.corpus.locate import Located, is_ignored, locate, roots
 from selfloop.corpus.pipeline import Prepared, content_hash, dedup_text_of, prepare
-from selfloop.corpus.probe import probe, read_bytes
-from selfloop.corpus.reasons import Reason
-from selfloop.corpus.split import split_of
 from selfloop.errors import SelfloopError
-from selfloop.state import Store
-from selfloop.tasks.records import TaskRecord
+from selfloop.ingest.locate import Located, is_ignored, locate, roots
+from selfloop.ingest.probe import probe, read_bytes
+from selfloop.records import Reason, TaskRecord, split_of
+from selfloop.store import Store
 
 log = logging.getLogger(__name__)
 
@@ -75,8 +73,10 @@ class IngestReport:
     quarantined: list[tuple[str, str]] = field(default_factory=list)
 
     def summary(self) -> str:
-        text = (f"{self.files} files ({self.ingested} ingested, {self.unchanged} unchanged, {self.removed} removed, "
-                f"{len(self.quarantined)} quarantined), {self.accepted} documents accepted")
+        text = (
+            f"{self.files} files ({self.ingested} ingested, {self.unchanged} unchanged, {self.removed} removed, "
+            f"{len(self.quarantined)} quarantined), {self.accepted} documents accepted"
+        )
         if self.dropped:
             text += ", dropped " + ", ".join(f"{k} {v}" for k, v in self.dropped.most_common())
         return text
@@ -202,7 +202,9 @@ class Ingestor:
             elif kind == "chat" and isinstance(parsed, tuple):
                 record = ChatRecord("candidate", parsed)
             else:
-                raise ValueError(f"not a {kind} record: {parsed if isinstance(parsed, Reason) else type(parsed).__name__}")
+                raise ValueError(
+                    f"not a {kind} record: {parsed if isinstance(parsed, Reason) else type(parsed).__name__}"
+                )
         p = prepare(record, self.cfg)
         reason, _, _ = self._find_duplicate(p.hash, p.dedup_text)
         return None if reason is None else str(reason)
@@ -248,7 +250,10 @@ class Ingestor:
 
     def _enough_changed(self, paths: list[Path], enough: float) -> bool:
         """Whether the files of ``paths`` that are new or changed (by size and mtime) hold ``enough`` bytes."""
-        known = {r["path"]: (r["size"], r["mtime_ns"]) for r in self.store.query("SELECT path, size, mtime_ns FROM files WHERE status != 'removed'")}
+        known = {
+            r["path"]: (r["size"], r["mtime_ns"])
+            for r in self.store.query("SELECT path, size, mtime_ns FROM files WHERE status != 'removed'")
+        }
         total = 0
         for path in paths:
             loc = locate(path, self.paths)
@@ -304,11 +309,18 @@ class Ingestor:
         ext = full.suffix.lower()
         if ext not in self._exts:
             allowed = ", ".join(sorted(self._exts))
-            return lambda: self._quarantine(loc, pr.size, pr.mtime_ns, Reason("unsupported_type", f"{ext or 'no extension'} (ingested: {allowed})"))
+            return lambda: self._quarantine(
+                loc, pr.size, pr.mtime_ns, Reason("unsupported_type", f"{ext or 'no extension'} (ingested: {allowed})")
+            )
         limit = int(self.cfg.max_file_mb * 2**20)
         if (pr.size or 0) > limit:
             mib = (pr.size or 0) / 2**20
-            return lambda: self._quarantine(loc, pr.size, pr.mtime_ns, Reason("too_large", f"{mib:.1f} MiB > max_file_mb {self.cfg.max_file_mb}; not read"))
+            return lambda: self._quarantine(
+                loc,
+                pr.size,
+                pr.mtime_ns,
+                Reason("too_large", f"{mib:.1f} MiB > max_file_mb {self.cfg.max_file_mb}; not read"),
+            )
         data = read_bytes(pr.real, limit)
         if isinstance(data, Reason):
             return lambda: self._quarantine(loc, pr.size, pr.mtime_ns, data)
@@ -319,7 +331,10 @@ class Ingestor:
 
     def _touch(self, loc: Located, size: int | None, mtime_ns: int | None) -> FileResult:
         with self.store.tx() as c:  # touched, not changed
-            c.execute("UPDATE files SET size = ?, mtime_ns = ?, updated_at = ? WHERE path = ?", (size, mtime_ns, time.time(), loc.key))
+            c.execute(
+                "UPDATE files SET size = ?, mtime_ns = ?, updated_at = ? WHERE path = ?",
+                (size, mtime_ns, time.time(), loc.key),
+            )
         return FileResult(loc.key, loc.origin, "unchanged")
 
     def _finish(self, read: _Read, analysis: list[Analysed] | Reason) -> FileResult:
@@ -327,7 +342,9 @@ class Ingestor:
             return self._quarantine(read.loc, read.size, read.mtime_ns, analysis, read.sha)
         return self._store_file(read.loc, read.fmt, analysis, read.size, read.mtime_ns, read.sha)
 
-    def _store_file(self, loc: Located, fmt: str, items: list[Analysed], size: int | None, mtime_ns: int | None, sha: str) -> FileResult:
+    def _store_file(
+        self, loc: Located, fmt: str, items: list[Analysed], size: int | None, mtime_ns: int | None, sha: str
+    ) -> FileResult:
         result = FileResult(loc.key, loc.origin, "ingested")
         undo = _Undo()
         try:
@@ -339,7 +356,9 @@ class Ingestor:
                 for analysed in items:
                     p = analysed.item
                     if isinstance(p, Rejected):
-                        self._insert(c, loc, fmt, p.locator, "raw", p.raw, content_hash(p.raw), "dropped", p.reason, None)
+                        self._insert(
+                            c, loc, fmt, p.locator, "raw", p.raw, content_hash(p.raw), "dropped", p.reason, None
+                        )
                         result.dropped[p.reason.code] += 1
                         continue
                     seen = known.get(p.hash)
@@ -354,8 +373,17 @@ class Ingestor:
                         else:
                             reason, target, _ = self._near_duplicate(p.dedup_text, sig)
                         status = "active" if reason is None else "duplicate"
-                        doc_id = self._insert_prepared(c, loc, fmt, p, split, status, reason, dup_of=target,
-                                                       minhash=None if reason is not None or sig is None else to_bytes(sig))
+                        doc_id = self._insert_prepared(
+                            c,
+                            loc,
+                            fmt,
+                            p,
+                            split,
+                            status,
+                            reason,
+                            dup_of=target,
+                            minhash=None if reason is not None or sig is None else to_bytes(sig),
+                        )
                         if reason is None and sig is not None:
                             self._index_add(doc_id, sig, undo)
                     _note(known, p.hash, split, status, (doc_id, loc.key, p.locator))
@@ -366,15 +394,22 @@ class Ingestor:
                 self._revive(c, retired, undo)
                 n_dropped = sum(result.dropped.values())
                 self._upsert_file(c, loc, size, mtime_ns, sha, "ingested", None, result.accepted, n_dropped)
-                self.store.event("ingested", f"{loc.key}: {result.accepted} accepted, {n_dropped} dropped",
-                                 path=loc.key, accepted=result.accepted, dropped=dict(result.dropped))
+                self.store.event(
+                    "ingested",
+                    f"{loc.key}: {result.accepted} accepted, {n_dropped} dropped",
+                    path=loc.key,
+                    accepted=result.accepted,
+                    dropped=dict(result.dropped),
+                )
         except BaseException:
             undo.run()
             raise
         log.info("ingested %s: %d accepted, %d dropped", loc.key, result.accepted, sum(result.dropped.values()))
         return result
 
-    def _quarantine(self, loc: Located, size: int | None, mtime_ns: int | None, reason: Reason, sha: str | None = None) -> FileResult:
+    def _quarantine(
+        self, loc: Located, size: int | None, mtime_ns: int | None, reason: Reason, sha: str | None = None
+    ) -> FileResult:
         undo = _Undo()
         try:
             with self.store.tx() as c:
@@ -390,8 +425,13 @@ class Ingestor:
     def _remove(self, key: str) -> FileResult:
         """Mark a deleted file (or every known file under a deleted directory) removed with its documents."""
         prefix = key + "/"
-        keys = [r["path"] for r in self.store.query(
-            "SELECT path FROM files WHERE status != 'removed' AND (path = ? OR substr(path, 1, ?) = ?)", (key, len(prefix), prefix))]
+        keys = [
+            r["path"]
+            for r in self.store.query(
+                "SELECT path FROM files WHERE status != 'removed' AND (path = ? OR substr(path, 1, ?) = ?)",
+                (key, len(prefix), prefix),
+            )
+        ]
         origin = key.split("/", 1)[0]
         if not keys:
             return FileResult(key, origin, "ignored", "not in the corpus")
@@ -401,21 +441,29 @@ class Ingestor:
                 retired: list[int] = []
                 for k in keys:
                     retired += self._retire(c, k, undo)
-                    c.execute("UPDATE files SET status = 'removed', reason = 'deleted', n_docs = 0, updated_at = ? WHERE path = ?", (time.time(), k))
+                    c.execute(
+                        "UPDATE files SET status = 'removed', reason = 'deleted', n_docs = 0, updated_at = ? WHERE path = ?",
+                        (time.time(), k),
+                    )
                     self.store.event("removed", f"{k}: deleted", path=k)
                 self._revive(c, retired, undo)
         except BaseException:
             undo.run()
             raise
         log.info("removed %s (%d file(s))", key, len(keys))
-        return FileResult(key, origin, "removed", "deleted" if keys == [key] else f"deleted directory ({len(keys)} files)")
+        return FileResult(
+            key, origin, "removed", "deleted" if keys == [key] else f"deleted directory ({len(keys)} files)"
+        )
 
     # ----------------------------------------------------------------- documents
 
     def _retire(self, c, key: str, undo: _Undo) -> list[int]:
         """Mark a file's current documents removed; returns their ids."""
         ids = [r[0] for r in c.execute("SELECT id FROM documents WHERE file_path = ? AND status != 'removed'", (key,))]
-        c.execute("UPDATE documents SET status = 'removed', updated_at = ? WHERE file_path = ? AND status != 'removed'", (time.time(), key))
+        c.execute(
+            "UPDATE documents SET status = 'removed', updated_at = ? WHERE file_path = ? AND status != 'removed'",
+            (time.time(), key),
+        )
         for doc_id in ids:
             sig = self._index.remove(doc_id)
             if sig is not None:
@@ -428,14 +476,18 @@ class Ingestor:
             return
         marks = ",".join("?" * len(removed))
         rows = c.execute(
-            f"SELECT id, kind, hash, content FROM documents WHERE status = 'duplicate' AND dup_of IN ({marks}) ORDER BY id", removed
+            f"SELECT id, kind, hash, content FROM documents WHERE status = 'duplicate' AND dup_of IN ({marks}) ORDER BY id",
+            removed,
         ).fetchall()
         now = time.time()
         for row in rows:
             text = dedup_text_of(row["kind"], row["content"])
             reason, target, sig = self._find_duplicate(row["hash"], text)
             if reason is not None:
-                c.execute("UPDATE documents SET reason = ?, dup_of = ?, updated_at = ? WHERE id = ?", (str(reason), target, now, row["id"]))
+                c.execute(
+                    "UPDATE documents SET reason = ?, dup_of = ?, updated_at = ? WHERE id = ?",
+                    (str(reason), target, now, row["id"]),
+                )
                 continue
             if text is not None and sig is None:
                 sig = self._signature(text)
@@ -453,7 +505,8 @@ class Ingestor:
         documents are checked against one lookup of all their hashes in ``_store_file``.
         """
         row = self.store.conn.execute(
-            "SELECT id, file_path, locator FROM documents WHERE hash = ? AND status = 'active' ORDER BY id LIMIT 1", (digest,)
+            "SELECT id, file_path, locator FROM documents WHERE hash = ? AND status = 'active' ORDER BY id LIMIT 1",
+            (digest,),
         ).fetchone()
         if row is not None:
             return self._exact_reason(row["id"], row["file_path"], row["locator"]), row["id"], None
@@ -463,7 +516,9 @@ class Ingestor:
     def _exact_reason(doc_id: int, file_path: str, locator: str) -> Reason:
         return Reason("exact_duplicate", f"same as doc {doc_id} ({file_path} {locator})")
 
-    def _near_duplicate(self, text: str | None, sig: RMinHash | None) -> tuple[Reason | None, int | None, RMinHash | None]:
+    def _near_duplicate(
+        self, text: str | None, sig: RMinHash | None
+    ) -> tuple[Reason | None, int | None, RMinHash | None]:
         if text is None:
             return None, None, None
         if sig is None:
@@ -473,21 +528,68 @@ class Ingestor:
             return None, None, sig
         doc_id, jaccard = match
         where = self.store.conn.execute("SELECT file_path, locator FROM documents WHERE id = ?", (doc_id,)).fetchone()
-        return Reason("near_duplicate", f"~{jaccard:.2f} Jaccard with doc {doc_id} ({where['file_path']} {where['locator']})"), doc_id, sig
+        return (
+            Reason(
+                "near_duplicate", f"~{jaccard:.2f} Jaccard with doc {doc_id} ({where['file_path']} {where['locator']})"
+            ),
+            doc_id,
+            sig,
+        )
 
-    def _insert_prepared(self, c, loc: Located, fmt: str, p: Prepared, split: str, status: str, reason: Reason | None,
-                         *, dup_of: int | None = None, minhash: bytes | None = None) -> int:
-        return self._insert(c, loc, fmt, p.locator, p.kind, p.content, p.hash, status, reason, split, dup_of=dup_of, minhash=minhash)
+    def _insert_prepared(
+        self,
+        c,
+        loc: Located,
+        fmt: str,
+        p: Prepared,
+        split: str,
+        status: str,
+        reason: Reason | None,
+        *,
+        dup_of: int | None = None,
+        minhash: bytes | None = None,
+    ) -> int:
+        return self._insert(
+            c, loc, fmt, p.locator, p.kind, p.content, p.hash, status, reason, split, dup_of=dup_of, minhash=minhash
+        )
 
-    def _insert(self, c, loc: Located, fmt: str, locator: str, kind: str, content: str, digest: str, status: str,
-                reason: Reason | None, split: str | None, *, dup_of: int | None = None, minhash: bytes | None = None) -> int:
+    def _insert(
+        self,
+        c,
+        loc: Located,
+        fmt: str,
+        locator: str,
+        kind: str,
+        content: str,
+        digest: str,
+        status: str,
+        reason: Reason | None,
+        split: str | None,
+        *,
+        dup_of: int | None = None,
+        minhash: bytes | None = None,
+    ) -> int:
         now = time.time()
         cur = c.execute(
             "INSERT INTO documents (file_path, locator, origin, kind, format, hash, content, n_chars, split, status, reason,"
             " minhash, dup_of, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            (loc.key, locator, loc.origin, kind, fmt, digest, content, len(content),
-             split or split_of(digest, self.cfg.heldout_fraction), status, None if reason is None else str(reason),
-             minhash, dup_of, now, now),
+            (
+                loc.key,
+                locator,
+                loc.origin,
+                kind,
+                fmt,
+                digest,
+                content,
+                len(content),
+                split or split_of(digest, self.cfg.heldout_fraction),
+                status,
+                None if reason is None else str(reason),
+                minhash,
+                dup_of,
+                now,
+                now,
+            ),
         )
         return int(cur.lastrowid)
 
@@ -501,13 +603,18 @@ class Ingestor:
         unique = list(dict.fromkeys(digests))
         for start in range(0, len(unique), 500):  # well under SQLite's limit on bound parameters
             chunk = unique[start : start + 500]
-            rows = c.execute(f"SELECT hash, id, file_path, locator, split, status FROM documents WHERE hash IN ({','.join('?' * len(chunk))})"
-                             " ORDER BY id", chunk)
+            rows = c.execute(
+                f"SELECT hash, id, file_path, locator, split, status FROM documents WHERE hash IN ({','.join('?' * len(chunk))})"
+                " ORDER BY id",
+                chunk,
+            )
             for digest, doc_id, file_path, locator, split, status in rows:
                 _note(known, digest, split, status, (doc_id, file_path, locator))
         return known
 
-    def _upsert_file(self, c, loc: Located, size, mtime_ns, sha, status: str, reason: str | None, n_docs: int, n_dropped: int) -> None:
+    def _upsert_file(
+        self, c, loc: Located, size, mtime_ns, sha, status: str, reason: str | None, n_docs: int, n_dropped: int
+    ) -> None:
         c.execute(
             "INSERT INTO files (path, origin, size, mtime_ns, sha256, status, reason, n_docs, n_dropped, updated_at)"
             " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT(path) DO UPDATE SET origin = excluded.origin,"
@@ -541,7 +648,9 @@ class Ingestor:
         stale: list[int] = []
         # Texts are read only for signatures that must be recomputed: every cycle opens an
         # Ingestor, and reading the whole stored corpus each time would be wasted I/O.
-        for row in self.store.query("SELECT id, minhash FROM documents WHERE status = 'active' AND kind IN ('text', 'chat')"):
+        for row in self.store.query(
+            "SELECT id, minhash FROM documents WHERE status = 'active' AND kind IN ('text', 'chat')"
+        ):
             if not same_params or row["minhash"] is None:
                 stale.append(row["id"])
                 continue
@@ -553,9 +662,13 @@ class Ingestor:
         for start in range(0, len(stale), 512):  # signatures in batches: one rensa call each
             ids = stale[start : start + 512]
             marks = ",".join("?" * len(ids))
-            texts = {r["id"]: dedup_text_of(r["kind"], r["content"]) or ""
-                     for r in self.store.query(f"SELECT id, kind, content FROM documents WHERE id IN ({marks})", tuple(ids))}
-            sigs = minhashes([texts[i] for i in ids], num_perm=self.cfg.minhash_perm, shingle_words=self.cfg.shingle_words)
+            texts = {
+                r["id"]: dedup_text_of(r["kind"], r["content"]) or ""
+                for r in self.store.query(f"SELECT id, kind, content FROM documents WHERE id IN ({marks})", tuple(ids))
+            }
+            sigs = minhashes(
+                [texts[i] for i in ids], num_perm=self.cfg.minhash_perm, shingle_words=self.cfg.shingle_words
+            )
             for doc_id, sig in zip(ids, sigs, strict=True):
                 fresh.append((to_bytes(sig), doc_id))
                 self._index.add(doc_id, sig)
@@ -605,8 +718,8 @@ def cmd_ingest(args) -> int:
     from rich.table import Table
 
     from selfloop.config import load_config
-    from selfloop.corpus.queries import quarantined_files, status_counts
-    from selfloop.state import daemon_alive
+    from selfloop.store import daemon_alive
+    from selfloop.store.corpus import quarantined_files, status_counts
 
     cfg, paths = load_config(args.config)
     if daemon_alive(paths.state):

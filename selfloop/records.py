@@ -1,33 +1,56 @@
-"""The task record: a prompt whose answer can be verified without a human.
+"""The shared plain data types every layer speaks: reasons, the split rule, task records, documents.
 
-A record carries at least one way to verify an answer: ``checker`` (Python source
-defining ``check(answer: str) -> bool``), ``tests`` (Python test code for function
-tasks) or ``answer`` (a reference answer). Checker and test code are model- or
-user-supplied and are executed only inside the sandbox by the judge, never here:
-this module validates shape only.
+Pure: no I/O, no SQL, no model. Everything above imports from here; this module imports nothing of selfloop.
 
-A record may also carry ``variants``: counterfactual instances of the same task,
-each a ``substitute`` map from a literal of the prompt (an operand, a word) to a
-replacement, with the checker or reference answer of the task so changed. The
-task judge runs a program answer once as written and once per variant with its
-literals replaced, so a program that prints the answer without computing it from
-the inputs is caught (`selfloop.judge.task_judge`). Generated families add
-variants to every problem; records without them (user task files) are judged on
-the program as written only.
-
-A JSONL line is a task record when it has both ``"family"`` and ``"prompt"``.
-A task the model solved is written to ``rework/`` as a task record with its
-answer and flat provenance fields (strategy, generation, verdicts, ...), which
-are gathered into ``provenance`` here.
+* ``Reason``: why a file or document was not taken, a snake_case code plus a detail, stored as
+  ``"code: detail"`` (``code_of`` recovers the code).
+* ``split_of``: the held-out split, a pure function of a document's key (content hash; tasks:
+  family/difficulty/id), so a document never moves between training and evaluation.
+* ``TaskRecord`` / ``Variant``: a prompt whose answer can be verified without a human. Checker and
+  test code are executed only inside the sandbox, never here: this module validates shape only.
+  A task the model solved carries flat provenance fields in rework/, gathered into ``provenance``.
+* ``Doc``: one active document as training and evaluation read it.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
+from dataclasses import dataclass
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+# --------------------------------------------------------------------------- reasons
+
+
+@dataclass(frozen=True)
+class Reason:
+    code: str
+    detail: str
+
+    def __str__(self) -> str:
+        return f"{self.code}: {self.detail}" if self.detail else self.code
+
+
+def code_of(stored: str | None) -> str:
+    """The code part of a stored reason (``"too_short: 12 chars..." -> "too_short"``)."""
+    if not stored:
+        return ""
+    return stored.split(":", 1)[0].strip()
+
+
+# --------------------------------------------------------------------------- split
+
+
+def split_of(key: str, heldout_fraction: float) -> str:
+    h = int(hashlib.sha256(key.encode("utf-8")).hexdigest()[:8], 16)
+    return "heldout" if h / 2**32 < heldout_fraction else "train"
+
+
+# --------------------------------------------------------------------------- tasks
+
 
 # Provenance fields of a rework record (see selfloop.rework.writer), kept under ``provenance``.
 PROVENANCE_KEYS = frozenset(
@@ -132,3 +155,18 @@ class TaskRecord(BaseModel):
 
 def is_task_object(obj: dict[str, Any]) -> bool:
     return "family" in obj and "prompt" in obj
+
+
+# --------------------------------------------------------------------------- documents
+
+
+@dataclass(frozen=True)
+class Doc:
+    """An active document as training and evaluation read it."""
+
+    id: int
+    origin: str  # orig | rework
+    kind: str  # text | chat | task
+    content: str
+    n_chars: int
+    hash: str

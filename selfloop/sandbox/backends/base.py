@@ -1,9 +1,7 @@
-"""The backend interface, the worker for harnesses reached through a local child
-process (bwrap, process), and backend selection.
+"""The backend interface, and the worker for harnesses reached through a local child process (bwrap, process).
 
-A backend knows how to start one harness inside one fresh sandbox instance and
-how to tell whether it can do so on this machine (`probe`). `choose` implements
-``auto``: docker > bwrap > process, with the reason for the choice.
+A backend knows how to start one harness inside one fresh sandbox instance and how to tell
+whether it can do so on this machine (construction raises ``SandboxUnavailable`` with why).
 """
 
 from __future__ import annotations
@@ -20,14 +18,11 @@ from collections.abc import Iterator
 from typing import IO
 
 from selfloop.config import SandboxConfig
-from selfloop.errors import SelfloopError
 from selfloop.sandbox.job import Limits
 from selfloop.sandbox.runtime import harness_sha256
 from selfloop.sandbox.worker import Worker
 
 log = logging.getLogger(__name__)
-
-ORDER = ("docker", "bwrap", "process")
 
 
 class Backend(ABC):
@@ -140,54 +135,3 @@ def live_processes_of(uid: int) -> list[int]:
         if state not in (b"Z", b"X"):
             found.append(int(entry))
     return found
-
-
-def make_backend(name: str, cfg: SandboxConfig) -> Backend:
-    """Construct a named backend; raises SandboxUnavailable with the reason when it cannot run here."""
-    if name == "docker":
-        from selfloop.sandbox.docker_backend import DockerBackend
-
-        return DockerBackend(cfg)
-    if name == "bwrap":
-        from selfloop.sandbox.bwrap_backend import BwrapBackend
-
-        return BwrapBackend(cfg)
-    if name == "process":
-        from selfloop.sandbox.process_backend import ProcessBackend
-
-        return ProcessBackend(cfg)
-    raise SelfloopError(f"unknown sandbox backend {name!r} (choose from auto, {', '.join(ORDER)})")
-
-
-def probe_all(cfg: SandboxConfig) -> dict[str, str | None]:
-    """Each backend -> None when usable here, else the reason it is not."""
-    from selfloop.sandbox.worker import SandboxUnavailable
-
-    found: dict[str, str | None] = {}
-    for name in ORDER:
-        try:
-            make_backend(name, cfg).close()
-            found[name] = None
-        except (SandboxUnavailable, SelfloopError) as e:
-            found[name] = str(e)
-    return found
-
-
-def choose(cfg: SandboxConfig) -> Backend:
-    """The configured backend, or for ``auto`` the strongest one that works here (logged with why)."""
-    from selfloop.sandbox.worker import SandboxUnavailable
-
-    if cfg.backend != "auto":
-        return make_backend(cfg.backend, cfg)
-    skipped = []
-    for name in ORDER:
-        try:
-            backend = make_backend(name, cfg)
-        except (SandboxUnavailable, SelfloopError) as e:
-            skipped.append(f"{name}: {e}")
-            continue
-        log.info(
-            "sandbox backend: %s (%s)%s", name, backend.isolation, f"; skipped {'; '.join(skipped)}" if skipped else ""
-        )
-        return backend
-    raise SandboxUnavailable("no sandbox backend works here: " + "; ".join(skipped))

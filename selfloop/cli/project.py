@@ -15,7 +15,7 @@ from typing import Any
 
 from selfloop.config import ProjectPaths, load_config
 from selfloop.errors import SelfloopError, UsageError
-from selfloop.state import Store, daemon_alive
+from selfloop.store import Store, daemon_alive
 
 
 def starter_root() -> Path:
@@ -27,7 +27,7 @@ def starter_root() -> Path:
     packaged = Path(str(resources.files("selfloop"))) / "_starter"
     if (packaged / "config.toml").is_file():
         return packaged
-    repo = Path(__file__).resolve().parent.parent
+    repo = Path(__file__).resolve().parents[2]
     if (repo / "config.toml").is_file() and (repo / "corpus" / "orig").is_dir():
         return repo
     raise SelfloopError("the starter files (config.toml, corpus/orig) are missing from this installation")

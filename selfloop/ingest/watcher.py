@@ -31,8 +31,8 @@ from watchdog.observers.api import BaseObserver
 from watchdog.observers.polling import PollingObserver
 
 from selfloop.config import ProjectPaths, WatchConfig
-from selfloop.corpus.locate import is_ignored, locate
 from selfloop.errors import SelfloopError
+from selfloop.ingest.locate import is_ignored, locate
 
 log = logging.getLogger(__name__)
 
@@ -58,8 +58,14 @@ class _Pending:
 class SettledQueue:
     """Debounces events per path and releases settled paths. Thread-safe; clock and stat are injectable."""
 
-    def __init__(self, *, settle_s: float, debounce_s: float, clock: Callable[[], float] = time.monotonic,
-                 stat: Callable[[Path], Signature] = stat_signature):
+    def __init__(
+        self,
+        *,
+        settle_s: float,
+        debounce_s: float,
+        clock: Callable[[], float] = time.monotonic,
+        stat: Callable[[Path], Signature] = stat_signature,
+    ):
         self.settle_s = settle_s
         self.debounce_s = debounce_s
         self._clock = clock
@@ -143,7 +149,8 @@ class CorpusWatcher:
             log.warning(
                 "inotify limit reached (%s); watching by polling every %.1fs instead. Raise "
                 "fs.inotify.max_user_watches / max_user_instances to get instant events.",
-                e.strerror or e, self.cfg.poll_interval_s,
+                e.strerror or e,
+                self.cfg.poll_interval_s,
             )
             self._start(PollingObserver(timeout=self.cfg.poll_interval_s), "polling")
 

@@ -23,7 +23,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from selfloop.config import SandboxConfig
-from selfloop.sandbox.backend import Backend, harness_args
+from selfloop.sandbox.backends.base import Backend, harness_args
 from selfloop.sandbox.job import Limits
 from selfloop.sandbox.runtime import harness_sha256
 from selfloop.sandbox.worker import SandboxUnavailable, Worker

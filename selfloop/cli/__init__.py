@@ -43,7 +43,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = cmd(
         "init",
-        "selfloop.project:cmd_init",
+        "selfloop.cli.project:cmd_init",
         "create config.toml, corpus/orig (starter corpus), corpus/rework and the state dir",
         config=False,
     )
@@ -52,7 +52,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = cmd(
         "validate-config",
-        "selfloop.project:cmd_validate_config",
+        "selfloop.cli.project:cmd_validate_config",
         "check a config file; prints OK or one line per error",
         config=False,
     )
@@ -60,13 +60,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     cmd(
         "ingest",
-        "selfloop.corpus.ingest:cmd_ingest",
+        "selfloop.ingest.ingestor:cmd_ingest",
         "ingest orig/ and rework/ once and print what was accepted and dropped",
     )
 
     p = cmd(
         "status",
-        "selfloop.project:cmd_status",
+        "selfloop.cli.project:cmd_status",
         "documents, quarantined files, generations, last cycle, daemon liveness",
     )
     p.add_argument("--json", action="store_true", help="machine-readable output")
@@ -107,7 +107,7 @@ def build_parser() -> argparse.ArgumentParser:
     sb = sub.add_parser("sandbox", help="the eval-space sandbox", description="the eval-space sandbox")
     sbs = sb.add_subparsers(dest="sandbox_command", metavar="SUBCOMMAND", required=True)
     p = sbs.add_parser("check", help="run a Python candidate through the sandbox and print the verdict")
-    p.set_defaults(handler="selfloop.sandbox.cli:cmd_check")
+    p.set_defaults(handler="selfloop.cli.sandbox:cmd_check")
     _add_config(p)
     p.add_argument("file")
     p.add_argument("--backend", choices=["auto", "docker", "bwrap", "process"], default=None)
@@ -116,11 +116,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--memory", type=int, default=None, help="MiB")
     p.add_argument("--json", action="store_true")
     p = sbs.add_parser("info", help="which backends are available, and why not")
-    p.set_defaults(handler="selfloop.sandbox.cli:cmd_info")
+    p.set_defaults(handler="selfloop.cli.sandbox:cmd_info")
     _add_config(p)
     p.add_argument("--json", action="store_true")
     p = sbs.add_parser("build", help="build the sandbox Docker image locally (no registry needed)")
-    p.set_defaults(handler="selfloop.sandbox.cli:cmd_build")
+    p.set_defaults(handler="selfloop.cli.sandbox:cmd_build")
     _add_config(p)
     return parser
 
