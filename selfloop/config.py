@@ -27,6 +27,8 @@ from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, Settings
 from selfloop.errors import ConfigError
 
 ENV_PREFIX = "SELFLOOP_"
+# The generated task families of selfloop.tasks.families (a test keeps the two equal).
+TASK_FAMILIES = ("addition", "reverse")
 
 
 class Section(BaseModel):
@@ -84,7 +86,7 @@ class IngestConfig(Section):
     repetition_min_words: int = Field(
         30,
         ge=1,
-        description="the 3-gram repetition check applies only to texts of at least this many words (a short answer that echoes its question is not spam)",
+        description="the 3-gram repetition check skips texts with fewer words",
     )
     max_control_ratio: float = Field(
         0.01, ge=0, le=1, description="drop text with more control characters than this share (binary)"
@@ -96,7 +98,7 @@ class IngestConfig(Section):
         128,
         ge=16,
         le=1024,
-        description="MinHash permutations (the LSH index bands them in equal parts: a number with many divisors, such as 128, bands best)",
+        description="MinHash permutations (a number with many divisors bands best)",
     )
     shingle_words: int = Field(5, ge=1, le=32, description="word shingle size for MinHash")
     heldout_fraction: float = Field(
@@ -107,12 +109,12 @@ class IngestConfig(Section):
         2,
         ge=1,
         le=64,
-        description="processes that decode, filter and MinHash files during a scan while the scanning process stores (at most one per usable CPU); 1 = all in the scanning process; results are the same for any number",
+        description="analysis processes per scan, at most one per CPU (1 = none; results do not depend on it)",
     )
     parallel_min_mb: float = Field(
         4.0,
         ge=0,
-        description="a scan starts worker processes only when at least this many MB of its files are new or changed (smaller scans are not worth the start-up)",
+        description="new or changed MB a scan needs before it starts workers",
     )
 
     @model_validator(mode="after")
@@ -236,7 +238,7 @@ class SandboxConfig(Section):
     )
     python: str = Field(
         "",
-        description="interpreter run inside bwrap/process sandboxes and copied into the built image (default: /usr/bin/python3 when present, else the running one)",
+        description="interpreter in bwrap/process sandboxes and the image (default /usr/bin/python3, else this one)",
     )
 
 
@@ -245,7 +247,7 @@ class LauncherConfig(Section):
 
     kind: Literal["python", "torchrun", "accelerate"] = Field(
         "python",
-        description="how the training child is launched: python (one process), torchrun or accelerate (DDP; FSDP / DeepSpeed through extra_args)",
+        description="how the training child starts: python (one process), torchrun or accelerate",
     )
     nproc_per_node: int = Field(
         1, ge=1, description="processes per node (torchrun / accelerate); on GPUs one per GPU, on CPU each uses gloo"
@@ -277,7 +279,7 @@ class PreferenceConfig(Section):
 
     enabled: Literal["auto"] | bool = Field(
         "auto",
-        description='train on preference pairs after SFT: true, false, or "auto" (on when CUDA is available; slow on CPU)',
+        description='DPO on judged pairs after SFT: true, false or "auto" (on with CUDA)',
     )
     beta: float = Field(
         0.1, gt=0, le=10, description="DPO beta: how far the policy may move from the SFT model (higher = closer)"
@@ -303,7 +305,7 @@ class SearchConfig(Section):
         3,
         ge=2,
         le=16,
-        description="recipes per cycle: the incumbent (the last promoted winner, at first [train]) and mutants of it",
+        description="recipes per cycle: the incumbent and its mutants",
     )
     params: list[Literal["learning_rate", "max_steps", "rework_max_share"]] = Field(
         default_factory=lambda: ["learning_rate", "max_steps", "rework_max_share"],
@@ -312,7 +314,7 @@ class SearchConfig(Section):
     budget_steps: int = Field(
         300,
         ge=1,
-        description="per-cycle compute budget: training steps of all recipes together; mutants that do not fit are not trained (the incumbent always is)",
+        description="training steps of all recipes in one cycle (the incumbent always trains)",
     )
     lr_factor: float = Field(
         3.0, gt=1, le=100, description="a mutant's learning rate is the incumbent's times or divided by this"
@@ -375,7 +377,7 @@ class TrainConfig(Section):
     log_steps: int = Field(10, ge=1, description="report step, loss, lr, tokens/s and ETA every this many steps")
     streaming: bool = Field(
         False,
-        description="read the training data as a stream (datasets.IterableDataset) instead of a memory-mapped Arrow cache in the run dir; for corpora whose tokens do not fit the run dir's disk",
+        description="tokenize while training reads instead of writing an Arrow cache (tokens larger than the disk)",
     )
     shuffle_buffer: int = Field(
         4096, ge=1, description="streaming: examples held in the shuffle buffer (memory grows with it)"
@@ -403,15 +405,15 @@ class TasksConfig(Section):
     enabled: bool = Field(True, description="solve tasks during rework and measure held-out pass@1 in every evaluation")
     families: list[str] = Field(
         default_factory=lambda: ["addition", "reverse"],
-        description="generated task families (see selfloop.tasks.families); task files in orig/ may add any family",
+        description="generated task families (task files in orig/ may add any family)",
     )
     modes: list[Literal["answer", "program"]] = Field(
         default_factory=lambda: ["answer", "program"],
-        description='how tasks are answered: "answer" (direct, mental math) and/or "program" (the model writes Python, the sandbox runs it)',
+        description='answer modes: "answer" (direct) and/or "program" (Python run in the sandbox)',
     )
     digit_format: Literal["reversed", "plain"] = Field(
         "reversed",
-        description="direct answers to digit tasks: least significant digit first, digits spaced (reversed) or as written (plain)",
+        description="digits of direct answers: spaced, least significant first (reversed) or as written (plain)",
     )
     samples_per_task: int = Field(
         4, ge=1, le=64, description="best-of-n: samples per task and mode, each checked in the sandbox"
@@ -428,45 +430,43 @@ class TasksConfig(Section):
     loss_max_difficulty: int = Field(
         0,
         ge=0,
-        description="generated held-out tasks count in the held-out loss only up to this difficulty (0 = max_difficulty): far beyond the trained levels the loss measures confidence on problems no generation solves yet, which more training makes worse whatever it learns",
+        description="largest generated difficulty in the held-out loss (0 = max_difficulty)",
     )
     start_level: int = Field(
         0,
         ge=0,
-        description="curriculum level a family starts at; 0 = one above the largest labelled difficulty in the corpus",
+        description="a family's first curriculum level (0 = one above its hardest labelled task)",
     )
     solve_window: int = Field(
         3,
         ge=1,
-        description="new problems are drawn from the curriculum level and the levels just below it (this many in all)",
+        description="levels new problems are drawn from, the curriculum level and those just below",
     )
     advance_threshold: float = Field(
         0.9,
         ge=0,
         le=1,
-        description="a family advances a level only when held-out pass@1 at its current level is at least this",
+        description="held-out pass@1 at its level a family needs to advance",
     )
     min_label_accuracy: float = Field(
         0.3,
         ge=0,
         le=1,
-        description="and only when at least this share of its sampled answers at that level were judged correct",
+        description="share of sampled answers at its level judged correct a family needs to advance",
     )
     curriculum_modes: list[Literal["answer", "program"]] = Field(
         default_factory=lambda: ["answer"], description="answer modes whose held-out pass@1 drives the curriculum"
     )
     rationalize: bool = Field(
         True,
-        description="STaR rationalization: a task with a reference answer that no sample solves is retried with the answer as a hint (marked in provenance)",
+        description="retry unsolved tasks that have a reference answer with it as a hint (STaR)",
     )
 
     @model_validator(mode="after")
     def _known(self) -> "TasksConfig":
-        from selfloop.tasks.families import FAMILIES
-
-        unknown = [f for f in self.families if f not in FAMILIES]
+        unknown = [f for f in self.families if f not in TASK_FAMILIES]
         if unknown:
-            raise ValueError(f"unknown task families {unknown} (known: {', '.join(sorted(FAMILIES))})")
+            raise ValueError(f"unknown task families {unknown} (known: {', '.join(sorted(TASK_FAMILIES))})")
         if not self.modes:
             raise ValueError("modes must name at least one of answer, program")
         return self
