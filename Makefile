@@ -8,7 +8,7 @@ BIN     = $(VENV)/bin
 STAMP   = $(VENV)/.installed
 PYTEST  = $(BIN)/python -m pytest
 
-.PHONY: install run test test-fast test-hostile bench chaos clean
+.PHONY: install run lint test test-fast test-hostile bench chaos clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -22,9 +22,16 @@ install: $(STAMP)
 run: $(STAMP)
 	$(BIN)/selfloop run
 
+## Formatting, lint and the import contracts (layers; no torch in the light packages).
+lint: $(STAMP)
+	$(BIN)/ruff format --check --quiet selfloop sandbox tests bench
+	$(BIN)/ruff check --quiet selfloop sandbox tests bench
+	$(BIN)/lint-imports --no-cache
+
 ## The whole test suite. Hostile sandbox cases run inside their own pid namespace,
 ## so a containment bug can never signal or starve a process outside the test.
 test: $(STAMP)
+	@$(MAKE) --no-print-directory lint
 	$(PYTEST) -m "not hostile"
 	@$(MAKE) --no-print-directory test-hostile
 
