@@ -101,7 +101,8 @@ def run(quick: bool) -> Recorder:
     batched(model, tokenizer, prompts[:2], rc)  # warm-up (first-call allocations)
     b = batched(model, tokenizer, prompts, rc)
     say(
-        f"[generation] batched generate (batch {rc.batch_size} prompts x {rc.samples_per_prompt} samples): {b['tokens_per_s']:.0f} tokens/s"
+        f"[generation] batched generate (batch {rc.batch_size} prompts x "
+        f"{rc.samples_per_prompt} samples): {b['tokens_per_s']:.0f} tokens/s"
     )
     nv = naive(
         model,

@@ -182,7 +182,8 @@ def run(quick: bool, workdir: Path) -> Recorder:
             r = row[p]
             say(
                 f"{scale:>3}x {row['snapshot_mb']:8.2f} MB  {p:<6} prep +{r['prep_mb']:7.1f} MB {r['prep_s']:7.2f} s   "
-                f"{r['steps']} steps: total +{r['total_mb']:7.1f} MB {r['steps_s']:6.2f} s   peak RSS {r['peak_mb']:7.1f} MB"
+                f"{r['steps']} steps: total +{r['total_mb']:7.1f} MB "
+                f"{r['steps_s']:6.2f} s   peak RSS {r['peak_mb']:7.1f} MB"
             )
     sizes = [rows[f"{s}x"]["snapshot_mb"] for s in SCALES]
     rec.figures = {

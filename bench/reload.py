@@ -100,10 +100,12 @@ def run(quick: bool, workdir: Path) -> Recorder:
     scaling = growth([1, 4, 16], scaling_runs)
     say(
         f"[reload] hot reload {median(hot) * 1000:.0f} ms median (target <= 1000 ms); "
-        f"cold start in a fresh process {median(cold):.2f} s; load_pretrained in a warm process {median(warm_load) * 1000:.0f} ms"
+        f"cold start in a fresh process {median(cold):.2f} s; "
+        f"load_pretrained in a warm process {median(warm_load) * 1000:.0f} ms"
     )
     say(
-        f"[reload] reload at 1x/4x/16x parameters: {', '.join(f'{s * 1000:.0f} ms' for s in scaling_runs)} -> {scaling['growth']} (exponent {scaling['exponent']})"
+        f"[reload] reload at 1x/4x/16x parameters: {', '.join(f'{s * 1000:.0f} ms' for s in scaling_runs)} "
+        f"-> {scaling['growth']} (exponent {scaling['exponent']})"
     )
     rec.figures = {
         "model": {"n_layer": base.model.n_layer, "n_embd": base.model.n_embd, "vocab": len(tokenizer)},

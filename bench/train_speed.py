@@ -155,7 +155,8 @@ def run(quick: bool, workdir: Path) -> Recorder:
         write_snapshot(run_dir / "data.jsonl", docs)
         ceiling = matmul_ceiling(sizes, 3)
         say(
-            f"[train] round {round_ + 1}: selfloop training child, {steps} steps of {t.batch_size} x {t.block_size} tokens ..."
+            f"[train] round {round_ + 1}: selfloop training child, "
+            f"{steps} steps of {t.batch_size} x {t.block_size} tokens ..."
         )
         result = launch_training(t.launcher, config_path, 0, run_dir, init="scratch", steps=steps)
         trainer = {
@@ -166,7 +167,8 @@ def run(quick: bool, workdir: Path) -> Recorder:
         }
         trainer_runs.append(trainer)
         say(
-            f"[train]   selfloop (Trainer child): {trainer['tokens_per_s']:.0f} tokens/s over steps {trainer['from_step']}-{trainer['to_step']}"
+            f"[train]   selfloop (Trainer child): {trainer['tokens_per_s']:.0f} "
+            f"tokens/s over steps {trainer['from_step']}-{trainer['to_step']}"
         )
         if tokenizer is None:
             tokenizer = AutoTokenizer.from_pretrained(run_dir / "tokenizer", local_files_only=True)
