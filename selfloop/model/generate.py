@@ -21,9 +21,12 @@ Does not cover: choosing prompts (rework, evaluation) or which model is current
 
 from __future__ import annotations
 
+import inspect
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
+
+from selfloop.model.tokenizer import stop_token_ids
 
 
 @dataclass(frozen=True)
@@ -63,8 +66,6 @@ def generate(
 ) -> Generation:
     """Sample ``n`` continuations per prompt. ``temperature == 0`` is greedy (one sample, repeated)."""
     import torch
-
-    from selfloop.model.tokenizer import stop_token_ids
 
     greedy = temperature <= 0
     draws = 1 if greedy else n
@@ -135,7 +136,6 @@ def _sample(model, batch, draws: int, options: dict):
 def _cache_keyword(model) -> str:
     """What generate and prepare_inputs_for_generation call the cache: ``cache`` from transformers 5.24
     (``past_key_values`` is deprecated there and goes in a later release), ``past_key_values`` before."""
-    import inspect
 
     return (
         "cache" if "cache" in inspect.signature(model.prepare_inputs_for_generation).parameters else "past_key_values"
@@ -158,7 +158,6 @@ def shared_prompt_cache(model, batch, draws: int, max_len: int):
     full-attention layers on both sides (sliding windows, linear attention):
     copying those layer by layer would not be the same cache.
     """
-    import inspect
 
     from transformers import DynamicCache, DynamicLayer, StaticCache, StaticLayer
 
