@@ -18,10 +18,10 @@ import pytest
 from datasketch import LeanMinHash, MinHash
 
 from selfloop.config import IngestConfig, ProjectPaths, WatchConfig
-from selfloop.store import corpus as queries
 from selfloop.corpus.dedup import HASH_SCHEME, signature, to_bytes
 from selfloop.ingest.ingestor import Ingestor
 from selfloop.store import Store
+from selfloop.store import corpus as queries
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -448,7 +448,8 @@ def _outcome(paths: ProjectPaths, **ingest: object) -> tuple:
         documents = [
             tuple(r)
             for r in store.query(
-                "SELECT id, file_path, locator, kind, hash, content, split, status, reason, minhash, dup_of FROM documents ORDER BY id"
+                "SELECT id, file_path, locator, kind, hash, content, split, status, reason, minhash, dup_of"
+                " FROM documents ORDER BY id"
             )
         ]
         files = [
