@@ -26,6 +26,7 @@ import time
 from collections import Counter
 from collections.abc import Callable
 from concurrent.futures import Future
+from contextlib import closing
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -166,15 +167,16 @@ class Ingestor:
         def worth_workers() -> bool:
             return enough_changed(paths, self.paths, corpus_store.file_stats(self.store), enough)
 
-        steps = in_order((self._examine(p) for p in paths), self.cfg, worth_workers)
         last = 0.0
-        for i, (step, future) in enumerate(steps):
-            result = self._complete(step, future)
-            seen.add(result.key)
-            report.add(result)
-            if time.monotonic() - last > 0.5:  # progress for the dashboard, at most twice a second
-                self.store.set_progress("ingest", i + 1, len(paths), "files")
-                last = time.monotonic()
+        # Closed on the way out, an error included: the worker processes end with the scan.
+        with closing(in_order((self._examine(p) for p in paths), self.cfg, worth_workers)) as steps:
+            for i, (step, future) in enumerate(steps):
+                result = self._complete(step, future)
+                seen.add(result.key)
+                report.add(result)
+                if time.monotonic() - last > 0.5:  # progress for the dashboard, at most twice a second
+                    self.store.set_progress("ingest", i + 1, len(paths), "files")
+                    last = time.monotonic()
         for key in corpus_store.tracked_files(self.store):
             if key not in seen:
                 report.add(self._remove(key))
