@@ -18,10 +18,10 @@ import pytest
 from datasketch import LeanMinHash, MinHash
 
 from selfloop.config import IngestConfig, ProjectPaths, WatchConfig
-from selfloop.store import corpus as queries
 from selfloop.corpus.dedup import HASH_SCHEME, signature, to_bytes
 from selfloop.ingest.ingestor import Ingestor
 from selfloop.store import Store
+from selfloop.store import corpus as queries
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -448,7 +448,8 @@ def _outcome(paths: ProjectPaths, **ingest: object) -> tuple:
         documents = [
             tuple(r)
             for r in store.query(
-                "SELECT id, file_path, locator, kind, hash, content, split, status, reason, minhash, dup_of FROM documents ORDER BY id"
+                "SELECT id, file_path, locator, kind, hash, content, split, status, reason, minhash, dup_of"
+                " FROM documents ORDER BY id"
             )
         ]
         files = [
@@ -459,7 +460,7 @@ def _outcome(paths: ProjectPaths, **ingest: object) -> tuple:
 
 
 def test_worker_processes_give_the_results_of_one_process(tmp_path, monkeypatch):
-    from selfloop.corpus.analyse import AnalysisPool
+    from selfloop.ingest.pool import AnalysisPool
 
     submitted: list[str] = []
     ready, submit = AnalysisPool.ready, AnalysisPool.submit
@@ -502,7 +503,7 @@ def test_worker_processes_give_the_results_of_one_process(tmp_path, monkeypatch)
 
 
 def test_files_read_before_the_workers_are_up_are_analysed_in_the_scanning_process(project, store, monkeypatch):
-    from selfloop.corpus.analyse import AnalysisPool
+    from selfloop.ingest.pool import AnalysisPool
 
     submitted: list[str] = []
     monkeypatch.setattr(AnalysisPool, "ready", lambda pool: False)  # workers that never come up
@@ -513,7 +514,7 @@ def test_files_read_before_the_workers_are_up_are_analysed_in_the_scanning_proce
 
 
 def test_no_more_analysis_processes_than_usable_cpus(project, store, monkeypatch):
-    import selfloop.ingest.ingestor as ingest_module
+    import selfloop.ingest.pool as ingest_module
 
     (project.orig / "a.txt").write_text(LONG)
     started: list[int] = []
@@ -528,7 +529,7 @@ def test_no_more_analysis_processes_than_usable_cpus(project, store, monkeypatch
 
 
 def test_workers_start_only_for_enough_new_or_changed_bytes(project, store, monkeypatch):
-    import selfloop.ingest.ingestor as ingest_module
+    import selfloop.ingest.pool as ingest_module
 
     started: list[int] = []
     monkeypatch.setattr(ingest_module, "AnalysisPool", started.append)  # gives no pool: the scan analyses here
@@ -550,7 +551,7 @@ def test_workers_and_their_fork_server_end_when_the_scanning_process_is_killed(t
     script = (
         "import time, psutil\n"
         "from selfloop.config import IngestConfig\n"
-        "from selfloop.corpus.analyse import AnalysisPool\n"
+        "from selfloop.ingest.pool import AnalysisPool\n"
         "if __name__ == '__main__':\n"
         "    pool = AnalysisPool(2)\n"
         "    [f.result() for f in [pool.submit(b'some words ' * 50, 'txt', IngestConfig()) for _ in range(4)]]\n"

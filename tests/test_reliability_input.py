@@ -23,9 +23,9 @@ from pathlib import Path
 import pytest
 
 from selfloop.config import IngestConfig, ProjectPaths, WatchConfig
-from selfloop.ingest import ingestor as ingest_mod
+from selfloop.ingest import scan as ingest_mod
 from selfloop.ingest.ingestor import Ingestor
-from selfloop.ingest.locate import file_key
+from selfloop.ingest.scan import file_key
 from selfloop.store import Store
 
 PROSE = (

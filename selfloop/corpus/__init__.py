@@ -1,1 +1,1 @@
-"""selfloop.corpus"""
+"""The pure corpus pipeline: bytes -> records -> prepared documents with their MinHash signatures (no I/O, no SQL)."""

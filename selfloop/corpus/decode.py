@@ -38,8 +38,12 @@ def decode(data: bytes, max_control_ratio: float) -> str | Reason:
         text = body.decode(encoding)
     except UnicodeDecodeError as e:
         label = "not_utf8" if encoding == "utf-8" else "bad_encoding"
-        return Reason(label, f"invalid {encoding} at byte {e.start} ({e.reason}); only UTF-8 and BOM-marked UTF-16/32 are read")
+        return Reason(
+            label, f"invalid {encoding} at byte {e.start} ({e.reason}); only UTF-8 and BOM-marked UTF-16/32 are read"
+        )
     ratio = control_ratio(text)
     if ratio > max_control_ratio:
-        return Reason("binary", f"control characters are {ratio:.1%} of the text > max_control_ratio {max_control_ratio:.1%}")
+        return Reason(
+            "binary", f"control characters are {ratio:.1%} of the text > max_control_ratio {max_control_ratio:.1%}"
+        )
     return text

@@ -71,7 +71,7 @@ def _words(text: str) -> list[bytes]:
 
 
 def _shingles(word_hashes: np.ndarray, n: int) -> np.ndarray:
-    """The hash of every n consecutive word hashes; of all of them (seeded with their count) when there are at most n."""
+    """The hash of each n consecutive word hashes; of all of them (seeded with their count) when there are at most n."""
     k = min(n, len(word_hashes))
     positions = max(len(word_hashes) - n + 1, 1)
     # Seeded with the shingle length, so a short text's single shingle differs from any n-gram.

@@ -59,7 +59,9 @@ def symbol_ratio(text: str, cfg: IngestConfig) -> Reason | None:
         return None
     ratio = symbols / visible
     if ratio > cfg.max_symbol_ratio:
-        return Reason("symbol_ratio", f"symbols are {ratio:.0%} of visible chars > max_symbol_ratio {cfg.max_symbol_ratio:.0%}")
+        return Reason(
+            "symbol_ratio", f"symbols are {ratio:.0%} of visible chars > max_symbol_ratio {cfg.max_symbol_ratio:.0%}"
+        )
     return None
 
 
@@ -93,7 +95,10 @@ def dup_line_fraction(text: str, cfg: IngestConfig) -> Reason | None:
     frac = repeated / len(lines)
     if frac > cfg.max_dup_line_fraction:
         line, n = counts.most_common(1)[0]
-        return Reason("dup_line_fraction", f"{frac:.0%} of lines repeat an earlier line > {cfg.max_dup_line_fraction:.0%} (e.g. {line[:40]!r} x{n})")
+        return Reason(
+            "dup_line_fraction",
+            f"{frac:.0%} of lines repeat an earlier line > {cfg.max_dup_line_fraction:.0%} (e.g. {line[:40]!r} x{n})",
+        )
     return None
 
 
@@ -114,7 +119,11 @@ def top_ngram_fraction(text: str, cfg: IngestConfig, n: int = 3) -> Reason | Non
         return None
     frac = count * sum(len(w) for w in gram) / total
     if frac > cfg.max_top_ngram_fraction:
-        return Reason("top_ngram_fraction", f"3-gram {' '.join(gram)[:40]!r} x{count} covers {frac:.0%} of word chars > {cfg.max_top_ngram_fraction:.0%}")
+        return Reason(
+            "top_ngram_fraction",
+            f"3-gram {' '.join(gram)[:40]!r} x{count} covers {frac:.0%} of word chars"
+            f" > {cfg.max_top_ngram_fraction:.0%}",
+        )
     return None
 
 

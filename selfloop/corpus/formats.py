@@ -26,8 +26,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
 
-from selfloop.records import Reason
-from selfloop.records import TaskRecord, is_task_object
+from selfloop.records import Reason, TaskRecord, is_task_object
 
 FORMATS: dict[str, str] = {".txt": "txt", ".md": "md", ".py": "py", ".jsonl": "jsonl"}
 
@@ -68,10 +67,14 @@ def parse(text: str, fmt: str, *, chunk_chars: int, max_json_depth: int) -> Iter
         return
     lines = text.split("\n")
     if fmt == "py":
-        ranges = pack(python_units(lines) or paragraph_blocks(lines, fenced=False), lines, chunk_chars, splittable=lambda a: False)
+        ranges = pack(
+            python_units(lines) or paragraph_blocks(lines, fenced=False), lines, chunk_chars, splittable=lambda a: False
+        )
     elif fmt == "md":
         # A fenced code block stays whole, however long: half a code sample teaches nothing.
-        ranges = pack(paragraph_blocks(lines, fenced=True), lines, chunk_chars, splittable=lambda a: not _is_fence(lines[a]))
+        ranges = pack(
+            paragraph_blocks(lines, fenced=True), lines, chunk_chars, splittable=lambda a: not _is_fence(lines[a])
+        )
     else:
         ranges = pack(paragraph_blocks(lines, fenced=False), lines, chunk_chars, splittable=lambda a: True)
     for i, (start, end) in enumerate(ranges, 1):
@@ -127,8 +130,9 @@ def python_units(lines: list[str]) -> list[tuple[int, int]] | None:
     return [(a, b) for a, b in pairwise(bounds) if any(line.strip() for line in lines[a:b])]
 
 
-def pack(blocks: list[tuple[int, int]], lines: list[str], chunk_chars: int, *,
-         splittable: Callable[[int], bool]) -> list[tuple[int, int]]:
+def pack(
+    blocks: list[tuple[int, int]], lines: list[str], chunk_chars: int, *, splittable: Callable[[int], bool]
+) -> list[tuple[int, int]]:
     """Greedily merge consecutive blocks into ranges of about ``chunk_chars`` characters.
 
     A block larger than ``chunk_chars`` is cut at line boundaries when

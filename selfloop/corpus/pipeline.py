@@ -45,7 +45,9 @@ def content_hash(content: str) -> str:
 def chat_json(messages: tuple[tuple[str, str], ...] | list[tuple[str, str]]) -> str:
     return json.dumps(
         {"messages": [{"role": r, "content": c} for r, c in messages]},
-        ensure_ascii=False, sort_keys=True, separators=(",", ":"),
+        ensure_ascii=False,
+        sort_keys=True,
+        separators=(",", ":"),
     )
 
 

@@ -32,7 +32,7 @@ from watchdog.observers.polling import PollingObserver
 
 from selfloop.config import ProjectPaths, WatchConfig
 from selfloop.errors import SelfloopError
-from selfloop.ingest.locate import is_ignored, locate
+from selfloop.ingest.scan import is_ignored, locate
 
 log = logging.getLogger(__name__)
 
