@@ -30,7 +30,7 @@ from typing import Any
 
 from selfloop.config import Config, ProjectPaths
 from selfloop.ingest.ingestor import Ingestor
-from selfloop.judge import Candidate, JudgeContext, Pipeline
+from selfloop.judge import Candidate, JudgeContext, Outcome, Pipeline
 from selfloop.model.generate import generate
 from selfloop.rework import diversity, solve
 from selfloop.rework.strategies import Draft, Prompt, Source, assemble, plan_budget, rewrite_prompts, synthesize_prompts
@@ -157,7 +157,7 @@ def _candidate(row: Any) -> Candidate:
     return Candidate(kind=row["kind"], content=row["content"], source=row["original"], metadata=meta)
 
 
-def record_outcome(store: Store, row: Any, outcome: Any, cycle_id: int) -> None:
+def record_outcome(store: Store, row: Any, outcome: Outcome, cycle_id: int) -> None:
     """Verdicts, status and (for A vs B) the preference pair of one candidate: one transaction."""
     pair = None
     ab = next((v for v in outcome.verdicts if v.judge == "a_vs_b"), None)
@@ -169,7 +169,7 @@ def record_outcome(store: Store, row: Any, outcome: Any, cycle_id: int) -> None:
     )
 
 
-def _reason_code(outcome: Any) -> str:
+def _reason_code(outcome: Outcome) -> str:
     """``judge: code: detail`` becomes ``judge/code`` so rejections count by reason."""
     if outcome.accepted:
         return "accepted"
