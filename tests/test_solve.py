@@ -90,8 +90,8 @@ def test_solved_answers_are_judged_in_the_sandbox_and_only_correct_ones_train(pr
     # Ingested as task documents (never through the prose filters); they train as chat exchanges.
     docs = store.query("SELECT kind, content FROM documents WHERE origin = 'rework' AND status = 'active'")
     assert len(docs) == 12 and {d["kind"] for d in docs} == {"task"}
+    from selfloop.store.corpus import load_documents
     from selfloop.tasks.training import training_docs
-    from selfloop.train.data import load_documents
 
     trained = training_docs(load_documents(store, split="train", origin="rework"), cfg.tasks)
     assert {json.loads(d.content)["messages"][1]["content"] for d in trained} == {

@@ -9,11 +9,11 @@ from lifecycle_helpers import chat_record, fill_corpus, insert_doc, make_project
 
 from selfloop.model.tokenizer import train_tokenizer
 from selfloop.store import Store
+from selfloop.store.corpus import load_documents
 from selfloop.train.data import (
     IGNORE,
     Doc,
     encode_docs,
-    load_documents,
     messages_of,
     pack_texts,
     read_snapshot,
@@ -92,7 +92,7 @@ def test_text_is_packed_into_blocks_without_loss(tok):
     assert tok.decode(ids) == "".join(t + tok.eos_token for t in texts)
     assert blocks[0]["labels"] == blocks[0]["input_ids"]
     last = blocks[-1]
-    assert all(l == IGNORE for l, m in zip(last["labels"], last["attention_mask"]) if not m)
+    assert all(label == IGNORE for label, m in zip(last["labels"], last["attention_mask"]) if not m)
 
 
 def test_encode_docs_is_deterministic_and_skips_unsolved_tasks(tok):

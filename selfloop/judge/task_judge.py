@@ -26,8 +26,9 @@ follow the inputs (variant N: ...)``; a program with none of the inputs runs as
 written only, so a plain wrong one is rejected for what it does. With variants, a
 program that does not parse is rejected before any job runs. Jobs run in order
 and stop at the first failure, so a program costs one sandbox job when it is
-wrong or ignores the inputs, and 1 + variants when it is right. Tasks without variants (user task files) and programs checked
-by ``tests`` are judged on the program as written only.
+wrong or ignores the inputs, and 1 + variants when it is right. Tasks without
+variants (user task files) and programs checked by ``tests`` are judged on the
+program as written only.
 """
 
 from __future__ import annotations

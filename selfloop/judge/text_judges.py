@@ -33,8 +33,11 @@ from typing import Any
 from urllib.parse import urlparse
 
 from selfloop.config import IngestConfig
+from selfloop.corpus.normalize import normalize
+from selfloop.corpus.pipeline import quality_check
 from selfloop.errors import ConfigError
 from selfloop.judge.base import Candidate, Judge, JudgeContext, JudgeVerdict, accept, reject
+from selfloop.model.score import continuation_nll
 
 SCORERS = ("perplexity", "quality", "external")
 
@@ -61,9 +64,6 @@ class TextQualityJudge(Judge):
         return self.judge_batch([candidate])[0]
 
     def judge_batch(self, candidates: Sequence[Candidate]) -> list[JudgeVerdict]:
-        from selfloop.corpus.normalize import normalize
-        from selfloop.corpus.pipeline import quality_check
-
         corpus = self.context.resources.get("corpus")
         seen: dict[str, int] = {}
         out = []
@@ -111,8 +111,6 @@ class ABJudge(Judge):
         nll_b = nll_a = None
         if "perplexity" in scorers or any(c.source is None for c in candidates):
             model, tok = self._model()
-            from selfloop.model.score import continuation_nll
-
             nll_b = continuation_nll(model, tok, prompts, b_texts)
             paired = [i for i, c in enumerate(candidates) if c.source is not None]
             a_scores = continuation_nll(
@@ -145,8 +143,6 @@ class ABJudge(Judge):
                 if not gain > self.context.config.ab_min_margin:
                     failure = f"lost_a_vs_b: perplexity, B {b:.3f} vs A {a:.3f} nats/token"
             if failure is None and "quality" in scorers:
-                from selfloop.corpus.pipeline import quality_check
-
                 a_ok, _ = quality_check(prompts[i] + c.source, self.ingest)
                 b_ok, why = quality_check(prompts[i] + b_texts[i], self.ingest)
                 detail.update(quality_a=a_ok, quality_b=b_ok)

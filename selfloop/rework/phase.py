@@ -22,7 +22,6 @@ from __future__ import annotations
 import json
 import logging
 import random
-import time
 from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -30,10 +29,14 @@ from pathlib import Path
 from typing import Any
 
 from selfloop.config import Config, ProjectPaths
+from selfloop.ingest.ingestor import Ingestor
+from selfloop.judge import Candidate, JudgeContext, Outcome, Pipeline
+from selfloop.model.generate import generate
 from selfloop.rework import diversity, solve
 from selfloop.rework.strategies import Draft, Prompt, Source, assemble, plan_budget, rewrite_prompts, synthesize_prompts
 from selfloop.rework.writer import rework_file, write_records
-from selfloop.store import Store
+from selfloop.store import Store, candidates
+from selfloop.store.corpus import rework_sources
 
 log = logging.getLogger(__name__)
 
@@ -42,13 +45,9 @@ JUDGE_BATCH = 64
 
 def load_sources(store: Store) -> list[Source]:
     """Training documents the model may rework: orig and earlier rework, never held-out ones."""
-    rows = store.query(
-        "SELECT id, kind, format, content FROM documents WHERE status = 'active' AND split = 'train' "
-        "AND kind IN ('text', 'chat') ORDER BY id"
-    )
     return [
         Source(r["id"], "python" if r["kind"] == "text" and r["format"] == "py" else r["kind"], r["content"])
-        for r in rows
+        for r in rework_sources(store)
     ]
 
 
@@ -63,8 +62,6 @@ def generate_drafts(
     With ``store`` (its curriculum levels and task documents) the solve share
     goes to verifiable tasks; without one it goes to the other strategies.
     """
-    from selfloop.model.generate import generate
-
     rc = cfg.rework
     budget = plan_budget(rc, have_tasks=store is not None and solve.has_tasks(cfg.tasks, store))
     rng = random.Random(rc.seed * 1_000_003 + cycle_id)
@@ -118,37 +115,16 @@ def generate_drafts(
 
 
 def store_drafts(store: Store, cycle_id: int, generation: int, drafts: list[Draft]) -> int:
-    """All of a cycle's candidates as pending, in one transaction (so never half of them)."""
-    now = time.time()
-    with store.tx() as c:
-        if c.execute("SELECT COUNT(*) FROM candidates WHERE cycle_id = ?", (cycle_id,)).fetchone()[0]:
-            return 0  # a resumed phase: this cycle's candidates are already stored
-        c.executemany(
-            "INSERT INTO candidates (cycle_id, generation, strategy, kind, source_ids, content, status, prompt, completion, original, meta, created_at) "
-            "VALUES (?, ?, ?, ?, ?, ?, 'pending', ?, ?, ?, ?, ?)",
-            [
-                (
-                    cycle_id,
-                    generation,
-                    d.strategy,
-                    d.kind,
-                    json.dumps(list(d.source_ids)),
-                    d.content,
-                    d.prompt,
-                    d.completion,
-                    d.original,
-                    json.dumps(d.meta if isinstance(d, solve.SolveDraft) else {}),
-                    now,
-                )
-                for d in drafts
-            ],
-        )
-    return len(drafts)
+    """All of a cycle's candidates as pending, in one transaction (so never half of them).
+
+    0 when the cycle's candidates are stored already (a resumed phase).
+    """
+    return candidates.insert_candidates(store, cycle_id, generation, drafts, unless_stored=True)
 
 
 def run_rework(cfg: Config, store: Store, cycle_id: int, model_source: Any) -> dict[str, Any]:
     """The rework phase: generate and store this cycle's candidates."""
-    existing = store.scalar("SELECT COUNT(*) FROM candidates WHERE cycle_id = ?", (cycle_id,))
+    existing = candidates.count(store, cycle_id)
     if existing:
         return {"candidates": existing, "resumed": True}
     sources = load_sources(store)
@@ -174,44 +150,26 @@ def run_rework(cfg: Config, store: Store, cycle_id: int, model_source: Any) -> d
 # --------------------------------------------------------------------------- judge
 
 
-def _candidate(row: Any) -> Any:
-    from selfloop.judge import Candidate
-
+def _candidate(row: Any) -> Candidate:
     if row["strategy"] == solve.STRATEGY:
         return solve.candidate_of(row)
     meta = {"prompt": row["prompt"] or "", "completion": row["completion"] or ""}
     return Candidate(kind=row["kind"], content=row["content"], source=row["original"], metadata=meta)
 
 
-def record_outcome(store: Store, row: Any, outcome: Any, cycle_id: int) -> None:
+def record_outcome(store: Store, row: Any, outcome: Outcome, cycle_id: int) -> None:
     """Verdicts, status and (for A vs B) the preference pair of one candidate: one transaction."""
-    now = time.time()
-    scores = {v.judge: v.score for v in outcome.verdicts if v.score is not None}
-    with store.tx() as c:
-        c.execute("DELETE FROM verdicts WHERE candidate_id = ?", (row["id"],))
-        c.executemany(
-            "INSERT INTO verdicts (candidate_id, judge, status, score, reason, detail, created_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
-            [
-                (row["id"], v.judge, v.status, v.score, v.reason, json.dumps(v.detail, default=str), now)
-                for v in outcome.verdicts
-            ],
-        )
-        c.execute(
-            "UPDATE candidates SET status = ?, reason = ?, scores = ? WHERE id = ?",
-            ("accepted" if outcome.accepted else "rejected", _reason_code(outcome), json.dumps(scores), row["id"]),
-        )
-        ab = next((v for v in outcome.verdicts if v.judge == "a_vs_b"), None)
-        if ab is not None and row["original"] is not None and row["completion"]:
-            chosen, rejected = (
-                (row["completion"], row["original"]) if ab.accepted else (row["original"], row["completion"])
-            )
-            c.execute(
-                "INSERT INTO pairs (cycle_id, prompt, chosen, rejected, source, created_at) VALUES (?, ?, ?, ?, 'a_vs_b', ?)",
-                (cycle_id, row["prompt"] or "", chosen, rejected, now),
-            )
+    pair = None
+    ab = next((v for v in outcome.verdicts if v.judge == "a_vs_b"), None)
+    if ab is not None and row["original"] is not None and row["completion"]:
+        chosen, rejected = (row["completion"], row["original"]) if ab.accepted else (row["original"], row["completion"])
+        pair = (row["prompt"] or "", chosen, rejected)
+    candidates.record_outcome(
+        store, cycle_id, row["id"], outcome.verdicts, accepted=outcome.accepted, reason=_reason_code(outcome), pair=pair
+    )
 
 
-def _reason_code(outcome: Any) -> str:
+def _reason_code(outcome: Outcome) -> str:
     """``judge: code: detail`` becomes ``judge/code`` so rejections count by reason."""
     if outcome.accepted:
         return "accepted"
@@ -225,10 +183,7 @@ def run_judge(
     cfg: Config, paths: ProjectPaths, store: Store, cycle_id: int, model_source: Any, sandbox_source: Any
 ) -> dict[str, Any]:
     """The judge phase: verdicts for pending candidates, the diversity guard, then write and ingest accepted ones."""
-    from selfloop.ingest.ingestor import Ingestor
-    from selfloop.judge import JudgeContext, Pipeline
-
-    pending = store.query("SELECT * FROM candidates WHERE cycle_id = ? AND status = 'pending' ORDER BY id", (cycle_id,))
+    pending = candidates.pending(store, cycle_id)
     ingestor = Ingestor(cfg.ingest, cfg.watch, paths, store)
     if pending:
         kinds = sorted({r["kind"] for r in pending})
@@ -255,21 +210,12 @@ def run_judge(
     written = write_accepted(paths, store, cycle_id)
     # Accepted candidates of an earlier cycle that failed before writing them (a full disk,
     # say) are written now: a failed cycle is not resumed, but what it accepted is not lost.
-    for (earlier,) in store.query(
-        "SELECT DISTINCT cycle_id FROM candidates WHERE status = 'accepted' AND rework_path IS NULL AND cycle_id != ?",
-        (cycle_id,),
-    ):
+    for earlier in candidates.unwritten_cycles(store, other_than=cycle_id):
         written += write_accepted(paths, store, earlier)
     for path in written:
         ingestor.ingest_path(path)
-    counts = {
-        f"{r['status']}:{r['reason']}": r["n"]
-        for r in store.query(
-            "SELECT status, reason, COUNT(*) AS n FROM candidates WHERE cycle_id = ? GROUP BY status, reason",
-            (cycle_id,),
-        )
-    }
-    accepted = store.scalar("SELECT COUNT(*) FROM candidates WHERE cycle_id = ? AND status = 'accepted'", (cycle_id,))
+    counts = {f"{status}:{reason}": n for (status, reason), n in candidates.counts_by_reason(store, cycle_id).items()}
+    accepted = candidates.count(store, cycle_id, "accepted")
     store.event(
         "judged",
         f"cycle {cycle_id}: {accepted} accepted of {sum(counts.values())} candidates",
@@ -299,31 +245,9 @@ def _judge_rationalized(
     )
     if not drafts:
         return
-    now = time.time()
-    with store.tx() as c:
-        c.executemany(
-            "INSERT INTO candidates (cycle_id, generation, strategy, kind, source_ids, content, status, prompt, completion, original, meta, created_at) "
-            "VALUES (?, ?, ?, ?, ?, ?, 'pending', ?, ?, NULL, ?, ?)",
-            [
-                (
-                    cycle_id,
-                    loaded.generation,
-                    d.strategy,
-                    d.kind,
-                    json.dumps(list(d.source_ids)),
-                    d.content,
-                    d.prompt,
-                    d.completion,
-                    json.dumps(d.meta),
-                    now,
-                )
-                for d in drafts
-            ],
-        )
-    rows = store.query("SELECT * FROM candidates WHERE cycle_id = ? AND status = 'pending' ORDER BY id", (cycle_id,))
+    candidates.insert_candidates(store, cycle_id, loaded.generation, drafts)
+    rows = candidates.pending(store, cycle_id)
     if "task" not in pipeline.stages:
-        from selfloop.judge import Pipeline
-
         pipeline = Pipeline(pipeline.context, kinds=["task"])
     for start in range(0, len(rows), JUDGE_BATCH):
         chunk = rows[start : start + JUDGE_BATCH]
@@ -339,28 +263,15 @@ def _nothing() -> Iterator[None]:
 def admit_by_diversity(store: Store, cycle_id: int, floor: float) -> dict[str, Any]:
     """Reject a strategy's whole accepted batch when it is not diverse enough (the collapse guard)."""
     figures: dict[str, Any] = {}
-    for strategy in [
-        r[0]
-        for r in store.query(
-            "SELECT DISTINCT strategy FROM candidates WHERE cycle_id = ? AND status = 'accepted' AND rework_path IS NULL",
-            (cycle_id,),
-        )
-    ]:
+    for strategy in candidates.unwritten_strategies(store, cycle_id):
         if strategy == solve.STRATEGY:
             continue  # verified answers to distinct generated problems: correctness, not phrasing, is what counts
-        rows = store.query(
-            "SELECT id, content FROM candidates WHERE cycle_id = ? AND strategy = ? AND status = 'accepted'",
-            (cycle_id, strategy),
-        )
+        rows = candidates.accepted(store, cycle_id, strategy)
         div = diversity.measure([r["content"] for r in rows])
         ok, reason = diversity.admit(div, floor)
         figures[strategy] = {**div.as_dict(), "admitted": ok}
         if not ok:
-            with store.tx() as c:
-                c.executemany(
-                    "UPDATE candidates SET status = 'rejected', reason = ? WHERE id = ?",
-                    [(reason.split(":")[0], r["id"]) for r in rows],
-                )
+            candidates.reject(store, [r["id"] for r in rows], reason.split(":")[0])
             store.event(
                 "collapse_guard",
                 f"cycle {cycle_id}: {strategy} batch not admitted ({reason})",
@@ -373,7 +284,7 @@ def admit_by_diversity(store: Store, cycle_id: int, floor: float) -> dict[str, A
 def write_accepted(paths: ProjectPaths, store: Store, cycle_id: int) -> list[Path]:
     """One rework file per strategy with every accepted candidate of the cycle and its provenance."""
     written = []
-    rows = store.query("SELECT * FROM candidates WHERE cycle_id = ? AND status = 'accepted' ORDER BY id", (cycle_id,))
+    rows = candidates.accepted(store, cycle_id)
     by_strategy: dict[str, list[Any]] = {}
     for r in rows:
         by_strategy.setdefault(r["strategy"], []).append(r)
@@ -384,8 +295,7 @@ def write_accepted(paths: ProjectPaths, store: Store, cycle_id: int) -> list[Pat
         kept = solve.distinct_rows(group) if strategy == solve.STRATEGY else group
         records = [_record(store, r, cycle_id) for r in kept]
         write_records(path, records)  # False when a resumed phase finds the file already whole
-        with store.tx() as c:
-            c.executemany("UPDATE candidates SET rework_path = ? WHERE id = ?", [(str(path), r["id"]) for r in group])
+        candidates.mark_written(store, [r["id"] for r in group], str(path))
         written.append(path)
     return written
 
@@ -393,9 +303,7 @@ def write_accepted(paths: ProjectPaths, store: Store, cycle_id: int) -> list[Pat
 def _record(store: Store, row: Any, cycle_id: int) -> dict[str, Any]:
     verdicts = [
         {"judge": v["judge"], "status": v["status"], "score": v["score"], "reason": v["reason"]}
-        for v in store.query(
-            "SELECT judge, status, score, reason FROM verdicts WHERE candidate_id = ? ORDER BY id", (row["id"],)
-        )
+        for v in candidates.verdicts_of(store, row["id"])
     ]
     body: dict[str, Any]
     if row["kind"] == "chat":

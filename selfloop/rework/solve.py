@@ -30,14 +30,18 @@ from __future__ import annotations
 import json
 import math
 import random
-import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from selfloop.config import ReworkConfig, TasksConfig
+from selfloop.judge import Candidate
+from selfloop.model.generate import generate
 from selfloop.records import TaskRecord
 from selfloop.rework.strategies import Draft
+from selfloop.store import Store, candidates
+from selfloop.store.corpus import has_task_documents, task_documents
+from selfloop.tasks.curriculum import current_levels
 from selfloop.tasks.families import FAMILIES, family_of, problems
 
 STRATEGY = "solve"
@@ -61,13 +65,9 @@ class Ask:
     hint: str = ""  # appended to the user turn for a rationalization retry
 
 
-def corpus_tasks(store) -> list[tuple[int, TaskRecord]]:
+def corpus_tasks(store: Store) -> list[tuple[int, TaskRecord]]:
     """Active train-split task documents of orig/ (held-out ones are never solved for training)."""
-    rows = store.query(
-        "SELECT id, content FROM documents WHERE status = 'active' AND split = 'train' AND kind = 'task' "
-        "AND origin = 'orig' ORDER BY id"
-    )
-    return [(r["id"], TaskRecord.model_validate_json(r["content"])) for r in rows]
+    return [(doc_id, TaskRecord.model_validate_json(content)) for doc_id, content in task_documents(store)]
 
 
 def plan_asks(
@@ -135,8 +135,6 @@ def sample(
     asks: Sequence[Ask], cfg: TasksConfig, rc: ReworkConfig, model, tokenizer, seed: int
 ) -> tuple[list[SolveDraft], dict[str, Any]]:
     """``samples_per_task`` samples per question (chat-rendered, batched)."""
-    from selfloop.model.generate import generate
-
     if not asks:
         return [], {"tokens": 0, "seconds": 0.0}
     result = generate(
@@ -156,30 +154,28 @@ def sample(
 
 
 def solve_drafts(
-    cfg: TasksConfig, rc: ReworkConfig, store, count: int, model, tokenizer, rng: random.Random, heldout_fraction: float
+    cfg: TasksConfig,
+    rc: ReworkConfig,
+    store: Store,
+    count: int,
+    model,
+    tokenizer,
+    rng: random.Random,
+    heldout_fraction: float,
 ) -> tuple[list[SolveDraft], dict[str, Any]]:
     """This cycle's solve candidates (at most ``count``), from the curriculum levels and the corpus."""
-    from selfloop.tasks.curriculum import current_levels
-
     levels = current_levels(store, cfg)
     asks = plan_asks(cfg, levels, corpus_tasks(store), math.ceil(count / cfg.samples_per_task), rng, heldout_fraction)
     drafts, stats = sample(asks, cfg, rc, model, tokenizer, rng.randrange(2**31))
     return drafts[:count], {**stats, "levels": levels, "asks": len(asks)}
 
 
-def has_tasks(cfg: TasksConfig, store) -> bool:
-    return cfg.enabled and (
-        bool(cfg.families)
-        or bool(
-            store.scalar("SELECT COUNT(*) FROM documents WHERE status = 'active' AND split = 'train' AND kind = 'task'")
-        )
-    )
+def has_tasks(cfg: TasksConfig, store: Store) -> bool:
+    return cfg.enabled and (bool(cfg.families) or has_task_documents(store))
 
 
-def candidate_of(row: Any) -> Any:
+def candidate_of(row: Any) -> Candidate:
     """The judge's view of a stored solve candidate: the decoded answer, its task and answer mode."""
-    from selfloop.judge import Candidate
-
     meta = json.loads(row["meta"])
     return Candidate(
         kind="task",
@@ -230,21 +226,16 @@ def distinct_rows(rows: Sequence[Any]) -> list[Any]:
     return out
 
 
-def _groups(store, cycle_id: int) -> dict[tuple[str, str, str], list[Any]]:
+def _groups(store: Store, cycle_id: int) -> dict[tuple[str, str, str], list[Any]]:
     groups: dict[tuple[str, str, str], list[Any]] = {}
-    for r in store.query(
-        "SELECT id, status, content, completion, meta FROM candidates WHERE cycle_id = ? AND strategy = ? "
-        "AND status != 'pending' ORDER BY id",
-        (cycle_id, STRATEGY),
-    ):
+    for r in candidates.judged(store, cycle_id, STRATEGY):
         meta = json.loads(r["meta"])
         groups.setdefault((meta["task"]["family"], meta["task"]["id"], meta["answer_kind"]), []).append((r, meta))
     return groups
 
 
-def record_pairs(store, cycle_id: int) -> int:
+def record_pairs(store: Store, cycle_id: int) -> int:
     """Correct vs wrong samples of the same task and mode as preference pairs (replacing the cycle's earlier ones)."""
-    now = time.time()
     pairs = []
     for rows in _groups(store, cycle_id).values():
         good = [(r, m) for r, m in rows if r["status"] == "accepted"]
@@ -254,20 +245,13 @@ def record_pairs(store, cycle_id: int) -> int:
         chosen, meta = good[0]
         prompt = json.loads(chosen["content"])["messages"][0]["content"]
         pairs += [
-            (cycle_id, prompt, chosen["completion"], completion, now)
-            for completion in bad
-            if completion != chosen["completion"]
+            (prompt, chosen["completion"], completion) for completion in bad if completion != chosen["completion"]
         ]
-    with store.tx() as c:
-        c.execute("DELETE FROM pairs WHERE cycle_id = ? AND source = 'task'", (cycle_id,))
-        c.executemany(
-            "INSERT INTO pairs (cycle_id, prompt, chosen, rejected, source, created_at) VALUES (?, ?, ?, ?, 'task', ?)",
-            pairs,
-        )
+    candidates.replace_pairs(store, cycle_id, "task", pairs)
     return len(pairs)
 
 
-def unsolved_with_answer(store, cycle_id: int, cfg: TasksConfig) -> list[Ask]:
+def unsolved_with_answer(store: Store, cycle_id: int, cfg: TasksConfig) -> list[Ask]:
     """Questions of this cycle with a reference answer where no sample was accepted, with their hint."""
     asks = []
     for (_, _, mode), rows in _groups(store, cycle_id).items():
@@ -280,9 +264,7 @@ def unsolved_with_answer(store, cycle_id: int, cfg: TasksConfig) -> list[Ask]:
         shown = fam.target(task, "answer", cfg.digit_format) if fam.supports(task, "answer") else None
         hint = f"\nhint: {shown}" if mode == "answer" and shown else f"\nhint: it prints {task.answer}"
         prompt = json.loads(rows[0][0]["content"])["messages"][0]["content"]
-        source_ids = tuple(
-            json.loads(store.scalar("SELECT source_ids FROM candidates WHERE id = ?", (rows[0][0]["id"],)))
-        )
+        source_ids = tuple(json.loads(rows[0][0]["source_ids"]))
         asks.append(Ask(task, source_ids, mode, prompt, hint))
     return asks
 
@@ -294,15 +276,12 @@ def copies_hint(d: SolveDraft) -> bool:
 
 
 def rationalize(
-    cfg: TasksConfig, rc: ReworkConfig, store, cycle_id: int, model, tokenizer, seed: int
+    cfg: TasksConfig, rc: ReworkConfig, store: Store, cycle_id: int, model, tokenizer, seed: int
 ) -> list[SolveDraft]:
     """Hinted retries for this cycle's unsolved tasks that have a reference answer (none if already made)."""
     if not cfg.rationalize:
         return []
-    if store.scalar(
-        "SELECT COUNT(*) FROM candidates WHERE cycle_id = ? AND strategy = ? AND json_extract(meta, '$.rationalized')",
-        (cycle_id, STRATEGY),
-    ):
+    if candidates.has_rationalized(store, cycle_id, STRATEGY):
         return []  # a resumed judge phase: the retries are stored already
     drafts, _ = sample(unsolved_with_answer(store, cycle_id, cfg), cfg, rc, model, tokenizer, seed)
     return [d for d in drafts if not copies_hint(d)]

@@ -14,6 +14,7 @@ import sqlite3
 import time
 from collections.abc import Iterator
 
+from selfloop.records import Doc
 from selfloop.store.db import Store
 
 # The code part of a stored "code: detail" reason, in SQL.
@@ -255,3 +256,40 @@ def set_signatures(store: Store, signatures: list[tuple[bytes, int]]) -> None:
     """Store (minhash, id) pairs; its own transaction."""
     with store.tx() as c:
         c.executemany("UPDATE documents SET minhash = ? WHERE id = ?", signatures)
+
+
+# ---- documents for training, rework and tasks
+
+
+def load_documents(store: Store, *, split: str, origin: str) -> list[Doc]:
+    """Active documents of one split and origin, in id order (the deterministic base order)."""
+    rows = store.query(
+        "SELECT id, origin, kind, content, n_chars, hash FROM documents "
+        "WHERE status = 'active' AND split = ? AND origin = ? ORDER BY id",
+        (split, origin),
+    )
+    return [Doc(r["id"], r["origin"], r["kind"], r["content"], r["n_chars"], r["hash"]) for r in rows]
+
+
+def rework_sources(store: Store) -> list[sqlite3.Row]:
+    """(id, kind, format, content) of active train-split text and chat documents, any origin, by id."""
+    return store.query(
+        "SELECT id, kind, format, content FROM documents WHERE status = 'active' AND split = 'train' "
+        "AND kind IN ('text', 'chat') ORDER BY id"
+    )
+
+
+def task_documents(store: Store) -> list[tuple[int, str]]:
+    """(id, content) of active train-split task documents of orig/, by id (held-out ones are never drawn)."""
+    rows = store.query(
+        "SELECT id, content FROM documents WHERE status = 'active' AND split = 'train' AND kind = 'task' "
+        "AND origin = 'orig' ORDER BY id"
+    )
+    return [(r["id"], r["content"]) for r in rows]
+
+
+def has_task_documents(store: Store) -> bool:
+    """Whether any active train-split task document exists (of any origin)."""
+    return bool(
+        store.scalar("SELECT COUNT(*) FROM documents WHERE status = 'active' AND split = 'train' AND kind = 'task'")
+    )

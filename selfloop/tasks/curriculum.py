@@ -22,6 +22,8 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from selfloop.config import TasksConfig
+from selfloop.store import Store, candidates
+from selfloop.store.corpus import task_documents
 
 APPLIED_KEY = "curriculum.applied_cycle"  # makes a resumed promote phase not advance twice
 META_KEY = "tasks.curriculum"
@@ -68,47 +70,40 @@ def heldout_at(detail: dict[str, Any], family: str, level: int, modes: Iterable[
     return sum(f["pass_at_1"] * f["n"] for f in figures) / n if n else None
 
 
-def load_levels(store) -> dict[str, int]:
-    raw = store.scalar("SELECT value FROM meta WHERE key = ?", (META_KEY,))
+def load_levels(store: Store) -> dict[str, int]:
+    raw = store.get_meta(META_KEY)
     return {k: int(v) for k, v in json.loads(raw).items()} if raw else {}
 
 
-def save_levels(store, levels: dict[str, int], cycle_id: int | None = None) -> None:
+def save_levels(store: Store, levels: dict[str, int], cycle_id: int | None = None) -> None:
     """The levels, and the cycle whose step produced them, in one transaction."""
-    upsert = "INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value"
-    with store.tx() as c:
-        c.execute(upsert, (META_KEY, json.dumps(levels, sort_keys=True)))
-        if cycle_id is not None:
-            c.execute(upsert, (APPLIED_KEY, str(cycle_id)))
+    values = {META_KEY: json.dumps(levels, sort_keys=True)}
+    if cycle_id is not None:
+        values[APPLIED_KEY] = str(cycle_id)
+    candidates.set_meta_values(store, values)
 
 
-def labelled_difficulties(store, family: str) -> list[int]:
+def labelled_difficulties(store: Store, family: str) -> list[int]:
     """Difficulties of the family's train-split task documents in orig/ that carry a reference answer or program."""
-    rows = store.query(
-        "SELECT content FROM documents WHERE status = 'active' AND split = 'train' AND kind = 'task' AND origin = 'orig'"
-    )
     out = []
-    for r in rows:
-        rec = json.loads(r["content"])
+    for _, content in task_documents(store):
+        rec = json.loads(content)
         if rec.get("family") == family and (rec.get("answer") is not None or rec.get("solution") is not None):
             out.append(int(rec["difficulty"]))
     return out
 
 
-def current_levels(store, cfg: TasksConfig) -> dict[str, int]:
+def current_levels(store: Store, cfg: TasksConfig) -> dict[str, int]:
     """Every configured family's level (a family seen for the first time starts at its initial level)."""
     levels = load_levels(store)
     return {f: levels.get(f) or initial_level(cfg, labelled_difficulties(store, f)) for f in cfg.families}
 
 
-def label_accuracy(store, cycle_id: int, modes: Iterable[str]) -> dict[str, dict[int, float]]:
+def label_accuracy(store: Store, cycle_id: int, modes: Iterable[str]) -> dict[str, dict[int, float]]:
     """Share of accepted solve samples per family and difficulty in one cycle (rationalized ones excluded)."""
     modes = set(modes)
     counts: dict[tuple[str, int], list[int]] = {}
-    for r in store.query(
-        "SELECT status, meta FROM candidates WHERE cycle_id = ? AND strategy = 'solve' AND status != 'pending'",
-        (cycle_id,),
-    ):
+    for r in candidates.judged(store, cycle_id, "solve"):
         meta = json.loads(r["meta"] or "{}")
         if meta.get("rationalized") or meta.get("answer_kind") not in modes:
             continue
@@ -122,7 +117,7 @@ def label_accuracy(store, cycle_id: int, modes: Iterable[str]) -> dict[str, dict
     return out
 
 
-def step(store, cfg: TasksConfig, detail: dict[str, Any], cycle_id: int) -> list[Step]:
+def step(store: Store, cfg: TasksConfig, detail: dict[str, Any], cycle_id: int) -> list[Step]:
     """Apply the rule to every configured family with the champion's held-out detail; saves the new levels."""
     levels = current_levels(store, cfg)
     if store.get_meta(APPLIED_KEY) == str(cycle_id):

@@ -1,7 +1,7 @@
 """Training and evaluation data: the document snapshot, the mixture, and token blocks.
 
 Covers:
-- reading active documents from the state store (plain SQL on ``documents``),
+- the active documents of a split and origin (``load_documents``, from ``selfloop.store.corpus``),
 - the mixture rule (pure): every active orig training document once, plus
   accepted rework documents weighted by ``rework_weight`` and capped at
   ``rework_max_share`` of the mixture's characters; rework is downsampled to fit,
@@ -37,20 +37,11 @@ from pathlib import Path
 from typing import Any
 
 from selfloop.records import Doc
+from selfloop.store.corpus import load_documents  # noqa: F401 -- the training documents are read through here
 
 IGNORE = -100  # label value the loss ignores
 TOKENIZE_BATCH = 256  # texts per fast-tokenizer call: batches run in Rust threads and bound what is held
 DATA_FORMAT = 1  # part of the Arrow cache fingerprint; bump when the example layout changes
-
-
-def load_documents(store, *, split: str, origin: str) -> list[Doc]:
-    """Active documents of one split and origin, in id order (the deterministic base order)."""
-    rows = store.query(
-        "SELECT id, origin, kind, content, n_chars, hash FROM documents "
-        "WHERE status = 'active' AND split = ? AND origin = ? ORDER BY id",
-        (split, origin),
-    )
-    return [Doc(r["id"], r["origin"], r["kind"], r["content"], r["n_chars"], r["hash"]) for r in rows]
 
 
 def select_mixture(

@@ -34,6 +34,9 @@ from typing import Any
 
 from selfloop.config import PreferenceConfig
 from selfloop.errors import SelfloopError
+from selfloop.model.score import continuation_nll
+from selfloop.store import Store
+from selfloop.store.candidates import preference_pairs
 
 
 def preference_enabled(cfg: PreferenceConfig, cuda_available: bool) -> bool:
@@ -41,18 +44,9 @@ def preference_enabled(cfg: PreferenceConfig, cuda_available: bool) -> bool:
     return cuda_available if cfg.enabled == "auto" else bool(cfg.enabled)
 
 
-def select_pairs(store, cfg: PreferenceConfig) -> list[dict[str, str]]:
+def select_pairs(store: Store, cfg: PreferenceConfig) -> list[dict[str, str]]:
     """The pairs one run trains on: from ``cfg.sources``, newest first, ``share`` of them, at most ``max_pairs``."""
-    marks = ", ".join("?" for _ in cfg.sources)
-    rows = (
-        store.query(
-            f"SELECT prompt, chosen, rejected, source FROM pairs WHERE source IN ({marks}) AND chosen != rejected "
-            "ORDER BY id DESC",
-            tuple(cfg.sources),
-        )
-        if cfg.sources
-        else []
-    )
+    rows = preference_pairs(store, cfg.sources)
     keep = min(cfg.max_pairs, max(1, round(len(rows) * cfg.share))) if rows else 0
     return [{k: r[k] for k in ("prompt", "chosen", "rejected", "source")} for r in rows[:keep]]
 
@@ -98,8 +92,6 @@ def as_text_pairs(pairs: Sequence[dict[str, str]], tokenizer) -> list[dict[str, 
 
 def margin(model, tokenizer, text_pairs: Sequence[dict[str, str]]) -> float:
     """Mean over pairs of log p(chosen | prompt) - log p(rejected | prompt), per token (nats)."""
-    from selfloop.model.score import continuation_nll
-
     model.eval()  # no dropout in the measurement (the Trainer switches back to train mode itself)
     prompts = [p["prompt"] for p in text_pairs]
     chosen = continuation_nll(model, tokenizer, prompts, [p["chosen"] for p in text_pairs])
@@ -136,7 +128,7 @@ def train_dpo(
         ) from e
     from datasets import Dataset
 
-    from selfloop.train.run import last_complete_checkpoint
+    from selfloop.train.run import last_complete_checkpoint  # train.run imports this module: a real cycle
 
     text_pairs = as_text_pairs(pairs, tokenizer)
     if not text_pairs:
