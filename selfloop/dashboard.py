@@ -12,6 +12,8 @@ The daemon publishes what it is doing through the store (``daemon.*`` and
 ``progress.*`` meta keys, ``train_metrics``, ``events``), so a dashboard in
 another terminal sees exactly what the one inside ``selfloop run`` sees.
 Charts are drawn by plotext and embedded as ANSI text; nothing is hand-drawn.
+The recipe search table and the champion's number are shared with
+``selfloop models`` and ``selfloop status``.
 """
 
 from __future__ import annotations
