@@ -5,12 +5,15 @@ Three layers, so each can be tested on its own:
 * ``snapshot(store, paths)`` reads the state store (read-only, never blocks the
   daemon) into a plain ``Snapshot``;
 * ``render(snap, width)`` turns a snapshot into a rich renderable (pure);
-* ``cmd_dashboard`` / ``LiveView`` refresh it with ``rich.live.Live``.
+* ``live`` (``selfloop dashboard``) and the daemon's live view refresh it with
+  ``rich.live.Live``.
 
 The daemon publishes what it is doing through the store (``daemon.*`` and
 ``progress.*`` meta keys, ``train_metrics``, ``events``), so a dashboard in
 another terminal sees exactly what the one inside ``selfloop run`` sees.
 Charts are drawn by plotext and embedded as ANSI text; nothing is hand-drawn.
+The recipe search table and the champion's number are shared with
+``selfloop models`` and ``selfloop status``.
 """
 
 from __future__ import annotations
@@ -27,11 +30,12 @@ from rich.progress_bar import ProgressBar
 from rich.table import Table
 from rich.text import Text
 
-from selfloop.cli.project import current_generation
-from selfloop.config import DashboardConfig, ProjectPaths, load_config
+from selfloop.config import DashboardConfig, ProjectPaths
+from selfloop.errors import SelfloopError
+from selfloop.model.registry import Registry
 from selfloop.store import Store, daemon_alive
+from selfloop.store import status as views
 from selfloop.train.recipes import history as recipe_history
-from selfloop.train.recipes import history_table
 
 
 @dataclass
@@ -59,23 +63,18 @@ def snapshot(store: Store | None, paths: ProjectPaths, cfg: DashboardConfig | No
     snap = Snapshot(daemon=daemon_alive(paths.state))
     if store is None:
         return snap
-    snap.meta = {r["key"]: r["value"] for r in store.query("SELECT key, value FROM meta")}
-    cycle = store.query("SELECT id, phase, generation FROM cycles WHERE status = 'running' ORDER BY id DESC LIMIT 1")
-    if cycle:
-        snap.meta.setdefault("daemon.phase", cycle[0]["phase"])
-    snap.progress = _progress_of(store, snap.meta, cycle[0] if cycle else None)
-    gen = store.scalar("SELECT MAX(generation) FROM train_metrics")
+    snap.meta = views.meta(store)
+    cycle = views.running_cycle(store)
+    if cycle is not None:
+        snap.meta.setdefault("daemon.phase", cycle["phase"])
+    snap.progress = _progress_of(store, snap.meta, cycle)
+    gen = views.last_trained_generation(store)
     if gen is not None:
         snap.curve_generation = gen
-        rows = _last_run(
-            store.query(
-                "SELECT step, kind, loss FROM train_metrics WHERE generation = ? AND loss IS NOT NULL ORDER BY id",
-                (gen,),
-            )
-        )
+        rows = _last_run(views.losses(store, gen))
         snap.train_curve = [(r["step"], r["loss"]) for r in rows if r["kind"] == "train"]
         snap.eval_curve = [(r["step"], r["loss"]) for r in rows if r["kind"] == "eval"]
-    for r in store.query("SELECT id, parent, path, status, metrics, gate FROM generations ORDER BY id"):
+    for r in views.generations(store):
         snap.generations.append(
             {
                 "id": r["id"],
@@ -86,22 +85,10 @@ def snapshot(store: Store | None, paths: ProjectPaths, cfg: DashboardConfig | No
                 "gate": _json(r["gate"]),
             }
         )
-    snap.verdicts = [
-        (r[0], r[1] or "", r[2])
-        for r in store.query(
-            "SELECT status, reason, COUNT(*) FROM candidates WHERE status != 'pending' GROUP BY status, reason ORDER BY 3 DESC LIMIT 12"
-        )
-    ]
-    for r in store.query(
-        "SELECT origin, status, COUNT(*) AS n, COALESCE(SUM(n_chars), 0) AS chars FROM documents GROUP BY origin, status"
-    ):
+    snap.verdicts = [(r[0], r[1] or "", r[2]) for r in views.verdict_counts(store)]
+    for r in views.corpus_counts(store):
         snap.corpus[f"{r['origin']}.{r['status']}"] = {"n": r["n"], "chars": r["chars"]}
-    snap.quarantined = [
-        (r[0], r[1] or "")
-        for r in store.query(
-            "SELECT path, reason FROM files WHERE status = 'quarantined' ORDER BY updated_at DESC LIMIT 8"
-        )
-    ]
+    snap.quarantined = [(r[0], r[1] or "") for r in views.recent_quarantined(store)]
     snap.events = [(r["ts"], r["kind"], r["message"]) for r in store.recent_events(cfg.recent_events)]
     snap.recipes = recipe_history(store, limit=8)
     snap.current = current_generation(paths)
@@ -109,6 +96,14 @@ def snapshot(store: Store | None, paths: ProjectPaths, cfg: DashboardConfig | No
     if champion and cfg.samples:
         snap.samples = _samples(champion[0]["path"])[: cfg.samples]
     return snap
+
+
+def current_generation(paths: ProjectPaths) -> int | None:
+    """The champion's number from the registry's pointer; None before generation 0 or if unreadable."""
+    try:
+        return Registry(paths.models).current()
+    except SelfloopError:
+        return None
 
 
 def _last_run(rows: list[Any]) -> list[Any]:
@@ -134,22 +129,15 @@ def _progress_of(store: Store, meta: dict[str, str], cycle: Any) -> list[dict[st
     if cycle is None:
         return bars
     cycle_id, generation, phase = cycle["id"], cycle["generation"], cycle["phase"]
-    counts = dict(
-        store.query("SELECT status, COUNT(*) FROM candidates WHERE cycle_id = ? GROUP BY status", (cycle_id,))
-    )
+    counts = views.cycle_candidate_counts(store, cycle_id)
     total = sum(counts.values())
     if total:
         bars.append(
             {"name": "verdicts", "done": total - counts.get("pending", 0), "total": total, "unit": "candidates"}
         )
-    last = store.query(
-        "SELECT step, tokens_per_s, eta_s FROM train_metrics WHERE generation = ? AND kind = 'train' "
-        "ORDER BY id DESC LIMIT 1",
-        (generation,),
-    )
-    if phase == "train" or last:
+    row = views.last_train_step(store, generation)
+    if phase == "train" or row is not None:
         steps = int(meta.get("train.total_steps", 0) or 0)
-        row = last[0] if last else None
         bars.append(
             {
                 "name": "train",
@@ -201,12 +189,14 @@ def _header(snap: Snapshot) -> RenderableType:
     meta = snap.meta
     if snap.daemon:
         started = snap.daemon.get("started")
-        state = f"[green]running[/] pid {snap.daemon.get('pid')} up {_duration(snap.taken_at - started if started else None)}"
+        up = _duration(snap.taken_at - started if started else None)
+        state = f"[green]running[/] pid {snap.daemon.get('pid')} up {up}"
     else:
         state = "[yellow]no daemon running[/] (showing the last recorded state)"
     current = "-" if snap.current is None else str(snap.current)
     line = Text.from_markup(
-        f"selfloop  {state}  |  state [bold]{meta.get('daemon.state', '-')}[/]  phase [bold]{meta.get('daemon.phase', '-')}[/]"
+        f"selfloop  {state}  |  state [bold]{meta.get('daemon.state', '-')}[/]"
+        f"  phase [bold]{meta.get('daemon.phase', '-')}[/]"
         f"  |  generation [bold]{current}[/]  |  sandbox {meta.get('sandbox.backend', '-')}"
         f"  |  model {meta.get('model.summary', '-')}"
     )
@@ -311,6 +301,29 @@ def _events(snap: Snapshot) -> RenderableType:
     return t
 
 
+def history_table(rows: list[dict[str, Any]], title: str = "recipe search") -> Table:
+    """A rich Table of recipe rows: cycle, generation, values, figures, outcome."""
+    table = Table(title=title)
+    for col in ("cycle", "gen", "#", "lr", "steps", "rework share", "held-out loss", "pass@1", "outcome"):
+        table.add_column(col)
+    for r in rows:
+        p, f = r["params"], r["figures"]
+        tasks = f.get("tasks") or {}
+        outcome = ("promoted" if r["promoted"] else "chosen") if r["chosen"] else ""
+        table.add_row(
+            str(r["cycle_id"]),
+            str(r["generation"]),
+            str(r["idx"]) + (" (incumbent)" if r["idx"] == 0 else ""),
+            f"{p.get('learning_rate', 0):.2e}",
+            str(p.get("max_steps", "-")),
+            f"{p.get('rework_max_share', 0):.2f}",
+            f"{f['loss']:.4f}" if isinstance(f.get("loss"), (int, float)) else "-",
+            " ".join(f"{k} {v:.2f}" for k, v in sorted(tasks.items())) or "-",
+            outcome or (r["decision"] or "")[:60],
+        )
+    return table
+
+
 def render(snap: Snapshot, width: int = 120) -> RenderableType:
     """The whole dashboard for one snapshot (pure: no I/O)."""
     gens = [g for g in snap.generations if isinstance(g["metrics"].get("loss"), (int, float))]
@@ -380,20 +393,3 @@ def live(paths: ProjectPaths, cfg: DashboardConfig, *, stop: Any = None, console
             time.sleep(1.0 / cfg.refresh_per_second)
     if store is not None:
         store.close()
-
-
-def cmd_dashboard(args: Any) -> int:
-    cfg, paths = load_config(args.config)
-    from rich.console import Console
-
-    console = Console()
-    if daemon_alive(paths.state) is None:
-        console.print(
-            f"[yellow]no selfloop daemon is running on {paths.state}[/]; showing the last recorded state "
-            "(start one with `selfloop run`). Ctrl-C to quit."
-        )
-    try:
-        live(paths, cfg.dashboard, console=console)
-    except KeyboardInterrupt:
-        pass
-    return 0

@@ -37,6 +37,18 @@ def test_light_commands_do_not_import_torch():
     assert r.returncode == 0, r.stdout + r.stderr
 
 
+def test_light_packages_do_not_import_torch():
+    # The parser, its light commands and the packages below them never import torch/transformers.
+    code = (
+        "import sys, selfloop.cli, selfloop.cli.project, selfloop.cli.sandbox, selfloop.cli.ingest,"
+        " selfloop.cli.models, selfloop.store, selfloop.corpus, selfloop.ingest, selfloop.sandbox;"
+        "heavy = [m for m in ('torch', 'transformers') if m in sys.modules];"
+        "print(heavy); sys.exit(1 if heavy else 0)"
+    )
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert r.returncode == 0, r.stdout + r.stderr
+
+
 def test_usage_error_exit_code(cli):
     assert cli("no-such-command").returncode == 2
     assert cli("cycle").returncode == 2  # --once is required

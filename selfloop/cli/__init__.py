@@ -60,7 +60,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     cmd(
         "ingest",
-        "selfloop.ingest.ingestor:cmd_ingest",
+        "selfloop.cli.ingest:cmd_ingest",
         "ingest orig/ and rework/ once and print what was accepted and dropped",
     )
 
@@ -71,38 +71,36 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--json", action="store_true", help="machine-readable output")
 
-    p = cmd("run", "selfloop.loop.daemon:cmd_run", "run the daemon: ingest, watch, and cycle forever")
+    p = cmd("run", "selfloop.cli.run:cmd_run", "run the daemon: ingest, watch, and cycle forever")
     p.add_argument("--headless", action="store_true", help="plain log lines instead of the live dashboard")
 
     p = cmd(
         "cycle",
-        "selfloop.loop.cycle:cmd_cycle",
+        "selfloop.cli.cycle:cmd_cycle",
         "run one whole cycle (ingest, rework, judge, train, evaluate, gate, promote)",
     )
     p.add_argument("--once", action="store_true", required=True, help="run exactly one cycle and exit")
 
     p = cmd(
         "models",
-        "selfloop.model.registry:cmd_models",
+        "selfloop.cli.models:cmd_models",
         "list generations with their figures and gate decisions, and the recipe search history",
     )
     p.add_argument(
         "--recipes", type=int, default=20, metavar="N", help="show the last N recipes of the recipe search (default 20)"
     )
 
-    p = cmd(
-        "rollback", "selfloop.model.registry:cmd_rollback", "make the previous (or a given) generation current again"
-    )
+    p = cmd("rollback", "selfloop.cli.models:cmd_rollback", "make the previous (or a given) generation current again")
     p.add_argument("--to", type=int, default=None, metavar="N", help="generation to restore")
 
-    p = cmd("generate", "selfloop.model.generate:cmd_generate", "sample from the current model")
+    p = cmd("generate", "selfloop.cli.generate:cmd_generate", "sample from the current model")
     p.add_argument("prompt")
     p.add_argument("--n", type=int, default=1, help="samples")
     p.add_argument("--chat", action="store_true", help="wrap the prompt as a user turn with the chat template")
     p.add_argument("--max-new-tokens", type=int, default=None)
     p.add_argument("--seed", type=int, default=0)
 
-    cmd("dashboard", "selfloop.dashboard:cmd_dashboard", "attach a live view to a running daemon (read-only)")
+    cmd("dashboard", "selfloop.cli.dashboard:cmd_dashboard", "attach a live view to a running daemon (read-only)")
 
     sb = sub.add_parser("sandbox", help="the eval-space sandbox", description="the eval-space sandbox")
     sbs = sb.add_subparsers(dest="sandbox_command", metavar="SUBCOMMAND", required=True)

@@ -14,8 +14,10 @@ from pathlib import Path
 from typing import Any
 
 from selfloop.config import ProjectPaths, load_config
+from selfloop.dashboard import current_generation
 from selfloop.errors import SelfloopError, UsageError
 from selfloop.store import Store, daemon_alive
+from selfloop.store import status as views
 
 
 def starter_root() -> Path:
@@ -91,6 +93,10 @@ def cmd_validate_config(args: Any) -> int:
 # --------------------------------------------------------------------------- status
 
 
+# The generation fields `status --json` shows, in its order.
+_GENERATION = ("id", "parent", "status", "metrics", "gate", "created_at", "decided_at")
+
+
 def collect_status(paths: ProjectPaths) -> dict[str, Any]:
     """Everything `selfloop status` shows, as plain data (read-only; never blocks the daemon)."""
     alive = daemon_alive(paths.state)
@@ -105,47 +111,16 @@ def collect_status(paths: ProjectPaths) -> dict[str, Any]:
         phase = store.get_meta("daemon.phase")
         if alive:
             out["daemon"]["phase"] = phase
-        out["documents"] = [
-            dict(r)
-            for r in store.query(
-                "SELECT origin, status, COALESCE(reason_code, '') AS reason, COUNT(*) AS n, SUM(n_chars) AS chars "
-                "FROM (SELECT *, CASE WHEN status IN ('dropped', 'duplicate') "
-                "  THEN substr(reason, 1, instr(reason || ':', ':') - 1) END AS reason_code FROM documents) "
-                "GROUP BY origin, status, reason ORDER BY origin, status, n DESC"
-            )
-        ]
-        out["quarantined"] = [
-            dict(r)
-            for r in store.query(
-                "SELECT path, reason, updated_at FROM files WHERE status = 'quarantined' ORDER BY path"
-            )
-        ]
+        out["documents"] = views.document_counts(store)
+        out["quarantined"] = views.quarantined(store)
         out["generations"] = [
-            {**dict(r), "metrics": json.loads(r["metrics"]), "gate": json.loads(r["gate"])}
-            for r in store.query(
-                "SELECT id, parent, status, metrics, gate, created_at, decided_at FROM generations ORDER BY id"
-            )
+            {k: json.loads(r[k]) if k in ("metrics", "gate") else r[k] for k in _GENERATION}
+            for r in views.generations(store)
         ]
         out["current_generation"] = current_generation(paths)
-        last = store.query("SELECT * FROM cycles ORDER BY id DESC LIMIT 1")
-        out["last_cycle"] = dict(last[0]) if last else None
-        out["candidates"] = [
-            dict(r)
-            for r in store.query(
-                "SELECT status, COALESCE(reason, '') AS reason, COUNT(*) AS n FROM candidates GROUP BY status, reason ORDER BY n DESC"
-            )
-        ]
+        out["last_cycle"] = views.last_cycle(store)
+        out["candidates"] = views.candidate_counts(store)
     return out
-
-
-def current_generation(paths: ProjectPaths) -> int | None:
-    """The champion's number from the registry's pointer; None before generation 0 or if unreadable."""
-    from selfloop.model.registry import Registry
-
-    try:
-        return Registry(paths.models).current()
-    except SelfloopError:
-        return None
 
 
 def cmd_status(args: Any) -> int:
@@ -176,7 +151,8 @@ def print_status(status: dict[str, Any]) -> None:
     d = status["daemon"]
     if d["running"]:
         console.print(
-            f"daemon: [green]running[/] pid {d.get('pid')} since {_ago(d.get('started'))}, phase {d.get('phase') or '-'}"
+            f"daemon: [green]running[/] pid {d.get('pid')} since {_ago(d.get('started'))},"
+            f" phase {d.get('phase') or '-'}"
         )
     else:
         console.print("daemon: [yellow]not running[/]")

@@ -13,7 +13,10 @@ from pathlib import Path
 from selfloop.config import load_config
 from selfloop.errors import SelfloopError, UsageError
 from selfloop.sandbox.backends import ORDER, choose, make_backend, probe_all
+from selfloop.sandbox.backends.bwrap import BwrapBackend
+from selfloop.sandbox.backends.docker import DockerBackend
 from selfloop.sandbox.backends.process import WARNING
+from selfloop.sandbox.image import build_image
 from selfloop.sandbox.job import Job, Verdict
 from selfloop.sandbox.pool import Sandbox
 from selfloop.sandbox.worker import SandboxUnavailable
@@ -117,9 +120,6 @@ def cmd_info(args: argparse.Namespace) -> int:
 
 
 def _isolation(name: str) -> str:
-    from selfloop.sandbox.backends.bwrap import BwrapBackend
-    from selfloop.sandbox.backends.docker import DockerBackend
-
     return {
         "docker": DockerBackend.isolation,
         "bwrap": BwrapBackend.isolation,
@@ -129,13 +129,10 @@ def _isolation(name: str) -> str:
 
 def cmd_build(args: argparse.Namespace) -> int:
     """Build the docker image from this machine's Python (no registry), then prove it starts."""
-    from selfloop.sandbox.image import build_image
-
     cfg, _ = load_config(args.config)
     info = build_image(cfg.sandbox)
-    print(
-        f"built {info['image']} ({info['id']}): Python {info['python']}, rootfs {int(info['rootfs_bytes']) / 2**20:.1f} MiB"
-    )
+    rootfs_mib = int(info["rootfs_bytes"]) / 2**20
+    print(f"built {info['image']} ({info['id']}): Python {info['python']}, rootfs {rootfs_mib:.1f} MiB")
     try:
         backend = make_backend("docker", cfg.sandbox.model_copy(update={"backend": "docker", "pool_size": 0}))
     except SandboxUnavailable as e:

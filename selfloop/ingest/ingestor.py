@@ -37,7 +37,6 @@ from selfloop.corpus.analyse import Analysed
 from selfloop.corpus.dedup import HASH_SCHEME, NearDupIndex, from_bytes, minhashes, signature, to_bytes
 from selfloop.corpus.formats import ChatRecord, Rejected, TaskItem, TextRecord, parse_json_line
 from selfloop.corpus.pipeline import Prepared, content_hash, dedup_text_of, prepare
-from selfloop.errors import SelfloopError
 from selfloop.ingest.pool import analysis, in_order
 from selfloop.ingest.scan import (
     FileRead,
@@ -483,47 +482,3 @@ class Ingestor:
             corpus_store.set_signatures(self.store, fresh)
         if not same_params:
             self.store.set_meta("corpus.minhash_params", params)
-
-
-# --------------------------------------------------------------------------- CLI
-
-
-def cmd_ingest(args) -> int:
-    """`selfloop ingest`: scan once and print what was accepted, dropped (by reason) and quarantined."""
-    from rich.console import Console
-    from rich.table import Table
-
-    from selfloop.config import load_config
-    from selfloop.store import daemon_alive
-    from selfloop.store.corpus import quarantined_files, status_counts
-
-    cfg, paths = load_config(args.config)
-    if daemon_alive(paths.state):
-        raise SelfloopError(f"a selfloop daemon is running on {paths.state}; it ingests changes itself")
-    with Store.open(paths.db) as store:
-        report = Ingestor(cfg.ingest, cfg.watch, paths, store).scan()
-        totals = status_counts(store)
-        quarantined = quarantined_files(store)
-
-    console = Console()
-    table = Table(title="selfloop ingest", show_header=True)
-    table.add_column("")
-    table.add_column("count", justify="right")
-    table.add_row("files seen", str(report.files))
-    table.add_row("  ingested (new or changed)", str(report.ingested))
-    table.add_row("  unchanged", str(report.unchanged))
-    table.add_row("  removed (deleted)", str(report.removed))
-    table.add_row("  quarantined now", str(len(report.quarantined)))
-    table.add_row("documents accepted", str(report.accepted))
-    for code, n in sorted(report.dropped.items(), key=lambda kv: (-kv[1], kv[0])):
-        table.add_row(f"  dropped: {code}", str(n))
-    table.add_row("corpus: active documents", str(totals.get("active", 0)))
-    console.print(table)
-    if quarantined:
-        qt = Table(title="quarantined files", show_header=True)
-        qt.add_column("file")
-        qt.add_column("reason")
-        for row in quarantined:
-            qt.add_row(row["path"], row["reason"] or "")
-        console.print(qt)
-    return 0

@@ -29,11 +29,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from selfloop.config import Config, ProjectPaths, load_config
+from selfloop.config import Config, ProjectPaths
 from selfloop.errors import SelfloopError
 from selfloop.model.holder import ModelHolder
 from selfloop.model.registry import Registry, gen_name
-from selfloop.store import DaemonLock, Store
+from selfloop.store import Store
 from selfloop.train.launch import TrainingInterrupted
 
 Log = Callable[[str], None]
@@ -632,13 +632,3 @@ def _jsonable(value: Any) -> Any:
 
 def _f(x: Any) -> str:
     return f"{x:.4f}" if isinstance(x, (int, float)) else "n/a"
-
-
-def cmd_cycle(args) -> int:
-    """`selfloop cycle --once`: run (or resume) exactly one cycle, printing its phases and the gate decision."""
-    cfg, paths = load_config(args.config)
-    with DaemonLock(paths.state), Store.open(paths.db) as store:
-        detail = run_cycle(cfg, paths, store, config_path=Path(args.config), log=lambda m: print(m, flush=True))
-    gate = detail["phases"]["gate"]["out"]
-    print(f"cycle done: {'promoted' if gate['promote'] else 'rejected'} — {gate['reason']}")
-    return 0

@@ -481,8 +481,3 @@ class _LiveView:
         self.live.stop()
         if self.reader is not None:
             self.reader.close()
-
-
-def cmd_run(args: Any) -> int:
-    headless = args.headless or not sys.stdout.isatty()
-    return Daemon(Path(args.config), headless=headless, debug=getattr(args, "debug", False)).run()

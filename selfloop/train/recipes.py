@@ -64,28 +64,3 @@ def history(store: Store, limit: int = 30) -> list[dict[str, Any]]:
     for r in reversed(rows):
         out.append({**dict(r), "params": json.loads(r["params"]), "figures": json.loads(r["figures"])})
     return out
-
-
-def history_table(rows: list[dict[str, Any]], title: str = "recipe search"):
-    """A rich Table of recipe rows: cycle, generation, values, figures, outcome."""
-    from rich.table import Table
-
-    table = Table(title=title)
-    for col in ("cycle", "gen", "#", "lr", "steps", "rework share", "held-out loss", "pass@1", "outcome"):
-        table.add_column(col)
-    for r in rows:
-        p, f = r["params"], r["figures"]
-        tasks = f.get("tasks") or {}
-        outcome = ("promoted" if r["promoted"] else "chosen") if r["chosen"] else ""
-        table.add_row(
-            str(r["cycle_id"]),
-            str(r["generation"]),
-            str(r["idx"]) + (" (incumbent)" if r["idx"] == 0 else ""),
-            f"{p.get('learning_rate', 0):.2e}",
-            str(p.get("max_steps", "-")),
-            f"{p.get('rework_max_share', 0):.2f}",
-            f"{f['loss']:.4f}" if isinstance(f.get("loss"), (int, float)) else "-",
-            " ".join(f"{k} {v:.2f}" for k, v in sorted(tasks.items())) or "-",
-            outcome or (r["decision"] or "")[:60],
-        )
-    return table
