@@ -18,7 +18,7 @@ import pytest
 from sandbox_helpers import assert_no_leftovers, backend_or_skip, config
 
 from selfloop.sandbox import Job, Sandbox
-from selfloop.sandbox.runtime import harness_path
+from selfloop.sandbox.runtime import harness_files
 
 pytestmark = pytest.mark.hostile
 TIMEOUT = 2.0
@@ -97,7 +97,9 @@ def cases(host) -> dict[str, tuple[Job, set[str]]]:
         ),
         "write_outside_scratch": (
             prog(
-                f"targets = [{str(d / 'outside.txt')!r}, '/usr/evil', '/sandbox/harness.py', '/sandbox/harness.pyc', '/etc/passwd', '/evil']\n"
+                f"targets = [{str(d / 'outside.txt')!r}, '/usr/evil', '/sandbox/harness.py', '/sandbox/harness.pyc',"
+                " '/etc/passwd', '/evil', '/sandbox/harness/cli.py', '/sandbox/harness/__main__.py',"
+                " '/sandbox/harness/__main__.pyc']\n"
                 "for t in targets:\n    try:\n        open(t, 'a').write('pwned')\n    except OSError:\n        pass\n",
                 expected="x",
             ),
@@ -202,7 +204,7 @@ def sandbox(request):
 @pytest.mark.parametrize("name", CASE_NAMES)
 def test_hostile(sandbox, host, name):
     job, expected = cases(host)[name]
-    harness_before = harness_path().read_bytes()
+    harness_before = harness_files()
     v = sandbox.run(job)
     assert v.status in expected, v
     assert not v.passed
@@ -211,7 +213,7 @@ def test_hostile(sandbox, host, name):
     assert_no_leftovers(sandbox.backend_name)
     assert SECRET not in v.stdout + v.stderr + v.reason
     assert not (host["dir"] / "outside.txt").exists()
-    assert harness_path().read_bytes() == harness_before
+    assert harness_files() == harness_before
     with pytest.raises(BlockingIOError):
         host["listener"].accept()  # nothing ever connected to the host's loopback
     if name == "network":
