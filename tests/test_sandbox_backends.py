@@ -410,3 +410,23 @@ def test_every_file_compiles_before_the_program_runs_and_a_program_cannot_fake_a
     v = sandbox.run(Job(files={"main.py": fake}, entry="main.py"))
     assert v.status == "error" and v.reason.startswith("program exited with code 3"), v
     assert v.checks == ("compile",) and v.checks_passed == 1
+
+
+PLANT = (
+    "import os\nplanted = []\n"
+    "for path in ['/sandbox/harness/cli.py', '/sandbox/harness/tester.py', '/sandbox/harness/x.pth', '/sandbox/x.py']:\n"
+    "    try:\n        open(path, 'x').write('raise SystemExit(0)\\n')\n        planted.append(path)\n"
+    "    except OSError:\n        pass\n"
+    "print(planted)\n"
+)
+
+
+@pytest.mark.parametrize("backend", [p for p in BACKENDS if p != "process"])
+def test_a_candidate_cannot_add_a_module_next_to_the_harness(backend):
+    """The harness package is read-only inside docker and bwrap, its directory included: a module
+    planted there would shadow the harness's own for the next tester of a warm worker."""
+    for sb in _sandbox(backend):
+        v = sb.run(Job(files={"main.py": PLANT}, entry="main.py", expected="[]"))
+        assert v.status == "pass", v
+        v = sb.run(Job(files={"s.py": ADD}, module="s", tests="def test_add():\n    assert add(2, 3) == 5\n"))
+        assert v.status == "pass", v
