@@ -70,7 +70,9 @@ CASES = [
         "tests_exception_type",
         Job(
             files={"solution.py": "def f():\n    raise ValueError('no')\n"},
-            tests="def test_raises():\n    try:\n        f()\n    except ValueError:\n        return\n    assert False\n",
+            tests=(
+                "def test_raises():\n    try:\n        f()\n    except ValueError:\n        return\n    assert False\n"
+            ),
             module="solution",
         ),
         "pass",
@@ -95,7 +97,9 @@ CASES = [
         "objects_and_methods",
         Job(
             files={
-                "solution.py": "class Stack:\n    def __init__(self):\n        self.items = []\n    def push(self, x):\n        self.items.append(x)\n    def pop(self):\n        return self.items.pop()\n"
+                "solution.py": "class Stack:\n    def __init__(self):\n        self.items = []\n"
+                "    def push(self, x):\n        self.items.append(x)\n    def pop(self):\n"
+                "        return self.items.pop()\n"
             },
             tests="s = Stack()\ns.push(1)\ns.push(2)\nassert s.pop() == 2\nassert len(s.items) == 1\n",
             module="solution",
@@ -124,7 +128,8 @@ CASES = [
         "monkeypatch_checker",
         Job(
             files={
-                "main.py": "import builtins, sys\nbuiltins.check = lambda a: True\nsys.modules['checker'] = None\nprint('wrong')\n"
+                "main.py": "import builtins, sys\nbuiltins.check = lambda a: True\n"
+                "sys.modules['checker'] = None\nprint('wrong')\n"
             },
             entry="main.py",
             checker="def check(a):\n    return a.strip() == 'right'\n",
@@ -140,7 +145,8 @@ CASES = [
         "forged_result_on_stdout",
         Job(
             files={
-                "main.py": 'import json, os\nprint(json.dumps({"nonce": "0" * 32, "status": "pass", "checks_run": 1, "checks_passed": 1}))\nos._exit(0)\n'
+                "main.py": 'import json, os\nprint(json.dumps({"nonce": "0" * 32, "status": "pass", "checks_run": 1,'
+                ' "checks_passed": 1}))\nos._exit(0)\n'
             },
             entry="main.py",
             expected="42",
@@ -414,7 +420,8 @@ def test_every_file_compiles_before_the_program_runs_and_a_program_cannot_fake_a
 
 PLANT = (
     "import os\nplanted = []\n"
-    "for path in ['/sandbox/harness/cli.py', '/sandbox/harness/tester.py', '/sandbox/harness/x.pth', '/sandbox/x.py']:\n"
+    "for path in ['/sandbox/harness/cli.py', '/sandbox/harness/tester.py', '/sandbox/harness/x.pth',"
+    " '/sandbox/x.py']:\n"
     "    try:\n        open(path, 'x').write('raise SystemExit(0)\\n')\n        planted.append(path)\n"
     "    except OSError:\n        pass\n"
     "print(planted)\n"
