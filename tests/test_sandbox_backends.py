@@ -437,3 +437,11 @@ def test_a_candidate_cannot_add_a_module_next_to_the_harness(backend):
         assert v.status == "pass", v
         v = sb.run(Job(files={"s.py": ADD}, module="s", tests="def test_add():\n    assert add(2, 3) == 5\n"))
         assert v.status == "pass", v
+
+
+def test_candidate_modules_may_share_a_name_with_the_harness_s(sandbox):
+    """The server and tester forget the harness's own modules before any candidate import."""
+    files = {"harness.py": ADD, "cli.py": "X = 1\n", "wire.py": "Y = 2\n"}
+    tests = "import harness, cli, wire\ndef test_add():\n    assert harness.add(2, 3) == 5 and cli.X + wire.Y == 3\n"
+    v = sandbox.run(Job(files=files, module="harness", tests=tests))
+    assert v.status == "pass", v

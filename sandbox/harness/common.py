@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import ctypes
 import os
+import sys
 
 try:
     # CPython's own sha256: hashlib would load OpenSSL first (~6 ms of every sandbox start).
@@ -57,6 +58,16 @@ def own_digest() -> str:
             with open(os.path.join(HERE, name), "rb") as f:
                 files[name] = f.read()
     return package_digest(files)
+
+
+def forget_harness() -> None:
+    """Take the harness's directory off sys.path and its modules out of sys.modules (server, tester): a
+    role forked from the launcher then imports as the single-file harness did, where a candidate module
+    named ``harness`` or ``cli`` is the candidate's. The role's own functions keep what they hold."""
+    parent = os.path.dirname(HERE)
+    sys.path[:] = [p for p in sys.path if p != parent]
+    for name in [m for m in sys.modules if m.partition(".")[0] == __package__]:
+        del sys.modules[name]
 
 
 def make_undumpable() -> None:

@@ -7,7 +7,7 @@ import json
 import os
 import sys
 
-from .common import HERE
+from .common import forget_harness
 from .wire import decode, encode
 
 
@@ -17,10 +17,7 @@ def server_main(rpc_in: int, rpc_out: int) -> int:
     This process runs candidate code, so nothing it says is trusted: it can only
     answer with values, which the tester decodes into plain built-in objects.
     """
-    # The candidate's imports see none of the harness: neither its directory nor its modules.
-    sys.path[:] = [p for p in sys.path if p != os.path.dirname(HERE)]
-    for name in [m for m in sys.modules if m.partition(".")[0] == __package__]:
-        del sys.modules[name]
+    forget_harness()
     sys.path.insert(0, os.getcwd())
     sys.setrecursionlimit(10_000)
     reader = os.fdopen(rpc_in, "rb")

@@ -9,7 +9,7 @@ import json
 import os
 import sys
 
-from .common import MAX_RPC_LINE, make_undumpable
+from .common import MAX_RPC_LINE, forget_harness, make_undumpable
 from .wire import ProtocolError, decode, encode
 
 
@@ -176,6 +176,7 @@ def describe(exc: BaseException, filename: str) -> str:
 
 def tester_main(rpc_in: int, rpc_out: int, result_fd: int) -> int:
     make_undumpable()
+    forget_harness()
     spec = json.loads(sys.stdin.buffer.read())
     result = os.fdopen(result_fd, "w")
     os.close(0)
