@@ -151,8 +151,10 @@ def run(quick: bool) -> Recorder:
         }
         say(
             f"[sandbox] {name}: warm answer {wa['verdicts_per_s']}/s (median {wa['median_ms']} ms), "
-            f"warm program {wp['verdicts_per_s']}/s (median {wp['median_ms']} ms, {found['warm_overhead_ms']['program_minus_bare_python']} ms over bare python); "
-            f"one-shot answer {found['oneshot_answer']['median_ms']} ms, program {found['oneshot_program']['median_ms']} ms"
+            f"warm program {wp['verdicts_per_s']}/s (median {wp['median_ms']} ms, "
+            f"{found['warm_overhead_ms']['program_minus_bare_python']} ms over bare python); "
+            f"one-shot answer {found['oneshot_answer']['median_ms']} ms, "
+            f"program {found['oneshot_program']['median_ms']} ms"
         )
 
     # Cost growth on the backend `auto` picks, answer jobs, warm pool. A warm worker is
@@ -171,7 +173,8 @@ def run(quick: bool) -> Recorder:
     scaling = growth(sizes, [r["seconds"] for r in runs])
     secs = ", ".join(f"{r['seconds']:.3f}s" for r in runs)
     say(
-        f"[sandbox] {chosen} warm batches of 1x/4x/16x jobs: {secs} -> {scaling['growth']} (exponent {scaling['exponent']})"
+        f"[sandbox] {chosen} warm batches of 1x/4x/16x jobs: {secs} -> {scaling['growth']}"
+        f" (exponent {scaling['exponent']})"
     )
     rec.figures = {
         "bare_python": bare,

@@ -46,7 +46,8 @@ HOSTILE: dict[str, tuple[Job, set[str]]] = {
     "kill_all": (prog("import os, signal, time\nos.kill(-1, signal.SIGKILL)\ntime.sleep(5)\n"), {"error"}),
     "disk": (
         prog(
-            "i = 0\ntry:\n    while True:\n        open(f'f{i}', 'wb').write(b'x' * 2**20)\n        i += 1\nexcept OSError:\n    print('full')\n",
+            "i = 0\ntry:\n    while True:\n        open(f'f{i}', 'wb').write(b'x' * 2**20)\n        i += 1\n"
+            "except OSError:\n    print('full')\n",
             expected="room",
         ),
         {"fail", "error"},

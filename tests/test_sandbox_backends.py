@@ -70,7 +70,9 @@ CASES = [
         "tests_exception_type",
         Job(
             files={"solution.py": "def f():\n    raise ValueError('no')\n"},
-            tests="def test_raises():\n    try:\n        f()\n    except ValueError:\n        return\n    assert False\n",
+            tests=(
+                "def test_raises():\n    try:\n        f()\n    except ValueError:\n        return\n    assert False\n"
+            ),
             module="solution",
         ),
         "pass",
@@ -95,7 +97,9 @@ CASES = [
         "objects_and_methods",
         Job(
             files={
-                "solution.py": "class Stack:\n    def __init__(self):\n        self.items = []\n    def push(self, x):\n        self.items.append(x)\n    def pop(self):\n        return self.items.pop()\n"
+                "solution.py": "class Stack:\n    def __init__(self):\n        self.items = []\n"
+                "    def push(self, x):\n        self.items.append(x)\n    def pop(self):\n"
+                "        return self.items.pop()\n"
             },
             tests="s = Stack()\ns.push(1)\ns.push(2)\nassert s.pop() == 2\nassert len(s.items) == 1\n",
             module="solution",
@@ -124,7 +128,8 @@ CASES = [
         "monkeypatch_checker",
         Job(
             files={
-                "main.py": "import builtins, sys\nbuiltins.check = lambda a: True\nsys.modules['checker'] = None\nprint('wrong')\n"
+                "main.py": "import builtins, sys\nbuiltins.check = lambda a: True\n"
+                "sys.modules['checker'] = None\nprint('wrong')\n"
             },
             entry="main.py",
             checker="def check(a):\n    return a.strip() == 'right'\n",
@@ -140,7 +145,8 @@ CASES = [
         "forged_result_on_stdout",
         Job(
             files={
-                "main.py": 'import json, os\nprint(json.dumps({"nonce": "0" * 32, "status": "pass", "checks_run": 1, "checks_passed": 1}))\nos._exit(0)\n'
+                "main.py": 'import json, os\nprint(json.dumps({"nonce": "0" * 32, "status": "pass", "checks_run": 1,'
+                ' "checks_passed": 1}))\nos._exit(0)\n'
             },
             entry="main.py",
             expected="42",
@@ -410,3 +416,32 @@ def test_every_file_compiles_before_the_program_runs_and_a_program_cannot_fake_a
     v = sandbox.run(Job(files={"main.py": fake}, entry="main.py"))
     assert v.status == "error" and v.reason.startswith("program exited with code 3"), v
     assert v.checks == ("compile",) and v.checks_passed == 1
+
+
+PLANT = (
+    "import os\nplanted = []\n"
+    "for path in ['/sandbox/harness/cli.py', '/sandbox/harness/tester.py', '/sandbox/harness/x.pth',"
+    " '/sandbox/x.py']:\n"
+    "    try:\n        open(path, 'x').write('raise SystemExit(0)\\n')\n        planted.append(path)\n"
+    "    except OSError:\n        pass\n"
+    "print(planted)\n"
+)
+
+
+@pytest.mark.parametrize("backend", [p for p in BACKENDS if p != "process"])
+def test_a_candidate_cannot_add_a_module_next_to_the_harness(backend):
+    """The harness package is read-only inside docker and bwrap, its directory included: a module
+    planted there would shadow the harness's own for the next tester of a warm worker."""
+    for sb in _sandbox(backend):
+        v = sb.run(Job(files={"main.py": PLANT}, entry="main.py", expected="[]"))
+        assert v.status == "pass", v
+        v = sb.run(Job(files={"s.py": ADD}, module="s", tests="def test_add():\n    assert add(2, 3) == 5\n"))
+        assert v.status == "pass", v
+
+
+def test_candidate_modules_may_share_a_name_with_the_harness_s(sandbox):
+    """The server and tester forget the harness's own modules before any candidate import."""
+    files = {"harness.py": ADD, "cli.py": "X = 1\n", "wire.py": "Y = 2\n"}
+    tests = "import harness, cli, wire\ndef test_add():\n    assert harness.add(2, 3) == 5 and cli.X + wire.Y == 3\n"
+    v = sandbox.run(Job(files=files, module="harness", tests=tests))
+    assert v.status == "pass", v

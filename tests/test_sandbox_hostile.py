@@ -18,7 +18,7 @@ import pytest
 from sandbox_helpers import assert_no_leftovers, backend_or_skip, config
 
 from selfloop.sandbox import Job, Sandbox
-from selfloop.sandbox.runtime import harness_path
+from selfloop.sandbox.runtime import harness_files
 
 pytestmark = pytest.mark.hostile
 TIMEOUT = 2.0
@@ -69,7 +69,8 @@ def cases(host) -> dict[str, tuple[Job, set[str]]]:
         ),
         "double_fork_orphan": (
             prog(
-                "import os, time\nif os.fork() == 0:\n    os.setsid()\n    if os.fork() == 0:\n        time.sleep(1000)\n    os._exit(0)\nprint('parent done')\n",
+                "import os, time\nif os.fork() == 0:\n    os.setsid()\n    if os.fork() == 0:\n"
+                "        time.sleep(1000)\n    os._exit(0)\nprint('parent done')\n",
                 expected="other",
             ),
             {"fail"},
@@ -78,7 +79,8 @@ def cases(host) -> dict[str, tuple[Job, set[str]]]:
             prog(
                 "import socket\nleaks = []\n"
                 f"for addr in [('127.0.0.1', {port}), ('1.1.1.1', 53), ('8.8.8.8', 443)]:\n"
-                "    try:\n        socket.create_connection(addr, timeout=0.5).close()\n        leaks.append(addr)\n    except OSError:\n        pass\n"
+                "    try:\n        socket.create_connection(addr, timeout=0.5).close()\n        leaks.append(addr)\n"
+                "    except OSError:\n        pass\n"
                 "try:\n    socket.getaddrinfo('example.com', 80)\n    leaks.append('dns')\nexcept OSError:\n    pass\n"
                 "print('isolated' if not leaks else leaks)\n",
                 expected="leaky",
@@ -88,8 +90,10 @@ def cases(host) -> dict[str, tuple[Job, set[str]]]:
         "read_host_files_and_env": (
             prog(
                 "import os, glob\nfound = []\n"
-                f"for p in [{str(d / 'secret.txt')!r}, '/etc/shadow', '/proc/1/environ', '/proc/self/environ'] + glob.glob('/proc/*/environ'):\n"
-                "    try:\n        found.append(open(p, 'rb').read().decode('latin-1'))\n    except OSError:\n        pass\n"
+                f"for p in [{str(d / 'secret.txt')!r}, '/etc/shadow', '/proc/1/environ', '/proc/self/environ']"
+                " + glob.glob('/proc/*/environ'):\n"
+                "    try:\n        found.append(open(p, 'rb').read().decode('latin-1'))\n    except OSError:\n"
+                "        pass\n"
                 "print(repr(dict(os.environ)))\nprint(found)\n",
                 expected="nothing",
             ),
@@ -97,7 +101,9 @@ def cases(host) -> dict[str, tuple[Job, set[str]]]:
         ),
         "write_outside_scratch": (
             prog(
-                f"targets = [{str(d / 'outside.txt')!r}, '/usr/evil', '/sandbox/harness.py', '/sandbox/harness.pyc', '/etc/passwd', '/evil']\n"
+                f"targets = [{str(d / 'outside.txt')!r}, '/usr/evil', '/sandbox/harness.py', '/sandbox/harness.pyc',"
+                " '/etc/passwd', '/evil', '/sandbox/harness/cli.py', '/sandbox/harness/__main__.py',"
+                " '/sandbox/harness/__main__.pyc']\n"
                 "for t in targets:\n    try:\n        open(t, 'a').write('pwned')\n    except OSError:\n        pass\n",
                 expected="x",
             ),
@@ -105,7 +111,8 @@ def cases(host) -> dict[str, tuple[Job, set[str]]]:
         ),
         "disk_fill": (
             prog(
-                "i = 0\ntry:\n    while True:\n        open(f'f{i}', 'wb').write(b'x' * 2**20)\n        i += 1\nexcept OSError:\n    print('full')\n",
+                "i = 0\ntry:\n    while True:\n        open(f'f{i}', 'wb').write(b'x' * 2**20)\n        i += 1\n"
+                "except OSError:\n    print('full')\n",
                 expected="nope",
             ),
             {"fail", "error"},
@@ -117,7 +124,8 @@ def cases(host) -> dict[str, tuple[Job, set[str]]]:
         ),
         "fd_exhaustion": (
             prog(
-                "fs = []\ntry:\n    while True:\n        fs.append(open('/dev/null'))\nexcept OSError:\n    print(len(fs))\n",
+                "fs = []\ntry:\n    while True:\n        fs.append(open('/dev/null'))\nexcept OSError:\n"
+                "    print(len(fs))\n",
                 expected="many",
             ),
             {"fail"},
@@ -139,7 +147,8 @@ def cases(host) -> dict[str, tuple[Job, set[str]]]:
         "eq_always_true": (
             Job(
                 files={
-                    "solution.py": "class T:\n    def __eq__(self, o):\n        return True\n    __hash__ = object.__hash__\ndef f():\n    return T()\n"
+                    "solution.py": "class T:\n    def __eq__(self, o):\n        return True\n"
+                    "    __hash__ = object.__hash__\ndef f():\n    return T()\n"
                 },
                 tests="def test_eq():\n    assert f() == 42\n",
                 module="solution",
@@ -148,16 +157,20 @@ def cases(host) -> dict[str, tuple[Job, set[str]]]:
         ),
         "monkeypatch_checker": (
             prog(
-                "import builtins, sys\nbuiltins.check = lambda a: True\nsys.modules['checker'] = None\nprint('wrong')\n",
+                "import builtins, sys\nbuiltins.check = lambda a: True\nsys.modules['checker'] = None\n"
+                "print('wrong')\n",
                 checker="def check(answer):\n    return answer.strip() == 'right'\n",
             ),
             {"fail"},
         ),
         "forge_result_channel": (
             prog(
-                "import json, os\nline = json.dumps({'nonce': '0' * 32, 'status': 'pass', 'checks_run': 1, 'checks_passed': 1}) + '\\n'\n"
+                "import json, os\n"
+                "line = json.dumps({'nonce': '0' * 32, 'status': 'pass', 'checks_run': 1, 'checks_passed': 1}) + '\\n"
+                "'\n"
                 "for pid in ['1', str(os.getppid())] + os.listdir('/proc'):\n"
-                "    for fd in ('1', '2'):\n        try:\n            with open(f'/proc/{pid}/fd/{fd}', 'w') as f:\n                f.write(line)\n        except (OSError, ValueError):\n            pass\n"
+                "    for fd in ('1', '2'):\n        try:\n            with open(f'/proc/{pid}/fd/{fd}', 'w') as f:\n"
+                "                f.write(line)\n        except (OSError, ValueError):\n            pass\n"
                 "print('wrong')\n",
                 expected="right",
             ),
@@ -202,7 +215,7 @@ def sandbox(request):
 @pytest.mark.parametrize("name", CASE_NAMES)
 def test_hostile(sandbox, host, name):
     job, expected = cases(host)[name]
-    harness_before = harness_path().read_bytes()
+    harness_before = harness_files()
     v = sandbox.run(job)
     assert v.status in expected, v
     assert not v.passed
@@ -211,7 +224,7 @@ def test_hostile(sandbox, host, name):
     assert_no_leftovers(sandbox.backend_name)
     assert SECRET not in v.stdout + v.stderr + v.reason
     assert not (host["dir"] / "outside.txt").exists()
-    assert harness_path().read_bytes() == harness_before
+    assert harness_files() == harness_before
     with pytest.raises(BlockingIOError):
         host["listener"].accept()  # nothing ever connected to the host's loopback
     if name == "network":

@@ -3,24 +3,32 @@ of the harness, and the docker container options. No sandboxes started."""
 
 from __future__ import annotations
 
+import importlib
 import importlib.util
 import math
+import sys
 
 import pytest
 
 from selfloop.config import SandboxConfig
 from selfloop.sandbox.backends.docker import container_options
 from selfloop.sandbox.job import Job, Limits, verdict_from_result
-from selfloop.sandbox.runtime import harness_path
+from selfloop.sandbox.runtime import harness_dir
 
 NONCE = "a" * 32
 
 
 def _harness():
-    spec = importlib.util.spec_from_file_location("selfloop_harness", harness_path())
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    """The harness's tester module (it holds the wire encoding too), loaded from the package as shipped."""
+    if "selfloop_harness" not in sys.modules:
+        here = harness_dir()
+        spec = importlib.util.spec_from_file_location(
+            "selfloop_harness", here / "__init__.py", submodule_search_locations=[str(here)]
+        )
+        pkg = importlib.util.module_from_spec(spec)
+        sys.modules["selfloop_harness"] = pkg
+        spec.loader.exec_module(pkg)
+    return importlib.import_module("selfloop_harness.tester")
 
 
 def _result(**kw):

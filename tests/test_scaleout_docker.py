@@ -118,7 +118,8 @@ def test_image_build_and_jobs_go_to_the_configured_engine_with_the_same_limits(e
             Job(
                 files={
                     "main.py": (
-                        "import socket\ntry:\n    socket.create_connection(('1.1.1.1', 53), timeout=0.5)\n    print('leak')\n"
+                        "import socket\ntry:\n    socket.create_connection(('1.1.1.1', 53), timeout=0.5)\n"
+                        "    print('leak')\n"
                         "except OSError:\n    print('isolated')\n"
                     )
                 },

@@ -5,7 +5,7 @@
         verdict = sb.run(Job(files={"main.py": src}, entry="main.py"))
 
 Backends: docker | bwrap | process (see `backend.choose`). What runs inside the
-sandbox is the top-level ``sandbox/harness.py``.
+sandbox is the top-level ``sandbox/harness/`` package (stdlib only).
 """
 
 from selfloop.sandbox.job import STATUSES, Job, Limits, Status, Verdict

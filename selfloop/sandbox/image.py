@@ -4,7 +4,8 @@ machine's Python, imported with ``docker import`` (no registry, no network).
 The rootfs holds the interpreter, its standard library (minus tests, GUI and
 packaging modules, and minus site-packages), the shared libraries that ``ldd``
 reports for the interpreter and its extension modules, an /etc/passwd with the
-non-root ``sandbox`` user (uid 10001), empty /scratch and /tmp, and the harness.
+non-root ``sandbox`` user (uid 10001), empty /scratch and /tmp, and the harness package
+(/sandbox/harness/, its sources).
 Every entry is root-owned and read-only to the sandbox user.
 
 `sandbox/Dockerfile` is the equivalent for machines with a registry.
@@ -25,7 +26,7 @@ from pathlib import Path
 from selfloop.config import SandboxConfig
 from selfloop.errors import SelfloopError
 from selfloop.sandbox.backends.docker import docker_client, engine_name
-from selfloop.sandbox.runtime import Interpreter, harness_bytes, harness_sha256, interpreter
+from selfloop.sandbox.runtime import Interpreter, harness_files, harness_sha256, interpreter
 
 log = logging.getLogger(__name__)
 
@@ -162,7 +163,9 @@ def write_rootfs(out: Path, python: Interpreter) -> None:
         w.add_bytes("/etc/passwd", PASSWD.encode())
         w.add_bytes("/etc/group", GROUP.encode())
         w.add_empty_dir("/sandbox", 0o755)
-        w.add_bytes("/sandbox/harness.py", harness_bytes())
+        w.add_empty_dir("/sandbox/harness", 0o755)
+        for name, data in harness_files().items():
+            w.add_bytes(f"/sandbox/harness/{name}", data)
         w.add_empty_dir("/scratch", 0o1777)
         w.add_empty_dir("/tmp", 0o1777)
         w.add_empty_dir("/proc", 0o555)
@@ -177,7 +180,7 @@ def image_changes(python: Interpreter) -> list[str]:
         "ENV LANG=C.UTF-8",
         "USER 10001:10001",
         "WORKDIR /scratch",
-        'ENTRYPOINT ["python3", "-I", "-S", "/sandbox/harness.py"]',
+        'ENTRYPOINT ["python3", "-I", "-S", "/sandbox/harness/__main__.py"]',
         'CMD ["--serve", "--scratch", "/scratch"]',
         f"LABEL selfloop.harness.sha256={harness_sha256()}",
     ]

@@ -1,4 +1,4 @@
-"""Where the in-sandbox pieces come from on this machine: the harness file and the
+"""Where the in-sandbox pieces come from on this machine: the harness package and the
 Python interpreter that runs it (bwrap, process, and the offline image build).
 
 Only lookups; nothing is started here.
@@ -20,47 +20,57 @@ import selfloop
 from selfloop.errors import SelfloopError
 
 
-def harness_path() -> Path:
-    """The harness in a source checkout (``sandbox/harness.py``) or inside the installed wheel."""
+def harness_dir() -> Path:
+    """The harness package in a source checkout (``sandbox/harness/``) or inside the installed wheel."""
     pkg = Path(selfloop.__file__).resolve().parent
-    for candidate in (pkg.parent / "sandbox" / "harness.py", pkg / "_starter" / "sandbox" / "harness.py"):
-        if candidate.is_file():
+    for candidate in (pkg.parent / "sandbox" / "harness", pkg / "_starter" / "sandbox" / "harness"):
+        if (candidate / "__main__.py").is_file():
             return candidate
-    raise SelfloopError("the sandbox harness (sandbox/harness.py) is missing from this installation")
+    raise SelfloopError("the sandbox harness (sandbox/harness/) is missing from this installation")
 
 
-def harness_bytes() -> bytes:
-    return harness_path().read_bytes()
+def harness_files() -> dict[str, bytes]:
+    """The harness package as shipped: each .py file's name -> its bytes."""
+    return {p.name: p.read_bytes() for p in sorted(harness_dir().glob("*.py"))}
+
+
+def package_digest(files: dict[str, bytes]) -> str:
+    """sha256 over a package's files, by the rule the harness applies to its own at hello
+    (sandbox/harness/common.py ``package_digest``): name, NUL, 8-byte length, bytes, in name order."""
+    h = hashlib.sha256()
+    for name in sorted(files):
+        data = files[name]
+        h.update(name.encode() + b"\0" + len(data).to_bytes(8, "big") + data)
+    return h.hexdigest()
 
 
 def harness_sha256() -> str:
-    return hashlib.sha256(harness_bytes()).hexdigest()
+    return package_digest(harness_files())
 
 
 @functools.cache
-def compiled_harness(python: str) -> bytes | None:
-    """The harness compiled to a .pyc by the interpreter that will run it, or None if it cannot be.
+def compiled_harness(python: str) -> dict[str, bytes] | None:
+    """The harness package compiled by the interpreter that will run it (each ``NAME.pyc`` -> bytes, to sit
+    where the sources would: sourceless imports), or None if it cannot be.
 
-    A sandbox that starts from the .pyc skips compiling the harness at every start
+    A sandbox that starts from the .pyc files skips compiling the harness at every start
     (7 ms of a ~50 ms one-shot sandbox on a quiet 2-core machine, 20-30 ms under load).
-    Unchecked-hash invalidation: the file is run directly, never compared with a source.
+    Unchecked-hash invalidation: the files are run directly, never compared with a source.
     """
     with tempfile.TemporaryDirectory(prefix="selfloop-harness-") as tmp:
-        out = Path(tmp) / "harness.pyc"
         code = (
-            "import py_compile, sys; py_compile.compile(sys.argv[1], cfile=sys.argv[2], dfile='/sandbox/harness.py', "
-            "doraise=True, invalidation_mode=py_compile.PycInvalidationMode.UNCHECKED_HASH)"
+            "import py_compile, sys\n"
+            "for src in sys.argv[2:]:\n"
+            "    name = src.rsplit('/', 1)[1]\n"
+            "    py_compile.compile(src, cfile=f'{sys.argv[1]}/{name}c', dfile=f'/sandbox/harness/{name}',"
+            " doraise=True, invalidation_mode=py_compile.PycInvalidationMode.UNCHECKED_HASH)\n"
         )
+        sources = sorted(str(p) for p in harness_dir().glob("*.py"))
         try:
-            subprocess.run(
-                [python, "-I", "-S", "-c", code, str(harness_path()), str(out)],
-                capture_output=True,
-                timeout=60,
-                check=True,
-            )
-            return out.read_bytes()
+            subprocess.run([python, "-I", "-S", "-c", code, tmp, *sources], capture_output=True, timeout=60, check=True)
         except (OSError, subprocess.SubprocessError):
             return None
+        return {p.name: p.read_bytes() for p in sorted(Path(tmp).glob("*.pyc"))}
 
 
 @dataclass(frozen=True)

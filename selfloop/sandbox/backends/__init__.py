@@ -7,26 +7,20 @@ import logging
 from selfloop.config import SandboxConfig
 from selfloop.errors import SelfloopError
 from selfloop.sandbox.backends.base import Backend
+from selfloop.sandbox.backends.bwrap import BwrapBackend
+from selfloop.sandbox.backends.docker import DockerBackend
+from selfloop.sandbox.backends.process import ProcessBackend
 from selfloop.sandbox.worker import SandboxUnavailable
 
 log = logging.getLogger(__name__)
 ORDER = ("docker", "bwrap", "process")
+BACKENDS: dict[str, type[Backend]] = {"docker": DockerBackend, "bwrap": BwrapBackend, "process": ProcessBackend}
 
 
 def make_backend(name: str, cfg: SandboxConfig) -> Backend:
     """Construct a named backend; raises SandboxUnavailable with the reason when it cannot run here."""
-    if name == "docker":
-        from selfloop.sandbox.backends.docker import DockerBackend
-
-        return DockerBackend(cfg)
-    if name == "bwrap":
-        from selfloop.sandbox.backends.bwrap import BwrapBackend
-
-        return BwrapBackend(cfg)
-    if name == "process":
-        from selfloop.sandbox.backends.process import ProcessBackend
-
-        return ProcessBackend(cfg)
+    if name in BACKENDS:
+        return BACKENDS[name](cfg)
     raise SelfloopError(f"unknown sandbox backend {name!r} (choose from auto, {', '.join(ORDER)})")
 
 

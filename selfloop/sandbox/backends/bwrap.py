@@ -3,8 +3,10 @@
 Each worker is ``bwrap --unshare-all`` (user, pid, net, ipc, uts, cgroup
 namespaces) with ``--die-with-parent --new-session --clearenv``, read-only
 binds of the Python runtime only (no /home, /root, /etc, /work), the harness
-bound from a pipe (``--ro-bind-data``, so no host path to it is needed), a
-sized tmpfs as scratch, a fresh /proc and a minimal /dev, and a non-root uid.
+package's files bound from pipes (``--ro-bind-data``, one each, so no host path to
+them is needed), a sized tmpfs as scratch, a fresh /proc and a minimal /dev, the
+rest of the root read-only (no file can be added next to the harness's), and a
+non-root uid.
 
 When the daemon runs as root, bwrap itself is started as a random unprivileged
 host uid (one per worker): the sandbox then owns no host file, cannot signal
@@ -18,7 +20,6 @@ from __future__ import annotations
 
 import fcntl
 import functools
-import hashlib
 import os
 import secrets
 import shutil
@@ -27,13 +28,14 @@ import subprocess
 from selfloop.config import SandboxConfig
 from selfloop.sandbox.backends.base import Backend, PopenWorker, harness_args
 from selfloop.sandbox.job import Limits
-from selfloop.sandbox.runtime import Interpreter, compiled_harness, harness_bytes, interpreter
+from selfloop.sandbox.runtime import Interpreter, compiled_harness, harness_files, interpreter, package_digest
 from selfloop.sandbox.worker import SandboxUnavailable, Worker
 
 # Host uids for root-started sandboxes: far above any real account, below 2**31.
 UID_BASE = 2_000_000
 UID_SPAN = 1_000_000
 INNER_UID = 10001
+HARNESS_DIR = "/sandbox/harness"
 
 
 def runtime_binds(python: Interpreter) -> list[str]:
@@ -50,10 +52,11 @@ def runtime_binds(python: Interpreter) -> list[str]:
     return args
 
 
-def bwrap_argv(
-    bwrap: str, python: Interpreter, harness_fd: int, limits: Limits, serve: bool, harness: str = "/sandbox/harness.py"
-) -> list[str]:
+def bwrap_argv(bwrap: str, python: Interpreter, harness_fds: dict[str, int], limits: Limits, serve: bool) -> list[str]:
+    """`harness_fds`: each harness file's name -> the descriptor bwrap reads it from."""
     scratch_bytes = str(limits.file_mb * 1024 * 1024)
+    main = "__main__.pyc" if "__main__.pyc" in harness_fds else "__main__.py"
+    files = [arg for name, fd in harness_fds.items() for arg in ("--ro-bind-data", str(fd), f"{HARNESS_DIR}/{name}")]
     return [
         bwrap,
         "--unshare-all",
@@ -68,10 +71,8 @@ def bwrap_argv(
         "C.UTF-8",
         *runtime_binds(python),
         "--dir",
-        "/sandbox",
-        "--ro-bind-data",
-        str(harness_fd),
-        harness,
+        HARNESS_DIR,
+        *files,
         "--size",
         scratch_bytes,
         "--tmpfs",
@@ -84,6 +85,10 @@ def bwrap_argv(
         "/proc",
         "--dev",
         "/dev",
+        # The root tmpfs and the directories made on it belong to the sandbox's uid: read-only, or a
+        # candidate could add a module next to the harness's (a cli.py would shadow cli.pyc).
+        "--remount-ro",
+        "/",
         "--uid",
         str(INNER_UID),
         "--gid",
@@ -93,7 +98,7 @@ def bwrap_argv(
         python.path,
         "-I",
         "-S",
-        harness,
+        f"{HARNESS_DIR}/{main}",
         *harness_args(serve, True, "/scratch"),
     ]
 
@@ -157,15 +162,12 @@ class BwrapBackend(Backend):
         problem = _probe(bwrap, self.python, self.as_root)
         if problem:
             raise SandboxUnavailable(problem)
-        # The harness goes in compiled by the sandbox's own interpreter (the source if that fails):
+        # The harness goes in compiled by the sandbox's own interpreter (the sources if that fails):
         # every sandbox start then skips compiling it.
-        pyc = compiled_harness(self.python.path)
-        self.harness, self.harness_file = (
-            (pyc, "/sandbox/harness.pyc") if pyc else (harness_bytes(), "/sandbox/harness.py")
-        )
+        self.harness = compiled_harness(self.python.path) or harness_files()
 
     def harness_digest(self) -> str:
-        return hashlib.sha256(self.harness).hexdigest()  # the harness hashes the file it runs from
+        return package_digest(self.harness)  # the harness hashes the files it runs from
 
     def start_worker(self, serve: bool) -> Worker:
         base = self.limits().to_dict()
@@ -176,19 +178,22 @@ class BwrapBackend(Backend):
         else:
             uid, kw = None, {}
             limits = Limits(**{**base, "nproc": self.cfg.pids + user_task_count(os.getuid())})
-        data = self.harness
-        read_fd, write_fd = os.pipe()
+        fds: dict[str, int] = {}
         try:
-            # bwrap reads the harness from this pipe; size it to hold the whole file so
-            # the write cannot block before bwrap starts.
-            fcntl.fcntl(write_fd, fcntl.F_SETPIPE_SZ, max(len(data) + 4096, 65536))
-            os.write(write_fd, data)
-            os.close(write_fd)
-            argv = bwrap_argv(self.bwrap, self.python, read_fd, limits, serve, self.harness_file)
+            for name, data in self.harness.items():
+                read_fd, write_fd = os.pipe()
+                fds[name] = read_fd
+                # bwrap reads the file from this pipe; size it to hold the whole file so
+                # the write cannot block before bwrap starts.
+                fcntl.fcntl(write_fd, fcntl.F_SETPIPE_SZ, max(len(data) + 4096, 65536))
+                os.write(write_fd, data)
+                os.close(write_fd)
+            argv = bwrap_argv(self.bwrap, self.python, fds, limits, serve)
             worker = PopenWorker(
-                self.name, argv, limits, pass_fds=(read_fd,), env={"PATH": "/usr/bin:/bin"}, cwd="/", **kw
+                self.name, argv, limits, pass_fds=tuple(fds.values()), env={"PATH": "/usr/bin:/bin"}, cwd="/", **kw
             )
         finally:
-            os.close(read_fd)
+            for fd in fds.values():
+                os.close(fd)
         worker.host_uid = uid
         return worker

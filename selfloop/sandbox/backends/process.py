@@ -18,7 +18,7 @@ import tempfile
 
 from selfloop.config import SandboxConfig
 from selfloop.sandbox.backends.base import Backend, PopenWorker, harness_args
-from selfloop.sandbox.runtime import harness_path, interpreter
+from selfloop.sandbox.runtime import harness_dir, interpreter
 from selfloop.sandbox.worker import Worker
 
 log = logging.getLogger(__name__)
@@ -55,6 +55,7 @@ class ProcessBackend(Backend):
 
     def start_worker(self, serve: bool) -> Worker:
         scratch = tempfile.mkdtemp(prefix="selfloop-sandbox-")
-        argv = [*self.prefix, self.python.path, "-I", "-S", str(harness_path()), *harness_args(serve, False, scratch)]
+        main = str(harness_dir() / "__main__.py")
+        argv = [*self.prefix, self.python.path, "-I", "-S", main, *harness_args(serve, False, scratch)]
         env = {"PATH": "/usr/local/bin:/usr/bin:/bin", "LANG": "C.UTF-8"}
         return PopenWorker(self.name, argv, self.limits(), cleanup=scratch, env=env, cwd=scratch)
