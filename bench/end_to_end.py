@@ -29,7 +29,8 @@ from pathlib import Path
 from typing import Any
 
 from bench.common import Recorder, say
-from bench.project import TINY, make_project, synthetic_file
+from bench.project import TINY, synthetic_file
+from selfloop.testing import make_project
 
 NAME = "end_to_end"
 SETUP_GEN0_STEPS = 300
@@ -147,7 +148,7 @@ def run(quick: bool, workdir: Path, method: str) -> Recorder:
     from selfloop.store import Store
 
     rec = Recorder(NAME, quick, f"python -m bench.end_to_end --via {method}" + (" --quick" if quick else ""))
-    config, cfg, paths = make_project(workdir / "proj", TINY if quick else None)
+    config, cfg, paths = make_project(workdir / "proj", TINY if quick else None, starter=True)
     setup_steps = cfg.train.gen0_steps if quick else min(SETUP_GEN0_STEPS, cfg.train.gen0_steps)
     # Quick mode only: no minimum gap between cycles, so the smoke run does not sit idle.
     min_gap_s = 0.0 if quick else cfg.schedule.min_gap_s
@@ -176,7 +177,8 @@ def run(quick: bool, workdir: Path, method: str) -> Recorder:
     )
     rec.figures = {
         "method": {
-            "daemon": "selfloop run --headless: the file dropped into an idle daemon (last cycle ended >= min_gap_s ago)",
+            "daemon": "selfloop run --headless: the file dropped into an idle daemon "
+            "(last cycle ended >= min_gap_s ago)",
             "cycle": "selfloop cycle --once after the drop (its ingest phase picks up the file)",
         }[method],
         "config": "TINY, min_gap_s 0 (quick mode)" if quick else "shipped defaults",

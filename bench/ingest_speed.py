@@ -27,7 +27,8 @@ from pathlib import Path
 from typing import Any
 
 from bench.common import Recorder, growth, quick_flag, say
-from bench.project import make_project, write_corpus
+from bench.project import write_corpus
+from selfloop.testing import make_project
 
 NAME = "ingest"
 
@@ -54,7 +55,8 @@ def read_and_hash(folder: Path) -> dict[str, Any]:
 
 
 def ingest(root: Path, corpus: Path | None, **settings: Any) -> dict[str, Any]:
-    """A fresh project whose orig is ``corpus`` (or the starter corpus), scanned once; ``settings`` override [ingest]."""
+    """A fresh project whose orig is ``corpus`` (or the starter corpus), scanned once;
+    ``settings`` override [ingest]."""
     from selfloop.ingest.ingestor import Ingestor
     from selfloop.store import Store
 
@@ -102,13 +104,15 @@ def run(quick: bool, workdir: Path) -> Recorder:
             serial = ingest(workdir / f"proj{m}x-serial", corpus, workers=1)
             say(
                 f"[ingest] {m}x in the scanning process alone (workers = 1): {serial['mb_per_s']} MB/s "
-                f"({serial['scanning_process_cpu_s_per_mb']} CPU s/MB; with workers {r['scanning_process_cpu_s_per_mb']})"
+                f"({serial['scanning_process_cpu_s_per_mb']} CPU s/MB; "
+                f"with workers {r['scanning_process_cpu_s_per_mb']})"
             )
         shutil.rmtree(corpus)
     starter = None if quick else ingest(workdir / "starter", None)
     if starter:
         say(
-            f"[ingest] starter corpus: {starter['mb']} MB in {starter['seconds']} s = {starter['mb_per_s']} MB/s ({starter['documents']} documents)"
+            f"[ingest] starter corpus: {starter['mb']} MB in {starter['seconds']} s = {starter['mb_per_s']} MB/s "
+            f"({starter['documents']} documents)"
         )
     scaling = growth(sizes, [runs[f"{m}x"]["seconds"] for m in sizes])
     say(f"[ingest] cost at 1x/4x/16x -> {scaling['growth']} (exponent {scaling['exponent']})")

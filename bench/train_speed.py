@@ -26,7 +26,8 @@ from pathlib import Path
 from typing import Any
 
 from bench.common import Recorder, growth, median, quick_flag, say
-from bench.project import TINY, make_project, starter_texts
+from bench.project import TINY, starter_texts
+from selfloop.testing import make_project
 
 NAME = "train"
 
@@ -136,7 +137,7 @@ def run(quick: bool, workdir: Path) -> Recorder:
     rec = Recorder(NAME, quick, "python -m bench.train_speed" + (" --quick" if quick else ""))
     overrides = {**TINY, "train": {**TINY["train"], "log_steps": 2}} if quick else None
     steps = 12 if quick else 100
-    config_path, cfg, paths = make_project(workdir / "proj", overrides)
+    config_path, cfg, paths = make_project(workdir / "proj", overrides, starter=True)
     with Store.open(paths.db) as store:
         Ingestor(cfg.ingest, cfg.watch, paths, store).scan()
         docs = load_documents(store, split="train", origin="orig")
@@ -155,7 +156,8 @@ def run(quick: bool, workdir: Path) -> Recorder:
         write_snapshot(run_dir / "data.jsonl", docs)
         ceiling = matmul_ceiling(sizes, 3)
         say(
-            f"[train] round {round_ + 1}: selfloop training child, {steps} steps of {t.batch_size} x {t.block_size} tokens ..."
+            f"[train] round {round_ + 1}: selfloop training child, "
+            f"{steps} steps of {t.batch_size} x {t.block_size} tokens ..."
         )
         result = launch_training(t.launcher, config_path, 0, run_dir, init="scratch", steps=steps)
         trainer = {
@@ -166,7 +168,8 @@ def run(quick: bool, workdir: Path) -> Recorder:
         }
         trainer_runs.append(trainer)
         say(
-            f"[train]   selfloop (Trainer child): {trainer['tokens_per_s']:.0f} tokens/s over steps {trainer['from_step']}-{trainer['to_step']}"
+            f"[train]   selfloop (Trainer child): {trainer['tokens_per_s']:.0f} tokens/s "
+            f"over steps {trainer['from_step']}-{trainer['to_step']}"
         )
         if tokenizer is None:
             tokenizer = AutoTokenizer.from_pretrained(run_dir / "tokenizer", local_files_only=True)
