@@ -645,14 +645,15 @@ def _pct(xs: list[float], q: float) -> float | None:
 def render(summary: dict[str, Any], trials: list[Trial]) -> str:
     lines = ["", "chaos: kill -9 of the daemon's process tree at random moments, restart, invariants", ""]
     lines.append(
-        f"{'#':>3}  {'target':<9} {'landed in':<16} {'cycle':>5} {'gen':>4} {'procs':>5} {'resumed':>8} "
-        f"{'recover s':>9}  violations"
+        f"{'#':>3}  {'target':<9} {'landed in':<16} {'cycle':>5} {'gen':>4} "
+        f"{'procs':>5} {'resumed':>8} {'recover s':>9}  violations"
     )
     for t in trials:
         resumed = "-" if t.resumed is None else ("yes" if t.resumed else "NO")
         lines.append(
             f"{t.index:>3}  {t.target:<9} {t.landed:<16} {t.cycle_id or '-':>5} "
-            f"{'-' if t.generation is None else t.generation:>4} {t.killed_processes:>5} {resumed:>8} "
+            f"{'-' if t.generation is None else t.generation:>4} "
+            f"{t.killed_processes:>5} {resumed:>8} "
             f"{t.recovery_s if t.recovery_s is not None else '-':>9}  {len(t.violations)}"
         )
     s = summary

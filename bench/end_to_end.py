@@ -177,8 +177,8 @@ def run(quick: bool, workdir: Path, method: str) -> Recorder:
     )
     rec.figures = {
         "method": {
-            "daemon": "selfloop run --headless: the file dropped into an idle daemon "
-            "(last cycle ended >= min_gap_s ago)",
+            "daemon": "selfloop run --headless: the file dropped "
+            "into an idle daemon (last cycle ended >= min_gap_s ago)",
             "cycle": "selfloop cycle --once after the drop (its ingest phase picks up the file)",
         }[method],
         "config": "TINY, min_gap_s 0 (quick mode)" if quick else "shipped defaults",

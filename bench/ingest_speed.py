@@ -55,8 +55,10 @@ def read_and_hash(folder: Path) -> dict[str, Any]:
 
 
 def ingest(root: Path, corpus: Path | None, **settings: Any) -> dict[str, Any]:
-    """A fresh project whose orig is ``corpus`` (or the starter corpus), scanned once;
-    ``settings`` override [ingest]."""
+    """A fresh project whose orig is ``corpus`` (or the starter corpus), scanned once.
+
+    ``settings`` override [ingest].
+    """
     from selfloop.ingest.ingestor import Ingestor
     from selfloop.store import Store
 
@@ -111,8 +113,8 @@ def run(quick: bool, workdir: Path) -> Recorder:
     starter = None if quick else ingest(workdir / "starter", None)
     if starter:
         say(
-            f"[ingest] starter corpus: {starter['mb']} MB in {starter['seconds']} s = {starter['mb_per_s']} MB/s "
-            f"({starter['documents']} documents)"
+            f"[ingest] starter corpus: {starter['mb']} MB in {starter['seconds']} "
+            f"s = {starter['mb_per_s']} MB/s ({starter['documents']} documents)"
         )
     scaling = growth(sizes, [runs[f"{m}x"]["seconds"] for m in sizes])
     say(f"[ingest] cost at 1x/4x/16x -> {scaling['growth']} (exponent {scaling['exponent']})")

@@ -168,8 +168,8 @@ def run(quick: bool, workdir: Path) -> Recorder:
         }
         trainer_runs.append(trainer)
         say(
-            f"[train]   selfloop (Trainer child): {trainer['tokens_per_s']:.0f} tokens/s "
-            f"over steps {trainer['from_step']}-{trainer['to_step']}"
+            f"[train]   selfloop (Trainer child): {trainer['tokens_per_s']:.0f} "
+            f"tokens/s over steps {trainer['from_step']}-{trainer['to_step']}"
         )
         if tokenizer is None:
             tokenizer = AutoTokenizer.from_pretrained(run_dir / "tokenizer", local_files_only=True)
