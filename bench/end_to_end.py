@@ -38,7 +38,7 @@ SETUP_GEN0_STEPS = 300
 
 def selfloop(config: Path, *args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, "-m", "selfloop.cli", *args, "-c", str(config)],
+        [sys.executable, "-m", "selfloop", *args, "-c", str(config)],
         capture_output=True,
         text=True,
         env={**os.environ, **(env or {})},
@@ -81,7 +81,7 @@ def via_daemon(
     registry = Registry(paths.models)
     log = (paths.root / "daemon.out").open("wb")
     proc = subprocess.Popen(
-        [sys.executable, "-m", "selfloop.cli", "run", "--headless", "-c", str(config)],
+        [sys.executable, "-m", "selfloop", "run", "--headless", "-c", str(config)],
         stdout=log,
         stderr=subprocess.STDOUT,
         env={**os.environ, **env, "SELFLOOP_TRAIN__GEN0_STEPS": str(setup_steps)},
