@@ -56,9 +56,9 @@ from pathlib import Path
 from typing import Any
 
 import psutil
-import tomli_w
 
-from selfloop.config import ProjectPaths, load_config
+from selfloop import testing
+from selfloop.config import ProjectPaths
 from selfloop.errors import SelfloopError
 from selfloop.model.registry import Registry
 from selfloop.store import Store
@@ -71,42 +71,31 @@ TARGETS = ["train", "startup", "ingest", "rework", "judge", "train", "evaluate",
 QUICK_TARGETS = ["train", "judge", "evaluate"]
 
 # A tiny project whose every cycle runs all phases in tens of seconds on 2 CPU cores.
-CHAOS_CONFIG: dict[str, Any] = {
-    "model": {"vocab_size": 320, "n_layer": 2, "n_head": 2, "n_embd": 32, "n_positions": 64, "keep_generations": 3},
-    "train": {
-        "gen0_steps": 40,
-        "max_steps": 12,
-        "batch_size": 8,
-        "block_size": 32,
-        "save_steps": 4,
-        "log_steps": 2,
-        "eval_batches": 2,
-        "eval_samples": 1,
-        "eval_sample_tokens": 8,
-        "learning_rate": 3e-3,
-        "warmup_ratio": 0.0,
-    },
-    "rework": {
-        "enabled": True,
-        "candidates_per_cycle": 12,
-        "samples_per_prompt": 2,
-        "max_new_tokens": 16,
-        "batch_size": 8,
-        "temperature": 0.9,
-    },
-    "judge": {"diversity_floor": 0.05},
-    "tasks": {
-        "families": ["addition"],
-        "max_difficulty": 2,
-        "heldout_per_level": 2,
-        "samples_per_task": 2,
-        "max_new_tokens": 12,
-    },
-    "sandbox": {"pool_size": 1, "timeout_s": 5.0},
-    # Cycles back to back: the interval is the only thing between two cycles.
-    "schedule": {"interval_minutes": 0.02, "min_gap_s": 0, "stop_timeout_s": 60},
-    "watch": {"settle_s": 0.3, "debounce_s": 0.1},
-}
+CHAOS_CONFIG: dict[str, Any] = testing.tiny_config(
+    {
+        "train": {"gen0_steps": 40, "max_steps": 12, "eval_samples": 1},
+        "rework": {
+            "enabled": True,
+            "candidates_per_cycle": 12,
+            "samples_per_prompt": 2,
+            "max_new_tokens": 16,
+            "batch_size": 8,
+            "temperature": 0.9,
+        },
+        "judge": {"diversity_floor": 0.05},
+        "tasks": {
+            "families": ["addition"],
+            "max_difficulty": 2,
+            "heldout_per_level": 2,
+            "samples_per_task": 2,
+            "max_new_tokens": 12,
+        },
+        "sandbox": {"pool_size": 1, "timeout_s": 5.0},
+        # Cycles back to back: the interval is the only thing between two cycles.
+        "schedule": {"interval_minutes": 0.02, "min_gap_s": 0, "stop_timeout_s": 60},
+        "watch": {"settle_s": 0.3, "debounce_s": 0.1},
+    }
+)
 
 DEFAULT_DURATION_S = {
     "startup": 6.0,
@@ -162,20 +151,9 @@ def write_corpus(orig: Path, seed: int = 0) -> None:
 
 
 def make_project(root: Path, overrides: dict[str, Any] | None = None, seed: int = 0) -> tuple[Path, ProjectPaths]:
-    root.mkdir(parents=True, exist_ok=True)
-    config_path = root / "config.toml"
-    config_path.write_text(tomli_w.dumps(_merge(CHAOS_CONFIG, overrides or {})))
-    _, paths = load_config(config_path, env=False)
+    config_path, _, paths = testing.make_project(root, testing.merge(CHAOS_CONFIG, overrides or {}))
     write_corpus(paths.orig, seed)
-    paths.rework.mkdir(parents=True, exist_ok=True)
     return config_path, paths
-
-
-def _merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
-    out = dict(base)
-    for k, v in over.items():
-        out[k] = _merge(out.get(k, {}), v) if isinstance(v, dict) else v
-    return out
 
 
 # --------------------------------------------------------------------------- invariants

@@ -29,7 +29,8 @@ from pathlib import Path
 from typing import Any
 
 from bench.common import Recorder, say
-from bench.project import TINY, make_project, synthetic_file
+from bench.project import TINY, synthetic_file
+from selfloop.testing import make_project
 
 NAME = "end_to_end"
 SETUP_GEN0_STEPS = 300
@@ -37,7 +38,7 @@ SETUP_GEN0_STEPS = 300
 
 def selfloop(config: Path, *args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, "-m", "selfloop.cli", *args, "-c", str(config)],
+        [sys.executable, "-m", "selfloop", *args, "-c", str(config)],
         capture_output=True,
         text=True,
         env={**os.environ, **(env or {})},
@@ -80,7 +81,7 @@ def via_daemon(
     registry = Registry(paths.models)
     log = (paths.root / "daemon.out").open("wb")
     proc = subprocess.Popen(
-        [sys.executable, "-m", "selfloop.cli", "run", "--headless", "-c", str(config)],
+        [sys.executable, "-m", "selfloop", "run", "--headless", "-c", str(config)],
         stdout=log,
         stderr=subprocess.STDOUT,
         env={**os.environ, **env, "SELFLOOP_TRAIN__GEN0_STEPS": str(setup_steps)},
@@ -147,7 +148,7 @@ def run(quick: bool, workdir: Path, method: str) -> Recorder:
     from selfloop.store import Store
 
     rec = Recorder(NAME, quick, f"python -m bench.end_to_end --via {method}" + (" --quick" if quick else ""))
-    config, cfg, paths = make_project(workdir / "proj", TINY if quick else None)
+    config, cfg, paths = make_project(workdir / "proj", TINY if quick else None, starter=True)
     setup_steps = cfg.train.gen0_steps if quick else min(SETUP_GEN0_STEPS, cfg.train.gen0_steps)
     # Quick mode only: no minimum gap between cycles, so the smoke run does not sit idle.
     min_gap_s = 0.0 if quick else cfg.schedule.min_gap_s

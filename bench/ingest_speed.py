@@ -27,7 +27,8 @@ from pathlib import Path
 from typing import Any
 
 from bench.common import Recorder, growth, quick_flag, say
-from bench.project import make_project, write_corpus
+from bench.project import write_corpus
+from selfloop.testing import make_project
 
 NAME = "ingest"
 

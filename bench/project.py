@@ -1,5 +1,5 @@
-"""Throwaway projects for the benchmarks: the shipped defaults (or a tiny model in quick
-mode), the starter corpus, and synthetic corpora scaled to a size.
+"""What the benchmarks' throwaway projects hold: the quick-mode config, the starter prose, and
+synthetic corpora scaled to a size. The projects themselves come from selfloop.testing.
 
 Does not cover: measuring anything.
 """
@@ -10,40 +10,17 @@ import random
 from pathlib import Path
 from typing import Any
 
-import tomli_w
+from selfloop.testing import tiny_config
 
-from selfloop.cli.project import init_project
-from selfloop.config import Config, ProjectPaths, load_config
-
-# Quick mode: 2 layers x 32 wide, so a training run takes seconds.
-TINY: dict[str, Any] = {
-    "model": {"vocab_size": 320, "n_layer": 2, "n_head": 2, "n_embd": 32, "n_positions": 64},
-    "train": {
-        "gen0_steps": 12,
-        "max_steps": 12,
-        "batch_size": 8,
-        "block_size": 32,
-        "save_steps": 6,
-        "log_steps": 2,
-        "eval_batches": 2,
-        "eval_samples": 1,
-        "eval_sample_tokens": 8,
-        "warmup_ratio": 0.0,
-    },
-    "rework": {"candidates_per_cycle": 8, "max_new_tokens": 16, "samples_per_prompt": 2},
-}
-
-
-def make_project(
-    root: Path, overrides: dict[str, Any] | None = None, *, starter: bool = True
-) -> tuple[Path, Config, ProjectPaths]:
-    """``selfloop init`` into ``root``; ``overrides`` (a partial config) replaces the shipped config.toml."""
-    init_project(root, starter=starter)
-    config_path = root / "config.toml"
-    if overrides:
-        config_path.write_text(tomli_w.dumps(overrides))
-    cfg, paths = load_config(config_path, env=False)
-    return config_path, cfg, paths
+# Quick mode: the shared tiny model with the benchmarks' own steps and rework sizes; the learning
+# rate and the generations kept stay at the defaults, as quick mode always had them.
+TINY: dict[str, Any] = tiny_config(
+    {
+        "model": {"keep_generations": 5},
+        "train": {"gen0_steps": 12, "max_steps": 12, "save_steps": 6, "eval_samples": 1, "learning_rate": 1e-3},
+        "rework": {"enabled": True, "candidates_per_cycle": 8, "max_new_tokens": 16, "samples_per_prompt": 2},
+    }
+)
 
 
 def starter_texts() -> list[str]:

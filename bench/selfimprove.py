@@ -29,6 +29,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from selfloop.testing import make_project, tiny_config
+
 ROOT = Path(__file__).resolve().parent.parent
 PACK = ROOT / "corpus" / "orig" / "tasks"
 RESULTS = ROOT / "bench" / "results"
@@ -73,44 +75,32 @@ FULL: dict[str, Any] = {
     "sandbox": {"pool_size": 2},
     "watch": {"enabled": False},
 }
-QUICK: dict[str, Any] = {
-    "model": {"vocab_size": 320, "n_layer": 2, "n_head": 2, "n_embd": 32, "n_positions": 64, "keep_generations": 3},
-    "train": {
-        "gen0_steps": 40,
-        "max_steps": 10,
-        "batch_size": 32,
-        "block_size": 40,
-        "learning_rate": 3e-3,
-        "warmup_ratio": 0.0,
-        "save_steps": 20,
-        "log_steps": 10,
-        "eval_batches": 2,
-        "eval_samples": 0,
-    },
-    "rework": {
-        "candidates_per_cycle": 32,
-        "rewrite_share": 0.0,
-        "synthesize_share": 0.0,
-        "solve_share": 1.0,
-        "batch_size": 32,
-    },
-    "tasks": {"samples_per_task": 2, "max_difficulty": 3, "heldout_per_level": 4, "max_new_tokens": 12},
-    "gate": {"loss_tolerance": 0.05, "task_tolerance": 0.05, "min_improvement": 0.01},
-    "sandbox": {"pool_size": 2},
-    "watch": {"enabled": False},
-}
-
-
-def make_project(root: Path, overrides: dict[str, Any]) -> Path:
-    """A fresh project: the starter task pack as its only data, the bench config."""
-    import tomli_w
-
-    (root / "corpus" / "orig").mkdir(parents=True)
-    (root / "corpus" / "rework").mkdir(parents=True)
-    shutil.copytree(PACK, root / "corpus" / "orig" / "tasks")
-    config = root / "config.toml"
-    config.write_text(tomli_w.dumps(overrides))
-    return config
+QUICK: dict[str, Any] = tiny_config(
+    {
+        "train": {
+            "gen0_steps": 40,
+            "max_steps": 10,
+            "batch_size": 32,
+            "block_size": 40,
+            "save_steps": 20,
+            "log_steps": 10,
+            "eval_samples": 0,
+            "eval_sample_tokens": 48,
+        },
+        "rework": {
+            "enabled": True,
+            "candidates_per_cycle": 32,
+            "rewrite_share": 0.0,
+            "synthesize_share": 0.0,
+            "solve_share": 1.0,
+            "batch_size": 32,
+        },
+        "tasks": {"samples_per_task": 2, "max_difficulty": 3, "heldout_per_level": 4, "max_new_tokens": 12},
+        "gate": {"loss_tolerance": 0.05, "task_tolerance": 0.05, "min_improvement": 0.01},
+        "sandbox": {"pool_size": 2},
+        "watch": {"enabled": False},
+    }
+)
 
 
 def generation_row(detail: dict[str, Any], store, cycle_id: int, seconds: float) -> dict[str, Any]:
@@ -162,7 +152,6 @@ def control(config: dict[str, Any]) -> dict[str, Any]:
 
 
 def run(generations: int, config: dict[str, Any], keep: Path | None, minutes: float, log=print) -> dict[str, Any]:
-    from selfloop.config import load_config
     from selfloop.loop.cycle import run_cycle
     from selfloop.sandbox import Sandbox
     from selfloop.store import Store
@@ -170,8 +159,8 @@ def run(generations: int, config: dict[str, Any], keep: Path | None, minutes: fl
     work = Path(tempfile.mkdtemp(prefix="selfimprove-")) if keep is None else keep
     if keep is not None and keep.exists():
         shutil.rmtree(keep)
-    config_path = make_project(work, config)
-    cfg, paths = load_config(config_path, env=False)
+    # A fresh project: the starter task pack as its only data.
+    config_path, cfg, paths = make_project(work, config, starter=PACK)
     rows: list[dict[str, Any]] = []
     started = time.monotonic()
     try:

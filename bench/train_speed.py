@@ -26,7 +26,8 @@ from pathlib import Path
 from typing import Any
 
 from bench.common import Recorder, growth, median, quick_flag, say
-from bench.project import TINY, make_project, starter_texts
+from bench.project import TINY, starter_texts
+from selfloop.testing import make_project
 
 NAME = "train"
 
@@ -136,7 +137,7 @@ def run(quick: bool, workdir: Path) -> Recorder:
     rec = Recorder(NAME, quick, "python -m bench.train_speed" + (" --quick" if quick else ""))
     overrides = {**TINY, "train": {**TINY["train"], "log_steps": 2}} if quick else None
     steps = 12 if quick else 100
-    config_path, cfg, paths = make_project(workdir / "proj", overrides)
+    config_path, cfg, paths = make_project(workdir / "proj", overrides, starter=True)
     with Store.open(paths.db) as store:
         Ingestor(cfg.ingest, cfg.watch, paths, store).scan()
         docs = load_documents(store, split="train", origin="orig")

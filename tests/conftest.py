@@ -10,8 +10,7 @@ from pathlib import Path
 import pytest
 
 from selfloop.config import ProjectPaths
-
-REPO = Path(__file__).resolve().parent.parent
+from selfloop.testing import make_project, tiny_config
 
 
 def run_cli(
@@ -32,13 +31,8 @@ def run_cli(
 
 @pytest.fixture
 def project(tmp_path: Path) -> ProjectPaths:
-    """Empty corpus roots (orig/, rework/) and a state dir path in a temp project."""
-    paths = ProjectPaths(
-        root=tmp_path, orig=tmp_path / "corpus/orig", rework=tmp_path / "corpus/rework", state=tmp_path / ".selfloop"
-    )
-    paths.orig.mkdir(parents=True)
-    paths.rework.mkdir(parents=True)
-    return paths
+    """Empty corpus roots (orig/, rework/) and a state dir path in a temp project with the tiny config."""
+    return make_project(tmp_path, tiny_config())[2]
 
 
 @pytest.fixture

@@ -3,7 +3,8 @@ import random
 
 import pytest
 
-from selfloop.config import ReworkConfig
+from selfloop import testing
+from selfloop.config import ModelConfig, ReworkConfig
 from selfloop.rework.strategies import Source, assemble, plan_budget, rewrite_prompts, synthesize_prompts
 
 TEXT = " ".join(f"Sentence number {i} talks about rivers, trees and small birds." for i in range(40))
@@ -82,23 +83,11 @@ def test_synthesize_seeds_are_document_openings():
 
 @pytest.fixture(scope="module")
 def tiny_lm():
-    from transformers import GPT2Config, GPT2LMHeadModel
-
+    from selfloop.model.factory import build_scratch_model
     from selfloop.model.tokenizer import train_tokenizer
 
     tok = train_tokenizer([TEXT] * 3, 300, max_length=64)
-    model = GPT2LMHeadModel(
-        GPT2Config(
-            vocab_size=len(tok),
-            n_positions=64,
-            n_embd=32,
-            n_layer=2,
-            n_head=2,
-            eos_token_id=tok.eos_token_id,
-            pad_token_id=tok.pad_token_id,
-        )
-    ).eval()
-    return model, tok
+    return build_scratch_model(ModelConfig(**testing.TINY_MODEL), tok).eval(), tok
 
 
 def test_continuation_nll_matches_the_model_loss_and_is_padding_invariant(tiny_lm):

@@ -30,7 +30,7 @@ from selfloop.tasks.pack import starter_pack
 from selfloop.tasks.training import heldout_loss_docs, training_docs
 from selfloop.train.suite import TaskSuite, build_items, frontier, summarize
 
-PACK = Path(__file__).resolve().parent.parent / "corpus" / "orig" / "tasks" / "starter.jsonl"
+PACK = Path(__file__).resolve().parents[3] / "corpus" / "orig" / "tasks" / "starter.jsonl"
 FRACTION = 0.1
 
 

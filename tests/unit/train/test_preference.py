@@ -7,6 +7,7 @@ import time
 
 import pytest
 
+from selfloop import testing
 from selfloop.config import ModelConfig, PreferenceConfig
 from selfloop.store import Store
 from selfloop.train.preference import (
@@ -19,7 +20,7 @@ from selfloop.train.preference import (
     write_pairs,
 )
 
-TINY_MODEL = ModelConfig(vocab_size=320, n_layer=2, n_head=2, n_embd=32, n_positions=64)
+TINY_MODEL = ModelConfig(**testing.TINY_MODEL)
 
 
 def _insert_pairs(store: Store, rows: list[tuple[str, str, str, str]]) -> None:

@@ -23,7 +23,7 @@ from selfloop.ingest.ingestor import Ingestor
 from selfloop.store import Store
 from selfloop.store import corpus as queries
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[3]
 
 LONG = (
     "The harbor was quiet in the early morning, and the fishing boats rocked gently at their moorings. "

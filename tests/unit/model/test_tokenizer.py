@@ -10,6 +10,7 @@ import torch
 from lifecycle_helpers import chat_record, paragraph
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
+from selfloop import testing
 from selfloop.config import ModelConfig
 from selfloop.errors import SelfloopError
 from selfloop.model.factory import apply_lora, build_scratch_model, load_pretrained, local_base_dir
@@ -19,7 +20,7 @@ from selfloop.model.registry import Registry
 from selfloop.model.tokenizer import END_OF_TURN, stop_token_ids, train_tokenizer
 from selfloop.train.data import IGNORE, encode_chat
 
-TINY_MODEL = ModelConfig(vocab_size=320, n_layer=2, n_head=2, n_embd=32, n_positions=64)
+TINY_MODEL = ModelConfig(**testing.TINY_MODEL)
 TEXTS = [paragraph(i) for i in range(30)]
 
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from selfloop.config import IngestConfig, ProjectPaths, WatchConfig
+from selfloop.config import IngestConfig, WatchConfig
 from selfloop.ingest.ingestor import Ingestor
 from selfloop.ingest.watcher import CorpusWatcher, SettledQueue, stat_signature
 from selfloop.store import Store
@@ -26,13 +26,6 @@ class Clock:
 
     def __call__(self) -> float:
         return self.now
-
-
-@pytest.fixture
-def project(tmp_path: Path) -> ProjectPaths:
-    paths = ProjectPaths(root=tmp_path, orig=tmp_path / "orig", rework=tmp_path / "rework", state=tmp_path / "state")
-    paths.orig.mkdir()
-    return paths
 
 
 # ----------------------------------------------------------------- SettledQueue (real files, controlled clock)

@@ -1,7 +1,6 @@
 """Helpers for the model-lifecycle tests: a tiny project, a learnable corpus, document rows.
 
-Not a test module. The tiny config keeps every model at 2 layers x 32 wide so
-training runs in seconds on a CPU.
+Not a test module. The tiny config itself is selfloop.testing's, shared with the benchmarks.
 """
 
 from __future__ import annotations
@@ -13,28 +12,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-import tomli_w
-
-from selfloop.config import Config, ProjectPaths, load_config
+from selfloop import testing
+from selfloop.config import Config, ProjectPaths
 from selfloop.store import Store
-
-TINY: dict[str, Any] = {
-    "model": {"vocab_size": 320, "n_layer": 2, "n_head": 2, "n_embd": 32, "n_positions": 64, "keep_generations": 3},
-    "train": {
-        "gen0_steps": 16,
-        "max_steps": 8,
-        "batch_size": 8,
-        "block_size": 32,
-        "save_steps": 4,
-        "log_steps": 2,
-        "eval_batches": 2,
-        "eval_samples": 2,
-        "eval_sample_tokens": 8,
-        "learning_rate": 3e-3,
-        "warmup_ratio": 0.0,
-    },
-    "rework": {"enabled": False},
-}
 
 SUBJECTS = ["the cat", "a dog", "my friend", "the old man", "a small bird", "the teacher"]
 VERBS = ["sees", "likes", "finds", "helps", "follows", "paints"]
@@ -61,23 +41,9 @@ def chat_record(seed: int) -> dict[str, Any]:
     }
 
 
-def merge(base: dict, over: dict) -> dict:
-    out = {k: (dict(v) if isinstance(v, dict) else v) for k, v in base.items()}
-    for k, v in over.items():
-        out[k] = merge(out.get(k, {}), v) if isinstance(v, dict) else v
-    return out
-
-
 def make_project(root: Path, overrides: dict[str, Any] | None = None) -> tuple[Path, Config, ProjectPaths]:
-    """A project dir with a tiny config.toml (and empty orig/rework dirs)."""
-    root.mkdir(parents=True, exist_ok=True)
-    raw = merge(TINY, overrides or {})
-    config_path = root / "config.toml"
-    config_path.write_text(tomli_w.dumps(raw))
-    cfg, paths = load_config(config_path)
-    paths.orig.mkdir(parents=True, exist_ok=True)
-    paths.rework.mkdir(parents=True, exist_ok=True)
-    return config_path, cfg, paths
+    """A project dir with the tiny config (``overrides`` merged in) and empty orig/ and rework/."""
+    return testing.make_project(root, testing.tiny_config(overrides))
 
 
 def insert_doc(
@@ -92,8 +58,8 @@ def insert_doc(
     now = time.time()
     with store.tx() as c:
         cur = c.execute(
-            "INSERT INTO documents (file_path, locator, origin, kind, format, hash, content, n_chars, split, status, created_at, updated_at) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            "INSERT INTO documents (file_path, locator, origin, kind, format, hash, content, n_chars, split, status, "
+            "created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (
                 f"{origin}/test.txt",
                 "chunk",

@@ -7,7 +7,7 @@ from pydantic import BaseModel
 from selfloop.config import Config, load_config, parse_config, render_toml
 from selfloop.errors import ConfigError
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[3]
 
 
 def test_shipped_config_is_the_rendered_defaults():
