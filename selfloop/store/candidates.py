@@ -224,12 +224,3 @@ def preference_pairs(store: Store, sources: Sequence[str]) -> list[sqlite3.Row]:
         " ORDER BY id DESC",
         tuple(sources),
     )
-
-
-def set_meta_values(store: Store, values: dict[str, str]) -> None:
-    """Several ``meta`` keys in one transaction (the curriculum's levels with the cycle that made them)."""
-    with store.tx() as c:
-        c.executemany(
-            "INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value",
-            list(values.items()),
-        )

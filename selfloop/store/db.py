@@ -123,22 +123,24 @@ class Store:
         return default if value is None else value
 
     def set_meta(self, key: str, value: str) -> None:
+        self.set_metas({key: value})
+
+    def set_metas(self, values: dict[str, str]) -> None:
+        """Several ``meta`` keys in one transaction."""
         with self.tx() as c:
-            c.execute(
+            c.executemany(
                 "INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value",
-                (key, value),
+                list(values.items()),
             )
 
     # ----------------------------------------------------------------- progress
 
     def set_progress(self, name: str, done: int, total: int, unit: str, **extra: Any) -> None:
         """Publish a long step's progress for the dashboard (meta key ``progress.<name>``)."""
-        value = json.dumps({"done": done, "total": total, "unit": unit, "updated": time.time(), **extra})
-        with self.tx() as c:
-            c.execute(
-                "INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value",
-                (f"progress.{name}", value),
-            )
+        self.set_meta(
+            f"progress.{name}",
+            json.dumps({"done": done, "total": total, "unit": unit, "updated": time.time(), **extra}),
+        )
 
     def clear_progress(self, name: str) -> None:
         with self.tx() as c:

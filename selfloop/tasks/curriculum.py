@@ -80,7 +80,7 @@ def save_levels(store: Store, levels: dict[str, int], cycle_id: int | None = Non
     values = {META_KEY: json.dumps(levels, sort_keys=True)}
     if cycle_id is not None:
         values[APPLIED_KEY] = str(cycle_id)
-    candidates.set_meta_values(store, values)
+    store.set_metas(values)
 
 
 def labelled_difficulties(store: Store, family: str) -> list[int]:
