@@ -202,7 +202,9 @@ CLI_CASES = {
     "unknown": "[trian]\nmax_steps = 3\n[model]\nn_layers = 2\n",
     "not_toml": "[train\nmax_steps = = 3\n",
     "section_not_table": 'model = "big"\nsandbox = [1, 2]\n',
-    "huge_numbers": "[train]\nmax_steps = 9223372036854775807\nlearning_rate = inf\n[schedule]\ninterval_minutes = 1e300\n",
+    "huge_numbers": (
+        "[train]\nmax_steps = 9223372036854775807\nlearning_rate = inf\n[schedule]\ninterval_minutes = 1e300\n"
+    ),
     "cron": '[schedule]\ncron = "61 25 * * *"\n',
 }
 

@@ -43,7 +43,8 @@ def test_renders_live_state(tmp_path):
                 json.dumps({"samples": [{"kind": "text", "prompt": "The", "completion": f" sample of gen {gen}"}]})
             )
             c.execute(
-                "INSERT INTO generations (id, parent, path, status, metrics, gate, created_at) VALUES (?, ?, ?, ?, ?, ?, 0)",
+                "INSERT INTO generations (id, parent, path, status, "
+                "metrics, gate, created_at) VALUES (?, ?, ?, ?, ?, ?, 0)",
                 (
                     gen,
                     gen - 1 if gen else None,
@@ -57,22 +58,27 @@ def test_renders_live_state(tmp_path):
         for reason, n in [("near_duplicate", 3), ("lost_a_vs_b", 2)]:
             for _ in range(n):
                 c.execute(
-                    "INSERT INTO candidates (strategy, kind, content, status, reason, created_at) VALUES ('rewrite', 'text', 'x', 'rejected', ?, 0)",
+                    "INSERT INTO candidates (strategy, kind, content, status, reason, "
+                    "created_at) VALUES ('rewrite', 'text', 'x', 'rejected', ?, 0)",
                     (reason,),
                 )
         c.execute(
-            "INSERT INTO files (path, origin, status, reason, updated_at) VALUES ('orig/blob.bin', 'orig', 'quarantined', 'binary: 31% control characters', 0)"
+            "INSERT INTO files (path, origin, status, reason, updated_at) VALUES "
+            "('orig/blob.bin', 'orig', 'quarantined', 'binary: 31% control characters', 0)"
         )
         c.execute(
-            "INSERT INTO documents (file_path, locator, origin, kind, format, hash, content, n_chars, split, status, created_at, updated_at) "
+            "INSERT INTO documents (file_path, locator, origin, kind, format, "
+            "hash, content, n_chars, split, status, created_at, updated_at) "
             "VALUES ('orig/a.txt', 'chunk 0', 'orig', 'text', 'txt', 'h', 'hello', 12345, 'train', 'active', 0, 0)"
         )
         c.execute(
-            "INSERT INTO meta VALUES ('daemon.state', 'cycle'), ('sandbox.backend', 'bwrap'), ('train.total_steps', '100')"
+            "INSERT INTO meta VALUES ('daemon.state', 'cycle'), "
+            "('sandbox.backend', 'bwrap'), ('train.total_steps', '100')"
         )
         c.execute("INSERT INTO cycles (started_at, phase, status, generation) VALUES (0, 'train', 'running', 2)")
         c.execute(
-            "INSERT INTO train_metrics (generation, step, kind, loss, tokens_per_s, eta_s, ts) VALUES (2, 40, 'train', 3.2, 900, 90, 0)"
+            "INSERT INTO train_metrics (generation, step, kind, loss, "
+            "tokens_per_s, eta_s, ts) VALUES (2, 40, 'train', 3.2, 900, 90, 0)"
         )
     store.set_progress("rework", 12, 64, "candidates")
     store.event("promoted", "generation 1 promoted: loss improved 8.9%")

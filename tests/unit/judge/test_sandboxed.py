@@ -187,7 +187,9 @@ def test_third_party_judge_via_entry_point(tmp_path, monkeypatch):
 
             def judge(self, candidate):
                 # A scripted environment: the candidate must say the magic word.
-                return accept(self.name, "solved", 1.0) if "open sesame" in candidate.content else reject(self.name, "door stays shut", 0.0)
+                if "open sesame" in candidate.content:
+                    return accept(self.name, "solved", 1.0)
+                return reject(self.name, "door stays shut", 0.0)
     """)
     )
     dist = tmp_path / "simenv-1.0.dist-info"

@@ -99,7 +99,7 @@ def saved(request, tmp_path_factory, tokenizer):
 
 
 def plain_generate(model, tok, prompts, *, n, max_new_tokens, seed, temperature=1.0, top_p=0.9) -> list[list[str]]:
-    """The reference: one left-padded batch through ``model.generate`` with its default cache and num_return_sequences."""
+    """The reference: one left-padded batch through ``model.generate``, its default cache, num_return_sequences."""
     stops = stop_token_ids(tok)
     ids = [tok(p, add_special_tokens=False)["input_ids"] for p in prompts]
     batch = tok.pad({"input_ids": ids}, padding=True, padding_side="left", return_tensors="pt")
