@@ -36,9 +36,25 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from apscheduler.executors.pool import ThreadPoolExecutor
+from apscheduler.schedulers.background import BackgroundScheduler
+from apscheduler.triggers.cron import CronTrigger
+from apscheduler.triggers.interval import IntervalTrigger
+from rich.console import Console
+from rich.live import Live
+
 from selfloop.config import Config, ProjectPaths, load_config
+from selfloop.dashboard import render, snapshot
 from selfloop.errors import ConfigError, SelfloopError
+from selfloop.ingest.ingestor import Ingestor
+from selfloop.ingest.watcher import CorpusWatcher
+from selfloop.loop.cycle import CycleInterrupted, run_cycle
+from selfloop.model.factory import load_pretrained, resolve_device, resolve_dtype
+from selfloop.model.holder import ModelHolder
+from selfloop.model.registry import Registry
+from selfloop.sandbox import Sandbox
 from selfloop.store import DaemonLock, Store
+from selfloop.train.launch import TrainingInterrupted, kill_active_children
 
 log = logging.getLogger("selfloop.daemon")
 
@@ -195,7 +211,6 @@ class Daemon:
         self.interrupts += 1
         if self.interrupts > 1 and signum == signal.SIGINT:
             # Second Ctrl-C: no more waiting for a clean phase boundary.
-            from selfloop.train.launch import kill_active_children
 
             log.warning("second interrupt: forcing exit (the interrupted phase resumes on restart)")
             kill_active_children()
@@ -239,16 +254,12 @@ class Daemon:
     # ----------------------------------------------------------- scheduling
 
     def _cycle_trigger(self) -> Any:
-        from apscheduler.triggers.cron import CronTrigger
-        from apscheduler.triggers.interval import IntervalTrigger
 
         if self.cfg.schedule.cron:
             return CronTrigger.from_crontab(self.cfg.schedule.cron)
         return IntervalTrigger(minutes=self.cfg.schedule.interval_minutes)
 
     def _start_scheduler(self) -> None:
-        from apscheduler.executors.pool import ThreadPoolExecutor
-        from apscheduler.schedulers.background import BackgroundScheduler
 
         self.scheduler = BackgroundScheduler(
             executors={"default": ThreadPoolExecutor(max_workers=1)},
@@ -269,8 +280,6 @@ class Daemon:
         self.scheduler.modify_job("cycle", next_run_time=datetime.now().astimezone() + timedelta(milliseconds=50))
 
     def _cycle_job(self) -> None:
-        from selfloop.loop.cycle import CycleInterrupted, run_cycle
-        from selfloop.train.launch import TrainingInterrupted
 
         if self.stop_event.is_set():
             return
@@ -310,10 +319,6 @@ class Daemon:
 
     def _holder(self) -> Any:
         if self.holder is None:
-            from selfloop.model.factory import load_pretrained, resolve_device, resolve_dtype
-            from selfloop.model.holder import ModelHolder
-            from selfloop.model.registry import Registry
-
             device = resolve_device(self.cfg.model)
             dtype = resolve_dtype(self.cfg.model, device)
             self.holder = ModelHolder(
@@ -327,14 +332,11 @@ class Daemon:
         if self.sandbox is None and any(
             j in ("python", "task") for j in judges.text + judges.chat + judges.python + judges.task
         ):
-            from selfloop.sandbox import Sandbox
-
             self.sandbox = Sandbox(self.cfg.sandbox)
         return self.sandbox
 
     def _publish_plan(self, store: Store) -> None:
         """What the dashboard needs to draw this cycle's progress bars."""
-        from selfloop.model.registry import Registry
 
         first = Registry(self.paths.models).current() is None
         store.set_meta("train.total_steps", str(self.cfg.train.gen0_steps if first else self.cfg.train.max_steps))
@@ -361,7 +363,6 @@ class Daemon:
             lock.release()
 
     def _run_locked(self) -> int:
-        from selfloop.ingest.ingestor import Ingestor
 
         dashboard = not self.headless
         if dashboard:
@@ -379,8 +380,6 @@ class Daemon:
         ingestor = Ingestor(self.cfg.ingest, self.cfg.watch, self.paths, store)
         watcher = None
         if self.cfg.watch.enabled:
-            from selfloop.ingest.watcher import CorpusWatcher
-
             # Watch before the start-up scan, so a file dropped during the scan is not missed
             # (one seen by both is simply found unchanged the second time).
             watcher = CorpusWatcher(self.paths, self.cfg.watch)
@@ -440,8 +439,6 @@ class Daemon:
         done = threading.Event()
         threading.Thread(target=lambda: (self.scheduler.shutdown(wait=True), done.set()), daemon=True).start()
         if not done.wait(self.cfg.schedule.stop_timeout_s):
-            from selfloop.train.launch import kill_active_children
-
             log.warning("cycle did not stop within %.0fs; killing the training child", self.cfg.schedule.stop_timeout_s)
             kill_active_children()
             done.wait(10)
@@ -453,8 +450,6 @@ class _LiveView:
     """The dashboard inside `selfloop run` (same renderer as `selfloop dashboard`)."""
 
     def __init__(self, paths: ProjectPaths, cfg: Config):
-        from rich.console import Console
-        from rich.live import Live
 
         self.paths = paths
         self.cfg = cfg
@@ -467,7 +462,6 @@ class _LiveView:
         self.live.start()
 
     def refresh(self) -> None:
-        from selfloop.dashboard import render, snapshot
 
         now = time.time()
         if now - self.last < 1.0 / self.cfg.dashboard.refresh_per_second:
