@@ -131,7 +131,9 @@ def test_a_streaming_run_trains_and_reports_unknown_counts(tmp_path):
         run_dir = paths.runs / "gen-0000"
         run_dir.mkdir(parents=True)
         write_snapshot(run_dir / "data.jsonl", load_documents(store, split="train", origin="orig"))
-    RunDir(run_dir).write_config(cfg, RunValues.of(cfg, paths, generation=0, init="scratch", steps=cfg.train.gen0_steps))
+    RunDir(run_dir).write_config(
+        cfg, RunValues.of(cfg, paths, generation=0, init="scratch", steps=cfg.train.gen0_steps)
+    )
     result = launch_training(run_dir)
     assert result["status"] == "done" and result["global_step"] == cfg.train.gen0_steps
     assert result["examples"] is None and result["tokens"] > 0

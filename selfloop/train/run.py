@@ -224,7 +224,7 @@ def _finished(out: Path) -> bool:
 
 
 def _preference_stage(cfg: Config, run: RunDir, pairs: list[dict[str, str]], stop) -> int:
-    """DPO from the finished SFT model in ``RUNDIR/sft`` into ``RUNDIR/final`` (one process; the parent sees to that)."""
+    """DPO from the finished SFT model in ``RUNDIR/sft`` into ``RUNDIR/final`` (one process: the parent sees to it)."""
     import torch
 
     from selfloop.model.factory import load_pretrained, resolve_device
@@ -326,4 +326,7 @@ def disk_full(path: Path, error: BaseException) -> str | None:
         return None
     if free >= _NEARLY_FULL:
         return None
-    return f"No space left on device: {free / 2**20:.1f} MiB free where {path} is, while writing ({type(error).__name__}: {error})"
+    return (
+        f"No space left on device: {free / 2**20:.1f} MiB free where {path} is, "
+        f"while writing ({type(error).__name__}: {error})"
+    )
