@@ -242,15 +242,11 @@ def phase_train(ctx: CycleContext) -> TrainOut:
     trains, so a resumed cycle trains the same ones, and a recipe that already
     trained to the end is not trained again.
     """
-    from selfloop.model.factory import local_base_dir
     from selfloop.train.data import read_snapshot, summarize
 
     cfg, reg = ctx.cfg, ctx.registry
     champion = reg.current()
-    if champion is None:
-        init = "scratch" if cfg.model.base == "scratch" else str(local_base_dir(cfg.model, ctx.paths.root))
-    else:
-        init = str(reg.path(champion if cfg.train.init_from == "champion" else 0))
+    init = _init(ctx, champion)
     searching = champion is not None and cfg.train.search.enabled
     ctx.run.path.mkdir(parents=True, exist_ok=True)
     recipes = _recipes(ctx, champion, searching)
@@ -265,15 +261,7 @@ def phase_train(ctx: CycleContext) -> TrainOut:
         if not run.data.is_file():  # a resumed run keeps the data it started with
             _write_data(ctx, run, champion, recipe["rework_max_share"])
         data = summarize(read_snapshot(run.data))
-        values = RunValues.of(
-            cfg,
-            ctx.paths,
-            generation=ctx.generation,
-            init=init,
-            steps=recipe["max_steps"],
-            learning_rate=recipe["learning_rate"],
-            source=ctx.config_path,
-        )
+        values = _values(ctx, init, recipe)
         run.write_config(cfg, values)
         if not searching:
             ctx.log(
@@ -303,6 +291,28 @@ def phase_train(ctx: CycleContext) -> TrainOut:
     return TrainOut(champion, train["global_step"], train["train_loss"], runs[0].data, train.get("preference"))
 
 
+def _init(ctx: CycleContext, champion: int | None) -> str:
+    """Where a run starts: scratch or the base model for generation 0, else the champion or generation 0."""
+    from selfloop.model.factory import local_base_dir
+
+    cfg = ctx.cfg
+    if champion is None:
+        return "scratch" if cfg.model.base == "scratch" else str(local_base_dir(cfg.model, ctx.paths.root))
+    return str(ctx.registry.path(champion if cfg.train.init_from == "champion" else 0))
+
+
+def _values(ctx: CycleContext, init: str, recipe: dict[str, Any]) -> RunValues:
+    return RunValues.of(
+        ctx.cfg,
+        ctx.paths,
+        generation=ctx.generation,
+        init=init,
+        steps=recipe["max_steps"],
+        learning_rate=recipe["learning_rate"],
+        source=ctx.config_path,
+    )
+
+
 def _recipes(ctx: CycleContext, champion: int | None, searching: bool) -> list[dict[str, Any]]:
     """The searched values of every recipe this cycle trains: ``[train]``'s alone, or a search's plan."""
     t = ctx.cfg.train
@@ -324,6 +334,8 @@ def _register(
     """Install ``run``'s model as this cycle's generation with its manifest and the config it trained with."""
     if ctx.generation in ctx.registry.on_disk():  # registered already if we crashed right after
         return
+    if not run.config.is_file():  # a search an older selfloop trained wrote none
+        run.write_config(ctx.cfg, _values(ctx, _init(ctx, parent), trained.recipe))
     cfg, values = run.read_config()
     recipe = {
         "init": values.init,
