@@ -2,8 +2,9 @@
 
 Covers: building the child's argv for ``train.launcher.kind`` (python |
 torchrun | accelerate; pure, so the scale-out path is testable without GPUs),
-running it on a prepared run dir with its output in ``RUNDIR/train.log``, reading its result, and
-killing every running child with its workers when the daemon must exit now.
+running it on a prepared run dir (``selfloop.train.rundir``) with its output in
+``RUNDIR/train.log``, reading its result, and killing every running child with
+its workers when the daemon must exit now.
 Training in a child process returns all its memory to the OS when it ends.
 
 The child is the same module under every launcher; torchrun and accelerate
@@ -120,8 +121,8 @@ _active_lock = threading.Lock()
 def launch_training(run_dir: Path, *, should_stop: Callable[[], bool] | None = None) -> dict[str, Any]:
     """Run the training child on ``run_dir`` to completion and return its ``result.json``.
 
-    The run dir holds the data snapshot and the resolved config (``RunDir.write_config``);
-    its launcher is the one it names. Resumes on its own when it already holds checkpoints. When
+    The run dir holds the data snapshot and the resolved config (``RunDir.write_config``),
+    whose launcher starts the child. Resumes on its own when it already holds checkpoints. When
     ``should_stop()`` turns true (the daemon is stopping), or this process is
     interrupted (Ctrl-C, an exception), the child gets SIGTERM and saves a
     checkpoint; then ``TrainingInterrupted`` (or the interruption) propagates.
