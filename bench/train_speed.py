@@ -131,8 +131,10 @@ def run(quick: bool, workdir: Path) -> Recorder:
 
     from selfloop.ingest.ingestor import Ingestor
     from selfloop.store import Store
-    from selfloop.train.data import encode_docs, load_documents, read_snapshot, write_snapshot
+    from selfloop.store.corpus import load_documents
+    from selfloop.train.data import encode_docs, read_snapshot, write_snapshot
     from selfloop.train.launch import launch_training
+    from selfloop.train.rundir import RunDir, RunValues
 
     rec = Recorder(NAME, quick, "python -m bench.train_speed" + (" --quick" if quick else ""))
     overrides = {**TINY, "train": {**TINY["train"], "log_steps": 2}} if quick else None
@@ -159,7 +161,8 @@ def run(quick: bool, workdir: Path) -> Recorder:
             f"[train] round {round_ + 1}: selfloop training child, "
             f"{steps} steps of {t.batch_size} x {t.block_size} tokens ..."
         )
-        result = launch_training(t.launcher, config_path, 0, run_dir, init="scratch", steps=steps)
+        RunDir(run_dir).write_config(cfg, RunValues.of(cfg, paths, generation=0, init="scratch", steps=steps))
+        result = launch_training(run_dir)
         trainer = {
             **trainer_rate(run_dir / "metrics.jsonl", tokens_per_step),
             "ceiling_gflops": round(ceiling["flops"] / 1e9, 1),

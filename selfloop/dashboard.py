@@ -35,7 +35,7 @@ from selfloop.errors import SelfloopError
 from selfloop.model.registry import Registry
 from selfloop.store import Store, daemon_alive
 from selfloop.store import status as views
-from selfloop.train.recipes import history as recipe_history
+from selfloop.store.runs import recipe_history
 
 
 @dataclass

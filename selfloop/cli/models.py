@@ -15,7 +15,7 @@ from selfloop.config import load_config
 from selfloop.dashboard import history_table
 from selfloop.model.registry import Registry
 from selfloop.store import Store
-from selfloop.train.recipes import history
+from selfloop.store.runs import recipe_history as history
 
 
 def cmd_models(args: Any) -> int:

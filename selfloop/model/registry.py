@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from selfloop.errors import SelfloopError
+from selfloop.store.runs import mark_pruned, mirror_generation
 
 POINTER = "current"
 MANIFEST = "manifest.json"
@@ -217,32 +218,12 @@ class Registry:
         for n in doomed:
             shutil.rmtree(self.path(n))
             if self.store is not None:
-                with self.store.tx() as c:
-                    c.execute("UPDATE generations SET status = 'pruned' WHERE id = ?", (n,))
+                mark_pruned(self.store, n)
         return doomed
 
     def _mirror(self, n: int, manifest: dict[str, Any]) -> None:
-        if self.store is None:
-            return
-        row = (
-            n,
-            manifest.get("parent"),
-            str(self.path(n)),
-            manifest.get("status", "candidate"),
-            json.dumps(manifest.get("metrics", {}), default=str),
-            json.dumps(manifest.get("gate", {}), default=str),
-            json.dumps(manifest.get("recipe", {}), default=str),
-            manifest.get("created_at", time.time()),
-            manifest.get("decided_at"),
-        )
-        with self.store.tx() as c:
-            c.execute(
-                "INSERT INTO generations (id, parent, path, status, metrics, gate, recipe, created_at, decided_at) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT(id) DO UPDATE SET parent = excluded.parent, "
-                "path = excluded.path, status = excluded.status, metrics = excluded.metrics, gate = excluded.gate, "
-                "recipe = excluded.recipe, decided_at = excluded.decided_at",
-                row,
-            )
+        if self.store is not None:
+            mirror_generation(self.store, n, str(self.path(n)), manifest)
 
 
 def _link_or_copy(src: str, dst: str) -> None:

@@ -18,6 +18,7 @@ from pathlib import Path
 from transformers import TrainerCallback
 
 from selfloop.lifeline import ParentWatch
+from selfloop.store.runs import add_train_metric
 
 
 class MetricsCallback(TrainerCallback):
@@ -58,12 +59,7 @@ class MetricsCallback(TrainerCallback):
         }
         with self.jsonl.open("a", encoding="utf-8") as f:
             f.write(json.dumps(row) + "\n")
-        with self.store.tx() as c:
-            c.execute(
-                "INSERT INTO train_metrics (generation, step, kind, loss, lr, tokens_per_s, eta_s, ts) "
-                "VALUES (:generation, :step, 'train', :loss, :lr, :tokens_per_s, :eta_s, :ts)",
-                row,
-            )
+        add_train_metric(self.store, row)
 
 
 class StopCallback(TrainerCallback):

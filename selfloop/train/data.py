@@ -1,7 +1,7 @@
 """Training and evaluation data: the document snapshot, the mixture, and token blocks.
 
 Covers:
-- the active documents of a split and origin (``load_documents``, from ``selfloop.store.corpus``),
+- (the active documents of a split and origin come from ``selfloop.store.corpus.load_documents``)
 - the mixture rule (pure): every active orig training document once, plus
   accepted rework documents weighted by ``rework_weight`` and capped at
   ``rework_max_share`` of the mixture's characters; rework is downsampled to fit,
@@ -37,7 +37,6 @@ from pathlib import Path
 from typing import Any
 
 from selfloop.records import Doc
-from selfloop.store.corpus import load_documents  # noqa: F401 -- the training documents are read through here
 
 IGNORE = -100  # label value the loss ignores
 TOKENIZE_BATCH = 256  # texts per fast-tokenizer call: batches run in Rust threads and bound what is held

@@ -20,8 +20,9 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from selfloop.config import TrainConfig
+from selfloop.model.generate import generate
 from selfloop.records import Doc
-from selfloop.train.data import encode_docs, messages_of
+from selfloop.train.data import IGNORE, encode_docs, messages_of
 
 TaskSuite = Callable[[Any, Any], dict[str, float]]  # (model, tokenizer) -> {family: pass@1}
 
@@ -36,8 +37,6 @@ def summed_loss(model, examples: Sequence[dict[str, list[int]]], batch_size: int
     """Sum of next-token cross-entropy over labelled tokens, and their count."""
     import torch
     import torch.nn.functional as F
-
-    from selfloop.train.data import IGNORE
 
     device = next(model.parameters()).device
     total, count = 0.0, 0
@@ -73,7 +72,6 @@ def evaluate_model(
     model, tokenizer, docs: Sequence[Doc], cfg: TrainConfig, task_suite: TaskSuite | None = None
 ) -> dict[str, Any]:
     """Figures of one model: losses, perplexities, token counts, task pass@1, samples."""
-    from selfloop.model.generate import generate
 
     model.eval()
     figures: dict[str, Any] = {"tokens": {}}

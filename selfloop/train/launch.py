@@ -2,8 +2,9 @@
 
 Covers: building the child's argv for ``train.launcher.kind`` (python |
 torchrun | accelerate; pure, so the scale-out path is testable without GPUs),
-running it with its output in ``RUNDIR/train.log``, reading its result, and
-killing every running child with its workers when the daemon must exit now.
+running it on a prepared run dir (``selfloop.train.rundir``) with its output in
+``RUNDIR/train.log``, reading its result, and killing every running child with
+its workers when the daemon must exit now.
 Training in a child process returns all its memory to the OS when it ends.
 
 The child is the same module under every launcher; torchrun and accelerate
@@ -32,6 +33,7 @@ from typing import Any
 
 from selfloop.config import LauncherConfig
 from selfloop.errors import SelfloopError
+from selfloop.train.rundir import RunDir
 
 EXIT_INTERRUPTED = 3  # keep in step with selfloop.train.run (not imported: it pulls in transformers)
 
@@ -86,28 +88,16 @@ def build_argv(launcher: LauncherConfig, child_args: list[str], python: str = sy
     return head + child_args
 
 
-def child_args(
-    config_path: Path, generation: int, run_dir: Path, init: str, steps: int, learning_rate: float | None = None
-) -> list[str]:
-    args = [
-        "--config",
-        str(Path(config_path).resolve()),
-        "--generation",
-        str(generation),
+def child_args(run_dir: Path) -> list[str]:
+    """The child reads everything else from the run dir's resolved config."""
+    return [
         "--out",
         str(Path(run_dir).resolve()),
-        "--init",
-        init,
-        "--steps",
-        str(steps),
         # The child runs in a session of its own; it watches us so that it stops
         # (saving a checkpoint) if we die without telling it (kill -9, OOM killer).
         "--watch-pid",
         str(os.getpid()),
     ]
-    if learning_rate is not None:
-        args += ["--learning-rate", repr(float(learning_rate))]
-    return args
 
 
 # glibc malloc for the training child: every step frees and reallocates the same large
@@ -128,31 +118,23 @@ _active: set[subprocess.Popen] = set()
 _active_lock = threading.Lock()
 
 
-def launch_training(
-    launcher: LauncherConfig,
-    config_path: Path,
-    generation: int,
-    run_dir: Path,
-    *,
-    init: str,
-    steps: int,
-    should_stop: Callable[[], bool] | None = None,
-    learning_rate: float | None = None,
-) -> dict[str, Any]:
-    """Run the training child to completion and return its ``result.json``.
+def launch_training(run_dir: Path, *, should_stop: Callable[[], bool] | None = None) -> dict[str, Any]:
+    """Run the training child on ``run_dir`` to completion and return its ``result.json``.
 
-    Resumes on its own when ``run_dir`` already holds checkpoints. When
+    The run dir holds the data snapshot and the resolved config (``RunDir.write_config``),
+    whose launcher starts the child. Resumes on its own when it already holds checkpoints. When
     ``should_stop()`` turns true (the daemon is stopping), or this process is
     interrupted (Ctrl-C, an exception), the child gets SIGTERM and saves a
     checkpoint; then ``TrainingInterrupted`` (or the interruption) propagates.
-    ``learning_rate`` overrides ``[train]``'s (a recipe of the recipe search).
     torchrun and accelerate pass SIGTERM on to their workers.
     """
-    run_dir = Path(run_dir)
-    argv = build_argv(launcher, child_args(config_path, generation, run_dir, init, steps, learning_rate))
-    result_path = run_dir / "result.json"
+    run = RunDir(run_dir)
+    cfg, values = run.read_config()
+    generation = values.generation
+    argv = build_argv(cfg.train.launcher, child_args(run.path))
+    result_path = run.result
     result_path.unlink(missing_ok=True)
-    log_path = run_dir / "train.log"
+    log_path = run.log
     with log_path.open("ab") as log:
         log.write(f"$ {shlex.join(argv)}\n".encode())  # the command other nodes run in a multi-node job
         log.flush()

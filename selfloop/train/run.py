@@ -1,10 +1,11 @@
 """The training child: one Trainer run that turns a data snapshot into a model.
 
-Entry point ``python -m selfloop.train --config PATH --generation N --out RUNDIR
---init scratch|DIR --steps N`` (built by ``selfloop.train.launch``), the same
-under ``torchrun`` and ``accelerate launch``: there each process is one DDP rank
-and the Trainer does the distributed part. The parent has already written
-``RUNDIR/data.jsonl`` (the snapshot). This process:
+Entry point ``python -m selfloop.train --out RUNDIR [--watch-pid PID]`` (built by
+``selfloop.train.launch``), the same under ``torchrun`` and ``accelerate launch``:
+there each process is one DDP rank and the Trainer does the distributed part. The
+parent has already written ``RUNDIR/data.jsonl`` (the snapshot) and the run's
+resolved config (``selfloop.train.rundir``): the Config, generation, init, steps,
+learning rate and state database, the only settings this process reads. It:
 
 1. builds the starting point: a scratch GPT-2 with a BPE tokenizer trained on
    the snapshot's orig documents (saved to ``RUNDIR/tokenizer`` first, so a
@@ -38,43 +39,37 @@ import sys
 import time
 from pathlib import Path
 
-from selfloop.config import Config, load_config
+from selfloop.config import Config
 from selfloop.errors import SelfloopError
-from selfloop.train.preference import read_pairs
+from selfloop.model.factory import apply_lora, build_scratch_model, load_pretrained, resolve_device, resolve_dtype
+from selfloop.model.tokenizer import train_tokenizer
+from selfloop.store import Store
+from selfloop.train.callbacks import MetricsCallback, StopCallback
+from selfloop.train.data import build_train_dataset, iter_snapshot, messages_of
+from selfloop.train.preference import read_pairs, train_dpo
+from selfloop.train.rundir import RunDir, RunValues
 
 EXIT_INTERRUPTED = 3
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m selfloop.train", description=__doc__.split("\n\n")[0])
-    p.add_argument("--config", required=True, help="config.toml of the project")
-    p.add_argument("--generation", type=int, required=True, help="generation number being trained")
-    p.add_argument("--out", required=True, help="run dir (holds data.jsonl; receives checkpoints and final/)")
-    p.add_argument("--init", required=True, help='"scratch" or a local model dir to start from')
-    p.add_argument("--steps", type=int, required=True, help="optimizer steps")
-    p.add_argument("--watch-pid", type=int, default=None, help="stop (saving a checkpoint) when this process dies")
     p.add_argument(
-        "--learning-rate",
-        type=float,
-        default=None,
-        help="instead of [train] learning_rate (a recipe of the recipe search)",
+        "--out", required=True, help="run dir (holds data.jsonl and the resolved config; receives checkpoints, final/)"
     )
+    p.add_argument("--watch-pid", type=int, default=None, help="stop (saving a checkpoint) when this process dies")
     return p.parse_args(argv)
 
 
-def starting_point(cfg: Config, init: str, run_dir: Path, snapshot: Path):
+def starting_point(cfg: Config, init: str, run: RunDir):
     """The (model, tokenizer) training starts from, in fp32 for training."""
     from transformers import AutoTokenizer, set_seed
 
-    from selfloop.model.factory import apply_lora, build_scratch_model, load_pretrained
-    from selfloop.model.tokenizer import train_tokenizer
-    from selfloop.train.data import iter_snapshot, messages_of
-
     set_seed(cfg.train.seed)  # the scratch initialisation is part of the recipe
     if init == "scratch":
-        tok_dir = run_dir / "tokenizer"
+        tok_dir = run.tokenizer
         if not (tok_dir / "tokenizer.json").is_file():
-            texts = _tokenizer_texts(iter_snapshot(snapshot), messages_of)
+            texts = _tokenizer_texts(iter_snapshot(run.data), messages_of)
             train_tokenizer(texts, cfg.model.vocab_size, max_length=cfg.model.n_positions).save_pretrained(tok_dir)
         # Always the saved copy: a fresh run, a resumed one and every rank then tokenize identically.
         tokenizer = AutoTokenizer.from_pretrained(tok_dir, local_files_only=True)
@@ -125,13 +120,11 @@ def training_arguments(cfg: Config, run_dir: Path, steps: int):
     """The Trainer's arguments. Creating them joins the process group under torchrun / accelerate."""
     from transformers import TrainingArguments
 
-    from selfloop.model.factory import resolve_device, resolve_dtype
-
     device = resolve_device(cfg.model)
     dtype = resolve_dtype(cfg.model, device)
     t = cfg.train
     return TrainingArguments(
-        output_dir=str(run_dir / "checkpoints"),
+        output_dir=str(RunDir(run_dir).checkpoints),
         max_steps=steps,
         per_device_train_batch_size=t.batch_size,
         gradient_accumulation_steps=t.grad_accum,
@@ -161,32 +154,26 @@ def training_arguments(cfg: Config, run_dir: Path, steps: int):
 def train(args: argparse.Namespace) -> int:
     from transformers import Trainer, default_data_collator
 
-    from selfloop.store import Store
-    from selfloop.train.callbacks import MetricsCallback, StopCallback
-    from selfloop.train.data import build_train_dataset
-
-    cfg, paths = load_config(args.config)
-    if args.learning_rate is not None:
-        cfg.train.learning_rate = args.learning_rate  # validated on assignment, like the config file
-    run_dir = Path(args.out)
-    snapshot = run_dir / "data.jsonl"
-    if not snapshot.is_file():
-        raise SelfloopError(f"{snapshot}: no data snapshot (the parent writes it before launching)")
+    run = RunDir(args.out)
+    cfg, values = run.read_config()
+    cfg.train.learning_rate = values.learning_rate  # a recipe's own; validated on assignment, like the config file
+    if not run.data.is_file():
+        raise SelfloopError(f"{run.data}: no data snapshot (the parent writes it before launching)")
     stop = StopCallback(cfg.train.max_minutes, watch_pid=args.watch_pid)  # SIGTERM is honoured from here on
-    pairs = read_pairs(run_dir / "pairs.jsonl")
-    if pairs and _finished(run_dir / "sft"):
-        return _preference_stage(cfg, run_dir, pairs, stop)  # resumed at the SFT -> DPO boundary
-    targs = training_arguments(cfg, run_dir, args.steps)
+    pairs = read_pairs(run.pairs)
+    if pairs and _finished(run.sft):
+        return _preference_stage(cfg, run, pairs, stop)  # resumed at the SFT -> DPO boundary
+    targs = training_arguments(cfg, run.path, values.steps)
     t = cfg.train
     # Rank 0 trains the tokenizer, writes the Arrow cache and clears torn checkpoints;
     # the other ranks wait for it, then load the same files.
     with targs.main_process_first(local=False, desc="tokenizer, training data and checkpoints"):
-        model, tokenizer = starting_point(cfg, args.init, run_dir, snapshot)
+        model, tokenizer = starting_point(cfg, values.init, run)
         dataset, counts = build_train_dataset(
-            snapshot,
+            run.data,
             tokenizer,
             t.block_size,
-            run_dir / "arrow",
+            run.arrow,
             streaming=t.streaming,
             shuffle_buffer=t.shuffle_buffer,
             seed=t.seed,
@@ -200,8 +187,8 @@ def train(args: argparse.Namespace) -> int:
     # batch keeps its single partial batch.
     targs.dataloader_drop_last = counts is not None and sum(counts.values()) >= t.batch_size * targs.world_size
     primary = targs.process_index == 0
-    store = Store.open(paths.db) if primary else None
-    callbacks = [MetricsCallback(store, args.generation, run_dir / "metrics.jsonl"), stop] if primary else [stop]
+    store = Store.open(values.db) if primary else None
+    callbacks = [MetricsCallback(store, values.generation, run.metrics), stop] if primary else [stop]
     trainer = Trainer(
         model=model,
         args=targs,
@@ -216,32 +203,29 @@ def train(args: argparse.Namespace) -> int:
         # Exit 0 even when interrupted: a launcher tears the whole job down as soon as
         # one worker exits non-zero, which must not cut rank 0 off while it writes.
         return 0
-    out = run_dir / "sft" if pairs else run_dir
-    _write_generation(cfg, args, out, trainer, tokenizer, output, stop, last, counts, time.time() - started)
+    out = RunDir(run.sft) if pairs else run
+    _write_generation(cfg, values, out, trainer, tokenizer, output, stop, last, counts, time.time() - started)
     store.close()
     if stop.terminated:
         return EXIT_INTERRUPTED
-    return _preference_stage(cfg, run_dir, pairs, stop) if pairs else 0
+    return _preference_stage(cfg, run, pairs, stop) if pairs else 0
 
 
 def _finished(out: Path) -> bool:
     try:
-        return json.loads((out / "result.json").read_text())["status"] == "done"
+        return json.loads(RunDir(out).result.read_text())["status"] == "done"
     except (FileNotFoundError, ValueError, KeyError):
         return False
 
 
-def _preference_stage(cfg: Config, run_dir: Path, pairs: list[dict[str, str]], stop) -> int:
-    """DPO from the finished SFT model in ``RUNDIR/sft`` into ``RUNDIR/final`` (one process; the parent sees to that)."""
+def _preference_stage(cfg: Config, run: RunDir, pairs: list[dict[str, str]], stop) -> int:
+    """DPO from the finished SFT model in ``RUNDIR/sft`` into ``RUNDIR/final`` (one process: the parent sees to it)."""
     import torch
 
-    from selfloop.model.factory import load_pretrained, resolve_device
-    from selfloop.train.preference import train_dpo
-
-    sft = run_dir / "sft"
-    result = json.loads((sft / "result.json").read_text())
-    model, tokenizer = load_pretrained(sft / "final", dtype=torch.float32, for_training=True)
-    reference, _ = load_pretrained(sft / "final", dtype=torch.float32)  # the frozen SFT model, also after a resume
+    sft = RunDir(run.sft)
+    result = json.loads(sft.result.read_text())
+    model, tokenizer = load_pretrained(sft.final, dtype=torch.float32, for_training=True)
+    reference, _ = load_pretrained(sft.final, dtype=torch.float32)  # the frozen SFT model, also after a resume
     started = time.time()
     result["preference"] = train_dpo(
         model,
@@ -249,7 +233,7 @@ def _preference_stage(cfg: Config, run_dir: Path, pairs: list[dict[str, str]], s
         tokenizer,
         pairs,
         cfg.train.preference,
-        run_dir / "preference",
+        run.preference,
         max_length=cfg.model.n_positions,
         seed=cfg.train.seed,
         callbacks=[stop],
@@ -259,30 +243,30 @@ def _preference_stage(cfg: Config, run_dir: Path, pairs: list[dict[str, str]], s
     if stop.terminated:
         result.update(status="interrupted", stopped_by="sigterm")
     else:
-        model.save_pretrained(run_dir / "final")
-        tokenizer.save_pretrained(run_dir / "final")
-    _write_result(run_dir, result)
+        model.save_pretrained(run.final)
+        tokenizer.save_pretrained(run.final)
+    _write_result(run, result)
     return EXIT_INTERRUPTED if stop.terminated else 0
 
 
-def _write_result(out: Path, result: dict) -> None:
-    out.mkdir(parents=True, exist_ok=True)
-    tmp = out / "result.json.tmp"
+def _write_result(out: RunDir, result: dict) -> None:
+    out.path.mkdir(parents=True, exist_ok=True)
+    tmp = out.result.with_suffix(".json.tmp")
     tmp.write_text(json.dumps(result, indent=2))
-    tmp.replace(out / "result.json")  # the parent treats a result file as final
+    tmp.replace(out.result)  # the parent treats a result file as final
 
 
 def _write_generation(
-    cfg: Config, args, run_dir: Path, trainer, tokenizer, output, stop, last, counts, seconds
+    cfg: Config, values: RunValues, out: RunDir, trainer, tokenizer, output, stop, last, counts, seconds
 ) -> None:
-    """Rank 0's output: ``final`` (unless interrupted) and ``result.json`` in ``run_dir`` (the run dir, or its ``sft``)."""
+    """Rank 0's output: ``final`` (unless interrupted) and ``result.json`` in ``out`` (the run dir, or its ``sft``)."""
     result = {
-        "generation": args.generation,
+        "generation": values.generation,
         "status": "interrupted" if stop.terminated else "done",
         "stopped_by": "sigterm" if stop.terminated else ("time" if stop.out_of_time else "steps"),
         "resumed_from": last,
         "global_step": trainer.state.global_step,
-        "max_steps": args.steps,
+        "max_steps": values.steps,
         "train_loss": output.training_loss,
         "tokens": trainer.state.num_input_tokens_seen,
         "examples": counts,
@@ -290,13 +274,13 @@ def _write_generation(
         "seconds": seconds,
     }
     if not stop.terminated:
-        final = run_dir / "final"
+        final = out.final
         model = trainer.model  # the bare model, not its DDP wrapper
         if cfg.model.lora:
             model = model.merge_and_unload()  # a generation must load with the plain Auto classes
         model.save_pretrained(final)
         tokenizer.save_pretrained(final)
-    _write_result(run_dir, result)
+    _write_result(out, result)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -334,4 +318,7 @@ def disk_full(path: Path, error: BaseException) -> str | None:
         return None
     if free >= _NEARLY_FULL:
         return None
-    return f"No space left on device: {free / 2**20:.1f} MiB free where {path} is, while writing ({type(error).__name__}: {error})"
+    return (
+        f"No space left on device: {free / 2**20:.1f} MiB free where {path} is, "
+        f"while writing ({type(error).__name__}: {error})"
+    )

@@ -18,8 +18,8 @@ recipe that did worse than it on the figures the gate uses. Selection uses the
 gate's own held-out data, so the winner's figures are optimistic by the
 spread of K draws; the gate's ``min_improvement`` is what keeps noise out.
 
-Pure: no training, no store. ``selfloop.train.recipes`` records the history;
-``selfloop.loop.cycle`` runs the recipes.
+Pure: no training, no store. ``selfloop.store.runs`` records the history;
+``selfloop.loop.phases`` runs the recipes.
 """
 
 from __future__ import annotations

@@ -24,6 +24,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from selfloop.config import JudgeConfig, TasksConfig
+from selfloop.judge import Candidate, JudgeContext, Pipeline
+from selfloop.model.generate import generate
 from selfloop.records import TaskRecord
 from selfloop.tasks.families import family_of, heldout_set
 
@@ -103,7 +105,6 @@ class TaskSuite:
 
     def answers(self, model, tokenizer) -> list[str]:
         """The model's greedy answer to every item, decoded into what the checker sees."""
-        from selfloop.model.generate import generate
 
         out = generate(
             model,
@@ -120,7 +121,6 @@ class TaskSuite:
         ]
 
     def run(self, model, tokenizer) -> dict[str, Any]:
-        from selfloop.judge import Candidate, JudgeContext, Pipeline
 
         if not self.items:
             return {"tasks": {}, "detail": {}}

@@ -123,7 +123,8 @@ def install_champion(cfg: Config, paths: ProjectPaths, store: Store, *, train_st
 def prepared_run(root: Path, overrides: dict[str, Any] | None = None) -> tuple[Path, Config, ProjectPaths, Path]:
     """A tiny project with a learnable corpus and generation 0's run dir holding its data snapshot,
     ready for ``launch_training`` (what ``phase_train`` would have prepared)."""
-    from selfloop.train.data import load_documents, write_snapshot
+    from selfloop.store.corpus import load_documents
+    from selfloop.train.data import write_snapshot
 
     config_path, cfg, paths = make_project(root, overrides)
     run_dir = paths.runs / "gen-0000"

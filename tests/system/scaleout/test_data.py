@@ -22,6 +22,7 @@ from selfloop.train.data import (
     write_snapshot,
 )
 from selfloop.train.launch import launch_training
+from selfloop.train.rundir import RunDir, RunValues
 
 BLOCK = 32
 
@@ -130,7 +131,10 @@ def test_a_streaming_run_trains_and_reports_unknown_counts(tmp_path):
         run_dir = paths.runs / "gen-0000"
         run_dir.mkdir(parents=True)
         write_snapshot(run_dir / "data.jsonl", load_documents(store, split="train", origin="orig"))
-    result = launch_training(cfg.train.launcher, config_path, 0, run_dir, init="scratch", steps=cfg.train.gen0_steps)
+    RunDir(run_dir).write_config(
+        cfg, RunValues.of(cfg, paths, generation=0, init="scratch", steps=cfg.train.gen0_steps)
+    )
+    result = launch_training(run_dir)
     assert result["status"] == "done" and result["global_step"] == cfg.train.gen0_steps
     assert result["examples"] is None and result["tokens"] > 0
     assert (run_dir / "final" / "model.safetensors").is_file() and not (run_dir / "arrow").exists()

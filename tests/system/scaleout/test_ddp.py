@@ -26,8 +26,10 @@ from lifecycle_helpers import fill_corpus, make_project
 from safetensors.torch import load_file
 
 from selfloop.store import Store
-from selfloop.train.data import load_documents, write_snapshot
+from selfloop.store.corpus import load_documents
+from selfloop.train.data import write_snapshot
 from selfloop.train.launch import TrainingInterrupted, launch_training
+from selfloop.train.rundir import RunDir, RunValues
 
 pytestmark = pytest.mark.slow
 
@@ -59,6 +61,7 @@ def project(root: Path, launcher: dict, batch_size: int, source: Path | None = N
         # Same snapshot and the same trained tokenizer (the child reuses one it finds).
         shutil.copy(source / "data.jsonl", run_dir / "data.jsonl")
         shutil.copytree(source / "tokenizer", run_dir / "tokenizer")
+    RunDir(run_dir).write_config(cfg, RunValues.of(cfg, paths, generation=0, init="scratch", steps=STEPS))
     return config_path, cfg, paths, run_dir
 
 
@@ -94,7 +97,7 @@ def assert_only_rank_0_wrote(paths, run_dir: Path, reference: Path) -> None:
 @pytest.fixture(scope="module")
 def reference(tmp_path_factory) -> Path:
     config_path, cfg, _, run_dir = project(tmp_path_factory.mktemp("one"), {"kind": "python"}, GLOBAL_BATCH)
-    result = launch_training(cfg.train.launcher, config_path, 0, run_dir, init="scratch", steps=STEPS)
+    result = launch_training(run_dir)
     assert result["world_size"] == 1 and result["global_step"] == STEPS
     return run_dir
 
@@ -111,12 +114,10 @@ def test_torchrun_two_processes_interrupted_and_resumed_match_one_process(tmp_pa
     # SIGTERM reaches torchrun, which passes it on; both ranks must agree on the step
     # to stop at, or one would wait forever in the next all-reduce.
     with pytest.raises(TrainingInterrupted):
-        launch_training(
-            cfg.train.launcher, config_path, 0, run_dir, init="scratch", steps=STEPS, should_stop=logged_a_few
-        )
+        launch_training(run_dir, should_stop=logged_a_few)
     stopped = json.loads((run_dir / "result.json").read_text())
     assert stopped["status"] == "interrupted" and 3 <= stopped["global_step"] < STEPS, stopped
-    resumed = launch_training(cfg.train.launcher, config_path, 0, run_dir, init="scratch", steps=STEPS)
+    resumed = launch_training(run_dir)
     assert resumed["resumed_from"].endswith(f"checkpoint-{stopped['global_step']}")
     assert resumed["tokens"] == json.loads((reference / "result.json").read_text())["tokens"]
     assert_same_training(run_dir, reference)
@@ -127,7 +128,7 @@ def test_accelerate_two_processes_match_one_process(tmp_path, reference):
     config_path, cfg, paths, run_dir = project(
         tmp_path, {"kind": "accelerate", "nproc_per_node": 2}, GLOBAL_BATCH // 2, reference
     )
-    result = launch_training(cfg.train.launcher, config_path, 0, run_dir, init="scratch", steps=STEPS)
+    result = launch_training(run_dir)
     assert result["examples"] == json.loads((reference / "result.json").read_text())["examples"]
     assert_same_training(run_dir, reference)
     assert_only_rank_0_wrote(paths, run_dir, reference)

@@ -13,6 +13,7 @@ from lifecycle_helpers import make_project, prepared_run
 from selfloop.config import LauncherConfig
 from selfloop.errors import ConfigError, SelfloopError
 from selfloop.train.launch import build_argv, kill_active_children, launch_training
+from selfloop.train.rundir import RunDir, RunValues
 
 CHILD = ["--steps", "5"]
 
@@ -127,10 +128,11 @@ def test_kill_active_children_takes_the_workers_down_with_the_launcher(tmp_path)
         tmp_path, {"train": {"launcher": {"kind": "torchrun", "nproc_per_node": 2}}}
     )
     outcome: dict[str, BaseException] = {}
+    RunDir(run_dir).write_config(cfg, RunValues.of(cfg, paths, generation=0, init="scratch", steps=10_000))
 
     def train() -> None:
         try:
-            launch_training(cfg.train.launcher, config_path, 0, run_dir, init="scratch", steps=10_000)
+            launch_training(run_dir)
         except BaseException as e:  # noqa: BLE001 - handed to the test thread
             outcome["error"] = e
 

@@ -124,7 +124,8 @@ def test_live_loop_is_read_only_and_stops(tmp_path):
 
 
 def test_recipe_search_shows_its_history_and_the_curve_of_the_recipe_training_now(tmp_path):
-    from selfloop.train.recipes import mark_promoted, record
+    from selfloop.store.runs import mark_recipe_promoted as mark_promoted
+    from selfloop.store.runs import record_recipes as record
 
     paths = _paths(tmp_path)
     store = Store.open(paths.db)

@@ -8,7 +8,7 @@ import pytest
 import torch
 from lifecycle_helpers import chat_record, fill_corpus, make_project, paragraph
 
-from selfloop.loop import cycle as cycle_mod
+from selfloop.loop import phases as phases_mod
 from selfloop.loop.cycle import PHASES, CycleContext, CycleInterrupted, run_cycle
 from selfloop.model.factory import load_pretrained
 from selfloop.model.registry import Registry
@@ -108,7 +108,7 @@ def test_an_interrupted_cycle_resumes_at_its_phase_boundary(tmp_path, monkeypatc
     with Store.open(paths.db) as store:
         fill_corpus(store)
         calls = {"evaluate": 0}
-        real_evaluate = cycle_mod.phase_evaluate
+        real_evaluate = phases_mod.phase_evaluate
 
         def flaky_evaluate(ctx):
             calls["evaluate"] += 1

@@ -8,7 +8,7 @@ import json
 import pytest
 from lifecycle_helpers import chat_record, make_project, paragraph
 
-from selfloop.loop import cycle as cycle_mod
+from selfloop.loop import phases as phases_mod
 from selfloop.loop.cycle import PHASES, run_cycle
 from selfloop.model.registry import Registry
 from selfloop.store import Store
@@ -67,7 +67,7 @@ def test_a_crash_during_judging_resumes_without_duplicates(tmp_path, monkeypatch
     write_corpus(paths.orig)
     with Store.open(paths.db) as store:
         run_cycle(cfg, paths, store, config_path=config_path)  # generation 0
-        real_judge = cycle_mod.phase_judge
+        real_judge = phases_mod.phase_judge
         calls = {"n": 0}
 
         def crashing_judge(ctx):

@@ -24,9 +24,13 @@ def test_orphaned_training_child_checkpoints_and_exits(tmp_path):
             "-c",
             textwrap.dedent(f"""
         from pathlib import Path
-        from selfloop.config import LauncherConfig
+        from selfloop.config import load_config
         from selfloop.train.launch import launch_training
-        launch_training(LauncherConfig(), Path({str(config_path)!r}), 0, Path({str(run_dir)!r}), init="scratch", steps=100000)
+        from selfloop.train.rundir import RunDir, RunValues
+        cfg, paths = load_config(Path({str(config_path)!r}))
+        run = RunDir(Path({str(run_dir)!r}))
+        run.write_config(cfg, RunValues.of(cfg, paths, generation=0, init="scratch", steps=100000))
+        launch_training(run.path)
     """),
         ]
     )

@@ -140,6 +140,7 @@ def test_the_child_resumes_at_the_sft_to_dpo_boundary(tmp_path):
     from lifecycle_helpers import prepared_run
 
     from selfloop.train.launch import launch_training
+    from selfloop.train.rundir import RunDir, RunValues
 
     config_path, cfg, paths, run_dir = prepared_run(
         tmp_path, {"train": {"preference": {"enabled": True, "steps": 2, "batch_size": 2}}}
@@ -149,7 +150,8 @@ def test_the_child_resumes_at_the_sft_to_dpo_boundary(tmp_path):
         [{"prompt": "The cat sees", "chosen": " the river.", "rejected": " a dog.", "source": "a_vs_b"}] * 2,
     )
 
-    first = launch_training(cfg.train.launcher, config_path, 0, run_dir, init="scratch", steps=4)
+    RunDir(run_dir).write_config(cfg, RunValues.of(cfg, paths, generation=0, init="scratch", steps=4))
+    first = launch_training(run_dir)
     assert first["status"] == "done" and first["global_step"] == 4 and first["preference"]["global_step"] == 2
     assert (run_dir / "sft" / "final" / "model.safetensors").is_file() and (
         run_dir / "final" / "model.safetensors"
@@ -159,7 +161,7 @@ def test_the_child_resumes_at_the_sft_to_dpo_boundary(tmp_path):
     for gone in ("final", "preference", "checkpoints"):
         shutil.rmtree(run_dir / gone)
     (run_dir / "result.json").unlink()
-    again = launch_training(cfg.train.launcher, config_path, 0, run_dir, init="scratch", steps=4)
+    again = launch_training(run_dir)
     assert again["status"] == "done" and again["preference"]["global_step"] == 2 and again["global_step"] == 4
     assert (run_dir / "metrics.jsonl").read_text() == sft_log  # SFT did not run again
     assert (run_dir / "final" / "model.safetensors").is_file()

@@ -16,6 +16,7 @@ from selfloop.config import LauncherConfig
 from selfloop.store import Store
 from selfloop.train.launch import TrainingInterrupted, build_argv, child_args, launch_training
 from selfloop.train.run import last_complete_checkpoint
+from selfloop.train.rundir import RunDir, RunValues
 
 
 def test_launcher_argv():
@@ -72,8 +73,9 @@ def run_setup(tmp_path):
     return prepared_run(tmp_path, {"train": {"save_steps": 4, "log_steps": 1}})
 
 
-def start_child(cfg, config_path, run_dir, steps):
-    argv = build_argv(cfg.train.launcher, child_args(config_path, 0, run_dir, "scratch", steps))
+def start_child(cfg, paths, run_dir, steps):
+    RunDir(run_dir).write_config(cfg, RunValues.of(cfg, paths, generation=0, init="scratch", steps=steps))
+    argv = build_argv(cfg.train.launcher, child_args(run_dir))
     return subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
 
 
@@ -98,15 +100,16 @@ def test_sigterm_checkpoints_and_the_next_launch_resumes(run_setup):
     def saved_one() -> bool:  # any whole checkpoint (older ones rotate away)
         return any((run_dir / "checkpoints").glob("checkpoint-*/trainer_state.json"))
 
+    RunDir(run_dir).write_config(cfg, RunValues.of(cfg, paths, generation=0, init="scratch", steps=steps))
     with pytest.raises(TrainingInterrupted, match="interrupted"):
-        launch_training(cfg.train.launcher, config_path, 0, run_dir, init="scratch", steps=steps, should_stop=saved_one)
+        launch_training(run_dir, should_stop=saved_one)
     first = json.loads((run_dir / "result.json").read_text())
     stopped = first["global_step"]
     assert first["status"] == "interrupted" and 4 <= stopped < steps
     assert not (run_dir / "final").exists()
     assert (run_dir / "checkpoints" / f"checkpoint-{stopped}" / "trainer_state.json").is_file()
 
-    result = launch_training(cfg.train.launcher, config_path, 0, run_dir, init="scratch", steps=steps)
+    result = launch_training(run_dir)
     assert result["status"] == "done" and result["global_step"] == steps
     assert result["resumed_from"].endswith(f"checkpoint-{stopped}")  # not from zero
     logged = logged_steps(run_dir)
@@ -124,14 +127,14 @@ def test_sigterm_checkpoints_and_the_next_launch_resumes(run_setup):
 def test_kill_9_resumes_from_the_last_save_steps_checkpoint(run_setup):
     config_path, cfg, paths, run_dir = run_setup
     steps = 160
-    proc = start_child(cfg, config_path, run_dir, steps)
+    proc = start_child(cfg, paths, run_dir, steps)
     wait_for(run_dir / "checkpoints" / "checkpoint-8" / "trainer_state.json", proc)
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait(timeout=60)
     last = last_complete_checkpoint(run_dir / "checkpoints")
     saved = int(last.rsplit("-", 1)[1])
     assert saved >= 8 and saved % 4 == 0
-    result = launch_training(cfg.train.launcher, config_path, 0, run_dir, init="scratch", steps=steps)
+    result = launch_training(run_dir)
     assert result["resumed_from"] == last and result["global_step"] == steps
     # The tokenizer trained before the kill is reused, so the checkpoint's vocabulary still fits.
     assert (run_dir / "tokenizer" / "tokenizer.json").is_file()

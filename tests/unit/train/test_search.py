@@ -12,8 +12,9 @@ from selfloop.config import GateConfig, SearchConfig, TrainConfig
 from selfloop.loop.cycle import PHASES, run_cycle
 from selfloop.model.registry import Registry
 from selfloop.store import Store
+from selfloop.store.runs import last_winner
+from selfloop.store.runs import recipe_history as history
 from selfloop.train.launch import TrainingInterrupted
-from selfloop.train.recipes import history, last_winner
 from selfloop.train.search import choose, incumbent_of, propose
 
 NO_INGEST = [p for p in PHASES if p[0] != "ingest"]  # the corpus is inserted as document rows
