@@ -37,6 +37,7 @@ from selfloop.errors import SelfloopError
 from selfloop.model.score import continuation_nll
 from selfloop.store import Store
 from selfloop.store.candidates import preference_pairs
+from selfloop.train.rundir import last_complete_checkpoint
 
 
 def preference_enabled(cfg: PreferenceConfig, cuda_available: bool) -> bool:
@@ -127,8 +128,6 @@ def train_dpo(
             "(or set [train.preference] enabled = false)"
         ) from e
     from datasets import Dataset
-
-    from selfloop.train.run import last_complete_checkpoint  # train.run imports this module: a real cycle
 
     text_pairs = as_text_pairs(pairs, tokenizer)
     if not text_pairs:

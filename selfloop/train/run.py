@@ -47,7 +47,7 @@ from selfloop.store import Store
 from selfloop.train.callbacks import MetricsCallback, StopCallback
 from selfloop.train.data import build_train_dataset, iter_snapshot, messages_of
 from selfloop.train.preference import read_pairs, train_dpo
-from selfloop.train.rundir import RunDir, RunValues
+from selfloop.train.rundir import RunDir, RunValues, last_complete_checkpoint
 
 EXIT_INTERRUPTED = 3
 
@@ -93,27 +93,6 @@ def _tokenizer_texts(docs, messages_of):
         else:
             for m in messages_of(d) or []:
                 yield m["content"]
-
-
-def last_complete_checkpoint(folder: Path) -> str | None:
-    """The newest Trainer checkpoint that was written completely, removing torn ones.
-
-    Trainer writes a checkpoint folder in place and ``trainer_state.json`` last, so
-    a kill -9 during a save leaves a folder without it; resuming from that would
-    fail, resuming from the one before loses only ``save_steps`` steps.
-    """
-    if not folder.is_dir():
-        return None
-    found = sorted(
-        (int(p.name.split("-")[1]), p)
-        for p in folder.iterdir()
-        if p.is_dir() and p.name.startswith("checkpoint-") and p.name.split("-")[1].isdigit()
-    )
-    for _, path in reversed(found):
-        if (path / "trainer_state.json").is_file():
-            return str(path)
-        shutil.rmtree(path)
-    return None
 
 
 def training_arguments(cfg: Config, run_dir: Path, steps: int):

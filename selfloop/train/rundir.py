@@ -12,6 +12,7 @@ Not covered: writing the snapshot (``selfloop.train.data``) or training (``selfl
 from __future__ import annotations
 
 import json
+import shutil
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -103,3 +104,24 @@ class RunDir:
         raw = self.resolved_config()
         run = RunValues(**raw.pop(RUN_KEY))
         return parse_config(raw, source=str(self.config), env=False), run
+
+
+def last_complete_checkpoint(folder: Path) -> str | None:
+    """The newest Trainer checkpoint that was written completely, removing torn ones.
+
+    Trainer writes a checkpoint folder in place and ``trainer_state.json`` last, so
+    a kill -9 during a save leaves a folder without it; resuming from that would
+    fail, resuming from the one before loses only ``save_steps`` steps.
+    """
+    if not folder.is_dir():
+        return None
+    found = sorted(
+        (int(p.name.split("-")[1]), p)
+        for p in folder.iterdir()
+        if p.is_dir() and p.name.startswith("checkpoint-") and p.name.split("-")[1].isdigit()
+    )
+    for _, path in reversed(found):
+        if (path / "trainer_state.json").is_file():
+            return str(path)
+        shutil.rmtree(path)
+    return None

@@ -15,8 +15,7 @@ from lifecycle_helpers import prepared_run
 from selfloop.config import LauncherConfig
 from selfloop.store import Store
 from selfloop.train.launch import TrainingInterrupted, build_argv, child_args, launch_training
-from selfloop.train.run import last_complete_checkpoint
-from selfloop.train.rundir import RunDir, RunValues
+from selfloop.train.rundir import RunDir, RunValues, last_complete_checkpoint
 
 
 def test_launcher_argv():
