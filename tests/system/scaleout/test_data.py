@@ -9,15 +9,15 @@ import pytest
 from lifecycle_helpers import chat_record, fill_corpus, make_project, paragraph, sentences
 
 from selfloop.model.tokenizer import train_tokenizer
+from selfloop.records import Doc
 from selfloop.store import Store
+from selfloop.store.corpus import load_documents
 from selfloop.train.data import (
     TOKENIZE_BATCH,
-    Doc,
     build_train_dataset,
     data_fingerprint,
     encode_docs,
     iter_text_blocks,
-    load_documents,
     snapshot_examples,
     write_snapshot,
 )
