@@ -153,18 +153,18 @@ def run(quick: bool, workdir: Path) -> Recorder:
     # A/B/A/B with the ceiling measured next to each run: the machine is shared, so
     # load shifts between runs; the best run of each side is compared.
     for round_ in range(1 if quick else 2):
-        run_dir = paths.runs / f"bench{round_}"
-        run_dir.mkdir(parents=True)
-        write_snapshot(run_dir / "data.jsonl", docs)
+        run = RunDir(paths.runs / f"bench{round_}")
+        run.path.mkdir(parents=True)
+        write_snapshot(run.data, docs)
         ceiling = matmul_ceiling(sizes, 3)
         say(
             f"[train] round {round_ + 1}: selfloop training child, "
             f"{steps} steps of {t.batch_size} x {t.block_size} tokens ..."
         )
-        RunDir(run_dir).write_config(cfg, RunValues.of(cfg, paths, generation=0, init="scratch", steps=steps))
-        result = launch_training(run_dir)
+        run.write_config(cfg, RunValues.of(cfg, paths, generation=0, init="scratch", steps=steps))
+        result = launch_training(run.path)
         trainer = {
-            **trainer_rate(run_dir / "metrics.jsonl", tokens_per_step),
+            **trainer_rate(run.metrics, tokens_per_step),
             "ceiling_gflops": round(ceiling["flops"] / 1e9, 1),
             "global_step": result["global_step"],
             "train_loss": result["train_loss"],
@@ -175,8 +175,8 @@ def run(quick: bool, workdir: Path) -> Recorder:
             f"tokens/s over steps {trainer['from_step']}-{trainer['to_step']}"
         )
         if tokenizer is None:
-            tokenizer = AutoTokenizer.from_pretrained(run_dir / "tokenizer", local_files_only=True)
-            enc = encode_docs(read_snapshot(run_dir / "data.jsonl"), tokenizer, t.block_size)
+            tokenizer = AutoTokenizer.from_pretrained(run.tokenizer, local_files_only=True)
+            enc = encode_docs(read_snapshot(run.data), tokenizer, t.block_size)
             examples = enc["text"] + enc["chat"]
         ceiling = matmul_ceiling(sizes, 3)
         manual = {
