@@ -1,15 +1,8 @@
 """Typed configuration: the pydantic models of ``config.toml``.
 
-This module is the only place defaults live. The shipped ``config.toml`` states
-the same values with comments; a test keeps the two from drifting.
-
-Each concern gets its own small model, and components receive only the section
-they need (``IngestConfig`` for ingest, ``SandboxConfig`` for the sandbox, ...),
-never the whole tree. Every model forbids unknown keys so a typo is an error
-with a "did you mean" hint instead of a silently ignored setting.
-
-Environment overrides: ``SELFLOOP_<SECTION>__<KEY>=value`` (for example
-``SELFLOOP_TRAIN__MAX_STEPS=50``) take precedence over the file.
+The only place defaults live (a test keeps the shipped ``config.toml`` in step). Each component receives only its
+own section, never the whole tree; unknown keys are errors with a "did you mean" hint. Environment overrides
+``SELFLOOP_<SECTION>__<KEY>=value`` take precedence over the file.
 """
 
 from __future__ import annotations
@@ -588,7 +581,11 @@ class ProjectPaths:
 
 
 def load_config(path: Path | str | None = None, *, env: bool = True) -> tuple[Config, ProjectPaths]:
-    """Read, validate and resolve a config file. Raises ConfigError with one line per problem."""
+    """Read, validate and resolve a config file. Raises ConfigError with one line per problem.
+
+    Environment overrides ``SELFLOOP_<SECTION>__<KEY>=value`` (for example
+    ``SELFLOOP_TRAIN__MAX_STEPS=50``) take precedence over the file (unless ``env`` is false).
+    """
     path = Path(path) if path is not None else Path("config.toml")
     try:
         raw = tomllib.loads(path.read_text(encoding="utf-8"))

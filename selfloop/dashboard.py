@@ -1,19 +1,9 @@
 """The live terminal dashboard.
 
-Three layers, so each can be tested on its own:
-
-* ``snapshot(store, paths)`` reads the state store (read-only, never blocks the
-  daemon) into a plain ``Snapshot``;
-* ``render(snap, width)`` turns a snapshot into a rich renderable (pure);
-* ``live`` (``selfloop dashboard``) and the daemon's live view refresh it with
-  ``rich.live.Live``.
-
-The daemon publishes what it is doing through the store (``daemon.*`` and
-``progress.*`` meta keys, ``train_metrics``, ``events``), so a dashboard in
-another terminal sees exactly what the one inside ``selfloop run`` sees.
-Charts are drawn by plotext and embedded as ANSI text; nothing is hand-drawn.
-The recipe search table and the champion's number are shared with
-``selfloop models`` and ``selfloop status``.
+Three layers, each testable alone: ``snapshot`` reads the state store (read-only, never blocks the daemon),
+``render`` turns it into a rich renderable (pure), ``live`` refreshes it with ``rich.live.Live``. The daemon
+publishes its state through the store, so a dashboard in another terminal sees what ``selfloop run`` shows. Charts
+are plotext's ANSI text; nothing is hand-drawn.
 """
 
 from __future__ import annotations
@@ -58,7 +48,12 @@ class Snapshot:
 
 
 def snapshot(store: Store | None, paths: ProjectPaths, cfg: DashboardConfig | None = None) -> Snapshot:
-    """Everything the dashboard shows, read in one pass (a handful of indexed queries)."""
+    """Everything the dashboard shows, read in one pass (a handful of indexed queries).
+
+    The daemon publishes what it is doing through the store (``daemon.*`` and
+    ``progress.*`` meta keys, ``train_metrics``, ``events``). The recipe search table and
+    the champion's number are shared with ``selfloop models`` and ``selfloop status``.
+    """
     cfg = cfg or DashboardConfig()
     snap = Snapshot(daemon=daemon_alive(paths.state))
     if store is None:

@@ -1,15 +1,10 @@
 """The shared plain data types every layer speaks: reasons, the split rule, task records, documents.
 
-Pure: no I/O, no SQL, no model. Everything above imports from here; this module imports nothing of selfloop.
+``Reason`` (a ``"code: detail"`` of why something was not taken), ``split_of`` (the held-out split, a pure function
+of a document's key, so a document never moves between training and evaluation), ``TaskRecord`` / ``Variant`` (a
+prompt verifiable without a human; its checker and test code run only in the sandbox, never here) and ``Doc``.
 
-* ``Reason``: why a file or document was not taken, a snake_case code plus a detail, stored as
-  ``"code: detail"`` (``code_of`` recovers the code).
-* ``split_of``: the held-out split, a pure function of a document's key (content hash; tasks:
-  family/difficulty/id), so a document never moves between training and evaluation.
-* ``TaskRecord`` / ``Variant``: a prompt whose answer can be verified without a human. Checker and
-  test code are executed only inside the sandbox, never here: this module validates shape only.
-  A task the model solved carries flat provenance fields in rework/, gathered into ``provenance``.
-* ``Doc``: one active document as training and evaluation read it.
+Pure: no I/O, no SQL, no model. Imports nothing of selfloop; everything above imports from here.
 """
 
 from __future__ import annotations
@@ -45,6 +40,7 @@ def code_of(stored: str | None) -> str:
 
 
 def split_of(key: str, heldout_fraction: float) -> str:
+    """The key is the content hash; for tasks, family/difficulty/id."""
     h = int(hashlib.sha256(key.encode("utf-8")).hexdigest()[:8], 16)
     return "heldout" if h / 2**32 < heldout_fraction else "train"
 
@@ -104,6 +100,10 @@ class Variant(BaseModel):
 
 
 class TaskRecord(BaseModel):
+    """Only the shape is validated here. A task the model solved carries flat provenance
+    fields in rework/, gathered into ``provenance``.
+    """
+
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     id: str = Field(min_length=1, description="stable identifier, unique within its family")

@@ -1,13 +1,10 @@
 """The CPU part of ingesting one file: bytes to prepared documents with their MinHash signatures.
 
-Covers decoding, parsing by format, normalization, quality filters, content
-hashes and the MinHash signature of every document that near-dedup will look at
-(:func:`analyse_file`, a pure function of the bytes, the format and the ingest
-settings; :mod:`selfloop.ingest.pool` runs it in worker processes for a scan).
+Covers decoding, parsing, normalization, quality filters, content hashes and MinHash signatures (``analyse_file``,
+a pure function of the bytes, the format and the ingest settings; run in worker processes for a scan).
 
-Not covered: reading files, anything that depends on the corpus already stored
-(exact and near duplicates, held-out split of a text seen before) or writes; that
-is :mod:`selfloop.ingest`.
+Does not cover: reading files, anything that depends on the corpus already stored (exact and near duplicates,
+held-out split of a text seen before) or writes; that is ``selfloop.ingest``.
 """
 
 from __future__ import annotations

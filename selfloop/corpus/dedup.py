@@ -1,31 +1,12 @@
 """Near-duplicate detection: MinHash signatures over word shingles and their LSH index, both from rensa.
 
-The index lives in memory and is incremental: built once from the signatures
-stored with active documents (``documents.minhash``), then updated as documents
-are accepted or removed. LSH proposes candidates; the estimated Jaccard of each
-candidate is checked against the threshold so a collision alone never marks a
-duplicate. Exact duplicates are found by content hash in the store, not here.
+The index is in memory and incremental (built from ``documents.minhash``, then updated as documents are accepted or
+removed); an LSH candidate is a duplicate only if its estimated Jaccard reaches the threshold, never on a collision
+alone. Signatures are stored as rensa's versioned bytes (no pickle); ones stored under another :data:`HASH_SCHEME`
+are recomputed, never compared (see ``Ingestor._load_index``).
 
-Shingles: each word (lower-cased ``\\w+``) is hashed once (xxh3-64 of its UTF-8), and
-the hash of a shingle of n consecutive words is a polynomial over their word hashes,
-computed with numpy for all the documents of a file at once. Each shingle hash, as 8
-little-endian bytes, is one token of the document's set.
-
-Signatures and index: rensa (Rust) builds the R-MinHash of every document of a file
-in one call (``minhashes``), and its ``RMinHashLSH`` indexes them. Per document that is
-about 20 us to sign and under 2 us to query and insert, against about 70 us and 55 us
-for datasketch's ``MinHash.update_batch`` and ``MinHashLSH`` on the same shingles; the
-estimator is as good (3,000 near-copy pairs of starter prose with known Jaccard:
-bias +0.0003, sd 0.029; datasketch: +0.0008, 0.037). rensa cuts the signature into
-equal bands, so the band count is the divisor of ``num_perm`` that datasketch's own
-criterion (false positives and misses weighted 0.1 / 0.9) likes best: 16 x 8 for
-128 permutations at 0.85. A signature is stored as rensa's own versioned state
-(``to_bytes``), restored without pickle; :data:`HASH_SCHEME` names the scheme,
-rensa's algorithm version included: signatures stored under another one are
-recomputed, never compared (see ``Ingestor._load_index``).
-
-Does not cover: exact duplicates (content hash, in the store), what counts as a
-document's text for dedup (``pipeline.dedup_text_of``).
+Does not cover: exact duplicates (content hash, in the store), what counts as a document's text for dedup
+(``pipeline.dedup_text_of``).
 """
 
 from __future__ import annotations
@@ -103,6 +84,10 @@ def shingle_tokens(texts: Sequence[str], n: int) -> list[list[bytes]]:
     signing cost for a file of short documents). The n-grams that straddle two texts
     are computed and never used. A text of fewer than n words has one shingle seeded
     with its own word count, so it is done on its own, as ``shingle_hashes`` does it.
+
+    Each word is hashed once (xxh3-64 of its UTF-8); a shingle's hash is a polynomial
+    over its word hashes; each shingle hash, as 8 little-endian bytes, is one token of
+    the document's set.
     """
     words = [_words(t) for t in texts]
     ends = list(itertools.accumulate(map(len, words)))
@@ -120,7 +105,13 @@ def _tokens(shingles: np.ndarray) -> list[bytes]:
 
 
 def minhashes(texts: Sequence[str], *, num_perm: int, shingle_words: int) -> list[RMinHash]:
-    """The MinHash signatures of ``texts``, in one rensa call."""
+    """The MinHash signatures of ``texts``, in one rensa call.
+
+    Per document about 20 us to sign and under 2 us to query and insert in rensa's
+    ``RMinHashLSH``, against about 70 us and 55 us for datasketch's ``MinHash.update_batch``
+    and ``MinHashLSH`` on the same shingles; the estimator is as good (3,000 near-copy pairs
+    of starter prose with known Jaccard: bias +0.0003, sd 0.029; datasketch: +0.0008, 0.037).
+    """
     return RMinHash.from_token_sets(shingle_tokens(texts, shingle_words), num_perm, _SEED)
 
 
@@ -147,6 +138,9 @@ def lsh_bands(threshold: float, num_perm: int, weights: tuple[float, float] = (0
     candidate integrated below the threshold (false positives) and of not becoming one
     integrated above it (misses), weighted. Misses weigh most: every candidate is
     checked by its estimated Jaccard, while a miss lets a near duplicate in.
+
+    rensa cuts the signature into equal bands, hence a divisor: 16 x 8 for 128
+    permutations at 0.85.
     """
     below = np.linspace(0.0, threshold, 513)
     above = np.linspace(threshold, 1.0, 513)

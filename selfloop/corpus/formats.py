@@ -1,17 +1,9 @@
-"""Parse a decoded file into records, by extension.
+"""Parse a decoded file into records, by extension (``.txt``, ``.md``, ``.py``, ``.jsonl``).
 
-- ``.txt`` / ``.md``: text documents; files longer than ``chunk_chars`` are split at
-  blank lines (never inside a Markdown code fence) into documents of about that size.
-- ``.py``: one text document, or when long, chunks cut at top-level ``def`` /
-  ``class`` boundaries (a comment block directly above stays with its definition).
-- ``.jsonl``: one record per line: ``{"text": ...}`` (text), ``{"messages": [...]}``
-  (OpenAI/TRL chat format) or a task record (``"family"`` and ``"prompt"``). A bad
-  line is rejected alone, with its line number and reason.
+Every record has a locator (``"line 12"``, ``"chunk 3 (lines 40-95)"``); a bad JSONL line is rejected alone. Nothing
+here executes anything from the file.
 
-Every record has a locator (``"line 12"``, ``"chunk 3 (lines 40-95)"``). Contents
-are returned as found (newlines already ``\\n``); normalization, quality filters
-and deduplication happen later (:mod:`selfloop.corpus.pipeline`). Nothing here
-executes anything from the file.
+Does not cover: normalization, quality filters, deduplication (``selfloop.corpus.pipeline``).
 """
 
 from __future__ import annotations
@@ -62,6 +54,18 @@ Record = TextRecord | ChatRecord | TaskItem
 
 
 def parse(text: str, fmt: str, *, chunk_chars: int, max_json_depth: int) -> Iterator[Record | Rejected]:
+    """The records of one decoded file, by extension:
+
+    - ``.txt`` / ``.md``: text documents; files longer than ``chunk_chars`` are split at
+      blank lines (never inside a Markdown code fence) into documents of about that size.
+    - ``.py``: one text document, or when long, chunks cut at top-level ``def`` /
+      ``class`` boundaries (a comment block directly above stays with its definition).
+    - ``.jsonl``: one record per line: ``{"text": ...}`` (text), ``{"messages": [...]}``
+      (OpenAI/TRL chat format) or a task record (``"family"`` and ``"prompt"``). A bad
+      line is rejected alone, with its line number and reason.
+
+    Contents are returned as found (newlines already normalized to LF).
+    """
     if fmt == "jsonl":
         yield from parse_jsonl(text, max_json_depth=max_json_depth)
         return

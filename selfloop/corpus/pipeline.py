@@ -1,17 +1,9 @@
 """From a parsed record to a document ready to store: normalize, filter, hash, split key.
 
-Also the reusable text-quality check for generated text (:func:`quality_check`),
-which the judge runs on rework candidates with the same rules as ingest.
+Also the text-quality check for generated text (``quality_check``), so the judge holds rework candidates to the
+same rules as ingest. Task records are not filtered and are deduplicated exactly only.
 
-Per kind:
-- text: raw binary check, normalize, all quality filters; near-dedup on the text.
-- chat: each message normalized; filters run on the contents joined by newlines;
-  stored as canonical JSON ``{"messages": [{"content", "role"}...]}``.
-- task: validated already; stored as canonical JSON, not filtered (prompts and
-  code are short or symbol-heavy by nature) and deduplicated exactly only, since
-  templated tasks differ in a number or two and would all look near-duplicate.
-
-Deduplication against the corpus and storage are not here (see ingest).
+Does not cover: deduplication against the corpus and storage (``selfloop.ingest``).
 """
 
 from __future__ import annotations
@@ -66,6 +58,15 @@ def dedup_text_of(kind: str, content: str) -> str | None:
 
 
 def prepare(record: Record, cfg: IngestConfig) -> Prepared:
+    """One record made ready to store; per kind:
+
+    - text: raw binary check, normalize, all quality filters; near-dedup on the text.
+    - chat: each message normalized; filters run on the contents joined by newlines;
+      stored as canonical JSON ``{"messages": [{"content", "role"}...]}``.
+    - task: validated already; stored as canonical JSON, not filtered (prompts and
+      code are short or symbol-heavy by nature) and deduplicated exactly only, since
+      templated tasks differ in a number or two and would all look near-duplicate.
+    """
     if isinstance(record, TaskItem):
         content = record.task.canonical_json()
         return Prepared(record.locator, "task", content, content_hash(content), record.task.split_key, None, None)

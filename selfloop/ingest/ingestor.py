@@ -1,21 +1,12 @@
 """Ingest: corpus files to documents in the state store, one file per transaction.
 
-Covers startup reconciliation (:meth:`Ingestor.scan`: new and changed files are
-(re)ingested, deleted ones marked removed, unchanged ones skipped by
-size + mtime_ns, then sha256), single files for the watcher
-(:meth:`Ingestor.ingest_path`), the decisions on each document of a file (exact and
-near duplicates against the corpus, also offered to the judge as
-:meth:`Ingestor.is_duplicate`; its held-out split) and storing them, and the
-``selfloop ingest`` command. Walking, probing and reading files is
-:mod:`selfloop.ingest.scan`; the per-file CPU work (decode, parse, filters, MinHash)
-is :func:`selfloop.corpus.analyse.analyse_file`, in worker processes for a big scan
-(:mod:`selfloop.ingest.pool`), while dedup decisions and every write stay here, in
-path order; the SQL is :mod:`selfloop.store.corpus`.
+Covers startup reconciliation (``Ingestor.scan``), single files for the watcher (``ingest_path``), the decisions on
+each document (exact and near duplicates, held-out split) and storing them, and ``selfloop ingest``. Reading files
+is ``selfloop.ingest.scan``, per-file CPU work ``selfloop.corpus.analyse`` (in worker processes for a big scan),
+the SQL ``selfloop.store.corpus``; dedup decisions and every write stay here, in path order.
 
-Guarantees: nothing under the corpus roots is ever written, moved or deleted; a
-bad file becomes a ``quarantined`` row in ``files`` with its reason (and is
-examined again once it changes); dropped and duplicate documents are stored with
-their reason for inspection. An Ingestor is used from one thread at a time.
+Guarantees: nothing under the corpus roots is ever written, moved or deleted; a bad file becomes a ``quarantined``
+row with its reason (examined again once it changes); dropped and duplicate documents are stored with their reason.
 """
 
 from __future__ import annotations
@@ -144,6 +135,8 @@ class _Undo:
 
 
 class Ingestor:
+    """The ingester of one project; used from one thread at a time."""
+
     def __init__(self, cfg: IngestConfig, watch: WatchConfig, paths: ProjectPaths, store: Store):
         self.cfg = cfg
         self.watch = watch
@@ -156,7 +149,11 @@ class Ingestor:
     # ----------------------------------------------------------------- public
 
     def scan(self) -> IngestReport:
-        """Reconcile the store with both corpus roots; each file in its own transaction."""
+        """Reconcile the store with both corpus roots; each file in its own transaction.
+
+        New and changed files are (re)ingested, deleted ones marked removed, unchanged ones
+        skipped by size + mtime_ns, then sha256.
+        """
         ensure_roots(self.paths)
         report = IngestReport()
         seen: set[str] = set()

@@ -1,16 +1,9 @@
 """The file side of ingest: walking orig/ and rework/, locating a path in them, probing and reading one file.
 
-A file's key in the state database is ``"<origin>/<path relative to that root>"``
-(``orig/notes/a.txt``), so the two roots never collide and keys stay valid when
-the project directory moves. Bytes of a name that are not UTF-8 appear in the
-key as ``\\xff`` escapes.
-
-Refuses, with a reason and without opening anything: symlinks that leave the
-corpus root, symlink loops, broken links, directories reached through a link,
-FIFOs, sockets and devices (opening a FIFO would block the daemon), and files over
-the size limit. Reading is done with ``O_NONBLOCK | O_NOFOLLOW`` on the resolved
-path and re-checked with ``fstat``, so a path swapped for a FIFO between the
-check and the read is refused too. Nothing here writes, to the corpus or the store.
+A file's key is ``"<origin>/<path relative to that root>"`` (``orig/notes/a.txt``). Links that leave the root or
+loop, directories reached through a link, FIFOs, sockets, devices and oversized files are refused without being
+opened; reads use ``O_NONBLOCK | O_NOFOLLOW`` and are re-checked with ``fstat``, so a path swapped for a FIFO
+meanwhile is refused too. Nothing here writes, to the corpus or the store.
 """
 
 from __future__ import annotations
@@ -51,6 +44,9 @@ def file_key(origin: str, rel: PurePosixPath | str) -> str:
     # A file name that is not valid UTF-8 reaches Python with lone surrogates
     # (surrogateescape), which SQLite, JSON and logs cannot take: such bytes are
     # spelled as backslash escapes in the key, so the file is still tracked.
+    """The file's key in the state database: ``"<origin>/<path relative to that root>"``, so
+    the two roots never collide and keys stay valid when the project directory moves.
+    """
     name = PurePosixPath(rel).as_posix().encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
     return f"{origin}/{name}"
 
@@ -140,7 +136,13 @@ _KINDS = {stat.S_IFIFO: "FIFO", stat.S_IFSOCK: "socket", stat.S_IFCHR: "characte
 
 
 def probe(path: Path, root: Path) -> Probe:
-    """``path`` must exist as a directory entry (lstat succeeds); raises FileNotFoundError otherwise."""
+    """``path`` must exist as a directory entry (lstat succeeds); raises FileNotFoundError otherwise.
+
+    Refuses, with a reason and without opening anything: symlinks that leave the corpus
+    root, symlink loops, broken links, directories reached through a link, FIFOs,
+    sockets and devices (opening a FIFO would block the daemon), and files over the size
+    limit.
+    """
     link = path.lstat()
     size, mtime = link.st_size, link.st_mtime_ns
     try:

@@ -1,17 +1,10 @@
 """Watch orig/ and rework/ and hand over paths only once they are settled.
 
-Event handlers only record (path, time). :class:`SettledQueue` releases a path
-once no event has arrived for ``debounce_s`` and the file is known complete:
-either a close-after-write or moved-in event was seen (the writer is done, or an
-atomic rename put the file in place), or its size and mtime have stayed the same
-for ``settle_s`` (polling, or writers that never close). A file that is still
-being written keeps producing events and changing size, so it is never handed
-over half written. Deleted paths are handed over too: ingest marks them removed.
+Event handlers only record (path, time); ``SettledQueue`` releases a path once it is known complete, so a file still
+being written is never handed over half written. Deleted paths are handed over too (ingest marks them removed).
+watchdog's inotify observer, or polling when configured or inotify limits are exhausted.
 
-Uses watchdog's inotify ``Observer``, or ``PollingObserver`` when ``watch.polling``
-is set or inotify limits are exhausted (ENOSPC / EMFILE), which is logged.
-Ingesting is not done here: the daemon calls :meth:`CorpusWatcher.drain` and
-passes the paths to ``Ingestor.ingest_path``.
+Does not cover: ingesting (the daemon passes drained paths to ``Ingestor.ingest_path``).
 """
 
 from __future__ import annotations
@@ -56,7 +49,14 @@ class _Pending:
 
 
 class SettledQueue:
-    """Debounces events per path and releases settled paths. Thread-safe; clock and stat are injectable."""
+    """Debounces events per path and releases settled paths. Thread-safe; clock and stat are injectable.
+
+    A path is released once no event has arrived for ``debounce_s`` and the file is known
+    complete: either a close-after-write or moved-in event was seen (the writer is done,
+    or an atomic rename put the file in place), or its size and mtime have stayed the
+    same for ``settle_s`` (polling, or writers that never close). A file that is still
+    being written keeps producing events and changing size, so it is never handed over.
+    """
 
     def __init__(
         self,
@@ -124,7 +124,11 @@ ObserverFactory = Callable[[], BaseObserver]
 
 
 class CorpusWatcher:
-    """Watches both corpus roots recursively; :meth:`drain` returns settled paths (files or deleted paths)."""
+    """Watches both corpus roots recursively; :meth:`drain` returns settled paths (files or deleted paths).
+
+    Uses watchdog's inotify ``Observer``, or ``PollingObserver`` when ``watch.polling`` is
+    set or inotify limits are exhausted (ENOSPC / EMFILE), which is logged.
+    """
 
     def __init__(self, paths: ProjectPaths, cfg: WatchConfig, *, observer_factory: ObserverFactory = Observer):
         self.paths = paths

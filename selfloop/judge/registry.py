@@ -1,14 +1,12 @@
-"""Judge names -> factories: the built-in judges, judges registered in code, and
-third-party judges declared as Python entry points in the group ``selfloop.judges``.
+"""Judge names -> factories: built-in judges, judges registered in code, and entry points in the group
+``selfloop.judges``.
 
-A third-party package adds a judge (for example a scripted simulated
-environment) with, in its pyproject.toml::
+A third-party package adds a judge (e.g. a scripted simulated environment) in its pyproject.toml::
 
     [project.entry-points."selfloop.judges"]
     my_env = "my_pkg.judges:MyEnvJudge"
 
-where ``MyEnvJudge(context)`` builds a `selfloop.judge.base.Judge`. Names given
-in ``[judge]`` config lists are looked up here.
+where ``MyEnvJudge(context)`` builds a `selfloop.judge.base.Judge`. Names in ``[judge]`` config lists resolve here.
 """
 
 from __future__ import annotations

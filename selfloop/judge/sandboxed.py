@@ -1,14 +1,8 @@
-"""Shared machinery of judges that decide by running jobs in the sandbox:
-build the jobs of each candidate, run a batch concurrently over the sandbox's
-workers, and turn the sandbox `Verdict`s into a `JudgeVerdict`.
+"""Shared machinery of judges that decide by running jobs in the sandbox.
 
-A candidate may need several jobs that must all pass (a program and its
-counterfactual variants, see `selfloop.judge.task_judge`). They run in order,
-each only after the previous one passed, so a candidate that fails its first
-job costs one job; jobs of different candidates run concurrently meanwhile.
-
-Only a sandbox ``pass`` is an accept; every other status is a reject whose
-reason and detail carry the sandbox's own (status, backend, checks, failures).
+Builds each candidate's jobs, runs a batch concurrently over the sandbox's workers, and turns the sandbox `Verdict`s
+into a `JudgeVerdict`. Only a sandbox ``pass`` is an accept; any other status is a reject carrying the sandbox's
+own reason and detail.
 """
 
 from __future__ import annotations
@@ -22,6 +16,14 @@ from selfloop.sandbox.job import Job, Verdict
 
 
 class SandboxJudge(Judge):
+    """A judge that decides by running jobs in the sandbox.
+
+    A candidate may need several jobs that must all pass (a program and its
+    counterfactual variants, see `selfloop.judge.task_judge`). They run in order, each
+    only after the previous one passed, so a candidate that fails its first job costs one
+    job; jobs of different candidates run concurrently meanwhile.
+    """
+
     @abstractmethod
     def job_for(self, candidate: Candidate) -> Job | list[Job] | JudgeVerdict:
         """The job (or jobs, which must all pass) that decide this candidate, or a verdict

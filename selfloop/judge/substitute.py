@@ -1,19 +1,9 @@
 """Counterfactual programs: a program with some of its literals replaced, via the ``ast`` module.
 
-The task judge uses this to run a program answer on a variant of its task (other
-operands, another word): a program that computes its output from the task's
-inputs follows the change, one that prints a hard-coded answer does not.
+The task judge runs a program answer on a variant of its task with this: a program that computes its output from
+the inputs follows the change, one that prints a hard-coded answer does not. Matching is by constant, never by text.
 
-Matching is by constant, never by text, so ``123`` inside ``1234`` or inside a
-name is never touched:
-
-* a literal whose text is a decimal number (``"123"``) replaces int constants of
-  that value (``123``; bools are not ints here) with the replacement's int value;
-* every literal also replaces str constants equal to its text, so
-  ``int("123") + 456`` and ``"abc"[::-1]`` follow the inputs too.
-
-Any constant equal to an input is taken to *be* that input. Pure: parses and
-rewrites source; never compiles or runs it.
+Pure: parses and rewrites source; never compiles or runs it.
 """
 
 from __future__ import annotations
@@ -68,7 +58,18 @@ class _Replace(ast.NodeTransformer):
 
 
 def substitute(tree: ast.Module, mapping: Mapping[str, str]) -> Rewritten:
-    """The program of ``tree`` with the literals of ``mapping`` replaced (``tree`` is not changed)."""
+    """The program of ``tree`` with the literals of ``mapping`` replaced (``tree`` is not changed).
+
+    Matching is by constant, never by text, so ``123`` inside ``1234`` or inside a name is
+    never touched:
+
+    * a literal whose text is a decimal number (``"123"``) replaces int constants of
+      that value (``123``; bools are not ints here) with the replacement's int value;
+    * every literal also replaces str constants equal to its text, so
+      ``int("123") + 456`` and ``"abc"[::-1]`` follow the inputs too.
+
+    Any constant equal to an input is taken to *be* that input.
+    """
     replace = _Replace(mapping)
     try:
         # NodeTransformer edits in place; each variant starts from the program as written.

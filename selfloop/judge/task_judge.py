@@ -1,34 +1,11 @@
 """The task judge: is the model's answer to a verifiable task correct? Decided in the sandbox.
 
-Two ways to answer (``candidate.metadata["answer_kind"]``):
+An ``answer`` candidate is checked by the task's checker or its reference answer; a ``program`` candidate is run
+(stdout checked) or imported by the task's ``tests``. A program that prints the right answer without computing it
+is caught by re-running it on the task's ``variants``; one that crashes, exits early or tampers with the channel,
+by the sandbox's nonce and check counting. The checker runs apart from the candidate's code.
 
-* ``answer`` -- the candidate's text is the answer. It is checked with the
-  task's ``check(answer)`` checker when there is one, else compared exactly
-  (whitespace-trimmed) with the task's reference ``answer``.
-* ``program`` -- the candidate is a Python program (a fenced ```python block
-  is extracted if present). With task ``tests`` the program is the solution
-  module the tests import; otherwise it is run and its stdout is the answer,
-  checked as above (tool use).
-
-The default is ``program`` when the task has tests, else ``answer``. A program
-that exits early, crashes, or tampers with the channel is caught by the
-sandbox's nonce and check counting; the checker itself runs apart from the
-candidate's code.
-
-A program that prints the right answer without computing it (``print(579)`` for
-``123 + 456``) is caught by the task's ``variants`` (`selfloop.records`):
-the stdout-checked program also runs once per variant with the variant's
-literals replaced in its syntax tree (`selfloop.judge.substitute`), checked by
-the variant's checker or answer. It is accepted only if the program as written
-and every variant pass; a variant that fails, or a program that contains none
-of the literals a variant replaces, is rejected as ``hard-coded: output does not
-follow the inputs (variant N: ...)``; a program with none of the inputs runs as
-written only, so a plain wrong one is rejected for what it does. With variants, a
-program that does not parse is rejected before any job runs. Jobs run in order
-and stop at the first failure, so a program costs one sandbox job when it is
-wrong or ignores the inputs, and 1 + variants when it is right. Tasks without
-variants (user task files) and programs checked by ``tests`` are judged on the
-program as written only.
+Does not cover: the sandbox (``selfloop.sandbox``), literal substitution (``selfloop.judge.substitute``).
 """
 
 from __future__ import annotations
@@ -58,6 +35,32 @@ def extract_code(text: str) -> str:
 
 
 class TaskJudge(SandboxJudge):
+    """The task judge. Two ways to answer (``candidate.metadata["answer_kind"]``):
+
+    * ``answer`` -- the candidate's text is the answer. It is checked with the
+      task's ``check(answer)`` checker when there is one, else compared exactly
+      (whitespace-trimmed) with the task's reference ``answer``.
+    * ``program`` -- the candidate is a Python program (a fenced ```python block
+      is extracted if present). With task ``tests`` the program is the solution
+      module the tests import; otherwise it is run and its stdout is the answer,
+      checked as above (tool use).
+
+    The default is ``program`` when the task has tests, else ``answer``.
+
+    Hard-coded output (``print(579)`` for ``123 + 456``): the stdout-checked program
+    also runs once per task variant with the variant's literals replaced in its
+    syntax tree (`selfloop.judge.substitute`), checked by the variant's checker or
+    answer. It is accepted only if the program as written and every variant pass; a
+    variant that fails, or a program that contains none of the literals a variant
+    replaces, is rejected as ``hard-coded: output does not follow the inputs
+    (variant N: ...)``; a program with none of the inputs runs as written only, so a
+    plain wrong one is rejected for what it does. With variants, a program that does
+    not parse is rejected before any job runs. Jobs run in order and stop at the
+    first failure, so a program costs one sandbox job when it is wrong or ignores
+    the inputs, and 1 + variants when it is right. Tasks without variants (user task
+    files) and programs checked by ``tests`` are judged on the program as written only.
+    """
+
     name = "task"
 
     def job_for(self, candidate: Candidate) -> Job | list[Job] | JudgeVerdict:

@@ -1,26 +1,9 @@
 """Judges for model-written text: quality, novelty, and A versus B.
 
-* ``text_quality``: the ingest filters applied to generated text (so rework is
-  held to the same bar as user data), exact and near dedup against the corpus
-  (``resources["corpus"]``: anything with ``is_duplicate(content, kind)``, the
-  ``Ingestor``), and exact dedup within the batch being judged.
-* ``a_vs_b``: compares a rewrite B with its original A, both as continuations of
-  the same prompt (``metadata["prompt"]``; B is ``metadata["completion"]``, A is
-  ``candidate.source``), by the scorers named in ``judge.ab_scorers``:
-
-  - ``perplexity``: mean NLL per token under the reference model
-    (``resources["model"]``/``["tokenizer"]``, the champion). B must beat A by
-    more than ``judge.ab_min_margin`` (relative).
-  - ``quality``: B must pass the ingest filters whenever A does.
-  - ``external``: a judge model behind an OpenAI-compatible endpoint on
-    localhost (``judge.external_url``) is asked which continuation is better.
-
-  B is accepted only if it wins every scorer, and never when it is empty or
-  holds U+FFFD (an invalid byte sequence the model emitted). A candidate without
-  an original (synthesis) has nothing to beat: its reference NLL is recorded as
-  its score, and only those two rules apply.
-  The caller stores (chosen, rejected) pairs from the verdict for preference
-  training; judges never write to the store.
+``text_quality`` holds generated text to the ingest filters and dedups it against the corpus and within the batch;
+``a_vs_b`` accepts a rewrite B over its original A only if B wins every scorer in ``judge.ab_scorers``, and never
+an empty completion or one holding U+FFFD. Judges never write to the store: the caller stores the (chosen,
+rejected) pairs from the verdicts.
 """
 
 from __future__ import annotations
@@ -54,6 +37,12 @@ def visible_text(candidate: Candidate) -> str:
 
 
 class TextQualityJudge(Judge):
+    """``text_quality``: the ingest filters applied to generated text (so rework is held to
+    the same bar as user data), exact and near dedup against the corpus
+    (``resources["corpus"]``: anything with ``is_duplicate(content, kind)``, the
+    ``Ingestor``), and exact dedup within the batch being judged.
+    """
+
     name = "text_quality"
 
     def __init__(self, context: JudgeContext):
@@ -90,6 +79,23 @@ class TextQualityJudge(Judge):
 
 
 class ABJudge(Judge):
+    """``a_vs_b``: compares a rewrite B with its original A, both as continuations of the
+    same prompt (``metadata["prompt"]``; B is ``metadata["completion"]``, A is
+    ``candidate.source``), by the scorers named in ``judge.ab_scorers``:
+
+    - ``perplexity``: mean NLL per token under the reference model
+      (``resources["model"]``/``["tokenizer"]``, the champion). B must beat A by
+      more than ``judge.ab_min_margin`` (relative).
+    - ``quality``: B must pass the ingest filters whenever A does.
+    - ``external``: a judge model behind an OpenAI-compatible endpoint on localhost
+      (``judge.external_url``) is asked which continuation is better.
+
+    B is accepted only if it wins every scorer, and never when it is empty or holds
+    U+FFFD (an invalid byte sequence the model emitted). A candidate without an
+    original (synthesis) has nothing to beat: its reference NLL is recorded as its
+    score, and only those two rules apply.
+    """
+
     name = "a_vs_b"
 
     def __init__(self, context: JudgeContext):

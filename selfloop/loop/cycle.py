@@ -1,16 +1,10 @@
 """One improvement cycle as a resumable state machine over named phases (``selfloop.loop.phases``).
 
-Every phase's output is persisted in the ``cycles`` row, so later phases (and a
-resumed run) read it back instead of recomputing. The row records each phase
-before it runs (``running``) and after (``done`` with its output) in
-``detail["phases"]``. A cycle left ``running`` (a crash, kill -9) or
-``interrupted`` (SIGTERM, Ctrl-C) is resumed by the next ``run_cycle`` at its
-first phase that is not done; the train phase then resumes from its Trainer
-checkpoint and its data snapshot, so nothing restarts from zero. A ``failed``
-cycle is not retried: the next call starts a fresh cycle.
+Each phase is recorded in the ``cycles`` row before (``running``) and after it runs (``done``, with its output, which
+later phases read back). A ``running`` or ``interrupted`` cycle resumes at its first phase not done (training from
+its checkpoint and snapshot); a ``failed`` one is not retried.
 
-Does not cover: what the phases do (``selfloop.loop.phases``), scheduling and
-watching (``selfloop.loop.daemon``).
+Does not cover: what the phases do (``selfloop.loop.phases``), scheduling and watching (``selfloop.loop.daemon``).
 """
 
 from __future__ import annotations
@@ -116,6 +110,11 @@ def run_cycle(
     ``should_stop`` is polled at every phase boundary and during training; when
     it turns true the cycle is recorded ``interrupted`` and ``CycleInterrupted``
     (or ``TrainingInterrupted``) is raised; the next call resumes it.
+
+    A cycle left ``running`` (a crash, kill -9) or ``interrupted`` (SIGTERM, Ctrl-C) is
+    resumed at its first phase that is not done; the train phase then resumes from its
+    Trainer checkpoint and its data snapshot, so nothing restarts from zero. A ``failed``
+    cycle is not retried: the next call starts a fresh cycle.
     """
     phases = PHASES if phases is None else phases
     registry = Registry(paths.models, store)

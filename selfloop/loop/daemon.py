@@ -1,25 +1,10 @@
 """`selfloop run`: the long-running daemon.
 
-One process, three kinds of work:
-
-* the **main thread** owns signals, the watcher (settled files are ingested as
-  they arrive), the config reload on SIGHUP, the events.jsonl export and the
-  dashboard;
-* an **APScheduler** ``BackgroundScheduler`` with a single worker runs the cycle
-  job (interval or cron from ``[schedule]``, ``max_instances=1``, coalesced,
-  with a misfire grace). New settled data pulls the next run forward, subject to
-  ``min_new_documents`` and ``min_gap_s``;
-* the **training child** (started by the cycle) is a separate process.
-
-Stopping: SIGTERM or the first SIGINT asks the cycle to stop at its next phase
-boundary (the training child is told to save a checkpoint and exit); the daemon
-exits 0 once that is done or after ``schedule.stop_timeout_s``. A second SIGINT
-forces: the training child is killed and the daemon exits 130. Because every
-phase is recorded before and after it runs, whatever was interrupted resumes on
-the next start.
-
-Each thread opens its own connection to the state store: SQLite connections are
-not shared across threads.
+The main thread owns signals, the watcher, SIGHUP config reload, the events.jsonl export and the dashboard; an
+APScheduler worker runs one cycle at a time, pulled forward by new data; training runs in a child process. SIGTERM
+or a first SIGINT stops at the next phase boundary (exit 0); a second SIGINT kills the training child (exit 130).
+Every phase is recorded before and after it runs, so an interrupted one resumes on the next start. Each thread opens
+its own store connection (SQLite connections are not shared across threads).
 """
 
 from __future__ import annotations
@@ -182,6 +167,23 @@ class EventExporter:
 
 @dataclass
 class Daemon:
+    """One process, three kinds of work:
+
+    * the **main thread** owns signals, the watcher (settled files are ingested as
+      they arrive), the config reload on SIGHUP, the events.jsonl export and the
+      dashboard;
+    * an **APScheduler** ``BackgroundScheduler`` with a single worker runs the cycle
+      job (interval or cron from ``[schedule]``, ``max_instances=1``, coalesced,
+      with a misfire grace). New settled data pulls the next run forward, subject to
+      ``min_new_documents`` and ``min_gap_s``;
+    * the **training child** (started by the cycle) is a separate process.
+
+    Stopping: SIGTERM or the first SIGINT asks the cycle to stop at its next phase
+    boundary (the training child is told to save a checkpoint and exit); the daemon
+    exits 0 once that is done or after ``schedule.stop_timeout_s``. A second SIGINT
+    forces: the training child is killed and the daemon exits 130.
+    """
+
     config_path: Path
     headless: bool = True
     debug: bool = False

@@ -1,19 +1,10 @@
 """The phases of a cycle and their typed outputs.
 
-Phases run in order: ``ingest -> rework -> judge -> train -> evaluate -> gate ->
-promote``. Each is a function ``(CycleContext) -> output``; the driver
-(``selfloop.loop.cycle``) stores ``output.to_json()`` in ``cycles.detail`` and a
-later phase (or a resumed cycle, also one an older selfloop saved) reads it back
-with ``from_json``. The JSON shapes are the state database's format: keep them.
+Phases run in order: ``ingest -> rework -> judge -> train -> evaluate -> gate -> promote``, each a function
+``(CycleContext) -> output`` whose ``to_json()`` is stored in ``cycles.detail`` and read back with ``from_json``.
+Those JSON shapes are the state database's format (older selfloops wrote them too): keep them.
 
-Training and evaluation take one path: a cycle trains the recipes of a recipe
-search (``[train.search]``), and without a search the one recipe of ``[train]``.
-A one-recipe cycle trains in the run dir itself and registers its generation at
-once; a search trains recipe K in ``RUNDIR/recipe-K`` and registers the recipe the
-gate likes best when it has evaluated them all (its outputs then have ``recipes``).
-
-Generation 0 is trained from scratch (or from the local base model) when there is
-no champion yet. Not covered: running phases in order and resuming (``selfloop.loop.cycle``).
+Does not cover: running phases in order and resuming (``selfloop.loop.cycle``).
 """
 
 from __future__ import annotations
@@ -248,6 +239,13 @@ def phase_train(ctx: CycleContext) -> TrainOut:
     A search's recipes are fixed in ``RUNDIR/recipes.json`` before the first one
     trains, so a resumed cycle trains the same ones, and a recipe that already
     trained to the end is not trained again.
+
+    A cycle trains the recipes of a recipe search (``[train.search]``), and without a
+    search the one recipe of ``[train]``. A one-recipe cycle trains in the run dir itself
+    and registers its generation at once; a search trains recipe K in ``RUNDIR/recipe-K``
+    and registers the recipe the gate likes best when it has evaluated them all (its
+    outputs then have ``recipes``). Generation 0 is trained from scratch (or from the
+    local base model) when there is no champion yet.
     """
 
     cfg, reg = ctx.cfg, ctx.registry

@@ -1,22 +1,10 @@
 """Batched sampling from a (model, tokenizer) pair.
 
-Covers: plain-text and chat prompts (chat through ``apply_chat_template`` with
-``add_generation_prompt=True``), left padding for the decoder-only model,
-``model.generate`` (KV cache), temperature / top-p / greedy, n samples per
-prompt, stopping at end of turn or eos, reproducibility from a seed (the global
-RNG is forked, not disturbed), and the token counts and speed of the call.
+Covers: plain-text and chat prompts, left padding, KV-cached ``model.generate``, temperature / top-p / greedy, n
+samples per prompt, stopping at end of turn or eos, reproducibility from a seed (the global RNG is forked, not
+disturbed), and the call's token counts and speed.
 
-Speed (measured on the default model, 2 CPU cores; BENCHMARKS.md "Rework
-generation"): prompts are batched in order of length (less padding), decoding
-uses transformers' preallocated ``StaticCache`` (the default dynamic cache grows
-by concatenation, copying every sequence's whole cache at every step: about 40 %
-of a decoding forward here), and with n samples per prompt each prompt is
-encoded once and its cache repeated for its n samples (``generate`` with
-``num_return_sequences`` encodes every copy). ``torch.compile`` is never
-triggered: its compile time does not pay back over one rework phase.
-
-Does not cover: choosing prompts (rework, evaluation) or which model is current
-(``selfloop.model.holder``).
+Does not cover: choosing prompts (rework, evaluation) or which model is current (``selfloop.model.holder``).
 """
 
 from __future__ import annotations
@@ -64,7 +52,17 @@ def generate(
     seed: int = 0,
     batch_size: int = 16,
 ) -> Generation:
-    """Sample ``n`` continuations per prompt. ``temperature == 0`` is greedy (one sample, repeated)."""
+    """Sample ``n`` continuations per prompt. ``temperature == 0`` is greedy (one sample, repeated).
+
+    Chat prompts go through ``apply_chat_template`` with ``add_generation_prompt=True``.
+    Speed (measured on the default model, 2 CPU cores; BENCHMARKS.md "Rework
+    generation"): prompts are batched in order of length (less padding), decoding
+    uses transformers' preallocated ``StaticCache`` (the default dynamic cache grows
+    by concatenation, copying every sequence's whole cache at every step: about 40 %
+    of a decoding forward here), and with n samples per prompt each prompt is
+    encoded once and its cache repeated for its n samples. ``torch.compile`` is never
+    triggered: its compile time does not pay back over one rework phase.
+    """
     import torch
 
     greedy = temperature <= 0

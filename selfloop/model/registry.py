@@ -1,25 +1,11 @@
 """The checkpoint registry: generations on disk, the ``current`` pointer, rollback, pruning.
 
-Layout under ``<state>/models``::
+Layout under ``<state>/models``: ``gen-NNNN/`` (model, tokenizer, selfloop_config.json, manifest.json) and
+``current``, a one-line file naming the champion's folder. Guarantees: a generation folder is always whole (temp
+folder, fsync, rename); the pointer moves only to a whole folder; pruning never removes the ``protected`` ones (the
+champion, its predecessor, generation 0); every change is mirrored into the ``generations`` table.
 
-    gen-0000/            model (safetensors), tokenizer, selfloop_config.json, manifest.json
-    gen-0001/ ...
-    current              one line: the champion's folder name, e.g. "gen-0001"
-
-Why a small file and not a symlink for ``current``: ``os.replace`` of a file is
-atomic on every POSIX filesystem and on Windows, a reader sees either the old
-or the new name (never a dangling or half-made link), the content is validated
-(a stray edit cannot point outside the models dir), and it copies and syncs
-like any file (network filesystems and archives handle symlinks poorly).
-
-Guarantees: a generation folder is written to a hidden temp folder, fsynced and
-renamed, so ``gen-NNNN`` is always whole; the pointer moves only to a whole
-folder; pruning never removes the champion, its predecessor (the rollback
-target) or generation 0 (the base of ``init_from = "base"`` and the origin of the
-tokenizer). Every change is mirrored into the ``generations`` table.
-
-Does not cover: deciding promotion (``selfloop.train.gate``) or loading into the
-daemon (``selfloop.model.holder``).
+Does not cover: deciding promotion (``selfloop.train.gate``) or loading into the daemon (``selfloop.model.holder``).
 """
 
 from __future__ import annotations
@@ -161,7 +147,14 @@ class Registry:
         return manifest
 
     def set_current(self, n: int) -> None:
-        """Point ``current`` at generation ``n`` (which must be whole on disk)."""
+        """Point ``current`` at generation ``n`` (which must be whole on disk).
+
+        Why a small file and not a symlink: ``os.replace`` of a file is atomic on every POSIX
+        filesystem and on Windows, a reader sees either the old or the new name (never a
+        dangling or half-made link), the content is validated (a stray edit cannot point
+        outside the models dir), and it copies and syncs like any file (network filesystems
+        and archives handle symlinks poorly).
+        """
         if not (self.path(n) / MANIFEST).is_file():
             raise SelfloopError(f"generation {n} is not a whole generation in {self.dir}")
         _write_atomic(self.dir / POINTER, gen_name(n) + "\n")
@@ -200,7 +193,11 @@ class Registry:
         return to
 
     def protected(self) -> set[int]:
-        """Never pruned: generation 0, the champion, its predecessor and its parent."""
+        """Never pruned: generation 0, the champion, its predecessor and its parent.
+
+        The predecessor is the rollback target; generation 0 is the base of
+        ``init_from = "base"`` and the origin of the tokenizer.
+        """
         keep = {0}
         cur = self.current()
         if cur is not None:

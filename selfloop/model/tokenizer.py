@@ -1,15 +1,11 @@
 """The scratch tokenizer: byte-level BPE trained on the corpus, with a chat template.
 
-Covers: training a byte-level BPE (``tokenizers``) on a stream of texts, wrapping
-it as ``PreTrainedTokenizerFast`` with the special tokens that carry
-conversation state, and the Jinja chat template that renders a list of
-``{"role", "content"}`` messages as one token sequence. The template marks
-assistant turns with ``{% generation %}`` so
-``apply_chat_template(..., return_assistant_tokens_mask=True)`` yields the loss
-mask for chat training.
+Covers: training a byte-level BPE (``tokenizers``), wrapping it as ``PreTrainedTokenizerFast`` with the special
+tokens of a conversation, and the Jinja chat template whose ``{% generation %}`` marks yield the assistant-only loss
+mask (``return_assistant_tokens_mask=True``).
 
-Does not cover: tokenizers of local base models (they bring their own) or how
-the texts are chosen (the training child passes the orig training split).
+Does not cover: tokenizers of local base models (they bring their own) or how the texts are chosen (the training
+child passes the orig training split).
 """
 
 from __future__ import annotations

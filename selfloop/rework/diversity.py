@@ -1,13 +1,8 @@
 """Collapse guard: how diverse is a batch of accepted rework?
 
-Two figures per batch, both recorded per generation:
-
-* ``distinct_2``: distinct word bigrams / all word bigrams over the batch
-  (Li et al. 2016). A model collapsing onto a few phrasings drives it down.
-* ``max_similarity`` / ``mean_similarity``: estimated Jaccard similarity
-  (datasketch MinHash) of each record to its nearest neighbour in the batch.
-
-A batch whose distinct-2 is below the configured floor is not admitted.
+Two figures per batch, recorded per generation: ``distinct_2`` (distinct / all word bigrams, Li et al. 2016; a
+collapsing model drives it down) and the MinHash Jaccard of each record to its nearest neighbour in the batch
+(``max_similarity`` / ``mean_similarity``). A batch whose distinct-2 is below the configured floor is not admitted.
 """
 
 from __future__ import annotations

@@ -1,20 +1,11 @@
 """The rework and judge phases of a cycle.
 
-``rework``: the champion samples candidates (batched) for each strategy's share of
-the budget; all candidates of the cycle are stored as *pending* in one
-transaction, so a crash before that point regenerates them (sampling is seeded by
-the cycle, so the same ones) and a crash after it never duplicates them.
-
-``judge``: every pending candidate goes through its kind's judge pipeline;
-verdicts, the candidate's status and its A-vs-B pair are written in one
-transaction per candidate (a resumed phase re-judges only what is still
-pending). Then the collapse guard: a strategy's accepted batch whose diversity is
-below ``judge.diversity_floor`` is not admitted. Finally accepted candidates are
-written to ``corpus/rework/`` (atomic, append-only, with provenance) and
-ingested, which makes them part of the next training mixture.
-
-Nothing reaches rework unjudged: only candidates whose every verdict is an
-accept are written.
+``rework`` samples candidates per strategy and stores all of the cycle's as *pending* in one transaction (sampling
+is seeded by the cycle, so a crash before regenerates the same ones and a crash after never duplicates them).
+``judge`` runs each pending candidate through its kind's pipeline (one transaction per candidate, so a resumed phase
+re-judges only what is still pending), refuses a strategy's batch below ``judge.diversity_floor``, then writes
+accepted candidates to ``corpus/rework/`` (atomic, append-only, with provenance) and ingests them.
+Nothing reaches rework unjudged: only candidates whose every verdict is an accept are written.
 """
 
 from __future__ import annotations

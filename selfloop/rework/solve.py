@@ -1,26 +1,9 @@
 """The ``solve`` strategy: best-of-n answers to verifiable tasks (rejection-sampling fine-tuning).
 
-Each cycle the champion samples ``samples_per_task`` answers to new problems:
-generated ones from each family at its curriculum level (and the levels just
-below), and task documents of the corpus that have no worked answer yet for a
-mode. Each (task, mode) is asked both ways the config allows:
-
-* ``answer``: the model answers directly (mental math);
-* ``program``: the model writes a Python program; the sandbox runs it and its
-  output is checked (tool use).
-
-Every sample is a candidate of kind ``task`` judged by the ``task`` pipeline in
-the sandbox. A correct one becomes a training record -- the exchange (the
-unhinted question, the model's answer) as a chat record -- as in STaR and
-ReST-EM; correct and wrong samples of one task become preference pairs.
-Held-out problems are never drawn (the same split rule as ingest), so they
-never reach training.
-
-Rationalization (STaR): after judging, a task that carries a reference answer
-and that no sample solved is asked again with the answer as a hint. Accepted
-hinted samples train on the question *without* the hint and are marked
-``rationalized`` in provenance. A hinted program that merely prints the hinted
-answer is not kept: it would teach copying, not computing.
+The champion samples ``samples_per_task`` answers (direct and/or as a program) to generated problems near each
+family's curriculum level and to corpus tasks with no worked answer; each is judged by the ``task`` pipeline. Correct
+ones become chat training records (STaR, ReST-EM); correct and wrong ones of a task, preference pairs. Unsolved tasks
+with a reference answer are retried with the answer as a hint (STaR rationalization). Held-out problems are never drawn.
 
 Does not cover: judging (``selfloop.judge``), writing rework files (``phase``).
 """
@@ -78,7 +61,12 @@ def plan_asks(
     rng: random.Random,
     heldout_fraction: float,
 ) -> list[Ask]:
-    """About ``n_asks`` questions, shared equally between the generated families and the corpus's unsolved tasks."""
+    """About ``n_asks`` questions, shared equally between the generated families and the corpus's unsolved tasks.
+
+    Generated problems come from each family at its curriculum level and the levels just
+    below; each (task, mode) is asked both ways the config allows. Held-out problems are
+    never drawn (the same split rule as ingest), so they never reach training.
+    """
     open_corpus = []
     for doc_id, task in corpus:
         fam = family_of(task)
@@ -278,7 +266,12 @@ def copies_hint(d: SolveDraft) -> bool:
 def rationalize(
     cfg: TasksConfig, rc: ReworkConfig, store: Store, cycle_id: int, model, tokenizer, seed: int
 ) -> list[SolveDraft]:
-    """Hinted retries for this cycle's unsolved tasks that have a reference answer (none if already made)."""
+    """Hinted retries for this cycle's unsolved tasks that have a reference answer (none if already made).
+
+    Accepted hinted samples train on the question *without* the hint and are marked
+    ``rationalized`` in provenance. A hinted program that merely prints the hinted answer
+    is not kept (``copies_hint``): it would teach copying, not computing.
+    """
     if not cfg.rationalize:
         return []
     if candidates.has_rationalized(store, cycle_id, STRATEGY):

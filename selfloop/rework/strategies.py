@@ -1,19 +1,10 @@
 """What the model is asked to write each cycle (pure: no model, no I/O).
 
-A strategy turns source documents into *prompts* and, once the model has
-sampled, turns each sample into a *draft* candidate that the eval space judges.
+A strategy turns source documents into *prompts* and each sample into a *draft* candidate for the eval space:
+**rewrite** regenerates part of an existing sample and keeps the original (A) for the A-vs-B judge; **synthesize**
+continues a short seed, with no A to beat.
 
-* **rewrite**: an existing sample (orig, or earlier rework) is reworked. A tiny
-  scratch model follows no instructions, so by default it is conditioned on the
-  start of a window of the sample and regenerates the rest (prefix
-  continuation); with ``instruction_following`` the configured prompt template
-  is used instead. For chat records the last assistant turn is regenerated. Each
-  draft keeps its original (A) so the A-vs-B judge can compare.
-* **synthesize**: a new sample from a short seed (the opening of a training
-  document), Self-Instruct style free continuation. There is no A to beat; the
-  text-quality and dedup judges decide.
-
-Task solving (best-of-n with sandbox checks) lives with the task packs.
+Does not cover: task solving (``selfloop.rework.solve``).
 """
 
 from __future__ import annotations
@@ -107,6 +98,11 @@ def rewrite_prompts(
 
     ``render_chat`` renders a conversation with the tokenizer's chat template plus
     the assistant header (``apply_chat_template(..., add_generation_prompt=True)``).
+
+    A tiny scratch model follows no instructions, so by default it is conditioned on the
+    start of a window of the sample and regenerates the rest (prefix continuation); with
+    ``instruction_following`` the configured prompt template is used instead. For chat
+    records the last assistant turn is regenerated.
     """
     prompts: list[Prompt] = []
     n_prompts = max(0, -(-count // cfg.samples_per_prompt))
@@ -164,7 +160,11 @@ def _chat_rewrite(src: Source, render_chat: Callable[[list[dict[str, str]]], str
 def synthesize_prompts(
     sources: Sequence[Source], count: int, cfg: ReworkConfig, rng: random.Random, seed_chars: int = 80
 ) -> list[Prompt]:
-    """Seeds for new samples: the opening words of training documents."""
+    """Seeds for new samples: the opening words of training documents.
+
+    A new sample from a short seed (the opening of a training document), Self-Instruct
+    style free continuation; the text-quality and dedup judges decide.
+    """
     n_prompts = max(0, -(-count // cfg.samples_per_prompt))
     texts = [s for s in sources if s.kind == "text" and len(s.content) > seed_chars // 2]
     if not texts or not n_prompts:

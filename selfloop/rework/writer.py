@@ -1,14 +1,8 @@
 """Accepted rework records on disk: ``corpus/rework/gen-NNNN/<strategy>.jsonl``.
 
-Guarantees (ARCHITECTURE.md): rework is append-only and atomic. A file appears
-whole or not at all (write a temp file in the same directory, fsync, rename,
-fsync the directory), and an existing file is never rewritten: a cycle that is
-resumed after a crash finds its file already in place and writes nothing twice.
-
-Each line is one record that ``datasets.load_dataset("json", data_files=...)``
-loads as it is: ``id``, ``text`` or ``messages``, and provenance (source
-document ids, strategy, the generation that wrote it, judge verdicts and scores,
-time).
+Guarantees (ARCHITECTURE.md): rework is append-only and atomic. A file appears whole or not at all, and an existing
+file is never rewritten, so a cycle resumed after a crash writes nothing twice. Each line loads as it is with
+``datasets.load_dataset("json", ...)``.
 """
 
 from __future__ import annotations
@@ -39,7 +33,12 @@ def validate_record(record: dict[str, Any]) -> None:
 
 
 def write_records(path: Path, records: Iterable[dict[str, Any]]) -> bool:
-    """Write records atomically to a new file. Returns False if the file already exists."""
+    """Write records atomically to a new file. Returns False if the file already exists.
+
+    A temp file in the same directory, fsync, rename, fsync the directory. Each line is one
+    record: ``id``, ``text`` or ``messages``, and provenance (source document ids,
+    strategy, the generation that wrote it, judge verdicts and scores, time).
+    """
     path = Path(path)
     if path.exists():
         return False

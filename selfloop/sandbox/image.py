@@ -1,13 +1,8 @@
-"""Build the docker sandbox image offline: a minimal root filesystem made from this
-machine's Python, imported with ``docker import`` (no registry, no network).
+"""Build the docker sandbox image offline: a minimal root filesystem made from this machine's Python, imported with
+``docker import`` (no registry, no network).
 
-The rootfs holds the interpreter, its standard library (minus tests, GUI and
-packaging modules, and minus site-packages), the shared libraries that ``ldd``
-reports for the interpreter and its extension modules, an /etc/passwd with the
-non-root ``sandbox`` user (uid 10001), empty /scratch and /tmp, and the harness package
-(/sandbox/harness/, its sources).
-Every entry is root-owned and read-only to the sandbox user.
-
+The rootfs holds the interpreter, a trimmed standard library (no site-packages), the shared libraries it needs, the
+non-root ``sandbox`` user and the harness package; every entry is root-owned and read-only to the sandbox user.
 `sandbox/Dockerfile` is the equivalent for machines with a registry.
 """
 
@@ -143,6 +138,12 @@ class RootfsWriter:
 
 
 def write_rootfs(out: Path, python: Interpreter) -> None:
+    """The interpreter, its standard library (minus tests, GUI and packaging modules, and
+    minus site-packages), the shared libraries that ``ldd`` reports for the interpreter
+    and its extension modules, an /etc/passwd with the non-root ``sandbox`` user (uid
+    10001), empty /scratch and /tmp, and the harness package (/sandbox/harness/, its
+    sources). Every entry is root-owned and read-only to the sandbox user.
+    """
     stdlib = os.path.join(python.prefix, "lib", f"python{python.version}")
     if not os.path.isdir(stdlib):
         raise SelfloopError(f"cannot find the standard library of {python.path} at {stdlib}")

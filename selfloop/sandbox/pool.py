@@ -1,16 +1,9 @@
 """`Sandbox`: run jobs on a backend, through a warm pool or one-shot sandboxes.
 
-Covers worker lifecycle and the per-job exchange: pick (or start) a worker,
-send the job with a fresh nonce, wait at most the job's wall limit plus a grace,
-turn what came back into a `Verdict`, and decide whether the worker may serve
-again. A worker is discarded after a timeout, a memory kill, an output flood,
-a leak (a process that survived the job), anything odd on its channel, or after
-``recycle_after`` jobs; with ``pool_size = 0`` every job gets a fresh sandbox.
-
-Thread-safe: `run` may be called from many threads; at most ``max(pool_size, 1)``
-jobs run at once and the rest wait for a worker. Workers are always started from
-one long-lived thread, because bwrap's --die-with-parent (PR_SET_PDEATHSIG) fires
-when the *thread* that spawned it exits.
+Covers worker lifecycle and the per-job exchange (fresh nonce, wall limit plus a grace, the result as a `Verdict`).
+A worker is discarded after a timeout, memory kill, output flood, leaked process, anything odd on its channel, or
+``recycle_after`` jobs; ``pool_size = 0`` gives every job a fresh sandbox. Thread-safe: at most
+``max(pool_size, 1)`` jobs run at once.
 """
 
 from __future__ import annotations
@@ -34,6 +27,12 @@ RECYCLE_STATUSES = frozenset({"timeout", "memory", "output_limit", "sandbox_erro
 
 
 class Sandbox:
+    """``run`` may be called from many threads; at most ``max(pool_size, 1)`` jobs run at
+    once and the rest wait for a worker. Workers are always started from one long-lived
+    thread, because bwrap's --die-with-parent (PR_SET_PDEATHSIG) fires when the *thread*
+    that spawned it exits.
+    """
+
     def __init__(self, cfg: SandboxConfig, backend: Backend | None = None):
         self.cfg = cfg
         self.backend = backend or choose(cfg)

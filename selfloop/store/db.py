@@ -1,17 +1,11 @@
 """The state store: one SQLite database (WAL mode) in the state dir.
 
-It holds everything the daemon must remember across restarts: source files and
-their status, documents, candidates and their verdicts, preference pairs,
-generations, cycles and their phases, training metrics, and an event log.
+Holds everything the daemon must remember across restarts: files, documents, candidates and verdicts, pairs,
+generations, cycles and phases, training metrics and the event log. WAL: writers are transactional and crash-safe;
+readers (``selfloop status``, the dashboard) open it read-only and never block the daemon. The schema is versioned
+with ``PRAGMA user_version``; ``MIGRATIONS[i]`` moves version i to i+1 in one transaction.
 
-Why SQLite in WAL mode: writers are transactional and crash-safe, and readers
-(`selfloop status`, the dashboard in another terminal) never block the daemon.
-Readers open the file read-only.
-
-The schema is versioned with ``PRAGMA user_version``; ``MIGRATIONS[i]`` moves a
-database from version i to i+1, each inside one transaction. Domain queries live
-next to their domain (corpus, registry, rework); this module owns the schema,
-connections, transactions and the event log.
+Does not cover: domain queries (they live next to their domain: corpus, registry, rework).
 """
 
 from __future__ import annotations

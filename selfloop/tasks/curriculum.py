@@ -1,17 +1,9 @@
 """The curriculum: which difficulty each generated family works on.
 
-A family's *level* is the difficulty at which new problems are generated (with
-the ``solve_window - 1`` levels below it). After every cycle the level advances
-by one only while both hold at the current level:
-
-* held-out pass@1 (the modes in ``curriculum_modes``) >= ``advance_threshold``;
-* label accuracy -- the share of this cycle's sampled answers there that the
-  judges accepted -- >= ``min_label_accuracy``. Self-made labels are only as
-  good as the model's hit rate: a level it rarely solves yields too little
-  verified data to move on, whatever the held-out figure says.
-
-Otherwise it holds, with the reason. The rule (`decide`) is pure; the levels
-live in the state store's ``meta`` table under ``tasks.curriculum``.
+A family's *level* is the difficulty new problems are generated at (with the ``solve_window - 1`` levels below).
+After each cycle it advances by one only when both held-out pass@1 and label accuracy at that level clear their
+thresholds; otherwise it holds, with the reason. The rule (``decide``) is pure; the levels live in the state
+store's ``meta`` table under ``tasks.curriculum``.
 """
 
 from __future__ import annotations
@@ -41,7 +33,16 @@ class Step:
 
 
 def decide(level: int, heldout: float | None, label_accuracy: float | None, cfg: TasksConfig) -> tuple[int, str]:
-    """The next level and why. Pure."""
+    """The next level and why. Pure.
+
+    Advance by one only while both hold at the current level:
+
+    * held-out pass@1 (the modes in ``curriculum_modes``) >= ``advance_threshold``;
+    * label accuracy -- the share of this cycle's sampled answers there that the judges
+      accepted -- >= ``min_label_accuracy``. Self-made labels are only as good as the
+      model's hit rate: a level it rarely solves yields too little verified data to move
+      on, whatever the held-out figure says.
+    """
     if level >= cfg.max_difficulty:
         return level, f"at max_difficulty {cfg.max_difficulty}"
     if heldout is None:

@@ -1,30 +1,9 @@
 """Task families: generators of verifiable problems, and how each is shown to the model.
 
-A family makes problems of a given difficulty (``make``), each an *unlabeled*
-`TaskRecord`: it carries a checker (trusted Python run in the sandbox) but no
-reference answer. ``labelled`` adds the reference answer and a reference
-program, which is what a starter pack ships.
-
-Every problem made also carries ``VARIANTS`` counterfactual variants (other
-operands of the same digit counts, another word of the same length) with their
-checkers, against which the task judge runs program answers to catch hard-coded
-output. They are drawn from a generator seeded by the task's id, not from the
-caller's ``rng``, so the problems drawn (and the fixed held-out sets) are the
-same with or without them. Each variant's answer differs from the task's, so a
-program whose output does not depend on the inputs always fails one.
-
-Each family also owns its prompt formats, one per answer mode:
-
-* ``answer`` (direct, "mental math"): the model writes the answer itself. Digit
-  tasks spell digits apart, so every digit is its own token, and by default
-  least significant digit first (``reversed``), the order in which carries are
-  computed (Lee et al. 2025; Zhou et al. 2024).
-* ``program`` (tool use): the model writes a Python program that prints the
-  answer; the sandbox runs it and its output is checked.
-
-``decode`` turns what the model wrote back into what the checker sees (the
-reversed digits back into a number). Families of task files in ``orig/`` that
-no generator knows are shown with `Generic`: the prompt as written.
+A family makes problems (``make``: unlabeled, with a checker -- trusted Python run in the sandbox -- but no reference
+answer), labels them for starter packs (``labelled``), renders them per answer mode (``answer``: direct; ``program``:
+a Python program the sandbox runs) and ``decode``s what the model wrote. Every problem carries ``VARIANTS``
+counterfactual variants, against which the task judge catches hard-coded output. Unknown task files use `Generic`.
 
 Pure: no model, no sandbox, no I/O.
 """
@@ -88,7 +67,12 @@ def _spaced(text: str) -> str:
 
 
 class Addition(Generic):
-    """Multi-digit addition; difficulty = digits of the longer operand."""
+    """Multi-digit addition; difficulty = digits of the longer operand.
+
+    In ``answer`` mode digits are spelled apart, so every digit is its own token, and by
+    default least significant digit first (``reversed``), the order in which carries are
+    computed (Lee et al. 2025; Zhou et al. 2024); ``decode`` turns them back into a number.
+    """
 
     name = "addition"
 
@@ -199,7 +183,12 @@ def _reverse_checker(word: str) -> str:
 
 
 def _variants(seed: str, draw: Callable[[random.Random], Variant | None]) -> list[Variant]:
-    """Up to ``VARIANTS`` distinct variants from ``draw``, from a generator seeded by the task alone."""
+    """Up to ``VARIANTS`` distinct variants from ``draw``, from a generator seeded by the task alone.
+
+    Not from the caller's ``rng``, so the problems drawn (and the fixed held-out sets) are
+    the same with or without variants. Each variant's answer differs from the task's, so a
+    program whose output does not depend on the inputs always fails one.
+    """
     rng = random.Random(f"variants/{seed}")
     out: list[Variant] = []
     for _ in range(VARIANT_DRAWS):

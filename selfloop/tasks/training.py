@@ -1,14 +1,9 @@
 """How task documents train: a labelled task becomes one chat exchange per answer mode.
 
-A task record in ``orig/`` with a reference answer trains as (question in the
-family's direct format, answer in that format); with a reference program, as
-(question in the program format, program). Records with neither are verifiable
-prompts only (solved by the ``solve`` strategy, or held out) and train as
-nothing. Documents of other kinds pass through unchanged.
-
-Rendering happens when the training snapshot is taken, with ``[tasks]``, so the
-training child and the held-out loss see exactly the formats the solver and the
-task suite use.
+A task with a reference answer trains as (direct question, answer); with a reference program, as (program question,
+program); with neither, as nothing (it is a verifiable prompt only). Documents of other kinds pass through unchanged.
+Rendering happens when the training snapshot is taken, with ``[tasks]``, so training and the held-out loss see
+exactly the formats the solver and the task suite use.
 """
 
 from __future__ import annotations

@@ -1,27 +1,11 @@
 """Training and evaluation data: the document snapshot, the mixture, and token blocks.
 
-Covers:
-- (the active documents of a split and origin come from ``selfloop.store.corpus.load_documents``)
-- the mixture rule (pure): every active orig training document once, plus
-  accepted rework documents weighted by ``rework_weight`` and capped at
-  ``rework_max_share`` of the mixture's characters; rework is downsampled to fit,
-  orig is never dropped (accumulate, never replace),
-- the snapshot file a training run reads (so a resumed run sees exactly the data
-  it started with, even if the corpus changed meanwhile),
-- tokenization: plain text packed into ``block_size`` blocks for causal LM loss;
-  chat records rendered by the tokenizer's chat template with loss on assistant
-  tokens only (labels -100 elsewhere),
-- the training set: the snapshot streamed through that tokenization into a
-  ``datasets`` Arrow file in the run dir (memory-mapped, so memory stays flat as
-  the corpus grows; other DDP ranks and a resumed run reuse it), or, with
-  ``train.streaming``, an ``IterableDataset`` that tokenizes as it reads.
+Covers: the mixture rule (pure; orig is never dropped, rework is weighted and capped), the snapshot file a run reads
+(so a resumed run sees exactly the data it started with), tokenization (plain text packed into blocks; chat with
+loss on assistant tokens only) and the training set (a memory-mapped Arrow file in the run dir, or a stream).
 
-Task documents train only when they carry a worked answer (string ``prompt`` and
-``solution``), as a user/assistant exchange; bare tasks (no solution) are
-skipped here because they are verifiable prompts for the task suite, not text to
-imitate. The task-pack work decides whether that changes.
-
-Does not cover: the Trainer run (``selfloop.train.run``) or metrics (``evaluate``).
+Does not cover: loading documents (``selfloop.store.corpus.load_documents``), the Trainer run
+(``selfloop.train.run``), metrics (``evaluate``).
 """
 
 from __future__ import annotations
@@ -51,6 +35,8 @@ def select_mixture(
     The rework target is ``weight`` times rework's characters (weight > 1 repeats
     rework documents), capped so rework is at most ``max_share`` of the mixture's
     characters. Whole documents are drawn in a seeded order until the target is met.
+
+    Rework is downsampled to fit; orig is never dropped (accumulate, never replace).
     """
     mixture = list(orig)
     rework = [d for d in rework if d.n_chars > 0]  # an empty document could never fill the target
@@ -125,7 +111,12 @@ def read_snapshot(path: Path) -> list[Doc]:
 
 
 def messages_of(doc: Doc) -> list[dict[str, str]] | None:
-    """The conversation a chat (or solved task) document trains as, or None if it trains as none."""
+    """The conversation a chat (or solved task) document trains as, or None if it trains as none.
+
+    Task documents train only when they carry a worked answer (string ``prompt`` and
+    ``solution``), as a user/assistant exchange; bare tasks are skipped because they are
+    verifiable prompts for the task suite, not text to imitate.
+    """
     try:
         record = json.loads(doc.content)
     except ValueError:

@@ -1,14 +1,8 @@
 """Held-out evaluation of the champion and the challenger on the same data.
 
-Covers: loss and perplexity on the orig held-out split, text and chat
-separately and combined (token-weighted), on a fixed deterministic eval set
-(the first ``eval_batches`` batches of the held-out documents in id order, never
-shuffled); pass@1 per task family from an optional callable; and a few greedy
-sample generations from fixed held-out prompts, for the manifest and dashboard.
-
-Each model tokenizes the documents with its own tokenizer. Generations of one
-project share the tokenizer trained at generation 0, so their per-token losses
-compare directly.
+Covers: loss and perplexity on the orig held-out split (text, chat and combined, token-weighted) on a fixed,
+never-shuffled eval set; pass@1 per task family from an optional callable; a few greedy samples from fixed held-out
+prompts for the manifest and dashboard.
 
 Does not cover: the promotion decision (``selfloop.train.gate``).
 """
@@ -101,5 +95,11 @@ def evaluate_model(
 def evaluate(
     models: dict[str, tuple[Any, Any]], docs: Sequence[Doc], cfg: TrainConfig, task_suite: TaskSuite | None = None
 ) -> dict[str, dict[str, Any]]:
-    """Evaluate every named (model, tokenizer) on the same held-out documents."""
+    """Evaluate every named (model, tokenizer) on the same held-out documents.
+
+    The eval set is the first ``eval_batches`` batches of the held-out documents in id
+    order, never shuffled. Each model tokenizes the documents with its own tokenizer;
+    generations of one project share the tokenizer trained at generation 0, so their
+    per-token losses compare directly.
+    """
     return {name: evaluate_model(model, tok, docs, cfg, task_suite) for name, (model, tok) in models.items()}

@@ -1,16 +1,10 @@
 """The promotion gate: a pure decision from two sets of figures and ``GateConfig``.
 
-A challenger replaces the champion only if
-- no held-out loss (overall, text, chat: each one both models have) is worse than
-  the champion's by more than ``loss_tolerance`` (relative),
-- no task family's pass@1 drops by more than ``task_tolerance`` (absolute),
-- and at least one figure improves by at least ``min_improvement`` (relative for
-  losses, absolute for pass@1).
-Generation 0 (no champion) is promoted if it trained and loads (and its loss, if
-there is held-out data yet, is finite).
+A challenger replaces the champion only if no held-out loss or task pass@1 gets worse beyond its tolerance and at
+least one figure improves by ``min_improvement`` (rule in ``decide``).
 
-Does not cover: computing the figures (``selfloop.train.evaluate``) or acting on
-the decision (``selfloop.model.registry``).
+Does not cover: computing the figures (``selfloop.train.evaluate``) or acting on the decision
+(``selfloop.model.registry``).
 """
 
 from __future__ import annotations
@@ -39,7 +33,19 @@ def _finite(x: Any) -> bool:
 
 
 def decide(challenger: dict[str, Any], champion: dict[str, Any] | None, cfg: GateConfig) -> Decision:
-    """Decide on figures shaped like ``{"loss", "text_loss", "chat_loss", "tasks": {family: pass@1}}``."""
+    """Decide on figures shaped like ``{"loss", "text_loss", "chat_loss", "tasks": {family: pass@1}}``.
+
+    A challenger replaces the champion only if
+
+    - no held-out loss (overall, text, chat: each one both models have) is worse than
+      the champion's by more than ``loss_tolerance`` (relative),
+    - no task family's pass@1 drops by more than ``task_tolerance`` (absolute),
+    - and at least one figure improves by at least ``min_improvement`` (relative for
+      losses, absolute for pass@1).
+
+    Generation 0 (no champion) is promoted if it trained and loads (and its loss, if
+    there is held-out data yet, is finite).
+    """
     figures: dict[str, Any] = {"challenger": challenger, "champion": champion}
     loss = challenger.get("loss")
     if challenger.get("error"):

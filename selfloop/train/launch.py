@@ -1,18 +1,9 @@
 """Launching the training child from the parent (the daemon or `selfloop cycle`).
 
-Covers: building the child's argv for ``train.launcher.kind`` (python |
-torchrun | accelerate; pure, so the scale-out path is testable without GPUs),
-running it on a prepared run dir (``selfloop.train.rundir``) with its output in
-``RUNDIR/train.log``, reading its result, and killing every running child with
-its workers when the daemon must exit now.
+Covers: the child's argv per ``train.launcher.kind`` (python | torchrun | accelerate; pure, so the scale-out path is
+testable without GPUs), running it on a prepared run dir (``selfloop.train.rundir``) with its output in
+``RUNDIR/train.log``, reading its result, and killing every child with its workers when the daemon must exit now.
 Training in a child process returns all its memory to the OS when it ends.
-
-The child is the same module under every launcher; torchrun and accelerate
-start ``nproc_per_node`` copies of it and the Trainer inside does DDP (FSDP /
-DeepSpeed through accelerate's own flags in ``extra_args``). Multi-node: this
-process starts node 0's launcher; every other node runs the same command line
-(the first line of ``train.log``) against the same project on a shared
-filesystem.
 
 Does not cover: what the child does (``selfloop.train.run``).
 """
@@ -48,7 +39,14 @@ ACCELERATE_MODE_FLAGS = ("--multi_gpu", "--use_fsdp", "--use_deepspeed", "--use_
 
 
 def build_argv(launcher: LauncherConfig, child_args: list[str], python: str = sys.executable) -> list[str]:
-    """The command line that runs ``python -m selfloop.train CHILD_ARGS`` under ``launcher``."""
+    """The command line that runs ``python -m selfloop.train CHILD_ARGS`` under ``launcher``.
+
+    The child is the same module under every launcher; torchrun and accelerate start
+    ``nproc_per_node`` copies of it and the Trainer inside does DDP (FSDP / DeepSpeed
+    through accelerate's own flags in ``extra_args``). Multi-node: this process starts
+    node 0's launcher; every other node runs the same command line (the first line of
+    ``train.log``) against the same project on a shared filesystem.
+    """
     if launcher.kind == "python":
         head = [python, "-m", "selfloop.train"]
     elif launcher.kind == "torchrun":

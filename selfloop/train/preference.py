@@ -1,27 +1,11 @@
 """Preference training: DPO (TRL) on the eval space's chosen / rejected pairs.
 
-Covers: whether the step runs (``[train.preference] enabled``, "auto" = on when
-CUDA is available), which stored pairs are used (``select_pairs``: newest first,
-``share`` of them, at most ``max_pairs``, from the configured sources), the pairs
-snapshot in the run dir, turning pairs into TRL's prompt / chosen / rejected
-text, the DPO run itself (``train_dpo``), and the chosen-over-rejected
-log-probability margin (``margin``) that says whether it worked.
+Covers: whether the step runs (``preference_enabled``), which stored pairs are used (``select_pairs``), the pairs
+snapshot in the run dir, TRL's text format (``as_text_pairs``), the DPO run (``train_dpo``, inside the training
+child after SFT, in the same run dir) and the chosen-over-rejected log-probability margin (``margin``).
 
-Why inside the training child, after SFT, in the same run dir (and not a child
-run of its own): the challenger of a cycle is one generation; SFT and DPO are two
-stages of producing it, and the gate judges only what both produced. Running
-them in one process keeps one launcher, one ``result.json`` contract with the
-parent and one SIGTERM/resume story: SFT's output is kept in ``RUNDIR/sft``
-once it is complete, so a resumed run skips SFT and DPO resumes from its own
-checkpoints in ``RUNDIR/preference``.
-
-Pair formats as stored: an ``a_vs_b`` pair's prompt is exactly the text the
-model continued (chat prompts already rendered), a ``task`` pair's prompt is the
-user's message, rendered here with the tokenizer's chat template so that both
-kinds train the same way the model is sampled.
-
-Does not cover: making pairs (``selfloop.rework``), SFT (``selfloop.train.run``),
-the promotion decision (``selfloop.train.gate``).
+Does not cover: making pairs (``selfloop.rework``), SFT (``selfloop.train.run``), the promotion decision
+(``selfloop.train.gate``).
 """
 
 from __future__ import annotations
@@ -70,7 +54,13 @@ def read_pairs(path: Path) -> list[dict[str, str]]:
 
 
 def as_text_pairs(pairs: Sequence[dict[str, str]], tokenizer) -> list[dict[str, str]]:
-    """TRL's standard (text) preference format; task prompts go through the chat template first."""
+    """TRL's standard (text) preference format; task prompts go through the chat template first.
+
+    Pair formats as stored: an ``a_vs_b`` pair's prompt is exactly the text the model
+    continued (chat prompts already rendered); a ``task`` pair's prompt is the user's
+    message, rendered here with the tokenizer's chat template so that both kinds train
+    the way the model is sampled.
+    """
     out = []
     for p in pairs:
         if p["source"] == "task":
@@ -119,6 +109,13 @@ def train_dpo(
     TRL, which reloads it from a hub id or precomputes it from the policy) so a
     resumed run compares against the same reference. Resumes from the last
     complete checkpoint in ``out_dir/checkpoints``; ``model`` is trained in place.
+
+    Why inside the training child, after SFT, in the same run dir (and not a child run
+    of its own): the challenger of a cycle is one generation; SFT and DPO are two stages
+    of producing it, and the gate judges only what both produced. One process keeps one
+    launcher, one ``result.json`` contract with the parent and one SIGTERM/resume story:
+    SFT's output is kept in ``RUNDIR/sft`` once complete, so a resumed run skips SFT and
+    DPO resumes from its own checkpoints in ``RUNDIR/preference``.
     """
     try:
         from trl import DPOConfig, DPOTrainer

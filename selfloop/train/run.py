@@ -1,32 +1,12 @@
 """The training child: one Trainer run that turns a data snapshot into a model.
 
-Entry point ``python -m selfloop.train --out RUNDIR [--watch-pid PID]`` (built by
-``selfloop.train.launch``), the same under ``torchrun`` and ``accelerate launch``:
-there each process is one DDP rank and the Trainer does the distributed part. The
-parent has already written ``RUNDIR/data.jsonl`` (the snapshot) and the run's
-resolved config (``selfloop.train.rundir``): the Config, generation, init, steps,
-learning rate and state database, the only settings this process reads. It:
+Entry point ``python -m selfloop.train --out RUNDIR [--watch-pid PID]`` (built by ``selfloop.train.launch``), the
+same under torchrun and accelerate (one DDP rank per process). It reads only the run dir the parent prepared
+(``selfloop.train.rundir``) and writes ``RUNDIR/final`` and ``RUNDIR/result.json`` (rank 0 only), after DPO when
+``RUNDIR/pairs.jsonl`` exists. Exit codes: 0 finished (all steps or the wall budget), 3 interrupted by SIGTERM
+(checkpoint saved; run again to resume), 1 failure (message on stderr).
 
-1. builds the starting point: a scratch GPT-2 with a BPE tokenizer trained on
-   the snapshot's orig documents (saved to ``RUNDIR/tokenizer`` first, so a
-   resumed run and the other ranks reuse it) or a local model dir (the
-   champion, generation 0 or a Hugging Face base), optionally with LoRA adapters;
-2. tokenizes the snapshot deterministically into a memory-mapped Arrow file in
-   ``RUNDIR/arrow`` (or a stream, ``train.streaming``) and trains with
-   ``Trainer``, checkpointing every ``save_steps`` into ``RUNDIR/checkpoints``
-   and resuming from the last checkpoint if one exists;
-3. writes ``RUNDIR/final`` (model + tokenizer, safetensors) and
-   ``RUNDIR/result.json``;
-4. when the parent wrote ``RUNDIR/pairs.jsonl`` (preference training is on and
-   there are judged pairs), step 3 goes to ``RUNDIR/sft`` instead, and DPO
-   (``selfloop.train.preference``) continues from it into ``RUNDIR/final``; a
-   resumed run whose ``sft/result.json`` says done starts at DPO.
-
-Rank 0 alone does steps 1-2's one-time work (the others wait, then load what it
-wrote) and alone writes metrics, ``final`` and ``result.json``.
-
-Exit codes: 0 finished (all steps or the wall budget), 3 interrupted by SIGTERM
-(a checkpoint was saved; run again to resume), 1 failure (message on stderr).
+Does not cover: launching (``selfloop.train.launch``), DPO itself (``selfloop.train.preference``).
 """
 
 from __future__ import annotations
@@ -131,6 +111,28 @@ def training_arguments(cfg: Config, run_dir: Path, steps: int):
 
 
 def train(args: argparse.Namespace) -> int:
+    """One training run on ``args.out``; returns the exit code.
+
+    The parent has already written ``RUNDIR/data.jsonl`` (the snapshot) and the run's
+    resolved config: the Config, generation, init, steps, learning rate and state
+    database, the only settings this process reads. Steps:
+
+    1. build the starting point: a scratch GPT-2 with a BPE tokenizer trained on
+       the snapshot's orig documents (saved to ``RUNDIR/tokenizer`` first, so a
+       resumed run and the other ranks reuse it) or a local model dir (the
+       champion, generation 0 or a Hugging Face base), optionally with LoRA adapters;
+    2. tokenize the snapshot deterministically into a memory-mapped Arrow file in
+       ``RUNDIR/arrow`` (or a stream, ``train.streaming``) and train with
+       ``Trainer``, checkpointing every ``save_steps`` into ``RUNDIR/checkpoints``
+       and resuming from the last checkpoint if one exists;
+    3. write ``RUNDIR/final`` (model + tokenizer, safetensors) and ``RUNDIR/result.json``;
+    4. when the parent wrote ``RUNDIR/pairs.jsonl``, step 3 goes to ``RUNDIR/sft``
+       instead, and DPO continues from it into ``RUNDIR/final``; a resumed run whose
+       ``sft/result.json`` says done starts at DPO.
+
+    Rank 0 alone does steps 1-2's one-time work (the others wait, then load what it
+    wrote) and alone writes metrics, ``final`` and ``result.json``.
+    """
     from transformers import Trainer, default_data_collator
 
     run = RunDir(args.out)

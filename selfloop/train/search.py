@@ -1,25 +1,11 @@
 """Recipe search: which training recipes a cycle tries, and which one wins.
 
-A recipe is the part of ``[train]`` the search may change (``learning_rate``,
-``max_steps``, ``rework_max_share``: ``[train.search] params``). Each cycle
-trains the *incumbent* (the recipe of the last promoted winner; at first the
-values in ``[train]``) next to mutants of it, in the manner of population-based
-training's explore step (Jaderberg et al. 2017): every searched value is moved
-one step up or down within its bounds (learning rate and steps by a factor, the
-rework share by a delta). The learning rate alternates direction over the
-mutants (the first direction drawn at random), so a cycle of three or more
-recipes tries both a larger and a smaller one. Mutants that
-would exceed ``budget_steps`` together are dropped; the incumbent always trains.
+A recipe is the part of ``[train]`` the search may change (``[train.search] params``). Each cycle trains the
+incumbent (the last winner's recipe; at first ``[train]``) next to mutants of it, as in population-based training's
+explore step; among the challengers the gate would promote, the best wins. The incumbent is always a candidate, so a
+cycle never picks a recipe that did worse than it on the gate's figures.
 
-The gate judges every recipe's challenger against the champion; among those it
-would promote, the best wins (highest mean task pass@1, then lowest held-out
-loss). Because the incumbent is among the candidates, a cycle never chooses a
-recipe that did worse than it on the figures the gate uses. Selection uses the
-gate's own held-out data, so the winner's figures are optimistic by the
-spread of K draws; the gate's ``min_improvement`` is what keeps noise out.
-
-Pure: no training, no store. ``selfloop.store.runs`` records the history;
-``selfloop.loop.phases`` runs the recipes.
+Pure: no training, no store. ``selfloop.store.runs`` records the history; ``selfloop.loop.phases`` runs the recipes.
 """
 
 from __future__ import annotations
@@ -73,7 +59,15 @@ def mutate(recipe: dict[str, Any], cfg: SearchConfig, rng: random.Random, lr_up:
 
 
 def propose(incumbent: dict[str, Any], cfg: SearchConfig, seed: int) -> list[dict[str, Any]]:
-    """The recipes of one cycle: the incumbent first, then distinct mutants within the step budget."""
+    """The recipes of one cycle: the incumbent first, then distinct mutants within the step budget.
+
+    Population-based training's explore step (Jaderberg et al. 2017): every searched value
+    is moved one step up or down within its bounds (learning rate and steps by a factor,
+    the rework share by a delta). The learning rate alternates direction over the mutants
+    (the first direction drawn at random), so a cycle of three or more recipes tries both a
+    larger and a smaller one. Mutants that would exceed ``budget_steps`` together are
+    dropped; the incumbent always trains.
+    """
     rng = random.Random(f"{cfg.seed}/{seed}")
     recipes = [dict(incumbent)]
     spent = incumbent["max_steps"]
@@ -108,7 +102,13 @@ def rank_key(figures: dict[str, Any]) -> tuple[float, float]:
 
 
 def choose(challengers: Sequence[dict[str, Any]], champion: dict[str, Any] | None, gate: GateConfig) -> Choice:
-    """The gate's decision on every recipe's challenger, and the best one it would promote."""
+    """The gate's decision on every recipe's challenger, and the best one it would promote.
+
+    Among the challengers the gate would promote, the best wins (highest mean task pass@1,
+    then lowest held-out loss). Selection uses the gate's own held-out data, so the
+    winner's figures are optimistic by the spread of K draws; the gate's
+    ``min_improvement`` is what keeps noise out.
+    """
     decisions = [decide(c, champion, gate) for c in challengers]
     order = sorted(range(len(challengers)), key=lambda i: (rank_key(challengers[i]), i))
     promotable = [i for i in order if decisions[i].promote]

@@ -1,19 +1,11 @@
 """Held-out pass@1: the fixed task suite every evaluation runs.
 
-The suite is the fixed held-out tasks of each configured family and difficulty
-(`selfloop.tasks.families.heldout_set`) plus the held-out task documents of the
-corpus (any family), each asked once per answer mode it supports. The model
-answers greedily (pass@1); every answer is judged by the ``task`` judge
-pipeline in the sandbox, exactly as solve candidates are: a program that prints
-a hard-coded answer fails its task's variants and scores 0.
+The fixed held-out tasks of each configured family and difficulty plus the corpus's held-out task documents, each
+asked greedily once per answer mode and judged by the ``task`` pipeline in the sandbox, exactly as solve candidates
+are (a hard-coded answer fails its variants and scores 0).
 
-``TaskSuite(model, tokenizer) -> {family: pass@1}`` is the callable that
-`selfloop.train.evaluate` takes; the breakdown per difficulty and mode of the
-last call for a model is kept (``detail(model)``) for the manifest, the
-curriculum and the "mental math vs tool" table.
-
-Does not cover: training data (held-out tasks never enter it: solve draws only
-train-split problems) or the promotion rule (``selfloop.train.gate``).
+Does not cover: training data (held-out tasks never enter it: solve draws only train-split problems) or the
+promotion rule (``selfloop.train.gate``).
 """
 
 from __future__ import annotations
@@ -86,7 +78,13 @@ def frontier(detail: dict[str, Any], mode: str, threshold: float = 0.9) -> dict[
 
 
 class TaskSuite:
-    """The held-out task suite; call it with (model, tokenizer) for {family: pass@1}."""
+    """The held-out task suite; call it with (model, tokenizer) for {family: pass@1}.
+
+    ``TaskSuite(model, tokenizer) -> {family: pass@1}`` is the callable that
+    `selfloop.train.evaluate` takes; the breakdown per difficulty and mode of the last
+    call for a model is kept (``detail(model)``) for the manifest, the curriculum and the
+    "mental math vs tool" table.
+    """
 
     def __init__(
         self,

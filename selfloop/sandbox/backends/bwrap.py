@@ -1,19 +1,9 @@
 """The bubblewrap backend: Linux namespaces without a container engine.
 
-Each worker is ``bwrap --unshare-all`` (user, pid, net, ipc, uts, cgroup
-namespaces) with ``--die-with-parent --new-session --clearenv``, read-only
-binds of the Python runtime only (no /home, /root, /etc, /work), the harness
-package's files bound from pipes (``--ro-bind-data``, one each, so no host path to
-them is needed), a sized tmpfs as scratch, a fresh /proc and a minimal /dev, the
-rest of the root read-only (no file can be added next to the harness's), and a
-non-root uid.
-
-When the daemon runs as root, bwrap itself is started as a random unprivileged
-host uid (one per worker): the sandbox then owns no host file, cannot signal
-any host process, and RLIMIT_NPROC (which the kernel counts per real uid and
-does not enforce for root) bounds its process count. As a normal user the
-worker runs as that user, and the process limit is set above the user's
-current count.
+Each worker is ``bwrap --unshare-all`` with read-only binds of the Python runtime only, the harness fed from pipes,
+a sized tmpfs scratch, a read-only root and a non-root uid (see ``bwrap_argv``). Started as root, bwrap runs as a
+random unprivileged host uid per worker, so the sandbox owns no host file, signals no host process and is bounded by
+RLIMIT_NPROC.
 """
 
 from __future__ import annotations
@@ -53,7 +43,15 @@ def runtime_binds(python: Interpreter) -> list[str]:
 
 
 def bwrap_argv(bwrap: str, python: Interpreter, harness_fds: dict[str, int], limits: Limits, serve: bool) -> list[str]:
-    """`harness_fds`: each harness file's name -> the descriptor bwrap reads it from."""
+    """`harness_fds`: each harness file's name -> the descriptor bwrap reads it from.
+
+    ``--unshare-all`` (user, pid, net, ipc, uts, cgroup namespaces) with
+    ``--die-with-parent --new-session --clearenv``, read-only binds of the Python runtime
+    only (no /home, /root, /etc, /work), the harness package's files bound from pipes
+    (``--ro-bind-data``, one each, so no host path to them is needed), a sized tmpfs as
+    scratch, a fresh /proc and a minimal /dev, the rest of the root read-only (no file
+    can be added next to the harness's), and a non-root uid.
+    """
     scratch_bytes = str(limits.file_mb * 1024 * 1024)
     main = "__main__.pyc" if "__main__.pyc" in harness_fds else "__main__.py"
     files = [arg for name, fd in harness_fds.items() for arg in ("--ro-bind-data", str(fd), f"{HARNESS_DIR}/{name}")]
@@ -147,6 +145,13 @@ def _probe(bwrap: str, python: Interpreter, as_root: bool) -> str | None:
 
 
 class BwrapBackend(Backend):
+    """When the daemon runs as root, bwrap itself is started as a random unprivileged host
+    uid (one per worker): the sandbox then owns no host file, cannot signal any host
+    process, and RLIMIT_NPROC (which the kernel counts per real uid and does not enforce
+    for root) bounds its process count. As a normal user the worker runs as that user,
+    and the process limit is set above the user's current count.
+    """
+
     name = "bwrap"
     pidns = True
     isolation = "namespaces (user, pid, net, ipc, uts, cgroup) + rlimits, read-only runtime, tmpfs scratch, non-root"

@@ -1,17 +1,9 @@
 """The docker backend: one container per worker, through the Docker SDK.
 
-Containers run the image built by `selfloop sandbox build` (or sandbox/Dockerfile)
-with no network, a read-only root, a sized tmpfs scratch, memory == memory+swap,
-a pids limit, a CPU quota, no capabilities, no-new-privileges, a non-root user
-and an init. The docker socket is never mounted. The client talks to the engine
-named by ``docker_host`` (else DOCKER_HOST / the local socket), so a remote
-engine works with the same container options (``docker_client``; TLS through
-DOCKER_TLS_VERIFY / DOCKER_CERT_PATH). The harness is fed jobs through the container's attached stdin and
-answers on its stdout; the wall deadline is enforced here, then the container
-is removed.
-
-Every container is labelled ``selfloop.sandbox=1`` plus its owner (host and pid);
-at start, containers whose owner process on this host is gone are swept.
+Containers have no network, a read-only root, no capabilities and a non-root user (``container_options``); the
+docker socket is never mounted. Jobs go in on the container's stdin and answers come back on its stdout; the wall
+deadline is enforced here, then the container is removed. Containers whose owner process on this host is gone are
+swept at start.
 """
 
 from __future__ import annotations
@@ -75,7 +67,12 @@ def docker_client(cfg: SandboxConfig, timeout: int = 60):
 
 
 def container_options(cfg: SandboxConfig) -> dict[str, Any]:
-    """Everything docker is told about a sandbox container (pure, so it is testable)."""
+    """Everything docker is told about a sandbox container (pure, so it is testable).
+
+    The image built by `selfloop sandbox build` (or sandbox/Dockerfile) with no network, a
+    read-only root, a sized tmpfs scratch, memory == memory+swap, a pids limit, a CPU
+    quota, no capabilities, no-new-privileges, a non-root user and an init.
+    """
     mem = f"{cfg.memory_mb + cfg.file_mb + 16 + OVERHEAD_MB}m"
     return {
         "command": harness_args(True, True, "/scratch"),
@@ -159,6 +156,12 @@ class DockerWorker(Worker):
 
 
 class DockerBackend(Backend):
+    """The client talks to the engine named by ``docker_host`` (else DOCKER_HOST / the local
+    socket), so a remote engine works with the same container options. Every container is
+    labelled ``selfloop.sandbox=1`` plus its owner (host and pid); at start, containers
+    whose owner process on this host is gone are swept.
+    """
+
     name = "docker"
     pidns = True
     isolation = "container: no network, read-only root, memory/pids/cpu limits, no capabilities, non-root"
