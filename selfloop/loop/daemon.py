@@ -140,7 +140,7 @@ class EventExporter:
         return 0
 
     def export(self) -> int:
-        rows = self.store.query("SELECT * FROM events WHERE id > ? ORDER BY id LIMIT 1000", (self.last_id,))
+        rows = self.store.events_after(self.last_id)
         if not rows:
             return 0
         with self.path.open("a", encoding="utf-8") as f:

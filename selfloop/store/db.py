@@ -158,6 +158,10 @@ class Store:
     def recent_events(self, limit: int = 20) -> list[sqlite3.Row]:
         return self.query("SELECT * FROM events ORDER BY id DESC LIMIT ?", (limit,))
 
+    def events_after(self, last_id: int, limit: int = 1000) -> list[sqlite3.Row]:
+        """Events with an id above ``last_id``, oldest first (the events.jsonl export)."""
+        return self.query("SELECT * FROM events WHERE id > ? ORDER BY id LIMIT ?", (last_id, limit))
+
     def integrity_ok(self) -> bool:
         return self.scalar("PRAGMA integrity_check") == "ok"
 
