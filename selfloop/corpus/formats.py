@@ -142,7 +142,6 @@ def pack(
     A block larger than ``chunk_chars`` is cut at line boundaries when
     ``splittable(its first line index)``; otherwise (code) it stays whole.
     """
-
     cum = [0]
     for line in lines:
         cum.append(cum[-1] + len(line) + 1)

@@ -339,7 +339,6 @@ class Daemon:
 
     def _publish_plan(self, store: Store) -> None:
         """What the dashboard needs to draw this cycle's progress bars."""
-
         first = Registry(self.paths.models).current() is None
         store.set_meta("train.total_steps", str(self.cfg.train.gen0_steps if first else self.cfg.train.max_steps))
         if self.sandbox is not None:

@@ -205,7 +205,6 @@ def phase_ingest(ctx: CycleContext) -> Report:
 
 def phase_rework(ctx: CycleContext) -> Report:
     """The champion writes candidates (none before generation 0 exists, or when disabled)."""
-
     if not ctx.cfg.rework.enabled or ctx.cfg.rework.candidates_per_cycle == 0:
         return Report.skip("rework disabled")
     if ctx.registry.current() is None:
@@ -220,7 +219,6 @@ def phase_rework(ctx: CycleContext) -> Report:
 
 def phase_judge(ctx: CycleContext) -> Report:
     """The eval space judges this cycle's candidates; accepted ones land in corpus/rework/."""
-
     rework = ctx.detail["phases"].get("rework", {}).get("out", {"skipped": "no rework phase in this cycle"})
     skipped = Report.from_json(rework).skipped
     if skipped is not None:
@@ -247,7 +245,6 @@ def phase_train(ctx: CycleContext) -> TrainOut:
     outputs then have ``recipes``). Generation 0 is trained from scratch (or from the
     local base model) when there is no champion yet.
     """
-
     cfg, reg = ctx.cfg, ctx.registry
     champion = reg.current()
     init = _init(ctx, champion)
@@ -297,7 +294,6 @@ def phase_train(ctx: CycleContext) -> TrainOut:
 
 def _init(ctx: CycleContext, champion: int | None) -> str:
     """Where a run starts: scratch or the base model for generation 0, else the champion or generation 0."""
-
     cfg = ctx.cfg
     if champion is None:
         return "scratch" if cfg.model.base == "scratch" else str(local_base_dir(cfg.model, ctx.paths.root))
@@ -360,7 +356,6 @@ def _register(
 
 def _write_data(ctx: CycleContext, run: RunDir, champion: int | None, rework_max_share: float) -> None:
     """``RUNDIR/data.jsonl``: the mixture a run trains on (and its preference pairs), written once per run."""
-
     cfg = ctx.cfg
     orig = training_docs(load_documents(ctx.store, split="train", origin="orig"), cfg.tasks)
     if not orig:
@@ -386,7 +381,6 @@ def _finished_run(run: RunDir) -> dict[str, Any] | None:
 
 def _snapshot_pairs(ctx: CycleContext, champion: int | None, run: RunDir) -> None:
     """``RUNDIR/pairs.jsonl`` when this run ends with preference training (written with the data snapshot)."""
-
     pref, launcher = ctx.cfg.train.preference, ctx.cfg.train.launcher
     if champion is None or pref.enabled is False:
         return  # generation 0 has no judged pairs yet
@@ -417,7 +411,6 @@ def phase_evaluate(ctx: CycleContext) -> EvaluateOut:
     Under a search the gate's favourite recipe is registered as this cycle's
     generation and every recipe goes into the history.
     """
-
     cfg, reg = ctx.cfg, ctx.registry
     train = TrainOut.from_json(ctx.output("train"))
     raw_heldout = load_documents(ctx.store, split="heldout", origin="orig")
@@ -503,7 +496,6 @@ def _choose(ctx: CycleContext, train: TrainOut, challengers: list[Figures], cham
 def _task_suite(ctx: CycleContext, raw_heldout: list[Any]) -> Any:
     """The held-out task suite of an evaluation: the caller's, else pass@1 per family and difficulty
     whenever tasks are enabled (part of every evaluation)."""
-
     if ctx.task_suite is not None or not ctx.cfg.tasks.enabled:
         return ctx.task_suite
     return TaskSuite(

@@ -134,7 +134,6 @@ def _sample(model, batch, draws: int, options: dict):
 def _cache_keyword(model) -> str:
     """What generate and prepare_inputs_for_generation call the cache: ``cache`` from transformers 5.24
     (``past_key_values`` is deprecated there and goes in a later release), ``past_key_values`` before."""
-
     return (
         "cache" if "cache" in inspect.signature(model.prepare_inputs_for_generation).parameters else "past_key_values"
     )
@@ -156,7 +155,6 @@ def shared_prompt_cache(model, batch, draws: int, max_len: int):
     full-attention layers on both sides (sliding windows, linear attention):
     copying those layer by layer would not be the same cache.
     """
-
     from transformers import DynamicCache, DynamicLayer, StaticCache, StaticLayer
 
     ids, mask = batch["input_ids"], batch["attention_mask"]

@@ -66,7 +66,6 @@ def evaluate_model(
     model, tokenizer, docs: Sequence[Doc], cfg: TrainConfig, task_suite: TaskSuite | None = None
 ) -> dict[str, Any]:
     """Figures of one model: losses, perplexities, token counts, task pass@1, samples."""
-
     model.eval()
     figures: dict[str, Any] = {"tokens": {}}
     total, count = 0.0, 0

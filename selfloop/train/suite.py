@@ -103,7 +103,6 @@ class TaskSuite:
 
     def answers(self, model, tokenizer) -> list[str]:
         """The model's greedy answer to every item, decoded into what the checker sees."""
-
         out = generate(
             model,
             tokenizer,
