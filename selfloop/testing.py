@@ -33,6 +33,26 @@ TINY: dict[str, Any] = {
         "warmup_ratio": 0.0,
     },
     "rework": {"enabled": False},
+    "frontier": {"enabled": False},
+}
+
+# A frontier model that trains in seconds: the mechanics run, the accuracy means nothing.
+TINY_FRONTIER: dict[str, Any] = {
+    "n_layer": 1,
+    "n_head": 2,
+    "n_embd": 16,
+    "batch_size": 16,
+    "gen0_steps": 20,
+    "gen0_warmup": 2,
+    "round_steps": 6,
+    "round_warmup": 1,
+    "candidates_chunk": 24,
+    "candidates_max": 48,
+    "min_kept": 8,
+    "test_per_level": 12,
+    "gate_per_level": 12,
+    "labelled_max": 2,
+    "max_level": 5,
 }
 
 
