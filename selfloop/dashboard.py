@@ -25,6 +25,7 @@ from selfloop.errors import SelfloopError
 from selfloop.model.registry import Registry
 from selfloop.store import Store, daemon_alive
 from selfloop.store import status as views
+from selfloop.store.frontier import steps as frontier_steps
 from selfloop.store.runs import recipe_history
 
 
@@ -44,6 +45,7 @@ class Snapshot:
     samples: list[str] = field(default_factory=list)
     recipes: list[dict[str, Any]] = field(default_factory=list)  # recipe search history, oldest first
     current: int | None = None  # the champion's generation
+    frontier: list[dict[str, Any]] = field(default_factory=list)  # frontier steps of every family, oldest first
     taken_at: float = field(default_factory=time.time)
 
 
@@ -86,6 +88,7 @@ def snapshot(store: Store | None, paths: ProjectPaths, cfg: DashboardConfig | No
     snap.quarantined = [(r[0], r[1] or "") for r in views.recent_quarantined(store)]
     snap.events = [(r["ts"], r["kind"], r["message"]) for r in store.recent_events(cfg.recent_events)]
     snap.recipes = recipe_history(store, limit=8)
+    snap.frontier = frontier_steps(store, limit=200)
     snap.current = current_generation(paths)
     champion = [g for g in snap.generations if g["id"] == snap.current]
     if champion and cfg.samples:
@@ -296,6 +299,54 @@ def _events(snap: Snapshot) -> RenderableType:
     return t
 
 
+def frontier_tables(steps: list[dict[str, Any]], rows: int = 8) -> list[Table]:
+    """Per family: test accuracy by level of each promoted generation, and the labels that made it.
+
+    "new data" counts the kept labels by source of every round since the previous promotion (a rejected round's
+    labels join the next try's mixture); "audited" is the answer key's share right of those labels, recorded but
+    never used to select them.
+    """
+    tables = []
+    for family in sorted({s["family"] for s in steps}):
+        mine = [s for s in steps if s["family"] == family]
+        gens, pending = [], {"kept": {}, "right": 0.0, "n": 0}
+        for s in mine:
+            labels = s.get("labels") or {}
+            if labels.get("kept"):
+                by = pending["kept"]
+                by[labels["source"]] = by.get(labels["source"], 0) + labels["kept"]
+                pending["right"] += (labels.get("audited_label_accuracy") or 0) * labels["kept"]
+                pending["n"] += labels["kept"]
+            if s["promoted"]:
+                gens.append((s, pending))
+                pending = {"kept": {}, "right": 0.0, "n": 0}
+        levels = sorted({int(lv) for s, _ in gens for lv in (s.get("accuracy_by_level") or {})})
+        t = Table(title=f"frontier: {family} (test accuracy by level)", expand=True)
+        t.add_column("gen", justify="right")
+        t.add_column("level", justify="right")
+        for lv in levels:
+            t.add_column(str(lv), justify="right")
+        t.add_column("new data", overflow="fold")
+        t.add_column("audited", justify="right")
+        for s, data in gens[-rows:]:
+            acc = {int(k): v for k, v in (s.get("accuracy_by_level") or {}).items()}
+            cells = [
+                Text(f"{acc[lv]:.2f}", style="green" if acc[lv] >= 0.9 else "yellow" if acc[lv] >= 0.3 else "red")
+                if lv in acc
+                else Text("")
+                for lv in levels
+            ]
+            kept = " ".join(f"{src} {n}" for src, n in sorted(data["kept"].items())) or "generator labels"
+            audited = f"{data['right'] / data['n']:.2f}" if data["n"] else "-"
+            t.add_row(str(s["generation"]), str((s.get("frontier") or {}).get("level", "-")), *cells, kept, audited)
+        last = mine[-1]
+        if last["kind"] == "round":
+            outcome = "promoted" if last["promoted"] else "kept the champion"
+            t.caption = f"last: round {last['round']} at level {last['level']}: {outcome}: {last['reason']}"
+        tables.append(t)
+    return tables
+
+
 def history_table(rows: list[dict[str, Any]], title: str = "recipe search") -> Table:
     """A rich Table of recipe rows: cycle, generation, values, figures, outcome."""
     table = Table(title=title)
@@ -363,6 +414,8 @@ def render(snap: Snapshot, width: int = 120) -> RenderableType:
     parts: list[RenderableType] = [_header(snap), _progress(snap, width), plots, mid, low]
     if snap.recipes:
         parts.insert(4, history_table(snap.recipes, title="recipe search (newest last)"))
+    if snap.frontier:
+        parts[3:3] = frontier_tables(snap.frontier)
     if snap.samples:
         parts.append(
             Panel(Text("\n".join(s.replace("\n", " ⏎ ")[: width - 6] for s in snap.samples)), title="latest samples")

@@ -12,9 +12,10 @@ from rich.console import Console
 from rich.table import Table
 
 from selfloop.config import load_config
-from selfloop.dashboard import history_table
+from selfloop.dashboard import frontier_tables, history_table
 from selfloop.model.registry import Registry
 from selfloop.store import Store
+from selfloop.store.frontier import steps as frontier_steps
 from selfloop.store.runs import recipe_history as history
 
 
@@ -23,6 +24,11 @@ def cmd_models(args: Any) -> int:
     _, paths = load_config(args.config)
     reg = Registry(paths.models)
     gens = reg.on_disk()
+    console = Console()
+    if paths.db.exists():
+        with Store.open(paths.db, readonly=True) as store:
+            for table in frontier_tables(frontier_steps(store), rows=args.recipes):
+                console.print(table)
     if not gens:
         print(f"no generations yet in {paths.models} (run `selfloop cycle --once`)")
         return 0
@@ -45,7 +51,6 @@ def cmd_models(args: Any) -> int:
             str(m.get("gate", {}).get("reason", "-")),
             time.strftime("%Y-%m-%d %H:%M", time.localtime(m.get("created_at", 0))),
         )
-    console = Console()
     console.print(table)
     print("* = current champion")
     if paths.db.exists():

@@ -34,6 +34,7 @@ from selfloop.errors import ConfigError, SelfloopError
 from selfloop.ingest.ingestor import Ingestor
 from selfloop.ingest.watcher import CorpusWatcher
 from selfloop.loop.cycle import CycleInterrupted, run_cycle
+from selfloop.loop.frontier import FrontierInterrupted, run_step
 from selfloop.model.factory import load_pretrained, resolve_device, resolve_dtype
 from selfloop.model.holder import ModelHolder
 from selfloop.model.registry import Registry
@@ -201,6 +202,8 @@ class Daemon:
         self.scheduler: Any = None
         self.holder: Any = None  # the champion, hot-reloaded after each promotion
         self.sandbox: Any = None  # one warm sandbox for every cycle's judges
+        self.frontier_failures = 0
+        self.frontier_retry_at = 0.0
 
     # ----------------------------------------------------------- signals
 
@@ -272,9 +275,16 @@ class Daemon:
             },
         )
         # The first cycle runs at once: it trains generation 0 or resumes an interrupted cycle.
-        self.scheduler.add_job(
-            self._cycle_job, self._cycle_trigger(), id="cycle", next_run_time=datetime.now().astimezone()
-        )
+        now = datetime.now().astimezone()
+        self.scheduler.add_job(self._cycle_job, self._cycle_trigger(), id="cycle", next_run_time=now)
+        if self.cfg.frontier.enabled:
+            # The one worker thread alternates frontier steps with cycles: they never compete for the cores.
+            self.scheduler.add_job(
+                self._frontier_job,
+                IntervalTrigger(seconds=max(1.0, self.cfg.frontier.pause_s)),
+                id="frontier",
+                next_run_time=now + timedelta(seconds=1),
+            )
         self.scheduler.start()
 
     def _pull_cycle_forward(self) -> None:
@@ -316,6 +326,36 @@ class Daemon:
         finally:
             self.trigger.cycle_finished(time.time())
             self.cycle_running.clear()
+            store.set_meta("daemon.state", "stopping" if self.stop_event.is_set() else "idle")
+            store.close()
+
+    def _frontier_job(self) -> None:
+        """One step (generation 0 or a round) for each frontier family; failures back off, never stop the daemon."""
+        if self.stop_event.is_set() or time.time() < self.frontier_retry_at:
+            return
+        self._apply_pending_config()
+        store = Store.open(self.paths.db)
+        try:
+            store.set_meta("daemon.state", "frontier")
+            for spec in self.cfg.frontier.families:
+                if self.stop_event.is_set() or not self.cfg.frontier.enabled:
+                    break
+                result = run_step(self.cfg.frontier, spec, self.paths, store, should_stop=self.stop_event.is_set)
+                log.info("%s", result.get("reason"))
+            self.frontier_failures = 0
+        except FrontierInterrupted as e:
+            log.info("%s", e)
+        except Exception as e:
+            # A broken family or a crashed step must not end the daemon; retries back off up to ten minutes.
+            self.frontier_failures += 1
+            delay = min(600.0, 30.0 * 2 ** (self.frontier_failures - 1))
+            self.frontier_retry_at = time.time() + delay
+            if isinstance(e, SelfloopError):
+                log.error("frontier step failed (retry in %.0f s): %s", delay, e)
+            else:
+                log.exception("frontier step crashed (retry in %.0f s)", delay)
+            store.event("frontier_failed", f"{e} (retry in {delay:.0f} s)")
+        finally:
             store.set_meta("daemon.state", "stopping" if self.stop_event.is_set() else "idle")
             store.close()
 

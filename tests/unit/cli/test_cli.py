@@ -96,3 +96,31 @@ def test_status_without_config_is_a_clear_error(tmp_path, cli):
     r = cli("status", cwd=tmp_path)
     assert r.returncode == 2
     assert "no such config file" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_models_lists_frontier_generations_with_their_audited_labels(tmp_path, cli):
+    from selfloop.store import Store
+    from selfloop.store.frontier import record_step
+    from selfloop.testing import make_project, tiny_config
+
+    _, _, paths = make_project(tmp_path, tiny_config())
+    with Store.open(paths.db) as store:
+        labels = {"source": "self", "kept": 250, "yield": 0.4, "audited_label_accuracy": 0.996}
+        record_step(
+            store,
+            {
+                "family": "addition",
+                "kind": "round",
+                "round": 1,
+                "level": 5,
+                "generation": 1,
+                "promoted": True,
+                "reason": "level 5 better",
+                "labels": labels,
+                "accuracy_by_level": {"5": 0.9},
+                "frontier": {"level": 6},
+            },
+        )
+    r = cli("models", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert "frontier: addition" in r.stdout and "self 250" in r.stdout and "1.00" in r.stdout
