@@ -178,21 +178,22 @@ class ModelSolver:
         by_length: dict[int, list[int]] = {}
         for i, p in enumerate(prompts):
             by_length.setdefault(len(p), []).append(i)
-        torch.manual_seed(seed)
+        if temperature:
+            torch.manual_seed(seed)  # generate draws from torch's global generator
         for length, idx in sorted(by_length.items()):
             rows = [i for i in idx for _ in range(n)]
             for start in range(0, len(rows), self.chunk):
                 part = rows[start : start + self.chunk]
                 ids = torch.tensor([[self.ids[c] for c in prompts[i]] for i in part], device=device)
-                kwargs = {"do_sample": True, "temperature": temperature, "top_k": 0} if temperature else {}
+                # top_k=0: sample from the whole distribution (generate's default keeps the top 50).
+                sampling = {"do_sample": True, "temperature": temperature, "top_k": 0} if temperature else {}
                 gen = self.model.generate(
                     input_ids=ids,
                     attention_mask=torch.ones_like(ids),
                     max_new_tokens=length + 1,
                     eos_token_id=self.eos,
                     pad_token_id=self.pad,
-                    do_sample=bool(temperature),
-                    **{k: v for k, v in kwargs.items() if k != "do_sample"},
+                    **(sampling or {"do_sample": False}),
                 )
                 for i, row in zip(part, gen[:, length:].tolist()):
                     out[i].append(self._text(row))
