@@ -238,6 +238,12 @@ def _load(grower: Grower, gen_dir: Path) -> None:
     grower.optimizer.load_state_dict(torch.load(gen_dir / "optimizer.pt", weights_only=True))
 
 
+def finished(state: dict[str, Any], cfg: FrontierConfig) -> bool:
+    """The champion masters ``max_level``: a round there could not be better, so none runs."""
+    accuracy = state.get("accuracy_by_level") or {}
+    return state["frontier"]["level"] >= cfg.max_level and accuracy.get(str(cfg.max_level), 0.0) >= cfg.mastery
+
+
 def step(cfg: FrontierConfig, spec: str, home_dir: Path, rework: Path) -> dict[str, Any]:
     """One step for one family: generation 0 when there is no champion, else one round."""
     family = load_family(spec)
@@ -246,6 +252,8 @@ def step(cfg: FrontierConfig, spec: str, home_dir: Path, rework: Path) -> dict[s
     home = Home(home_dir)
     champion = home.champion()
     started = time.time()
+    if champion is not None and finished(home.state(champion), cfg):
+        return {"family": family.name, "kind": "done", "reason": f"level {cfg.max_level} (max_level) is mastered"}
     result = generation0(cfg, family, home) if champion is None else one_round(cfg, family, home, champion, rework)
     return {"family": family.name, "wall_seconds": round(time.time() - started, 1), **result}
 

@@ -337,12 +337,16 @@ class Daemon:
         store = Store.open(self.paths.db)
         try:
             store.set_meta("daemon.state", "frontier")
+            done = 0
             for spec in self.cfg.frontier.families:
                 if self.stop_event.is_set() or not self.cfg.frontier.enabled:
                     break
                 result = run_step(self.cfg.frontier, spec, self.paths, store, should_stop=self.stop_event.is_set)
-                log.info("%s", result.get("reason"))
+                done += result["kind"] == "done"
+                log.info("frontier %s: %s", result["family"], result["reason"])
             self.frontier_failures = 0
+            if done == len(self.cfg.frontier.families):
+                self.frontier_retry_at = time.time() + 600.0  # every family is at max_level: look again later
         except FrontierInterrupted as e:
             log.info("%s", e)
         except Exception as e:

@@ -58,6 +58,8 @@ def run_step(
                 f"frontier step of {family.name} failed (exit {proc.returncode}): {failure_reason(log_path)}"
             )
         result = json.loads(out.read_text())
+    if result["kind"] == "done":
+        return result  # nothing ran: not a step
     record_step(store, result)
     store.event("frontier", summary(result), family=family.name, generation=result["generation"])
     return result

@@ -193,3 +193,26 @@ def test_kill_9_during_training_then_restart_resumes_from_the_checkpoint(tmp_pat
         assert resumed_from > 10 and resumed_from <= killed_at + 10  # from the last checkpoint, not from zero
         assert s.integrity_ok()
     assert json.loads((paths.models / "gen-0000" / "manifest.json").read_text())["train"]["global_step"] == 120
+
+
+@pytest.mark.slow
+def test_daemon_grows_the_frontier_between_cycles_and_stops_a_step_cleanly(tmp_path):
+    from selfloop.testing import TINY_FRONTIER
+
+    frontier = {**TINY_FRONTIER, "enabled": True, "pause_s": 1.0}
+    config_path, _, paths = make_project(tmp_path / "proj", {**FAST, "frontier": frontier})
+    write_corpus(paths.orig)
+    d = Daemon(config_path)
+    try:
+        d.wait_for("SELECT COUNT(*) FROM frontier_steps WHERE kind = 'gen0'", what="frontier generation 0")
+        d.wait_for("SELECT COUNT(*) FROM frontier_steps WHERE kind = 'round'", what="a frontier round")
+        with d.store() as s:
+            assert s.scalar("SELECT COUNT(*) FROM cycles WHERE status = 'done'") >= 1  # cycles ran as well
+            assert s.scalar("SELECT COUNT(*) FROM events WHERE kind = 'frontier'") >= 2
+        assert (paths.frontier_rework / "addition" / "round-0001.jsonl").is_file()
+        assert d.stop() == 0
+    finally:
+        d.kill()
+    # The frontier labels are the frontier model's: the text model's ingest never saw them.
+    with Store.open(paths.db, readonly=True) as s:
+        assert not s.scalar("SELECT COUNT(*) FROM files WHERE path LIKE 'rework/frontier/%'")

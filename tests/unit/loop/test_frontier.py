@@ -75,3 +75,17 @@ def test_ingest_never_reads_the_frontier_labels(tmp_path):
     label_file.write_text('{"prompt": "1+1=", "completion": "20"}\n')
     assert locate(label_file, paths) is None
     assert label_file not in set(walk(paths, []))
+
+
+def test_a_family_that_masters_max_level_stops_asking(project):
+    paths, store = project
+    cfg = FrontierConfig(**TINY_FRONTIER)
+    run_step(cfg, "addition", paths, store, should_stop=lambda: False)
+    state_file = paths.frontier / "addition" / "gen-0000" / "frontier.json"
+    state = json.loads(state_file.read_text())
+    state["frontier"]["level"] = cfg.max_level
+    state["accuracy_by_level"] = {str(cfg.max_level): 0.99}
+    state_file.write_text(json.dumps(state))
+    result = run_step(cfg, "addition", paths, store, should_stop=lambda: False)
+    assert result["kind"] == "done" and "max_level" in result["reason"]
+    assert [r["kind"] for r in steps(store, "addition")] == ["gen0"]  # nothing ran, nothing recorded
