@@ -44,9 +44,9 @@ def make_backend(name: str, cfg: SandboxConfig) -> Backend:
     started = time.monotonic()
     try:
         built = build_image(cfg)
-    except SelfloopError:
+    except Exception as e:  # whatever stops the build, `auto` goes on to the next backend
         _failed_builds.add(key)
-        raise
+        raise SandboxUnavailable(f"{missing}; building it offline failed: {e}") from e
     log.info("built sandbox image %s (%s) in %.1f s", built["image"], built["id"], time.monotonic() - started)
     return BACKENDS[name](cfg)
 
