@@ -213,8 +213,8 @@ def test_daemon_notifies_systemd_rotates_its_logs_and_refuses_a_twin_with_its_ow
         assert "READY=1" in notifications(notify, "READY=1", timeout=180)
         with d.store() as s:  # ready means up: the lock is held and the start-up scan is done
             assert s.scalar("SELECT COUNT(*) FROM documents") > 0
-        assert notifications(notify, "WATCHDOG=1", timeout=10)[-1] == "WATCHDOG=1"
-        assert notifications(notify, "WATCHDOG=1", timeout=10)[-1] == "WATCHDOG=1"  # and again: a ping, not a one-off
+        assert "WATCHDOG=1" in notifications(notify, "WATCHDOG=1", timeout=10)
+        assert "WATCHDOG=1" in notifications(notify, "WATCHDOG=1", timeout=10)  # and again: pings, not a one-off
 
         # A twin exits with the code the unit's RestartPreventExitStatus names.
         twin = cli("run", "--headless", "-c", str(config_path), timeout=60)
