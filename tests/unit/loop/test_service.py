@@ -1,8 +1,11 @@
-"""deploy/selfloop.service, the daemon's systemd unit, read as systemd reads it."""
+"""deploy/: the daemon's systemd unit, read as systemd reads it, and its logrotate config."""
 
 from __future__ import annotations
 
 import configparser
+import grp
+import os
+import pwd
 import re
 import shutil
 import subprocess
@@ -11,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from selfloop.errors import AlreadyRunning, ConfigError
+from selfloop.testing import make_project
 
 UNIT = Path(__file__).resolve().parents[3] / "deploy" / "selfloop.service"
 
@@ -52,3 +56,29 @@ def test_unit_exposure_score_is_ok():
     m = re.search(r"Overall exposure level for \S+: ([\d.]+)", r.stdout)
     assert m, r.stdout[-2000:] + r.stderr[-2000:]
     assert float(m.group(1)) <= 4.0  # systemd's "OK" band starts below 5.0; 9.2 UNSAFE before the hardening
+
+
+def test_shipped_logrotate_config_rotates_both_files_the_daemon_writes(tmp_path):
+    """deploy/selfloop.logrotate names the daemon's two files (for the unit's /srv/selfloop) and, where logrotate
+    is installed, rotates both by move-and-create, which the daemon follows by itself (see test_daemon)."""
+    shipped = UNIT.with_suffix(".logrotate").read_text()
+    _, _, paths = make_project(tmp_path / "srv", {})
+    files = [paths.logs / "selfloop.jsonl", paths.state / "events.jsonl"]  # where Daemon writes them
+    for f in files:
+        assert str(f).replace(str(paths.root), "/srv/selfloop") in shipped
+    if shutil.which("logrotate") is None:
+        pytest.skip("logrotate is not installed here")
+    user, group = pwd.getpwuid(os.getuid()).pw_name, grp.getgrgid(os.getgid()).gr_name
+    conf = tmp_path / "logrotate.conf"
+    conf.write_text(
+        shipped.replace("/srv/selfloop", str(paths.root)).replace("su selfloop selfloop", f"su {user} {group}")
+    )
+    for f in files:
+        f.parent.mkdir(parents=True, exist_ok=True)
+        f.write_text('{"line": 1}\n')
+    r = subprocess.run(
+        ["logrotate", "--force", "--state", str(tmp_path / "state"), str(conf)], capture_output=True, text=True
+    )
+    assert r.returncode == 0, r.stderr
+    for f in files:
+        assert not f.exists() and f.with_name(f.name + ".1").read_text() == '{"line": 1}\n'
