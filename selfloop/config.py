@@ -214,7 +214,8 @@ class SandboxConfig(Section):
         "auto", description="auto picks docker > bwrap > process"
     )
     image: str = Field(
-        "selfloop-sandbox:latest", description="docker image (built locally by `selfloop sandbox build`)"
+        "selfloop-sandbox:latest",
+        description="docker image (built locally when missing or outdated, or by `selfloop sandbox build`)",
     )
     docker_host: str = Field("", description="remote Docker engine (else DOCKER_HOST / local socket)")
     timeout_s: float = Field(10.0, gt=0, le=3600, description="wall and CPU limit per job")
