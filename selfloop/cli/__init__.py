@@ -70,6 +70,11 @@ def build_parser() -> argparse.ArgumentParser:
         "documents, quarantined files, generations, last cycle, daemon liveness",
     )
     p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.add_argument(
+        "--files",
+        action="store_true",
+        help="every corpus file's outcome: accepted documents, dropped ones by reason (with line numbers), quarantine",
+    )
 
     p = cmd("run", "selfloop.cli.run:cmd_run", "run the daemon: ingest, watch, and cycle forever")
     p.add_argument("--headless", action="store_true", help="plain log lines instead of the live dashboard")

@@ -118,13 +118,29 @@ def collect_status(paths: ProjectPaths) -> dict[str, Any]:
             for r in views.generations(store)
         ]
         out["current_generation"] = current_generation(paths)
-        out["last_cycle"] = views.last_cycle(store)
+        last = views.last_cycle(store)
+        out["last_cycle"] = last and {**last, "detail": json.loads(last["detail"] or "{}")}
         out["candidates"] = views.candidate_counts(store)
     return out
 
 
+def collect_files(paths: ProjectPaths) -> list[dict[str, Any]]:
+    """`selfloop status --files`: every file's outcome, as plain data (read-only)."""
+    if not paths.db.exists():
+        return []
+    with Store.open(paths.db, readonly=True) as store:
+        return views.file_outcomes(store)
+
+
 def cmd_status(args: Any) -> int:
     _, paths = load_config(args.config)
+    if args.files:
+        files = collect_files(paths)
+        if args.json:
+            print(json.dumps(files, indent=2))
+        else:
+            print_files(files)
+        return 0
     status = collect_status(paths)
     if args.json:
         print(json.dumps(status, indent=2, default=str))
@@ -146,6 +162,7 @@ def _ago(ts: float | None) -> str:
 def print_status(status: dict[str, Any]) -> None:
     from rich.console import Console
     from rich.table import Table
+    from rich.text import Text
 
     console = Console()
     d = status["daemon"]
@@ -170,7 +187,7 @@ def print_status(status: dict[str, Any]) -> None:
         q.add_column("path")
         q.add_column("reason")
         for r in status["quarantined"]:
-            q.add_row(r["path"], r["reason"] or "")
+            q.add_row(Text(r["path"]), Text(r["reason"] or ""))
         console.print(q)
     if status["candidates"]:
         c = Table(title="rework candidates")
@@ -198,3 +215,36 @@ def print_status(status: dict[str, Any]) -> None:
             f"last cycle: #{last['id']} {last['status']} at phase {last['phase']} (started {_ago(last['started_at'])})"
             + (f" error: {last['error']}" if last.get("error") else "")
         )
+
+
+def _dropped_text(f: dict[str, Any]) -> str:
+    """ "bad_json 2 (lines 4, 7), exact_duplicate 1": a file's dropped documents by reason code."""
+    parts = []
+    for code, n in sorted(f["dropped"].items(), key=lambda kv: (-kv[1], kv[0])):
+        lines = f["lines"].get(code)
+        parts.append(
+            f"{code} {n}" + (f" (line{'s' if len(lines) > 1 else ''} {', '.join(map(str, lines))})" if lines else "")
+        )
+    return ", ".join(parts)
+
+
+def print_files(files: list[dict[str, Any]]) -> None:
+    from rich.console import Console
+    from rich.table import Table
+    from rich.text import Text
+
+    console = Console()
+    if not files:
+        console.print("no files yet: run `selfloop ingest` or `selfloop run`")
+        return
+    t = Table(title="files")
+    t.add_column("file", overflow="fold", ratio=2)
+    t.add_column("accepted", justify="right", no_wrap=True)
+    t.add_column("dropped or quarantined", overflow="fold", ratio=3)
+    for f in files:
+        if f["status"] == "quarantined":
+            why = Text.assemble(("quarantined", "yellow"), f": {f['reason']}")
+        else:
+            why = Text(_dropped_text(f))
+        t.add_row(Text(f["path"]), str(f["accepted"]), why)
+    console.print(t)
