@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from selfloop.config import ProjectPaths, load_config
-from selfloop.dashboard import current_generation
+from selfloop.dashboard import Col, current_generation, fit_table
 from selfloop.errors import SelfloopError, UsageError
 from selfloop.store import Store, daemon_alive
 from selfloop.store import status as views
@@ -85,8 +85,9 @@ def cmd_init(args: Any) -> int:
 
 
 def cmd_validate_config(args: Any) -> int:
-    load_config(args.path)  # ConfigError prints one line per problem, exit 2
-    print(f"OK: {args.path}")
+    path = args.path or args.config
+    load_config(path)  # ConfigError prints one line per problem, exit 2
+    print(f"OK: {path}")
     return 0
 
 
@@ -160,9 +161,7 @@ def _ago(ts: float | None) -> str:
 
 
 def print_status(status: dict[str, Any]) -> None:
-    from rich.console import Console
-    from rich.table import Table
-    from rich.text import Text
+    from selfloop.cli.output import Console
 
     console = Console()
     d = status["daemon"]
@@ -176,75 +175,67 @@ def print_status(status: dict[str, Any]) -> None:
     if status.get("store") is None and "documents" not in status:
         console.print("no state yet: run `selfloop ingest` or `selfloop run`")
         return
-    docs = Table(title="documents")
-    for col in ("origin", "status", "reason", "count", "chars"):
-        docs.add_column(col, justify="right" if col in ("count", "chars") else "left")
-    for r in status["documents"]:
-        docs.add_row(r["origin"], r["status"], r["reason"] or "", str(r["n"]), str(r["chars"] or 0))
-    console.print(docs)
+    width = console.width
+    docs = [Col("origin"), Col("status"), Col("reason"), Col("count", justify="right"), Col("chars", justify="right")]
+    rows = [[r["origin"], r["status"], r["reason"], str(r["n"]), str(r["chars"] or 0)] for r in status["documents"]]
+    console.print(fit_table("documents", docs, rows, width))
     if status["quarantined"]:
-        q = Table(title="quarantined files")
-        q.add_column("path")
-        q.add_column("reason")
-        for r in status["quarantined"]:
-            q.add_row(Text(r["path"]), Text(r["reason"] or ""))
-        console.print(q)
+        rows = [[r["path"], r["reason"] or ""] for r in status["quarantined"]]
+        console.print(fit_table("quarantined files", [Col("path", fold=True), Col("reason", wrap=True)], rows, width))
     if status["candidates"]:
-        c = Table(title="rework candidates")
-        for col in ("status", "reason", "count"):
-            c.add_column(col)
-        for r in status["candidates"]:
-            c.add_row(r["status"], r["reason"], str(r["n"]))
-        console.print(c)
-    g = Table(title=f"generations (current: {status['current_generation']})")
-    for col in ("gen", "parent", "status", "held-out loss", "gate"):
-        g.add_column(col)
-    for r in status["generations"]:
-        loss = r["metrics"].get("loss")
-        g.add_row(
-            str(r["id"]),
-            str(r["parent"]),
-            r["status"],
-            f"{loss:.4f}" if isinstance(loss, (int, float)) else "-",
-            r["gate"].get("reason", ""),
-        )
-    console.print(g)
+        cols = [Col("status"), Col("reason", wrap=True), Col("count", justify="right")]
+        rows = [[r["status"], r["reason"], str(r["n"])] for r in status["candidates"]]
+        console.print(fit_table("rework candidates", cols, rows, width))
+    cols = [
+        Col("gen", justify="right"),
+        Col("parent", justify="right"),
+        Col("status"),
+        Col("held-out loss", wrap=True),
+        Col("gate", wrap=True),
+    ]
+    rows = [
+        [str(r["id"]), str(r["parent"]), r["status"], _loss(r["metrics"].get("loss")), r["gate"].get("reason", "")]
+        for r in status["generations"]
+    ]
+    console.print(fit_table(f"generations (current: {status['current_generation']})", cols, rows, width))
     last = status["last_cycle"]
     if last:
         console.print(
             f"last cycle: #{last['id']} {last['status']} at phase {last['phase']} (started {_ago(last['started_at'])})"
-            + (f" error: {last['error']}" if last.get("error") else "")
+            + (f" error: {last['error']}" if last.get("error") else ""),
+            markup=False,
         )
+
+
+def _loss(x: Any) -> str:
+    return f"{x:.4f}" if isinstance(x, (int, float)) else "-"
 
 
 def _dropped_text(f: dict[str, Any]) -> str:
-    """ "bad_json 2 (lines 4, 7), exact_duplicate 1": a file's dropped documents by reason code."""
+    """A file's dropped documents by reason code: ``invalid_json 2 (lines 4, 7), exact_duplicate 1``."""
     parts = []
     for code, n in sorted(f["dropped"].items(), key=lambda kv: (-kv[1], kv[0])):
         lines = f["lines"].get(code)
-        parts.append(
-            f"{code} {n}" + (f" (line{'s' if len(lines) > 1 else ''} {', '.join(map(str, lines))})" if lines else "")
-        )
+        where = f" (line{'s' if len(lines) > 1 else ''} {', '.join(map(str, lines))})" if lines else ""
+        parts.append(f"{code} {n}{where}")
     return ", ".join(parts)
 
 
 def print_files(files: list[dict[str, Any]]) -> None:
-    from rich.console import Console
-    from rich.table import Table
     from rich.text import Text
+
+    from selfloop.cli.output import Console
 
     console = Console()
     if not files:
         console.print("no files yet: run `selfloop ingest` or `selfloop run`")
         return
-    t = Table(title="files")
-    t.add_column("file", overflow="fold", ratio=2)
-    t.add_column("accepted", justify="right", no_wrap=True)
-    t.add_column("dropped or quarantined", overflow="fold", ratio=3)
+    cols = [Col("file", fold=True), Col("accepted", justify="right"), Col("dropped or quarantined", wrap=True)]
+    rows = []
     for f in files:
         if f["status"] == "quarantined":
             why = Text.assemble(("quarantined", "yellow"), f": {f['reason']}")
         else:
             why = Text(_dropped_text(f))
-        t.add_row(Text(f["path"]), str(f["accepted"]), why)
-    console.print(t)
+        rows.append([f["path"], str(f["accepted"]), why])
+    console.print(fit_table("files", cols, rows, console.width))

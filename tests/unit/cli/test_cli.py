@@ -96,3 +96,40 @@ def test_status_without_config_is_a_clear_error(tmp_path, cli):
     r = cli("status", cwd=tmp_path)
     assert r.returncode == 2
     assert "no such config file" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_global_options_before_or_after_the_command(tmp_path, cli):
+    init_project(tmp_path / "proj", starter=False)
+    config = str(tmp_path / "proj" / "config.toml")
+    for args in (
+        ("-c", config, "status", "--json"),
+        ("status", "--json", "-c", config),
+        ("--debug", "status", "-c", config, "--json"),
+        ("-c", config, "status", "--debug", "--json"),
+        ("-c", config, "validate-config"),
+    ):
+        r = cli(*args, cwd=tmp_path)  # no config.toml in cwd: -c is what names it
+        assert r.returncode == 0, (args, r.stderr)
+    # --debug after the command shows the traceback of a config error; without it, one line.
+    missing = str(tmp_path / "missing.toml")
+    r = cli("status", "-c", missing, "--debug", cwd=tmp_path)
+    assert r.returncode != 0 and "Traceback" in r.stderr
+    r = cli("--debug", "sandbox", "info", "-c", missing, cwd=tmp_path)
+    assert r.returncode != 0 and "Traceback" in r.stderr
+    r = cli("status", "-c", missing, cwd=tmp_path)
+    assert r.returncode == 2 and "Traceback" not in r.stderr
+
+
+def test_a_closed_pipe_ends_quietly(tmp_path):
+    # `selfloop status | head -1`: the reader is gone before the command writes.
+    init_project(tmp_path, starter=False)
+    p = subprocess.Popen(
+        [sys.executable, "-m", "selfloop", "status"],
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    p.stdout.close()
+    err = p.stderr.read()
+    assert p.wait(timeout=60) == 0 and err == "", err
