@@ -21,7 +21,7 @@ from selfloop.store import status as views
 
 
 def starter_root() -> Path:
-    """Where the shipped config.toml, starter corpus and sandbox dir live.
+    """Where the shipped config.toml and sandbox dir live.
 
     In a wheel they are packaged under ``selfloop/_starter``; in a source checkout
     (editable install) they are the repository's own top-level files.
@@ -30,9 +30,18 @@ def starter_root() -> Path:
     if (packaged / "config.toml").is_file():
         return packaged
     repo = Path(__file__).resolve().parents[2]
-    if (repo / "config.toml").is_file() and (repo / "corpus" / "orig").is_dir():
+    if (repo / "config.toml").is_file():
         return repo
-    raise SelfloopError("the starter files (config.toml, corpus/orig) are missing from this installation")
+    raise SelfloopError("the shipped config.toml is missing from this installation")
+
+
+def starter_corpus() -> Path:
+    """The starter corpus: ``orig/`` and, beside it, its license notes.
+
+    Package data (``selfloop/starter/corpus``), in a wheel as in a checkout: never the
+    checkout's ``corpus/orig``, which holds whatever its user dropped there.
+    """
+    return Path(str(resources.files("selfloop"))) / "starter" / "corpus"
 
 
 # --------------------------------------------------------------------------- init
@@ -51,16 +60,15 @@ def init_project(target: Path, *, starter: bool = True) -> list[Path]:
     orig = target / "corpus" / "orig"
     if orig.is_dir() and any(orig.iterdir()):
         raise UsageError(f"{orig} is not empty; refusing to overwrite it")
-    src = starter_root()
     target.mkdir(parents=True, exist_ok=True)
     created = [config_path]
-    shutil.copyfile(src / "config.toml", config_path)
+    shutil.copyfile(starter_root() / "config.toml", config_path)
     if starter:
-        shutil.copytree(src / "corpus" / "orig", orig, dirs_exist_ok=True)
+        corpus = starter_corpus()
+        shutil.copytree(corpus / "orig", orig, dirs_exist_ok=True)
         # The starter corpus's license notes sit beside orig/, not in it (they are not training data).
         for note in ("README-LICENSES.md", "PSF-LICENSE.txt"):
-            if (src / "corpus" / note).is_file():
-                shutil.copyfile(src / "corpus" / note, target / "corpus" / note)
+            shutil.copyfile(corpus / note, target / "corpus" / note)
     else:
         orig.mkdir(parents=True, exist_ok=True)
     created.append(orig)

@@ -1,8 +1,12 @@
 import json
 import subprocess
 import sys
+from pathlib import Path
 
-from selfloop.cli.project import init_project, starter_root
+import pytest
+
+import selfloop
+from selfloop.cli.project import init_project, starter_corpus, starter_root
 
 
 def test_help_and_version(cli):
@@ -60,9 +64,7 @@ def test_init_creates_layout_and_refuses_overwrite(tmp_path, cli):
     proj = tmp_path / "proj"
     assert (proj / "config.toml").read_text() == (starter_root() / "config.toml").read_text()
     shipped = sorted(
-        p.relative_to(starter_root() / "corpus" / "orig")
-        for p in (starter_root() / "corpus" / "orig").rglob("*")
-        if p.is_file()
+        p.relative_to(starter_corpus() / "orig") for p in (starter_corpus() / "orig").rglob("*") if p.is_file()
     )
     copied = sorted(
         p.relative_to(proj / "corpus" / "orig") for p in (proj / "corpus" / "orig").rglob("*") if p.is_file()
@@ -74,6 +76,31 @@ def test_init_creates_layout_and_refuses_overwrite(tmp_path, cli):
     r = cli("init", str(proj))
     assert r.returncode == 2 and "refusing to overwrite" in r.stderr
     assert (proj / "config.toml").read_bytes() == before
+
+
+def test_the_starter_corpus_is_package_data_and_the_checkouts_copy_is_identical():
+    package = Path(selfloop.__file__).parent
+    corpus = starter_corpus()
+    assert corpus.is_relative_to(package)  # init copies package data, never the checkout's live corpus/orig
+    packaged = {
+        p.relative_to(corpus).as_posix(): p.read_bytes()
+        for p in corpus.rglob("*")
+        if p.is_file() and "__pycache__" not in p.parts
+    }
+    assert "orig/tasks/starter.jsonl" in packaged and "README-LICENSES.md" in packaged
+    # The checkout's corpus/ (what `make run` ingests) holds the same files: those git tracks, since a
+    # user's own files in corpus/orig are theirs.
+    repo = package.parent
+    git = subprocess.run(
+        ["git", "-C", str(repo), "ls-files", "corpus/orig", "corpus/README-LICENSES.md", "corpus/PSF-LICENSE.txt"],
+        capture_output=True,
+        text=True,
+    )
+    if git.returncode != 0 or not git.stdout.strip():
+        pytest.skip("not a git checkout")
+    tracked = {name.removeprefix("corpus/"): (repo / name).read_bytes() for name in git.stdout.split()}
+    assert tracked.keys() == packaged.keys()
+    assert [k for k in tracked if tracked[k] != packaged[k]] == []
 
 
 def test_init_empty(tmp_path):
