@@ -102,6 +102,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--recipes", type=int, default=20, metavar="N", help="show the last N recipes of the recipe search (default 20)"
     )
     p.add_argument("--json", action="store_true", help="machine-readable output: every manifest and the recipes")
+    p.add_argument(
+        "--plot", metavar="PATH.png", default=None, help="write a PNG of the training loss of each generation on disk"
+    )
 
     p = cmd("rollback", "selfloop.cli.models:cmd_rollback", "make the previous (or a given) generation current again")
     p.add_argument("--to", type=int, default=None, metavar="N", help="generation to restore")

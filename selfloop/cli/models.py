@@ -6,12 +6,15 @@ Kept free of torch/transformers imports: both read manifests and the state store
 from __future__ import annotations
 
 import json
+import sys
 import time
+from pathlib import Path
 from typing import Any
 
 from selfloop.cli.output import Console
 from selfloop.config import load_config
 from selfloop.dashboard import Col, fit_table, history_table
+from selfloop.errors import SelfloopError
 from selfloop.model.registry import Registry
 from selfloop.store import Store
 from selfloop.store.runs import recipe_history as history
@@ -28,6 +31,13 @@ def cmd_models(args: Any) -> int:
     if paths.db.exists():
         with Store.open(paths.db, readonly=True) as store:
             recipes = history(store, limit=args.recipes)
+    if args.plot:
+        drawn = plot_losses(reg, gens, Path(args.plot))
+        print(
+            f"wrote {args.plot}: training loss of {drawn} generation(s)", file=sys.stderr if args.json else sys.stdout
+        )
+        if not args.json:
+            return 0
     if args.json:
         out = {"models": str(paths.models), "current": cur, "generations": manifests, "recipes": recipes}
         print(json.dumps(out, indent=2, default=str))
@@ -71,6 +81,28 @@ def cmd_models(args: Any) -> int:
         title = f"recipe search: the last {len(recipes)} recipes (newest last)"
         console.print(history_table(recipes, title=title, width=console.width))
     return 0
+
+
+def plot_losses(reg: Registry, gens: list[int], path: Path) -> int:
+    """A PNG of the training loss by step of each generation that kept its metrics; returns how many it drew."""
+    try:
+        from matplotlib.figure import Figure  # no pyplot: no GUI backend, no global state
+    except ImportError:
+        raise SelfloopError("--plot needs matplotlib: pip install 'selfloop[plot]'") from None
+    fig = Figure(figsize=(9, 5), layout="constrained")
+    ax = fig.subplots()
+    drawn = 0
+    for n in gens:
+        rows = [r for r in reg.metrics(n) if isinstance(r.get("loss"), (int, float))]
+        if rows:
+            ax.plot([r["step"] for r in rows], [r["loss"] for r in rows], label=f"generation {n}")
+            drawn += 1
+    if not drawn:
+        raise SelfloopError(f"no generation in {reg.dir} kept its training metrics (metrics.jsonl)")
+    ax.set(xlabel="step", ylabel="training loss", title="training loss by generation")
+    ax.legend(fontsize="small")
+    fig.savefig(path, dpi=120)
+    return drawn
 
 
 def _fmt(x: Any) -> str:
