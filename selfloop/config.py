@@ -336,6 +336,27 @@ class SearchConfig(Section):
         return self
 
 
+# The Trainer's logging integrations (transformers' INTEGRATION_TO_CALLBACK; a test keeps them in step).
+REPORT_TO = frozenset(
+    {
+        "azure_ml",
+        "clearml",
+        "codecarbon",
+        "comet_ml",
+        "dagshub",
+        "dvclive",
+        "flyte",
+        "kubeflow",
+        "mlflow",
+        "neptune",
+        "swanlab",
+        "tensorboard",
+        "trackio",
+        "wandb",
+    }
+)
+
+
 class TrainConfig(Section):
     """Training a challenger on the mixture of original and accepted rework data."""
 
@@ -369,6 +390,11 @@ class TrainConfig(Section):
     )
     eval_sample_tokens: int = Field(48, ge=1, description="tokens generated per evaluation sample")
     log_steps: int = Field(10, ge=1, description="report step, loss, lr, tokens/s and ETA every this many steps")
+    report_to: str | list[str] = Field(
+        "none",
+        description='also log to the Trainer\'s integrations: "none", "all" (those installed), a name or a list '
+        '("tensorboard", "wandb", "mlflow", ...); TensorBoard\'s logs are kept in logs/ beside each generation',
+    )
     streaming: bool = Field(
         False,
         description="tokenize while training reads instead of writing an Arrow cache (tokens larger than the disk)",
@@ -379,6 +405,17 @@ class TrainConfig(Section):
     launcher: LauncherConfig = Field(default_factory=LauncherConfig)
     preference: PreferenceConfig = Field(default_factory=PreferenceConfig)
     search: SearchConfig = Field(default_factory=SearchConfig)
+
+    @field_validator("report_to")
+    @classmethod
+    def _known_integrations(cls, v: str | list[str]) -> str | list[str]:
+        names = [v] if isinstance(v, str) else v
+        unknown = [n for n in names if n not in REPORT_TO | {"none", "all"}]
+        if unknown:
+            raise ValueError(f"unknown integration {unknown[0]!r}; known: none, all, {', '.join(sorted(REPORT_TO))}")
+        if len(names) > 1 and {"none", "all"} & set(names):
+            raise ValueError('"none" and "all" stand alone, not in a list')
+        return v
 
 
 class GateConfig(Section):

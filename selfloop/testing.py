@@ -11,7 +11,7 @@ from typing import Any
 
 import tomli_w
 
-from selfloop.cli.project import starter_root
+from selfloop.cli.project import starter_corpus, starter_root
 from selfloop.config import Config, ProjectPaths, load_config
 
 # 2 layers x 32 wide, so a model trains in seconds on a CPU.
@@ -85,7 +85,7 @@ def make_project(
         config_path.write_text(tomli_w.dumps(config))
     cfg, paths = load_config(config_path, env=False)
     if starter is True:
-        shutil.copytree(starter_root() / "corpus" / "orig", paths.orig, dirs_exist_ok=True)
+        shutil.copytree(starter_corpus() / "orig", paths.orig, dirs_exist_ok=True)
     elif starter:
         shutil.copytree(starter, paths.orig / starter.name, dirs_exist_ok=True)
     paths.orig.mkdir(parents=True, exist_ok=True)
