@@ -510,7 +510,10 @@ class FrontierConfig(Section):
     pause_s: float = Field(5.0, ge=0, description="seconds between two frontier steps")
     families: list[str] = Field(
         default_factory=lambda: ["addition"],
-        description='families: a built-in name (addition, subtraction, reverse) or a plugin "module:object"',
+        description=(
+            "families: a built-in name (addition, subtraction, reverse), an entry point of group selfloop.families"
+            ' or a plugin "module:object" (validate-config imports it)'
+        ),
     )
     label_sources: list[Literal["self", "oracle"]] = Field(
         default_factory=lambda: ["self"],

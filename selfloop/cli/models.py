@@ -97,6 +97,7 @@ def cmd_models(args: Any) -> int:
 def plot_losses(reg: Registry, gens: list[int], path: Path) -> int:
     """A PNG of the training loss by step of each generation that kept its metrics; returns how many it drew."""
     from matplotlib.figure import Figure  # no pyplot: no GUI backend, no global state; imported only for --plot
+
     fig = Figure(figsize=(9, 5), layout="constrained")
     ax = fig.subplots()
     drawn = 0

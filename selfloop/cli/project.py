@@ -16,6 +16,7 @@ from typing import Any
 from selfloop.config import ProjectPaths, load_config
 from selfloop.dashboard import Col, current_generation, fit_table
 from selfloop.errors import SelfloopError, UsageError
+from selfloop.frontier.families import load_family
 from selfloop.store import Store, daemon_alive
 from selfloop.store import status as views
 
@@ -94,7 +95,10 @@ def cmd_init(args: Any) -> int:
 
 def cmd_validate_config(args: Any) -> int:
     path = args.path or args.config
-    load_config(path)  # ConfigError prints one line per problem, exit 2
+    cfg, _ = load_config(path)  # ConfigError prints one line per problem, exit 2
+    if cfg.frontier.enabled:
+        for spec in cfg.frontier.families:
+            load_family(spec)  # a plugin that does not import is a config error too
     print(f"OK: {path}")
     return 0
 

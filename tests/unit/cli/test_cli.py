@@ -188,3 +188,13 @@ def test_a_closed_pipe_ends_quietly(tmp_path):
     p.stdout.close()
     err = p.stderr.read()
     assert p.wait(timeout=60) == 0 and err == "", err
+
+
+def test_validate_config_imports_the_frontier_families(tmp_path, cli):
+    init_project(tmp_path, starter=False)
+    config = tmp_path / "config.toml"
+    config.write_text(
+        config.read_text().replace('families = [\n    "addition",\n]', 'families = ["no_such_plugin:Family"]', 1)
+    )
+    r = cli("validate-config", str(config), cwd=tmp_path)
+    assert r.returncode == 2 and 'frontier family "no_such_plugin:Family": cannot import it' in r.stderr
