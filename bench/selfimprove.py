@@ -128,7 +128,8 @@ def verdict(result: dict[str, Any], final_level: int, labelled_max: int) -> dict
 
     def bits(arm: str, seed: int, levels: list[int]) -> list[bool]:
         runs = {s["seed"]: s for s in result["arms"][arm]["seeds"]}
-        return [c == "1" for lv in levels for c in runs[seed]["outcomes"][lv]]
+        outcomes = {int(k): v for k, v in runs[seed]["outcomes"].items()}  # int keys in memory, str from JSON
+        return [c == "1" for lv in levels for c in outcomes[lv]]
 
     if "control" not in result["arms"]:
         return {"passed": None, "why": "no control arm: nothing to compare against"}

@@ -30,14 +30,18 @@ class Paired:
     p_better: float
 
     def to_dict(self) -> dict[str, Any]:
-        return {k: round(v, 4) if isinstance(v, float) else v for k, v in asdict(self).items()}
+        # p-values keep 3 significant digits (rounding to places would turn 1e-150 into 0).
+        return {
+            k: float(f"{v:.3g}") if k == "p_better" else round(v, 4) if isinstance(v, float) else v
+            for k, v in asdict(self).items()
+        }
 
 
 def paired(a: Sequence[bool], b: Sequence[bool]) -> Paired:
     """Compare per-question outcomes ``b`` with ``a`` (same questions, same order).
 
-    The interval is the Wald interval of a paired difference (Agresti, *Categorical Data Analysis*, 10.1); with no
-    discordant questions it is the single point 0 -- such a table carries no evidence either way.
+    The interval is the Wald interval of a paired difference (Agresti, *Categorical Data Analysis*, 10.1), clipped
+    to [-1, 1]; with no discordant questions it is the single point 0 -- such a table carries no evidence either way.
     """
     from scipy.stats import binomtest
 
@@ -50,7 +54,8 @@ def paired(a: Sequence[bool], b: Sequence[bool]) -> Paired:
     se = math.sqrt(max(0.0, (b_only + a_only) / n - diff**2) / n)
     discordant = b_only + a_only
     p = binomtest(b_only, discordant, 0.5, alternative="greater").pvalue if discordant else 1.0
-    return Paired(n, sum(a) / n, sum(b) / n, diff, diff - Z95 * se, diff + Z95 * se, b_only, a_only, p)
+    low, high = max(-1.0, diff - Z95 * se), min(1.0, diff + Z95 * se)  # a difference of shares lies in [-1, 1]
+    return Paired(n, sum(a) / n, sum(b) / n, diff, low, high, b_only, a_only, p)
 
 
 def mean_interval(values: Sequence[float]) -> dict[str, float]:
@@ -62,5 +67,5 @@ def mean_interval(values: Sequence[float]) -> dict[str, float]:
     if n < 2:
         return {"n": n, "mean": round(mean, 4), "low": round(mean, 4), "high": round(mean, 4)}
     sd = math.sqrt(sum((v - mean) ** 2 for v in values) / (n - 1))
-    half = t.ppf(0.975, n - 1) * sd / math.sqrt(n)
+    half = float(t.ppf(0.975, n - 1)) * sd / math.sqrt(n)
     return {"n": n, "mean": round(mean, 4), "low": round(mean - half, 4), "high": round(mean + half, 4)}

@@ -36,3 +36,8 @@ def test_mean_interval_over_seeds():
     m = mean_interval([0.9, 1.0, 0.95])
     assert m["mean"] == pytest.approx(0.95) and m["low"] < 0.95 < m["high"]
     assert mean_interval([0.5]) == {"n": 1, "mean": 0.5, "low": 0.5, "high": 0.5}
+
+
+def test_a_near_total_win_keeps_its_p_value_and_a_bounded_interval():
+    p = paired([False] * 500, [True] * 498 + [False] * 2).to_dict()
+    assert 0 < p["p_better"] < 1e-100 and p["high"] <= 1.0
