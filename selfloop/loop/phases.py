@@ -423,7 +423,7 @@ def phase_evaluate(ctx: CycleContext) -> EvaluateOut:
     dtype = resolve_dtype(cfg.model, device)
     guard = [d for d in raw_heldout if d.kind != "task"]
     suite = _task_suite(ctx, raw_heldout)
-    gate_suite = _gate_suite(ctx)
+    gate_suite = _gate_suite(ctx) if train.parent is not None else None  # generation 0 has nothing to compare
 
     def figures_of(model, tok) -> Figures:
         figures = evaluate_model(model, tok, heldout, cfg.train, suite, guard_docs=guard)

@@ -93,7 +93,10 @@ def _pass(outcomes: str) -> float:
 
 
 def _span(levels: list[str]) -> str:
-    return f"level {levels[0]}" if len(levels) == 1 else f"levels {levels[0]}-{levels[-1]}"
+    if len(levels) == 1:
+        return f"level {levels[0]}"
+    contiguous = [int(lv) for lv in levels] == list(range(int(levels[0]), int(levels[-1]) + 1))
+    return f"levels {levels[0]}-{levels[-1]}" if contiguous else "levels " + ", ".join(levels)
 
 
 def _paired_text(p: Paired) -> str:

@@ -126,6 +126,9 @@ def test_a_real_regression_on_mastered_levels_is_rejected_with_its_interval():
     assert m, d.reason
     diff, low, high = map(float, m.groups())
     assert low < diff < high < 0 and diff == pytest.approx(-8 / 48, abs=1e-3)
+    gap = table({"addition": {"1": ALL, "2": NONE, "3": ALL}})  # mastered levels need not be contiguous
+    d = decide(figures(champ, table({"addition": {"1": worse, "2": NONE, "3": worse}})), figures(champ, gap), CFG)
+    assert not d.promote and d.reason.endswith("below -0.02 (levels 1, 3, n=32)")
     # The same drop is tolerated when the margin allows it: it is the interval against the margin that decides.
     assert decide(figures(champ, new), figures(champ, old), GateConfig(noninferiority_margin=0.5)).promote
 
