@@ -10,6 +10,7 @@ import random
 from pathlib import Path
 from typing import Any
 
+from selfloop.cli.project import starter_corpus
 from selfloop.testing import tiny_config
 
 # Quick mode: the shared tiny model with the benchmarks' own steps and rework sizes; the learning
@@ -25,7 +26,7 @@ TINY: dict[str, Any] = tiny_config(
 
 def starter_texts() -> list[str]:
     """The prose of the starter corpus (a real, mixed English text sample)."""
-    here = Path(__file__).resolve().parent.parent / "corpus" / "orig" / "prose"
+    here = starter_corpus() / "orig" / "prose"
     return [p.read_text(encoding="utf-8", errors="replace") for p in sorted(here.glob("*.txt"))]
 
 

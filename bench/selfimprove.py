@@ -1,285 +1,299 @@
-"""Benchmark: does the loop improve a model on verifiable tasks with no labels beyond the starter pack?
+"""Experiment: does a model that labels its own frontier beat a compute-matched control?
 
-From a fresh project holding only the starter task pack (``corpus/orig/tasks``),
-runs generation 0 and then N self-improvement cycles (solve -> judge in the
-sandbox -> train -> evaluate -> gate -> promote -> curriculum) and prints, per
-generation: held-out pass@1 per family and difficulty, the frontier (largest
-difficulty at >= 0.9, direct answers), candidates accepted / rejected by reason,
-held-out loss, the gate decision and wall time; then the "mental math vs tool"
-table of the last champion: direct answers vs programs at each difficulty.
+Per seed, one generation 0 learns levels 1..labelled_max from streamed generator labels; every arm starts from it
+and runs the same rounds (steps, schedule, replay, seeds) and differs only in who fills the newest slot of the
+mixture: ``self`` (the model, kept by its own checks), ``unfiltered`` (the model, format only), ``oracle`` (the
+answer key: the upper bound) or ``control`` (nobody: fresh labelled-range problems). Each arm's final model is
+tested on problems from a seed no round draws from. The criteria below are fixed before the run.
 
-    python -m bench.selfimprove                 # the full run (about 30 minutes on 2 cores)
-    python -m bench.selfimprove --quick         # CI smoke: tiny model, two generations, < 2 minutes
-    python -m bench.selfimprove --control       # the same cycles with no rework data
-    python -m bench.selfimprove --control --generations 0 --gen0-steps 1800   # steps-matched control
+    python -m bench.selfimprove                                   # 3 seeds x 4 arms, about an hour on 2 cores
+    python -m bench.selfimprove --family reverse --seeds 1 --arms self,control
+    python -m bench.selfimprove --quick                           # smoke: tiny sizes, about a minute
 
-A benchmark, not a test: it asserts nothing and writes its figures to
-``bench/results/selfimprove.json``.
+A benchmark, not a test: it asserts nothing; it writes ``bench/results/selfimprove.json`` (or ``--json``) and a PNG
+of accuracy by length per round and arm.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import shutil
-import signal
+import multiprocessing
+import os
 import sys
 import tempfile
 import time
+from concurrent.futures import Future, ProcessPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from selfloop.testing import make_project, tiny_config
+from bench.common import RESULTS, Recorder, say
 
-ROOT = Path(__file__).resolve().parent.parent
-PACK = ROOT / "corpus" / "orig" / "tasks"
-RESULTS = ROOT / "bench" / "results"
-
-FULL: dict[str, Any] = {
-    "model": {"vocab_size": 400, "n_layer": 3, "n_head": 4, "n_embd": 96, "n_positions": 64, "keep_generations": 3},
-    # A constant rate: a challenger continues its champion at the rate the champion ended on. With a
-    # cosine schedule every challenger restarted at the peak rate and lost to its champion (BENCHMARKS.md).
-    "train": {
-        "gen0_steps": 1000,
-        "max_steps": 200,
-        "batch_size": 48,
-        "block_size": 48,
-        "learning_rate": 2e-3,
-        "lr_scheduler": "constant_with_warmup",
-        "warmup_ratio": 0.05,
-        "save_steps": 500,
-        "log_steps": 100,
-        "eval_batches": 8,
-        "eval_samples": 0,
-        "rework_weight": 4.0,
-        "rework_max_share": 0.6,
-        "max_minutes": 12.0,
-    },
-    "rework": {
-        "candidates_per_cycle": 1024,
-        "rewrite_share": 0.0,
-        "synthesize_share": 0.0,
-        "solve_share": 1.0,
-        "batch_size": 64,
-    },
-    "tasks": {
-        "samples_per_task": 2,
-        "max_difficulty": 6,
-        "heldout_per_level": 16,
-        "max_new_tokens": 24,
-        "temperature": 0.8,
-        "loss_max_difficulty": 4,
-        "solve_window": 4,
-    },
-    "gate": {"loss_tolerance": 0.05, "task_tolerance": 0.05, "min_improvement": 0.01},
-    "sandbox": {"pool_size": 2},
-    "watch": {"enabled": False},
+# Written before the run; the verdict only reads them.
+CRITERIA: dict[str, Any] = {
+    "final_margin": 0.5,
+    "in_distribution_margin": 0.02,
+    "rule": (
+        "in every seed: accuracy(self) - accuracy(control) >= final_margin at the final level, and "
+        "in-distribution accuracy (levels 1..labelled_max) of self >= control - in_distribution_margin; "
+        "each arm's final model, test problems from test_seed"
+    ),
 }
-QUICK: dict[str, Any] = tiny_config(
-    {
-        "train": {
-            "gen0_steps": 40,
-            "max_steps": 10,
-            "batch_size": 32,
-            "block_size": 40,
-            "save_steps": 20,
-            "log_steps": 10,
-            "eval_samples": 0,
-            "eval_sample_tokens": 48,
-        },
-        "rework": {
-            "enabled": True,
-            "candidates_per_cycle": 32,
-            "rewrite_share": 0.0,
-            "synthesize_share": 0.0,
-            "solve_share": 1.0,
-            "batch_size": 32,
-        },
-        "tasks": {"samples_per_task": 2, "max_difficulty": 3, "heldout_per_level": 4, "max_new_tokens": 12},
-        "gate": {"loss_tolerance": 0.05, "task_tolerance": 0.05, "min_improvement": 0.01},
-        "sandbox": {"pool_size": 2},
-        "watch": {"enabled": False},
-    }
-)
+ARMS = ("self", "unfiltered", "oracle", "control")
+QUICK: dict[str, Any] = {
+    "n_layer": 2,
+    "n_embd": 32,
+    "n_head": 2,
+    "gen0_steps": 150,
+    "round_steps": 20,
+    "candidates_chunk": 64,
+    "candidates_max": 128,
+    "min_kept": 16,
+    "test_per_level": 40,
+}
 
 
-def generation_row(detail: dict[str, Any], store, cycle_id: int, seconds: float) -> dict[str, Any]:
-    """One line of the report from a finished cycle."""
-    from selfloop.train.suite import frontier
+def _threads() -> None:
+    # One thread per worker: two OpenMP teams on two shared cores spin against each other (~10x slower).
+    import torch
 
-    phases = detail["phases"]
-    ev, gate = phases["evaluate"]["out"], phases["gate"]["out"]
-    gen = store.scalar("SELECT generation FROM cycles WHERE id = ?", (cycle_id,))
-    challenger = ev["challenger"]
-    counts = {
-        r["reason"] or r["status"]: r["n"]
-        for r in store.query(
-            "SELECT status, reason, COUNT(*) AS n FROM candidates WHERE cycle_id = ? GROUP BY status, reason",
-            (cycle_id,),
+    torch.set_num_threads(1)
+
+
+def _grower(cfg_raw: dict[str, Any], family_spec: str, arm_name: str, seed: int):
+    from selfloop.config import FrontierConfig
+    from selfloop.frontier.families import load_family
+    from selfloop.frontier.grow import Grower, arms
+
+    cfg = FrontierConfig(**cfg_raw)
+    family = load_family(family_spec)
+    return Grower(cfg, family, arms(cfg)[arm_name], seed)
+
+
+def _evaluate(grower, levels: list[int], n: int, test_seed: int) -> dict[int, list[bool]]:
+    from selfloop.frontier.grow import fixed_problems, outcomes
+
+    solver = grower.solver()
+    return {lv: outcomes(solver, grower.family, fixed_problems(grower.family, lv, n, test_seed)) for lv in levels}
+
+
+def _accuracy(results: dict[int, list[bool]]) -> dict[int, float]:
+    return {lv: round(sum(r) / len(r), 4) for lv, r in results.items()}
+
+
+def run_gen0(cfg_raw: dict[str, Any], family_spec: str, seed: int, levels: list[int], out: str) -> dict[str, Any]:
+    """Train one generation 0 and save it (weights and optimizer) for the arms."""
+    _threads()
+    grower = _grower(cfg_raw, family_spec, "control", seed)
+    record = grower.generation0()
+    grower.save(Path(out))
+    record["accuracy_by_length"] = _accuracy(_evaluate(grower, levels, cfg_raw["test_per_level"], cfg_raw["test_seed"]))
+    say(f"seed {seed}: generation 0 in {record['seconds']:.0f} s: {record['accuracy_by_length']}")
+    return record
+
+
+def run_arm(
+    cfg_raw: dict[str, Any], family_spec: str, seed: int, arm: str, gen0: str, rounds: int, levels: list[int]
+) -> dict[str, Any]:
+    """Every round of one arm from the seed's generation 0; accuracy by length after each round."""
+    _threads()
+    started = time.time()
+    grower = _grower(cfg_raw, family_spec, arm, seed)
+    grower.load(Path(gen0))
+    records, final = [], {}
+    for _ in range(rounds):
+        record = grower.round()
+        final = _evaluate(grower, levels, cfg_raw["test_per_level"], cfg_raw["test_seed"])
+        record["accuracy_by_length"] = _accuracy(final)
+        records.append(record)
+        labels = record.get("labels") or {}
+        say(
+            f"seed {seed} {arm} round {record['round']} level {record['level']}: "
+            f"yield {labels.get('yield', '-')} audited {labels.get('audited_label_accuracy', '-')} "
+            f"acc {record['accuracy_by_length']} ({record['seconds']:.0f} s)"
         )
-    }
-    accepted = store.scalar("SELECT COUNT(*) FROM candidates WHERE cycle_id = ? AND status = 'accepted'", (cycle_id,))
-    rationalized = store.scalar(
-        "SELECT COUNT(*) FROM candidates WHERE cycle_id = ? AND status = 'accepted' "
-        "AND json_extract(meta, '$.rationalized')",
-        (cycle_id,),
-    )
+    # Per-question outcomes of the final model travel as 0/1 strings so arms can be paired question by question.
     return {
-        "generation": gen,
-        "promoted": gate["promote"],
-        "gate": gate["reason"],
-        "loss": challenger.get("loss"),
-        "tasks": challenger.get("tasks", {}),
-        "detail": challenger.get("task_detail", {}),
-        "frontier_answer": frontier(challenger.get("task_detail", {}), "answer"),
-        "frontier_program": frontier(challenger.get("task_detail", {}), "program"),
-        "candidates": counts,
-        "accepted": accepted,
-        "rationalized": rationalized,
-        "curriculum": {s["family"]: s["new_level"] for s in phases["promote"]["out"].get("curriculum", [])},
-        "train_steps": phases["train"]["out"]["global_step"],
-        "rework_share": phases["train"]["out"]["data"]["rework_share"],
-        "seconds": round(seconds, 1),
+        "seed": seed,
+        "arm": arm,
+        "rounds": records,
+        "outcomes": {lv: "".join("1" if x else "0" for x in r) for lv, r in final.items()},
+        "seconds": round(time.time() - started, 1),
     }
 
 
-def control(config: dict[str, Any]) -> dict[str, Any]:
-    """The same config with no rework: every cycle trains the champion the same steps on the starter pack only.
+def verdict(result: dict[str, Any], final_level: int, labelled_max: int) -> dict[str, Any]:
+    """Paired per-seed differences of every arm against the control, judged by ``CRITERIA``."""
+    from selfloop.frontier.stats import mean_interval, paired
 
-    Tells self-improvement apart from "more steps on the same data".
-    """
-    return {**config, "rework": {**config["rework"], "candidates_per_cycle": 0}}
+    def bits(arm: str, seed: int, levels: list[int]) -> list[bool]:
+        runs = {s["seed"]: s for s in result["arms"][arm]["seeds"]}
+        return [c == "1" for lv in levels for c in runs[seed]["outcomes"][lv]]
 
-
-def run(generations: int, config: dict[str, Any], keep: Path | None, minutes: float, log=print) -> dict[str, Any]:
-    from selfloop.loop.cycle import run_cycle
-    from selfloop.sandbox import Sandbox
-    from selfloop.store import Store
-
-    work = Path(tempfile.mkdtemp(prefix="selfimprove-")) if keep is None else keep
-    if keep is not None and keep.exists():
-        shutil.rmtree(keep)
-    # A fresh project: the starter task pack as its only data.
-    config_path, cfg, paths = make_project(work, config, starter=PACK)
-    rows: list[dict[str, Any]] = []
-    started = time.monotonic()
-    try:
-        with Store.open(paths.db) as store, Sandbox(cfg.sandbox) as sandbox:
-            for _ in range(generations + 1):
-                if rows and time.monotonic() - started > minutes * 60:
-                    log(f"stopping: the {minutes:g}-minute budget is spent")
-                    break
-                t0 = time.monotonic()
-                detail = run_cycle(
-                    cfg, paths, store, config_path=config_path, sandbox=sandbox, log=lambda m: log("  " + m)
-                )
-                cycle_id = store.scalar("SELECT MAX(id) FROM cycles")
-                row = generation_row(detail, store, cycle_id, time.monotonic() - t0)
-                rows.append(row)
-                log(format_row(row))
-    finally:
-        if keep is None:
-            shutil.rmtree(work, ignore_errors=True)
-    return {"config": config, "generations": rows, "wall_s": round(time.monotonic() - started, 1)}
-
-
-def _pct(x: Any) -> str:
-    return f"{x:.2f}" if isinstance(x, (int, float)) else "  - "
-
-
-def format_row(row: dict[str, Any]) -> str:
-    """One generation: figures per family and difficulty (answer/program), frontier, candidates, loss, time."""
-    lines = [
-        (
-            f"gen {row['generation']}: {'PROMOTED' if row['promoted'] else 'rejected'} ({row['gate']}); "
-            f"held-out loss {_pct(row['loss'])}; {row['seconds']:.0f} s; {row['train_steps']} steps, "
-            f"rework share {row['rework_share']:.0%}"
+    if "control" not in result["arms"]:
+        return {"passed": None, "why": "no control arm: nothing to compare against"}
+    seeds = [s["seed"] for s in result["arms"]["control"]["seeds"]]
+    inside = list(range(1, labelled_max + 1))
+    out: dict[str, Any] = {"criteria": CRITERIA, "final_level": final_level, "by_arm": {}}
+    for arm in result["arms"]:
+        if arm == "control":
+            continue
+        per_seed = []
+        for seed in seeds:
+            final = paired(bits("control", seed, [final_level]), bits(arm, seed, [final_level]))
+            within = paired(bits("control", seed, inside), bits(arm, seed, inside))
+            per_seed.append({"seed": seed, "final": final.to_dict(), "in_distribution": within.to_dict()})
+        ok = all(
+            p["final"]["diff"] >= CRITERIA["final_margin"]
+            and p["in_distribution"]["diff"] >= -CRITERIA["in_distribution_margin"]
+            for p in per_seed
         )
-    ]
-    for fam, diffs in sorted(row["detail"].items()):
-        cells = " ".join(
-            f"d{d}:{_pct(m.get('answer', {}).get('pass_at_1'))}/{_pct(m.get('program', {}).get('pass_at_1'))}"
-            for d, m in diffs.items()
-        )
-        lines.append(f"  {fam:9s} pass@1 {_pct(row['tasks'].get(fam))}  answer/program by difficulty: {cells}")
-    lines.append(
-        f"  frontier (>= 0.9) answer {row['frontier_answer']} program {row['frontier_program']}; "
-        f"curriculum {row['curriculum']}"
-    )
-    if row["candidates"]:
-        lines.append(
-            f"  candidates: {row['accepted']} accepted ({row['rationalized']} rationalized); "
-            + ", ".join(f"{k} {v}" for k, v in sorted(row["candidates"].items()))
-        )
-    return "\n".join(lines)
+        out["by_arm"][arm] = {
+            "per_seed": per_seed,
+            "final_diff_over_seeds": mean_interval([p["final"]["diff"] for p in per_seed]),
+            "meets_criteria": ok,
+        }
+    self_arm = out["by_arm"].get("self")
+    out["passed"] = None if self_arm is None else self_arm["meets_criteria"]
+    return out
 
 
-def mental_vs_tool(row: dict[str, Any]) -> str:
-    """The last champion's direct answers vs programs at each difficulty."""
-    out = [
-        "mental math vs tool (held-out pass@1, greedy):",
-        f"{'family':9s} {'difficulty':>10s} {'answer':>7s} {'program':>8s}",
-    ]
-    for fam, diffs in sorted(row["detail"].items()):
-        for d, m in diffs.items():
-            out.append(
-                f"{fam:9s} {d:>10s} {_pct(m.get('answer', {}).get('pass_at_1')):>7s} "
-                f"{_pct(m.get('program', {}).get('pass_at_1')):>8s}"
-            )
-    return "\n".join(out)
+def plot(result: dict[str, Any], path: Path) -> None:
+    """Accuracy against length after each round, one panel per arm (mean over seeds)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    names = list(result["arms"])
+    fig, axes = plt.subplots(1, len(names), figsize=(4 * len(names), 3.4), sharey=True, squeeze=False)
+    for ax, arm in zip(axes[0], names):
+        seeds = result["arms"][arm]["seeds"]
+        gen0 = result["gen0"]
+        rounds = len(seeds[0]["rounds"])
+        cmap = plt.get_cmap("viridis")
+        levels = sorted(int(lv) for lv in gen0[0]["accuracy_by_length"])
+        mean0 = [sum(g["accuracy_by_length"][lv] for g in gen0) / len(gen0) for lv in levels]
+        ax.plot(levels, mean0, color="grey", linestyle="--", label="gen 0")
+        for r in range(rounds):
+            ys = [sum(s["rounds"][r]["accuracy_by_length"][lv] for s in seeds) / len(seeds) for lv in levels]
+            ax.plot(levels, ys, color=cmap(r / max(1, rounds - 1)), label=f"round {r + 1}")
+        ax.set_title(arm)
+        ax.set_xlabel("operand length (level)")
+        ax.set_ylim(-0.02, 1.02)
+        ax.grid(alpha=0.3)
+    axes[0][0].set_ylabel("test accuracy (mean over seeds)")
+    axes[0][-1].legend(fontsize=7, loc="lower left")
+    fig.suptitle(f"{result['family']}: accuracy by length after each round")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
 
 
-def _interrupt(signum: int, frame: Any) -> None:
-    raise KeyboardInterrupt
+def parse(argv: list[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="python -m bench.selfimprove", description=__doc__.split("\n\n")[0])
+    p.add_argument("--family", default="addition", help='a built-in family or a plugin "module:object"')
+    p.add_argument("--seeds", default="1,2,3", help="comma-separated seeds (one generation 0 each)")
+    p.add_argument("--rounds", type=int, default=8, help="rounds per arm")
+    p.add_argument("--arms", default=",".join(ARMS), help=f"comma-separated, of: {', '.join(ARMS)}")
+    p.add_argument("--final-level", type=int, default=None, help="the level the verdict reads (labelled_max + 3)")
+    p.add_argument("--jobs", type=int, default=min(2, os.cpu_count() or 1), help="worker processes")
+    p.add_argument("--json", type=Path, default=None, help="where the figures go (bench/results/selfimprove.json)")
+    p.add_argument("--png", type=Path, default=None, help="the plot (next to the JSON, .png)")
+    p.add_argument("--quick", action="store_true", help="tiny sizes: the mechanics run, the numbers mean little")
+    args = p.parse_args(argv)
+    unknown = set(args.arms.split(",")) - set(ARMS)
+    if unknown:
+        p.error(f"unknown arms {sorted(unknown)}; the tool arm needs a model that writes programs (BENCHMARKS.md)")
+    return args
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m bench.selfimprove", description=__doc__.split("\n\n")[0])
-    p.add_argument(
-        "--generations",
-        type=int,
-        default=None,
-        help="self-improvement cycles after generation 0 (default: as many as --minutes allows; quick 1)",
-    )
-    p.add_argument("--quick", action="store_true", help="CI smoke: tiny model, few steps, small suite (< 2 minutes)")
-    p.add_argument("--minutes", type=float, default=30.0, help="no new cycle starts after this wall budget")
-    p.add_argument(
-        "--control", action="store_true", help="control run: no rework data, the same training steps per cycle"
-    )
-    p.add_argument(
-        "--gen0-steps",
-        type=int,
-        default=None,
-        help="generation 0's training steps (a steps-matched control: --control --generations 0 --gen0-steps N)",
-    )
-    p.add_argument("--keep", type=Path, default=None, help="run in this project dir and keep it (default: a temp dir)")
-    p.add_argument("--no-write", action="store_true", help="do not write bench/results/selfimprove.json")
-    args = p.parse_args(argv)
-    # SIGTERM unwinds like Ctrl-C, so the training child is stopped too instead of left running.
-    signal.signal(signal.SIGTERM, _interrupt)
-    generations = args.generations if args.generations is not None else (1 if args.quick else 100)
-    config = QUICK if args.quick else FULL
-    if args.gen0_steps is not None:
-        config = {**config, "train": {**config["train"], "gen0_steps": args.gen0_steps}}
-    result = run(generations, control(config) if args.control else config, args.keep, args.minutes)
-    result.update(quick=args.quick, control=args.control)
-    champions = [r for r in result["generations"] if r["promoted"]]
-    if champions:
-        print(mental_vs_tool(champions[-1]))
-    promoted = [r["generation"] for r in champions]
-    print(f"promoted generations: {promoted}; wall time {result['wall_s']:.0f} s")
-    if not args.no_write:
-        RESULTS.mkdir(parents=True, exist_ok=True)
-        name = (
-            "selfimprove"
-            + ("-quick" if args.quick else "")
-            + ("-control" if args.control else "")
-            + (f"-gen0-{args.gen0_steps}" if args.gen0_steps is not None else "")
-            + ".json"
-        )
-        (RESULTS / name).write_text(json.dumps(result, indent=2) + "\n")
+    from selfloop.config import FrontierConfig
+
+    args = parse(argv)
+    seeds = [int(s) for s in args.seeds.split(",")]
+    arm_names = args.arms.split(",")
+    if args.quick:
+        seeds, args.rounds = seeds[:1], min(args.rounds, 2)
+    base = FrontierConfig(**(QUICK if args.quick else {}))
+    final_level = args.final_level or base.labelled_max + 3
+    cfg_raw = base.model_copy(update={"max_level": final_level}).model_dump()
+    levels = list(range(1, final_level + 2))
+    rec = Recorder("selfimprove", args.quick, "python -m bench.selfimprove " + " ".join(argv or sys.argv[1:]))
+    result: dict[str, Any] = {
+        "family": args.family,
+        "criteria": CRITERIA,
+        "config": cfg_raw,
+        "seeds": seeds,
+        "rounds": args.rounds,
+        "final_level": final_level,
+        "levels": levels,
+    }
+    say(f"selfimprove: {args.family}, seeds {seeds}, arms {arm_names}, {args.rounds} rounds, {args.jobs} jobs")
+    context = multiprocessing.get_context("spawn")
+    with tempfile.TemporaryDirectory(prefix="selfimprove-") as tmp, ProcessPoolExecutor(args.jobs, context) as pool:
+        gen0: dict[int, Future] = {
+            s: pool.submit(run_gen0, cfg_raw, args.family, s, levels, f"{tmp}/gen0-{s}.pt") for s in seeds
+        }
+        runs: list[Future] = []
+        for s in seeds:
+            gen0[s].result()
+            runs += [
+                pool.submit(run_arm, cfg_raw, args.family, s, a, f"{tmp}/gen0-{s}.pt", args.rounds, levels)
+                for a in arm_names
+            ]
+        result["gen0"] = [{"seed": s, **gen0[s].result()} for s in seeds]
+        done = [r.result() for r in runs]
+    result["arms"] = {}
+    for arm in arm_names:
+        seeds_of = []
+        for run in (d for d in done if d["arm"] == arm):
+            last = run["rounds"][-1]["accuracy_by_length"]
+            inside = [last[lv] for lv in range(1, base.labelled_max + 1)]
+            seeds_of.append(
+                {
+                    **run,
+                    "final_accuracy": last[final_level],
+                    "in_distribution_accuracy": round(sum(inside) / len(inside), 4),
+                    "accuracy_by_length": last,
+                }
+            )
+        result["arms"][arm] = {"seeds": seeds_of}
+    result["verdict"] = verdict(result, final_level, base.labelled_max)
+    path = write(rec, result, args.json or RESULTS / "selfimprove.json")
+    png = args.png or path.with_suffix(".png")
+    plot(result, png)
+    _summary(result, final_level)
+    say(f"figures: {path}\nplot: {png}")
     return 0
 
 
+def write(rec: Recorder, result: dict[str, Any], path: Path) -> Path:
+    """The figures at the top level of the JSON (criteria, arms, verdict, ...) beside the run's context."""
+    rec.figures = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        context = json.loads(rec.write(Path(tmp)).read_text())
+    context.pop("figures")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps({**context, **result}, indent=1, default=str) + "\n")
+    return path
+
+
+def _summary(result: dict[str, Any], final_level: int) -> None:
+    say(f"\nfinal level {final_level}: accuracy of each arm's final model, per seed")
+    for arm, data in result["arms"].items():
+        figures = ", ".join(f"seed {s['seed']}: {s['final_accuracy']:.3f}" for s in data["seeds"])
+        say(f"  {arm:<10} {figures}")
+    v = result["verdict"]
+    for arm, data in v.get("by_arm", {}).items():
+        d = data["final_diff_over_seeds"]
+        say(
+            f"  {arm} - control at {final_level}: mean {d['mean']:+.3f} [{d['low']:+.3f}, {d['high']:+.3f}] "
+            f"over {d['n']} seeds; meets criteria: {data['meets_criteria']}"
+        )
+    say(f"verdict (self): {'PASS' if v.get('passed') else 'FAIL' if v.get('passed') is False else 'n/a'}")
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    raise SystemExit(main())

@@ -1,4 +1,8 @@
-"""Rebuild the starter corpus in corpus/orig/ from license-clean sources.
+"""Rebuild the starter corpus from license-clean sources.
+
+It is package data, ``selfloop/starter/corpus/orig`` (what ``selfloop init`` copies), and the checkout's
+``corpus/orig`` is a copy of it for ``make run``; a test keeps the two identical, so write both:
+``python corpus/build_starter.py && cp -r selfloop/starter/corpus/orig/. corpus/orig/``.
 
 Sources (see README-LICENSES.md):
 - The Jargon File 4.4.7 (public domain), from Debian's ``jargon-text`` package:
@@ -8,7 +12,7 @@ Sources (see README-LICENSES.md):
 - Chat records generated here: arithmetic, unit conversions, word and string facts.
   Every answer is computed, so every record is correct.
 
-Usage: python corpus/build_starter.py [--jargon PATH] [--out corpus/orig]
+Usage: python corpus/build_starter.py [--jargon PATH] [--out selfloop/starter/corpus/orig]
 Deterministic: the same sources give byte-identical files.
 """
 
@@ -162,7 +166,7 @@ def chats(out: Path, n: int, seed: int = 20240601) -> None:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--jargon", type=Path, default=Path("/usr/share/doc/jargon-text/jargon.txt.gz"))
-    ap.add_argument("--out", type=Path, default=Path(__file__).resolve().parent / "orig")
+    ap.add_argument("--out", type=Path, default=Path(__file__).resolve().parents[1] / "selfloop" / "starter" / "corpus" / "orig")
     ap.add_argument("--chats", type=int, default=3000)
     args = ap.parse_args()
     for sub in ("prose", "python", "chat"):

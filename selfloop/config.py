@@ -214,7 +214,8 @@ class SandboxConfig(Section):
         "auto", description="auto picks docker > bwrap > process"
     )
     image: str = Field(
-        "selfloop-sandbox:latest", description="docker image (built locally by `selfloop sandbox build`)"
+        "selfloop-sandbox:latest",
+        description="docker image (built locally when missing or outdated, or by `selfloop sandbox build`)",
     )
     docker_host: str = Field("", description="remote Docker engine (else DOCKER_HOST / local socket)")
     timeout_s: float = Field(10.0, gt=0, le=3600, description="wall and CPU limit per job")
@@ -335,6 +336,27 @@ class SearchConfig(Section):
         return self
 
 
+# The Trainer's logging integrations (transformers' INTEGRATION_TO_CALLBACK; a test keeps them in step).
+REPORT_TO = frozenset(
+    {
+        "azure_ml",
+        "clearml",
+        "codecarbon",
+        "comet_ml",
+        "dagshub",
+        "dvclive",
+        "flyte",
+        "kubeflow",
+        "mlflow",
+        "neptune",
+        "swanlab",
+        "tensorboard",
+        "trackio",
+        "wandb",
+    }
+)
+
+
 class TrainConfig(Section):
     """Training a challenger on the mixture of original and accepted rework data."""
 
@@ -368,6 +390,11 @@ class TrainConfig(Section):
     )
     eval_sample_tokens: int = Field(48, ge=1, description="tokens generated per evaluation sample")
     log_steps: int = Field(10, ge=1, description="report step, loss, lr, tokens/s and ETA every this many steps")
+    report_to: str | list[str] = Field(
+        "none",
+        description='also log to the Trainer\'s integrations: "none", "all" (those installed), a name or a list '
+        '("tensorboard", "wandb", "mlflow", ...); TensorBoard\'s logs are kept in logs/ beside each generation',
+    )
     streaming: bool = Field(
         False,
         description="tokenize while training reads instead of writing an Arrow cache (tokens larger than the disk)",
@@ -378,6 +405,17 @@ class TrainConfig(Section):
     launcher: LauncherConfig = Field(default_factory=LauncherConfig)
     preference: PreferenceConfig = Field(default_factory=PreferenceConfig)
     search: SearchConfig = Field(default_factory=SearchConfig)
+
+    @field_validator("report_to")
+    @classmethod
+    def _known_integrations(cls, v: str | list[str]) -> str | list[str]:
+        names = [v] if isinstance(v, str) else v
+        unknown = [n for n in names if n not in REPORT_TO | {"none", "all"}]
+        if unknown:
+            raise ValueError(f"unknown integration {unknown[0]!r}; known: none, all, {', '.join(sorted(REPORT_TO))}")
+        if len(names) > 1 and {"none", "all"} & set(names):
+            raise ValueError('"none" and "all" stand alone, not in a list')
+        return v
 
 
 class GateConfig(Section):
@@ -504,6 +542,72 @@ class TasksConfig(Section):
         return self
 
 
+class FrontierConfig(Section):
+    """Frontier growth: a digit-level model labels generated problems one level past what it masters."""
+
+    enabled: bool = Field(True, description="grow a frontier model on the families below (steps between cycles)")
+    pause_s: float = Field(5.0, ge=0, description="seconds between two frontier steps")
+    families: list[str] = Field(
+        default_factory=lambda: ["addition"],
+        description=(
+            "families: a built-in name (addition, subtraction, reverse), an entry point of group selfloop.families"
+            ' or a plugin "module:object" (validate-config imports it)'
+        ),
+    )
+    label_sources: list[Literal["self", "oracle"]] = Field(
+        default_factory=lambda: ["self"],
+        description="who may select a frontier label: self (model-internal checks) or oracle (an answer key)",
+    )
+    labelled_max: int = Field(4, ge=1, description="generation 0 learns levels 1..this from generator labels")
+    max_level: int = Field(16, ge=2, description="the frontier stops here")
+    position: Literal["nope", "learned", "offset"] = Field(
+        "nope", description="position signal: none (NoPE), learned, or learned with random offsets in training"
+    )
+    n_layer: int = Field(4, ge=1, description="transformer blocks")
+    n_head: int = Field(4, ge=1, description="attention heads")
+    n_embd: int = Field(128, ge=8, description="hidden width (divisible by n_head)")
+    n_positions: int = Field(96, ge=16, description="context length in tokens (offset mode draws offsets in it)")
+    batch_size: int = Field(64, ge=1, description="sequences per step")
+    gen0_steps: int = Field(6000, ge=1, description="generation 0 steps on streamed generator-labelled problems")
+    gen0_lr: float = Field(2e-3, gt=0, description="generation 0 peak learning rate")
+    gen0_warmup: int = Field(200, ge=0, description="generation 0 warmup steps")
+    round_steps: int = Field(300, ge=1, description="steps per round, continuing from the champion's optimizer")
+    round_lr: float = Field(1e-3, gt=0, description="peak learning rate of a round")
+    round_warmup: int = Field(25, ge=0, description="warmup steps of a round")
+    decay_fraction: float = Field(0.25, gt=0, le=1, description="warmup-stable-decay: share of steps decaying to 0")
+    new_share: float = Field(0.5, gt=0, lt=1, description="the newest round's share of a round's mixture")
+    candidates_chunk: int = Field(3000, ge=1, description="frontier problems labelled per chunk")
+    candidates_max: int = Field(9000, ge=1, description="at most this many frontier problems per round")
+    min_kept: int = Field(200, ge=1, description="label chunks until this many are kept (or candidates_max)")
+    advance_yield: float = Field(0.3, gt=0, le=1, description="advance when this share of candidates is kept")
+    fixed_advance: bool = Field(False, description="advance one level every round, whatever the yield")
+    max_holds: int = Field(4, ge=1, description="report saturation after this many holds in a row")
+    checks: bool = Field(True, description="self: keep a label only if the family's equivalent prompts agree")
+    samples: int = Field(0, ge=0, description="self: also sample this many answers and vote (0 = off)")
+    vote_threshold: float = Field(0.7, gt=0, le=1, description="self: share of samples that must agree")
+    temperature: float = Field(0.7, gt=0, description="self: sampling temperature of the vote")
+    agree_previous: bool = Field(False, description="self: the previous generation must give the same answer")
+    test_per_level: int = Field(500, ge=1, description="reported test problems per level (from test_seed)")
+    test_seed: int = Field(987654321, description="seed of the test problems; no round ever draws from it")
+    gate_per_level: int = Field(300, ge=1, description="gate problems per level (disjoint from the test problems)")
+    gate_seed: int = Field(1, description="seed of the gate problems")
+    mastery: float = Field(0.9, gt=0, le=1, description="a level the champion answers this well is mastered")
+    noninferiority_margin: float = Field(
+        0.02, ge=0, le=1, description="gate: on mastered levels the challenger may lose at most this (95 % bound)"
+    )
+    alpha: float = Field(0.05, gt=0, lt=1, description="gate: one-sided exact McNemar level at the round's level")
+    keep_generations: int = Field(5, ge=2, description="frontier generations kept per family (champion always)")
+    seed: int = Field(0, description="seed of generation 0, candidates and mixtures")
+
+    @model_validator(mode="after")
+    def _shape(self) -> "FrontierConfig":
+        if self.n_embd % self.n_head:
+            raise ValueError(f"n_embd ({self.n_embd}) must be divisible by n_head ({self.n_head})")
+        if self.max_level <= self.labelled_max:
+            raise ValueError(f"max_level ({self.max_level}) must exceed labelled_max ({self.labelled_max})")
+        return self
+
+
 class ScheduleConfig(Section):
     """When cycles run."""
 
@@ -553,6 +657,7 @@ class Config(BaseSettings):
     train: TrainConfig = Field(default_factory=TrainConfig)
     gate: GateConfig = Field(default_factory=GateConfig)
     tasks: TasksConfig = Field(default_factory=TasksConfig)
+    frontier: FrontierConfig = Field(default_factory=FrontierConfig)
     schedule: ScheduleConfig = Field(default_factory=ScheduleConfig)
     dashboard: DashboardConfig = Field(default_factory=DashboardConfig)
 
@@ -614,6 +719,16 @@ class ProjectPaths:
     def runs(self) -> Path:
         """Scratch for training runs (Trainer checkpoints live here until promoted or pruned)."""
         return self.state / "runs"
+
+    @property
+    def frontier(self) -> Path:
+        """The frontier models, one directory of generations per family."""
+        return self.state / "frontier"
+
+    @property
+    def frontier_rework(self) -> Path:
+        """The frontier's kept labels: rework for the frontier model, never ingested for the text model."""
+        return self.rework / "frontier"
 
 
 # --------------------------------------------------------------------------- loading

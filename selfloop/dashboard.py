@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from rich.cells import cell_len
 from rich.console import Group, RenderableType
 from rich.panel import Panel
 from rich.progress_bar import ProgressBar
@@ -25,6 +26,7 @@ from selfloop.errors import SelfloopError
 from selfloop.model.registry import Registry
 from selfloop.store import Store, daemon_alive
 from selfloop.store import status as views
+from selfloop.store.frontier import steps as frontier_steps
 from selfloop.store.runs import recipe_history
 
 
@@ -44,6 +46,7 @@ class Snapshot:
     samples: list[str] = field(default_factory=list)
     recipes: list[dict[str, Any]] = field(default_factory=list)  # recipe search history, oldest first
     current: int | None = None  # the champion's generation
+    frontier: list[dict[str, Any]] = field(default_factory=list)  # frontier steps of every family, oldest first
     taken_at: float = field(default_factory=time.time)
 
 
@@ -86,6 +89,7 @@ def snapshot(store: Store | None, paths: ProjectPaths, cfg: DashboardConfig | No
     snap.quarantined = [(r[0], r[1] or "") for r in views.recent_quarantined(store)]
     snap.events = [(r["ts"], r["kind"], r["message"]) for r in store.recent_events(cfg.recent_events)]
     snap.recipes = recipe_history(store, limit=8)
+    snap.frontier = frontier_steps(store, limit=200)
     snap.current = current_generation(paths)
     champion = [g for g in snap.generations if g["id"] == snap.current]
     if champion and cfg.samples:
@@ -296,27 +300,143 @@ def _events(snap: Snapshot) -> RenderableType:
     return t
 
 
-def history_table(rows: list[dict[str, Any]], title: str = "recipe search") -> Table:
-    """A rich Table of recipe rows: cycle, generation, values, figures, outcome."""
+def frontier_tables(steps: list[dict[str, Any]], rows: int = 8) -> list[Table]:
+    """Per family: test accuracy by level of each promoted generation, and the labels that made it.
+
+    "new data" counts the kept labels by source of every round since the previous promotion (a rejected round's
+    labels join the next try's mixture); "audited" is the answer key's share right of those labels, recorded but
+    never used to select them.
+    """
+    tables = []
+    for family in sorted({s["family"] for s in steps}):
+        mine = [s for s in steps if s["family"] == family]
+        gens, pending = [], {"kept": {}, "right": 0.0, "n": 0}
+        for s in mine:
+            labels = s.get("labels") or {}
+            if labels.get("kept"):
+                by = pending["kept"]
+                by[labels["source"]] = by.get(labels["source"], 0) + labels["kept"]
+                pending["right"] += (labels.get("audited_label_accuracy") or 0) * labels["kept"]
+                pending["n"] += labels["kept"]
+            if s["promoted"]:
+                gens.append((s, pending))
+                pending = {"kept": {}, "right": 0.0, "n": 0}
+        levels = sorted({int(lv) for s, _ in gens for lv in (s.get("accuracy_by_level") or {})})
+        t = Table(title=f"frontier: {family} (test accuracy by level)", expand=True)
+        t.add_column("gen", justify="right")
+        t.add_column("level", justify="right")
+        for lv in levels:
+            t.add_column(str(lv), justify="right")
+        t.add_column("new data", overflow="fold")
+        t.add_column("audited", justify="right")
+        for s, data in gens[-rows:]:
+            acc = {int(k): v for k, v in (s.get("accuracy_by_level") or {}).items()}
+            cells = [
+                Text(f"{acc[lv]:.2f}", style="green" if acc[lv] >= 0.9 else "yellow" if acc[lv] >= 0.3 else "red")
+                if lv in acc
+                else Text("")
+                for lv in levels
+            ]
+            kept = " ".join(f"{src} {n}" for src, n in sorted(data["kept"].items())) or "generator labels"
+            audited = f"{data['right'] / data['n']:.2f}" if data["n"] else "-"
+            t.add_row(str(s["generation"]), str((s.get("frontier") or {}).get("level", "-")), *cells, kept, audited)
+        last = mine[-1]
+        if last["kind"] == "round":
+            outcome = "promoted" if last["promoted"] else "kept the champion"
+            t.caption = f"last: round {last['round']} at level {last['level']}: {outcome}: {last['reason']}"
+        tables.append(t)
+    return tables
+
+
+@dataclass(frozen=True)
+class Col:
+    """A column of ``fit_table``."""
+
+    header: str
+    wrap: bool = False  # cells wrap at spaces; else each stays whole on one line
+    fold: bool = False  # cells may also be cut anywhere (paths)
+    optional: int = 0  # left out when the table does not fit, the highest first; 0: always shown
+    justify: str = "left"
+
+
+def fit_table(title: str, cols: list[Col], rows: list[list[str | Text]], width: int | None = None) -> Table:
+    """A Table that fits ``width`` terminal columns where it can: whole numbers and dates, wrapped words.
+
+    Optional columns are left out (the highest first) while the unbreakable parts do not fit: the cells of the
+    columns that do not wrap, the longest word of those that do (16 characters of a folding one); the wrapping
+    columns share what is left in proportion to their width. ``width`` None: rich's own layout.
+    """
+    rows = [[c if isinstance(c, Text) else Text(c) for c in row] for row in rows]
+    shown = list(range(len(cols)))
+
+    def need(i: int, whole: bool) -> int:
+        cells = [cols[i].header, *(row[i].plain for row in rows)]
+        longest = max(cell_len(part) for c in cells for part in (c.splitlines() if whole else c.split()) or [""])
+        return longest if whole or not cols[i].fold else min(longest, 16)
+
+    widths: dict[int, int] = {}
+    while width is not None:
+        room = width - 3 * len(shown) - 1  # the borders, and one space each side of every cell
+        wrapping = [i for i in shown if cols[i].wrap or cols[i].fold]
+        fixed = sum(need(i, True) for i in shown if i not in wrapping)
+        low, high = {i: need(i, False) for i in wrapping}, {i: need(i, True) for i in wrapping}
+        if fixed + sum(high.values()) <= room:
+            break
+        if fixed + sum(low.values()) <= room:
+            spare, slack = room - fixed - sum(low.values()), sum(high[i] - low[i] for i in wrapping)
+            widths = {i: low[i] + (spare * (high[i] - low[i])) // slack for i in wrapping}
+            break
+        droppable = [i for i in shown if cols[i].optional]
+        if not droppable:
+            break
+        shown.remove(max(droppable, key=lambda i: cols[i].optional))
     table = Table(title=title)
-    for col in ("cycle", "gen", "#", "lr", "steps", "rework share", "held-out loss", "pass@1", "outcome"):
-        table.add_column(col)
+    for i in shown:
+        c = cols[i]
+        table.add_column(
+            c.header,
+            justify=c.justify,
+            no_wrap=not (c.wrap or c.fold),
+            overflow="fold" if c.fold else "ellipsis",
+            width=widths.get(i),
+        )
+    for row in rows:
+        table.add_row(*(row[i] for i in shown))
+    return table
+
+
+def history_table(rows: list[dict[str, Any]], title: str = "recipe search", width: int | None = None) -> Table:
+    """A rich Table of recipe rows: cycle, generation, values, figures, outcome."""
+    cols = [
+        Col("cycle", justify="right", optional=2),
+        Col("gen", justify="right"),
+        Col("#", wrap=True),
+        Col("lr"),
+        Col("steps", justify="right"),
+        Col("rework share", wrap=True, optional=1),
+        Col("held-out loss", wrap=True),
+        Col("pass@1", wrap=True),
+        Col("outcome", wrap=True),
+    ]
+    cells = []
     for r in rows:
         p, f = r["params"], r["figures"]
         tasks = f.get("tasks") or {}
         outcome = ("promoted" if r["promoted"] else "chosen") if r["chosen"] else ""
-        table.add_row(
-            str(r["cycle_id"]),
-            str(r["generation"]),
-            str(r["idx"]) + (" (incumbent)" if r["idx"] == 0 else ""),
-            f"{p.get('learning_rate', 0):.2e}",
-            str(p.get("max_steps", "-")),
-            f"{p.get('rework_max_share', 0):.2f}",
-            f"{f['loss']:.4f}" if isinstance(f.get("loss"), (int, float)) else "-",
-            " ".join(f"{k} {v:.2f}" for k, v in sorted(tasks.items())) or "-",
-            outcome or (r["decision"] or "")[:60],
+        cells.append(
+            [
+                str(r["cycle_id"]),
+                str(r["generation"]),
+                str(r["idx"]) + (" (incumbent)" if r["idx"] == 0 else ""),
+                f"{p.get('learning_rate', 0):.2e}",
+                str(p.get("max_steps", "-")),
+                f"{p.get('rework_max_share', 0):.2f}",
+                f"{f['loss']:.4f}" if isinstance(f.get("loss"), (int, float)) else "-",
+                " ".join(f"{k}={v:.2f}" for k, v in sorted(tasks.items())) or "-",
+                outcome or (r["decision"] or "")[:60],
+            ]
         )
-    return table
+    return fit_table(title, cols, cells, width)
 
 
 def render(snap: Snapshot, width: int = 120) -> RenderableType:
@@ -363,6 +483,8 @@ def render(snap: Snapshot, width: int = 120) -> RenderableType:
     parts: list[RenderableType] = [_header(snap), _progress(snap, width), plots, mid, low]
     if snap.recipes:
         parts.insert(4, history_table(snap.recipes, title="recipe search (newest last)"))
+    if snap.frontier:
+        parts[3:3] = frontier_tables(snap.frontier)
     if snap.samples:
         parts.append(
             Panel(Text("\n".join(s.replace("\n", " ⏎ ")[: width - 6] for s in snap.samples)), title="latest samples")

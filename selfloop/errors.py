@@ -1,6 +1,7 @@
 """Errors that end a command with a clear one-line message and a defined exit code.
 
-Exit codes: 0 ok, 1 runtime failure, 2 usage or config error.
+Exit codes: 0 ok, 1 runtime failure, 2 usage or config error, 3 another daemon holds the state dir (a service
+manager must not restart on 2 or 3: see deploy/selfloop.service).
 """
 
 from __future__ import annotations
@@ -29,4 +30,4 @@ class UsageError(SelfloopError):
 class AlreadyRunning(SelfloopError):
     """Another daemon holds the state dir's lock."""
 
-    exit_code = 1
+    exit_code = 3

@@ -59,6 +59,7 @@ PROVENANCE_KEYS = frozenset(
         "scores",
         "created_at",
         "kind",
+        "label_source",
         "candidate",
         "answer_kind",
         "rationalized",

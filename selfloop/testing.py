@@ -11,7 +11,7 @@ from typing import Any
 
 import tomli_w
 
-from selfloop.cli.project import starter_root
+from selfloop.cli.project import starter_corpus, starter_root
 from selfloop.config import Config, ProjectPaths, load_config
 
 # 2 layers x 32 wide, so a model trains in seconds on a CPU.
@@ -33,6 +33,26 @@ TINY: dict[str, Any] = {
         "warmup_ratio": 0.0,
     },
     "rework": {"enabled": False},
+    "frontier": {"enabled": False},
+}
+
+# A frontier model that trains in seconds: the mechanics run, the accuracy means nothing.
+TINY_FRONTIER: dict[str, Any] = {
+    "n_layer": 1,
+    "n_head": 2,
+    "n_embd": 16,
+    "batch_size": 16,
+    "gen0_steps": 20,
+    "gen0_warmup": 2,
+    "round_steps": 6,
+    "round_warmup": 1,
+    "candidates_chunk": 24,
+    "candidates_max": 48,
+    "min_kept": 8,
+    "test_per_level": 12,
+    "gate_per_level": 12,
+    "labelled_max": 2,
+    "max_level": 5,
 }
 
 
@@ -65,7 +85,7 @@ def make_project(
         config_path.write_text(tomli_w.dumps(config))
     cfg, paths = load_config(config_path, env=False)
     if starter is True:
-        shutil.copytree(starter_root() / "corpus" / "orig", paths.orig, dirs_exist_ok=True)
+        shutil.copytree(starter_corpus() / "orig", paths.orig, dirs_exist_ok=True)
     elif starter:
         shutil.copytree(starter, paths.orig / starter.name, dirs_exist_ok=True)
     paths.orig.mkdir(parents=True, exist_ok=True)

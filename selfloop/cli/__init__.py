@@ -14,14 +14,24 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
+import os
 import sys
 from collections.abc import Sequence
 
 from selfloop.errors import ConfigError, SelfloopError
 
 
-def _add_config(p: argparse.ArgumentParser) -> None:
-    p.add_argument("-c", "--config", default="config.toml", help="config file (default: ./config.toml)")
+def _global_options(p: argparse.ArgumentParser, *, top: bool = False) -> None:
+    """-c and --debug, before or after a (sub)command.
+
+    A subcommand's copy has no default (SUPPRESS), so it sets the value only when given there
+    and never resets one given before the subcommand.
+    """
+    unset = {} if top else {"default": argparse.SUPPRESS}
+    p.add_argument(
+        "-c", "--config", **({"default": "config.toml"} | unset), help="config file (default: ./config.toml)"
+    )
+    p.add_argument("--debug", action="store_true", **unset, help="show tracebacks and debug logs")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -30,22 +40,20 @@ def build_parser() -> argparse.ArgumentParser:
         description="Self-improving retraining daemon: watch a corpus, rework it with the current model, "
         "judge every candidate in a sandbox, retrain, promote only what is better, repeat.",
     )
-    parser.add_argument("--debug", action="store_true", help="show tracebacks and debug logs")
+    _global_options(parser, top=True)
     parser.add_argument("--version", action="version", version=f"selfloop {__import__('selfloop').__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
-    def cmd(name: str, handler: str, help: str, config: bool = True) -> argparse.ArgumentParser:
+    def cmd(name: str, handler: str, help: str) -> argparse.ArgumentParser:
         p = sub.add_parser(name, help=help, description=help)
         p.set_defaults(handler=handler)
-        if config:
-            _add_config(p)
+        _global_options(p)
         return p
 
     p = cmd(
         "init",
         "selfloop.cli.project:cmd_init",
         "create config.toml, corpus/orig (starter corpus), corpus/rework and the state dir",
-        config=False,
     )
     p.add_argument("dir", nargs="?", default=".", help="project directory (default: .)")
     p.add_argument("--empty", action="store_true", help="do not copy the starter corpus")
@@ -54,9 +62,8 @@ def build_parser() -> argparse.ArgumentParser:
         "validate-config",
         "selfloop.cli.project:cmd_validate_config",
         "check a config file; prints OK or one line per error",
-        config=False,
     )
-    p.add_argument("path", nargs="?", default="config.toml")
+    p.add_argument("path", nargs="?", default=None, help="the config file (default: -c, else ./config.toml)")
 
     cmd(
         "ingest",
@@ -70,6 +77,11 @@ def build_parser() -> argparse.ArgumentParser:
         "documents, quarantined files, generations, last cycle, daemon liveness",
     )
     p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.add_argument(
+        "--files",
+        action="store_true",
+        help="every corpus file's outcome: accepted documents, dropped ones by reason (with line numbers), quarantine",
+    )
 
     p = cmd("run", "selfloop.cli.run:cmd_run", "run the daemon: ingest, watch, and cycle forever")
     p.add_argument("--headless", action="store_true", help="plain log lines instead of the live dashboard")
@@ -89,6 +101,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--recipes", type=int, default=20, metavar="N", help="show the last N recipes of the recipe search (default 20)"
     )
+    p.add_argument("--json", action="store_true", help="machine-readable output: every manifest and the recipes")
+    p.add_argument(
+        "--plot", metavar="PATH.png", default=None, help="write a PNG of the training loss of each generation on disk"
+    )
 
     p = cmd("rollback", "selfloop.cli.models:cmd_rollback", "make the previous (or a given) generation current again")
     p.add_argument("--to", type=int, default=None, metavar="N", help="generation to restore")
@@ -103,10 +119,11 @@ def build_parser() -> argparse.ArgumentParser:
     cmd("dashboard", "selfloop.cli.dashboard:cmd_dashboard", "attach a live view to a running daemon (read-only)")
 
     sb = sub.add_parser("sandbox", help="the eval-space sandbox", description="the eval-space sandbox")
+    _global_options(sb)
     sbs = sb.add_subparsers(dest="sandbox_command", metavar="SUBCOMMAND", required=True)
     p = sbs.add_parser("check", help="run a Python candidate through the sandbox and print the verdict")
     p.set_defaults(handler="selfloop.cli.sandbox:cmd_check")
-    _add_config(p)
+    _global_options(p)
     p.add_argument("file")
     p.add_argument("--backend", choices=["auto", "docker", "bwrap", "process"], default=None)
     p.add_argument("--tests", default=None, help="a Python file of tests (asserts / test_* functions)")
@@ -115,11 +132,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true")
     p = sbs.add_parser("info", help="which backends are available, and why not")
     p.set_defaults(handler="selfloop.cli.sandbox:cmd_info")
-    _add_config(p)
+    _global_options(p)
     p.add_argument("--json", action="store_true")
     p = sbs.add_parser("build", help="build the sandbox Docker image locally (no registry needed)")
     p.set_defaults(handler="selfloop.cli.sandbox:cmd_build")
-    _add_config(p)
+    _global_options(p)
     return parser
 
 
@@ -134,7 +151,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     module_name, func_name = args.handler.split(":")
     try:
         handler = getattr(importlib.import_module(module_name), func_name)
-        return int(handler(args) or 0)
+        code = int(handler(args) or 0)
+        sys.stdout.flush()  # a closed pipe shows here, not at exit
+        return code
+    except BrokenPipeError:
+        # The reader went away (`selfloop status | head -1`): it has what it wanted. Point stdout at
+        # /dev/null so that the flush at exit does not fail again.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
     except ConfigError as e:
         for line in e.lines:
             print(f"selfloop: config error: {line}", file=sys.stderr)

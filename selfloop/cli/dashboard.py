@@ -4,8 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from rich.console import Console
-
+from selfloop.cli.output import Console
 from selfloop.config import load_config
 from selfloop.dashboard import live
 from selfloop.store import daemon_alive

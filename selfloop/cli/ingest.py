@@ -7,9 +7,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from rich.console import Console
 from rich.table import Table
 
+from selfloop.cli.output import Console
 from selfloop.config import load_config
 from selfloop.errors import SelfloopError
 from selfloop.ingest.ingestor import Ingestor

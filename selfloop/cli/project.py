@@ -14,14 +14,15 @@ from pathlib import Path
 from typing import Any
 
 from selfloop.config import ProjectPaths, load_config
-from selfloop.dashboard import current_generation
+from selfloop.dashboard import Col, current_generation, fit_table
 from selfloop.errors import SelfloopError, UsageError
+from selfloop.frontier.families import load_family
 from selfloop.store import Store, daemon_alive
 from selfloop.store import status as views
 
 
 def starter_root() -> Path:
-    """Where the shipped config.toml, starter corpus and sandbox dir live.
+    """Where the shipped config.toml and sandbox dir live.
 
     In a wheel they are packaged under ``selfloop/_starter``; in a source checkout
     (editable install) they are the repository's own top-level files.
@@ -30,9 +31,18 @@ def starter_root() -> Path:
     if (packaged / "config.toml").is_file():
         return packaged
     repo = Path(__file__).resolve().parents[2]
-    if (repo / "config.toml").is_file() and (repo / "corpus" / "orig").is_dir():
+    if (repo / "config.toml").is_file():
         return repo
-    raise SelfloopError("the starter files (config.toml, corpus/orig) are missing from this installation")
+    raise SelfloopError("the shipped config.toml is missing from this installation")
+
+
+def starter_corpus() -> Path:
+    """The starter corpus: ``orig/`` and, beside it, its license notes.
+
+    Package data (``selfloop/starter/corpus``), in a wheel as in a checkout: never the
+    checkout's ``corpus/orig``, which holds whatever its user dropped there.
+    """
+    return Path(str(resources.files("selfloop"))) / "starter" / "corpus"
 
 
 # --------------------------------------------------------------------------- init
@@ -51,16 +61,15 @@ def init_project(target: Path, *, starter: bool = True) -> list[Path]:
     orig = target / "corpus" / "orig"
     if orig.is_dir() and any(orig.iterdir()):
         raise UsageError(f"{orig} is not empty; refusing to overwrite it")
-    src = starter_root()
     target.mkdir(parents=True, exist_ok=True)
     created = [config_path]
-    shutil.copyfile(src / "config.toml", config_path)
+    shutil.copyfile(starter_root() / "config.toml", config_path)
     if starter:
-        shutil.copytree(src / "corpus" / "orig", orig, dirs_exist_ok=True)
+        corpus = starter_corpus()
+        shutil.copytree(corpus / "orig", orig, dirs_exist_ok=True)
         # The starter corpus's license notes sit beside orig/, not in it (they are not training data).
         for note in ("README-LICENSES.md", "PSF-LICENSE.txt"):
-            if (src / "corpus" / note).is_file():
-                shutil.copyfile(src / "corpus" / note, target / "corpus" / note)
+            shutil.copyfile(corpus / note, target / "corpus" / note)
     else:
         orig.mkdir(parents=True, exist_ok=True)
     created.append(orig)
@@ -85,8 +94,12 @@ def cmd_init(args: Any) -> int:
 
 
 def cmd_validate_config(args: Any) -> int:
-    load_config(args.path)  # ConfigError prints one line per problem, exit 2
-    print(f"OK: {args.path}")
+    path = args.path or args.config
+    cfg, _ = load_config(path)  # ConfigError prints one line per problem, exit 2
+    if cfg.frontier.enabled:
+        for spec in cfg.frontier.families:
+            load_family(spec)  # a plugin that does not import is a config error too
+    print(f"OK: {path}")
     return 0
 
 
@@ -118,13 +131,29 @@ def collect_status(paths: ProjectPaths) -> dict[str, Any]:
             for r in views.generations(store)
         ]
         out["current_generation"] = current_generation(paths)
-        out["last_cycle"] = views.last_cycle(store)
+        last = views.last_cycle(store)
+        out["last_cycle"] = last and {**last, "detail": json.loads(last["detail"] or "{}")}
         out["candidates"] = views.candidate_counts(store)
     return out
 
 
+def collect_files(paths: ProjectPaths) -> list[dict[str, Any]]:
+    """`selfloop status --files`: every file's outcome, as plain data (read-only)."""
+    if not paths.db.exists():
+        return []
+    with Store.open(paths.db, readonly=True) as store:
+        return views.file_outcomes(store)
+
+
 def cmd_status(args: Any) -> int:
     _, paths = load_config(args.config)
+    if args.files:
+        files = collect_files(paths)
+        if args.json:
+            print(json.dumps(files, indent=2))
+        else:
+            print_files(files)
+        return 0
     status = collect_status(paths)
     if args.json:
         print(json.dumps(status, indent=2, default=str))
@@ -144,8 +173,7 @@ def _ago(ts: float | None) -> str:
 
 
 def print_status(status: dict[str, Any]) -> None:
-    from rich.console import Console
-    from rich.table import Table
+    from selfloop.cli.output import Console
 
     console = Console()
     d = status["daemon"]
@@ -159,42 +187,67 @@ def print_status(status: dict[str, Any]) -> None:
     if status.get("store") is None and "documents" not in status:
         console.print("no state yet: run `selfloop ingest` or `selfloop run`")
         return
-    docs = Table(title="documents")
-    for col in ("origin", "status", "reason", "count", "chars"):
-        docs.add_column(col, justify="right" if col in ("count", "chars") else "left")
-    for r in status["documents"]:
-        docs.add_row(r["origin"], r["status"], r["reason"] or "", str(r["n"]), str(r["chars"] or 0))
-    console.print(docs)
+    width = console.width
+    docs = [Col("origin"), Col("status"), Col("reason"), Col("count", justify="right"), Col("chars", justify="right")]
+    rows = [[r["origin"], r["status"], r["reason"], str(r["n"]), str(r["chars"] or 0)] for r in status["documents"]]
+    console.print(fit_table("documents", docs, rows, width))
     if status["quarantined"]:
-        q = Table(title="quarantined files")
-        q.add_column("path")
-        q.add_column("reason")
-        for r in status["quarantined"]:
-            q.add_row(r["path"], r["reason"] or "")
-        console.print(q)
+        rows = [[r["path"], r["reason"] or ""] for r in status["quarantined"]]
+        console.print(fit_table("quarantined files", [Col("path", fold=True), Col("reason", wrap=True)], rows, width))
     if status["candidates"]:
-        c = Table(title="rework candidates")
-        for col in ("status", "reason", "count"):
-            c.add_column(col)
-        for r in status["candidates"]:
-            c.add_row(r["status"], r["reason"], str(r["n"]))
-        console.print(c)
-    g = Table(title=f"generations (current: {status['current_generation']})")
-    for col in ("gen", "parent", "status", "held-out loss", "gate"):
-        g.add_column(col)
-    for r in status["generations"]:
-        loss = r["metrics"].get("loss")
-        g.add_row(
-            str(r["id"]),
-            str(r["parent"]),
-            r["status"],
-            f"{loss:.4f}" if isinstance(loss, (int, float)) else "-",
-            r["gate"].get("reason", ""),
-        )
-    console.print(g)
+        cols = [Col("status"), Col("reason", wrap=True), Col("count", justify="right")]
+        rows = [[r["status"], r["reason"], str(r["n"])] for r in status["candidates"]]
+        console.print(fit_table("rework candidates", cols, rows, width))
+    cols = [
+        Col("gen", justify="right"),
+        Col("parent", justify="right"),
+        Col("status"),
+        Col("held-out loss", wrap=True),
+        Col("gate", wrap=True),
+    ]
+    rows = [
+        [str(r["id"]), str(r["parent"]), r["status"], _loss(r["metrics"].get("loss")), r["gate"].get("reason", "")]
+        for r in status["generations"]
+    ]
+    console.print(fit_table(f"generations (current: {status['current_generation']})", cols, rows, width))
     last = status["last_cycle"]
     if last:
         console.print(
             f"last cycle: #{last['id']} {last['status']} at phase {last['phase']} (started {_ago(last['started_at'])})"
-            + (f" error: {last['error']}" if last.get("error") else "")
+            + (f" error: {last['error']}" if last.get("error") else ""),
+            markup=False,
         )
+
+
+def _loss(x: Any) -> str:
+    return f"{x:.4f}" if isinstance(x, (int, float)) else "-"
+
+
+def _dropped_text(f: dict[str, Any]) -> str:
+    """A file's dropped documents by reason code: ``invalid_json 2 (lines 4, 7), exact_duplicate 1``."""
+    parts = []
+    for code, n in sorted(f["dropped"].items(), key=lambda kv: (-kv[1], kv[0])):
+        lines = f["lines"].get(code)
+        where = f" (line{'s' if len(lines) > 1 else ''} {', '.join(map(str, lines))})" if lines else ""
+        parts.append(f"{code} {n}{where}")
+    return ", ".join(parts)
+
+
+def print_files(files: list[dict[str, Any]]) -> None:
+    from rich.text import Text
+
+    from selfloop.cli.output import Console
+
+    console = Console()
+    if not files:
+        console.print("no files yet: run `selfloop ingest` or `selfloop run`")
+        return
+    cols = [Col("file", fold=True), Col("accepted", justify="right"), Col("dropped or quarantined", wrap=True)]
+    rows = []
+    for f in files:
+        if f["status"] == "quarantined":
+            why = Text.assemble(("quarantined", "yellow"), f": {f['reason']}")
+        else:
+            why = Text(_dropped_text(f))
+        rows.append([f["path"], str(f["accepted"]), why])
+    console.print(fit_table("files", cols, rows, console.width))

@@ -58,6 +58,8 @@ def roots(paths: ProjectPaths) -> dict[str, Path]:
 def locate(path: Path | str, paths: ProjectPaths) -> Located | None:
     """The origin and relative path of ``path`` (not following symlinks), or None outside both roots."""
     p = Path(path).absolute()
+    if p.is_relative_to(paths.frontier_rework):
+        return None  # the frontier model's own data (selfloop.frontier.run reads it)
     for origin, root in roots(paths).items():
         if p != root and p.is_relative_to(root):
             return Located(origin, root, PurePosixPath(p.relative_to(root).as_posix()))
@@ -88,7 +90,7 @@ def walk(paths: ProjectPaths, ignore: list[str]) -> Iterator[Path]:
             base = Path(dirpath)
             keep = []
             for d in sorted(dirnames):
-                if is_ignored(PurePosixPath(d), ignore):
+                if is_ignored(PurePosixPath(d), ignore) or base / d == paths.frontier_rework:
                     continue
                 if (base / d).is_symlink():
                     yield base / d  # quarantined as a directory link

@@ -1,18 +1,21 @@
 """`selfloop run`: the long-running daemon.
 
-The main thread owns signals, the watcher, SIGHUP config reload, the events.jsonl export and the dashboard; an
-APScheduler worker runs one cycle at a time, pulled forward by new data; training runs in a child process. SIGTERM
-or a first SIGINT stops at the next phase boundary (exit 0); a second SIGINT kills the training child (exit 130).
-Every phase is recorded before and after it runs, so an interrupted one resumes on the next start. Each thread opens
-its own store connection (SQLite connections are not shared across threads).
+The main thread owns signals, the watcher, SIGHUP config reload, the events.jsonl export, the dashboard and the
+systemd notifications (READY=1 once up, WATCHDOG=1 from the main loop); an APScheduler worker runs one cycle at a
+time, pulled forward by new data; training runs in a child process. SIGTERM or a first SIGINT stops at the next phase
+boundary (exit 0); a second SIGINT kills the training child (exit 130). Every phase is recorded before and after it
+runs, so an interrupted one resumes on the next start. Each thread opens its own store connection (SQLite connections
+are not shared across threads).
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import logging.handlers
 import os
 import signal
+import socket
 import sys
 import threading
 import time
@@ -27,6 +30,7 @@ from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 from rich.console import Console
 from rich.live import Live
+from systemd_watchdog import WatchDog
 
 from selfloop.config import Config, ProjectPaths, load_config
 from selfloop.dashboard import render, snapshot
@@ -34,6 +38,7 @@ from selfloop.errors import ConfigError, SelfloopError
 from selfloop.ingest.ingestor import Ingestor
 from selfloop.ingest.watcher import CorpusWatcher
 from selfloop.loop.cycle import CycleInterrupted, run_cycle
+from selfloop.loop.frontier import FrontierInterrupted, run_step
 from selfloop.model.factory import load_pretrained, resolve_device, resolve_dtype
 from selfloop.model.holder import ModelHolder
 from selfloop.model.registry import Registry
@@ -96,7 +101,8 @@ def setup_logging(paths: ProjectPaths, *, terminal: bool, debug: bool = False) -
     for handler in list(root.handlers):
         root.removeHandler(handler)
     root.setLevel(logging.DEBUG if debug else logging.INFO)
-    file_handler = logging.FileHandler(paths.logs / "selfloop.jsonl", encoding="utf-8")
+    # Watched: a file moved away by logrotate is reopened at the next record, so no line goes to the old one.
+    file_handler = logging.handlers.WatchedFileHandler(paths.logs / "selfloop.jsonl", encoding="utf-8")
     file_handler.setFormatter(JsonLineFormatter())
     root.addHandler(file_handler)
     if terminal:
@@ -112,19 +118,24 @@ def setup_logging(paths: ProjectPaths, *, terminal: bool, debug: bool = False) -
 
 
 class EventExporter:
-    """Appends new rows of the ``events`` table to ``events.jsonl`` (resumes after restarts).
+    """Appends new rows of the ``events`` table to ``events.jsonl`` (resumes after restarts and rotations).
 
     The store is the single source of events (the daemon, the cycle and the
     training child all write there); the file is an append-only export for tools
-    that tail logs.
+    that tail logs. The file is opened per export, so one that logrotate moved away is
+    recreated; the last exported id is kept in the store (``meta``), so a rotated-away
+    file does not make a restart export everything again.
     """
+
+    META_KEY = "events.exported_id"
 
     def __init__(self, store: Store, path: Path):
         self.store = store
         self.path = path
-        self.last_id = self._last_exported()
+        # The file's tail wins only when a crash came between writing lines and recording them.
+        self.last_id = max(int(store.get_meta(self.META_KEY, "0") or 0), self._file_tail_id())
 
-    def _last_exported(self) -> int:
+    def _file_tail_id(self) -> int:
         try:
             with self.path.open("rb") as f:
                 f.seek(0, os.SEEK_END)
@@ -159,6 +170,7 @@ class EventExporter:
                     + "\n"
                 )
         self.last_id = rows[-1]["id"]
+        self.store.set_meta(self.META_KEY, str(self.last_id))
         return len(rows)
 
 
@@ -201,8 +213,26 @@ class Daemon:
         self.scheduler: Any = None
         self.holder: Any = None  # the champion, hot-reloaded after each promotion
         self.sandbox: Any = None  # one warm sandbox for every cycle's judges
+        self.frontier_failures = 0
+        self.frontier_retry_at = 0.0
+        # sd_notify over NOTIFY_SOCKET (a no-op outside a Type=notify unit). Non-blocking: a service manager
+        # that reads nothing must not stall the main loop. The children (training, sandboxes) must not speak
+        # for the daemon, so they do not inherit the socket.
+        notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        notify.setblocking(False)
+        self.systemd = WatchDog(sock=notify)
+        for key in ("NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID"):
+            os.environ.pop(key, None)
 
-    # ----------------------------------------------------------- signals
+    # ----------------------------------------------------------- signals and notifications
+
+    @staticmethod
+    def _notify(send: Any, *args: Any) -> None:
+        """sd_notify is advisory: a service manager that cannot be reached never stops the daemon."""
+        try:
+            send(*args)
+        except OSError as e:
+            log.debug("sd_notify not delivered: %s", e)
 
     def _install_signals(self) -> None:
         signal.signal(signal.SIGTERM, self._on_stop)
@@ -272,9 +302,16 @@ class Daemon:
             },
         )
         # The first cycle runs at once: it trains generation 0 or resumes an interrupted cycle.
-        self.scheduler.add_job(
-            self._cycle_job, self._cycle_trigger(), id="cycle", next_run_time=datetime.now().astimezone()
-        )
+        now = datetime.now().astimezone()
+        self.scheduler.add_job(self._cycle_job, self._cycle_trigger(), id="cycle", next_run_time=now)
+        if self.cfg.frontier.enabled:
+            # The one worker thread alternates frontier steps with cycles: they never compete for the cores.
+            self.scheduler.add_job(
+                self._frontier_job,
+                IntervalTrigger(seconds=max(1.0, self.cfg.frontier.pause_s)),
+                id="frontier",
+                next_run_time=now + timedelta(seconds=1),
+            )
         self.scheduler.start()
 
     def _pull_cycle_forward(self) -> None:
@@ -316,6 +353,40 @@ class Daemon:
         finally:
             self.trigger.cycle_finished(time.time())
             self.cycle_running.clear()
+            store.set_meta("daemon.state", "stopping" if self.stop_event.is_set() else "idle")
+            store.close()
+
+    def _frontier_job(self) -> None:
+        """One step (generation 0 or a round) for each frontier family; failures back off, never stop the daemon."""
+        if self.stop_event.is_set() or time.time() < self.frontier_retry_at:
+            return
+        self._apply_pending_config()
+        store = Store.open(self.paths.db)
+        try:
+            store.set_meta("daemon.state", "frontier")
+            done = 0
+            for spec in self.cfg.frontier.families:
+                if self.stop_event.is_set() or not self.cfg.frontier.enabled:
+                    break
+                result = run_step(self.cfg.frontier, spec, self.paths, store, should_stop=self.stop_event.is_set)
+                done += result["kind"] == "done"
+                log.info("frontier %s: %s", result["family"], result["reason"])
+            self.frontier_failures = 0
+            if done == len(self.cfg.frontier.families):
+                self.frontier_retry_at = time.time() + 600.0  # every family is at max_level: look again later
+        except FrontierInterrupted as e:
+            log.info("%s", e)
+        except Exception as e:
+            # A broken family or a crashed step must not end the daemon; retries back off up to ten minutes.
+            self.frontier_failures += 1
+            delay = min(600.0, 30.0 * 2 ** (self.frontier_failures - 1))
+            self.frontier_retry_at = time.time() + delay
+            if isinstance(e, SelfloopError):
+                log.error("frontier step failed (retry in %.0f s): %s", delay, e)
+            else:
+                log.exception("frontier step crashed (retry in %.0f s)", delay)
+            store.event("frontier_failed", f"{e} (retry in {delay:.0f} s)")
+        finally:
             store.set_meta("daemon.state", "stopping" if self.stop_event.is_set() else "idle")
             store.close()
 
@@ -385,10 +456,13 @@ class Daemon:
             # (one seen by both is simply found unchanged the second time).
             watcher = CorpusWatcher(self.paths, self.cfg.watch)
             watcher.start()
+        self._notify(self.systemd.status, "startup scan of the corpus")
         report = ingestor.scan()
         log.info("startup scan: %s", report.summary())
         self._start_scheduler()
         store.set_meta("daemon.state", "idle" if not self.cycle_running.is_set() else "cycle")
+        self._notify(self.systemd.ready)
+        self._notify(self.systemd.status, f"running; startup scan: {report.summary()}")
 
         view = None
         if dashboard:
@@ -405,6 +479,7 @@ class Daemon:
                     self.stop_event.wait(1.0)
         finally:
             store.set_meta("daemon.state", "stopping")
+            self._notify(self.systemd.status, "stopping at the next phase boundary")
             self._shutdown(watcher)
             exporter.export()
             store.event("daemon_stopped", "daemon stopped")
@@ -417,11 +492,13 @@ class Daemon:
         return 0
 
     def _tick(self, store: Store, ingestor: Any, watcher: Any, exporter: EventExporter, view: Any) -> None:
+        self._notify(self.systemd.ping)  # at most every half WatchdogSec: the main loop is alive
         if self.reload_requested.is_set():
             self._reload_config(store)
         if watcher is not None:
             for path in watcher.drain(timeout=0.5):
                 self.trigger.add(ingestor.ingest_path(path).accepted)  # the ingestor logs each file
+                self._notify(self.systemd.ping)
         else:
             self.stop_event.wait(0.5)
         if self.trigger.due(time.time(), self.cycle_running.is_set()):

@@ -351,7 +351,7 @@ def _register(
         "recipe": recipe,
         "created_at": time.time(),
     }
-    ctx.registry.add(ctx.generation, run.final, manifest, run.resolved_config())
+    ctx.registry.add(ctx.generation, run.final, manifest, run.resolved_config(), extras=run.kept())
 
 
 def _write_data(ctx: CycleContext, run: RunDir, champion: int | None, rework_max_share: float) -> None:

@@ -1,6 +1,7 @@
 """The checkpoint registry: generations on disk, the ``current`` pointer, rollback, pruning.
 
-Layout under ``<state>/models``: ``gen-NNNN/`` (model, tokenizer, selfloop_config.json, manifest.json) and
+Layout under ``<state>/models``: ``gen-NNNN/`` (model, tokenizer, selfloop_config.json, manifest.json, and the
+run's metrics.jsonl, metrics.csv, train.log and logs/ when it wrote them) and
 ``current``, a one-line file naming the champion's folder. Guarantees: a generation folder is always whole (temp
 folder, fsync, rename); the pointer moves only to a whole folder; pruning never removes the ``protected`` ones (the
 champion, its predecessor, generation 0); every change is mirrored into the ``generations`` table.
@@ -15,6 +16,7 @@ import os
 import re
 import shutil
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +26,10 @@ from selfloop.store.runs import mark_pruned, mirror_generation
 POINTER = "current"
 MANIFEST = "manifest.json"
 RESOLVED_CONFIG = "selfloop_config.json"
+METRICS = "metrics.jsonl"
+METRICS_CSV = "metrics.csv"
+TRAIN_LOG = "train.log"
+LOGS = "logs"
 _NAME = re.compile(r"^gen-(\d{4,})$")
 
 
@@ -89,6 +95,14 @@ class Registry:
         except (OSError, ValueError) as e:
             raise SelfloopError(f"generation {n}: unreadable manifest ({e})") from None
 
+    def metrics(self, n: int) -> list[dict[str, Any]]:
+        """Generation ``n``'s training metrics rows (step, loss, lr, ...), in the order written; [] if it kept none."""
+        try:
+            lines = (self.path(n) / METRICS).read_text(encoding="utf-8").splitlines()
+        except FileNotFoundError:
+            return []
+        return [json.loads(line) for line in lines if line.strip()]
+
     def promoted(self) -> list[int]:
         """Generations that were promoted at some point and are still on disk, oldest first."""
         return [n for n in self.on_disk() if self.manifest(n).get("status") == "promoted"]
@@ -108,8 +122,18 @@ class Registry:
                 if p.name.startswith(".tmp-"):
                     shutil.rmtree(p, ignore_errors=True)
 
-    def add(self, n: int, model_dir: Path, manifest: dict[str, Any], resolved_config: dict[str, Any]) -> Path:
-        """Install ``model_dir`` (model + tokenizer) as generation ``n``, atomically, status "candidate"."""
+    def add(
+        self,
+        n: int,
+        model_dir: Path,
+        manifest: dict[str, Any],
+        resolved_config: dict[str, Any],
+        extras: Sequence[Path] = (),
+    ) -> Path:
+        """Install ``model_dir`` (model + tokenizer) as generation ``n``, atomically, status "candidate".
+
+        ``extras`` (files or folders: the run's metrics and logs) are copied in beside it, those that exist.
+        """
         final = self.path(n)
         if final.exists():
             raise SelfloopError(f"generation {n} already exists at {final}")
@@ -127,6 +151,11 @@ class Registry:
             }
             (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2, default=str), encoding="utf-8")
             (tmp / RESOLVED_CONFIG).write_text(json.dumps(resolved_config, indent=2), encoding="utf-8")
+            for extra in map(Path, extras):
+                if extra.is_dir():
+                    shutil.copytree(extra, tmp / extra.name)
+                elif extra.is_file():
+                    shutil.copy2(extra, tmp / extra.name)
             for p in tmp.iterdir():
                 if p.is_file():
                     _fsync_path(p)

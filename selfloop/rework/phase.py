@@ -291,6 +291,13 @@ def write_accepted(paths: ProjectPaths, store: Store, cycle_id: int) -> list[Pat
     return written
 
 
+def label_source(kind: str) -> str:
+    """Who selected a candidate of this kind (README, "Where a label comes from"): a task answer is checked by a
+    checker or tests that know the answer (``oracle``); Python is accepted by running it (``tool``); text and chat
+    by judges that score them, the model's own perplexity among them (``self``)."""
+    return {"task": "oracle", "python": "tool"}.get(kind, "self")
+
+
 def _record(store: Store, row: Any, cycle_id: int) -> dict[str, Any]:
     verdicts = [
         {"judge": v["judge"], "status": v["status"], "score": v["score"], "reason": v["reason"]}
@@ -303,6 +310,7 @@ def _record(store: Store, row: Any, cycle_id: int) -> dict[str, Any]:
         body = {"text": row["content"]}
     provenance = {
         "kind": row["kind"],
+        "label_source": label_source(row["kind"]),
         "strategy": row["strategy"],
         "generation": row["generation"],
         "cycle": cycle_id,

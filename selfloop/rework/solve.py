@@ -181,8 +181,8 @@ def candidate_of(row: Any) -> Candidate:
 
 
 def rework_record(row: Any, provenance: dict[str, Any]) -> dict[str, Any]:
-    """An accepted sample as a self-labelled task record: the task with the model's answer
-    (direct) or program as its worked answer, and where it came from.
+    """An accepted sample as a task record: the task with the model's answer (direct) or program as its worked
+    answer, and where it came from. The task's checker selected it, so its ``label_source`` is ``oracle``.
 
     Written to rework/ and ingested as a task document, it trains like a labelled
     task of orig/ (`selfloop.tasks.training`): exact-deduplicated only, never

@@ -20,7 +20,7 @@ from pathlib import Path
 
 from selfloop.config import SandboxConfig
 from selfloop.errors import SelfloopError
-from selfloop.sandbox.backends.docker import docker_client, engine_name
+from selfloop.sandbox.engine import docker_client, engine_name
 from selfloop.sandbox.runtime import Interpreter, harness_files, harness_sha256, interpreter
 
 log = logging.getLogger(__name__)

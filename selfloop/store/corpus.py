@@ -18,7 +18,7 @@ from selfloop.records import Doc
 from selfloop.store.db import Store
 
 # The code part of a stored "code: detail" reason, in SQL.
-_CODE = "substr(reason, 1, instr(reason || ':', ':') - 1)"
+REASON_CODE = "substr(reason, 1, instr(reason || ':', ':') - 1)"
 
 
 def documents(
@@ -47,7 +47,7 @@ def status_counts(store: Store) -> dict[str, int]:
 def reason_counts(store: Store) -> list[tuple[str, str, int]]:
     """(status, reason code, count) for dropped and duplicate documents, largest first."""
     rows = store.query(
-        f"SELECT status, {_CODE} AS code, count(*) AS n FROM documents WHERE status IN ('dropped', 'duplicate')"
+        f"SELECT status, {REASON_CODE} AS code, count(*) AS n FROM documents WHERE status IN ('dropped', 'duplicate')"
         " GROUP BY status, code ORDER BY n DESC, code"
     )
     return [(r["status"], r["code"], r["n"]) for r in rows]

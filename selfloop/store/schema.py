@@ -165,6 +165,23 @@ MIGRATIONS: list[str] = [
         UNIQUE (cycle_id, idx)
     );
     """,
+    # 5 -> 6: frontier growth ([frontier]): every step of every family (generation 0 and rounds), with its label
+    # statistics (source, yield, the audited label accuracy), the gate's decision and accuracy by level.
+    """
+    CREATE TABLE frontier_steps (
+        id          INTEGER PRIMARY KEY,
+        family      TEXT NOT NULL,
+        kind        TEXT NOT NULL,          -- gen0 | round
+        round       INTEGER,                -- NULL for generation 0
+        level       INTEGER,                -- the level the round labelled
+        generation  INTEGER NOT NULL,       -- the champion after the step
+        promoted    INTEGER NOT NULL,
+        reason      TEXT NOT NULL,
+        result      TEXT NOT NULL,          -- the step's whole result (JSON)
+        created_at  REAL NOT NULL
+    );
+    CREATE INDEX frontier_steps_family ON frontier_steps (family, id);
+    """,
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)

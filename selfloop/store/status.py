@@ -7,26 +7,62 @@ row's JSON columns is the caller's.
 
 from __future__ import annotations
 
+import re
 import sqlite3
 from typing import Any
 
 from selfloop.store import Store
+from selfloop.store.corpus import REASON_CODE
+
+# The locator of a document that is one line of its file (a JSONL record).
+_LINE = re.compile(r"line (\d+)")
 
 # --------------------------------------------------------------------------- status
 
 
 def document_counts(store: Store) -> list[dict[str, Any]]:
-    """Documents per origin, status and reason (code of dropped and duplicate ones), with their characters."""
-    # GROUP BY reason names the stored reason (the subquery's `*`), not the code alias: the groups are whole reasons.
+    """Documents per origin, status and reason code (of dropped and duplicate ones), with their characters."""
+    # Grouped by position: a GROUP BY name would bind to the stored `reason` column (whole texts), not the alias.
     return [
         dict(r)
         for r in store.query(
-            "SELECT origin, status, COALESCE(reason_code, '') AS reason, COUNT(*) AS n, SUM(n_chars) AS chars "
-            "FROM (SELECT *, CASE WHEN status IN ('dropped', 'duplicate') "
-            "  THEN substr(reason, 1, instr(reason || ':', ':') - 1) END AS reason_code FROM documents) "
-            "GROUP BY origin, status, reason ORDER BY origin, status, n DESC"
+            "SELECT origin, status,"
+            f" CASE WHEN status IN ('dropped', 'duplicate') THEN {REASON_CODE} ELSE '' END AS reason,"
+            " COUNT(*) AS n, SUM(n_chars) AS chars FROM documents GROUP BY 1, 2, 3 ORDER BY 1, 2, 4 DESC, 3"
         )
     ]
+
+
+def file_outcomes(store: Store) -> list[dict[str, Any]]:
+    """Every file not removed, by path: status, quarantine reason, accepted documents, dropped ones by reason code,
+    and the line numbers of the dropped ones that are single lines (JSONL records)."""
+    files = {
+        r["path"]: {
+            "path": r["path"],
+            "origin": r["origin"],
+            "status": r["status"],
+            "reason": r["reason"],
+            "accepted": 0,
+            "dropped": {},
+            "lines": {},
+        }
+        for r in store.query("SELECT path, origin, status, reason FROM files WHERE status != 'removed' ORDER BY path")
+    }
+    rows = store.query(
+        f"SELECT file_path, status, {REASON_CODE} AS code, locator FROM documents WHERE status != 'removed' ORDER BY id"
+    )
+    for r in rows:
+        out = files.get(r["file_path"])
+        if out is None:
+            continue
+        if r["status"] == "active":
+            out["accepted"] += 1
+            continue
+        out["dropped"][r["code"]] = out["dropped"].get(r["code"], 0) + 1
+        line = _LINE.fullmatch(r["locator"])
+        if line:
+            out["lines"].setdefault(r["code"], []).append(int(line.group(1)))
+    return list(files.values())
 
 
 def quarantined(store: Store) -> list[dict[str, Any]]:

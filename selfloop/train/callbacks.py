@@ -1,7 +1,7 @@
 """Trainer callbacks of the training child: progress reporting and clean stops.
 
 Covers: writing step, loss, learning rate, tokens/s and ETA to the state store
-(``train_metrics``) and to ``metrics.jsonl`` in the run dir; stopping at the
+(``train_metrics``) and to ``metrics.jsonl`` and ``metrics.csv`` in the run dir; stopping at the
 wall-clock budget; and turning SIGTERM into "save a checkpoint, then stop", at
 the same step on every DDP rank.
 
@@ -10,6 +10,7 @@ Does not cover: what is trained or how the run resumes (``selfloop.train.run``).
 
 from __future__ import annotations
 
+import csv
 import json
 import signal
 import time
@@ -20,14 +21,18 @@ from transformers import TrainerCallback
 from selfloop.lifeline import ParentWatch
 from selfloop.store.runs import add_train_metric
 
+# The columns of a metrics row, in the CSV's order.
+FIELDS = ("generation", "step", "loss", "lr", "tokens_per_s", "eta_s", "ts")
+
 
 class MetricsCallback(TrainerCallback):
-    """Reports each Trainer log line (rank 0 only) to the store and a JSONL file."""
+    """Reports each Trainer log line (rank 0 only) to the store, a JSONL file and a CSV file."""
 
-    def __init__(self, store, generation: int, jsonl: Path):
+    def __init__(self, store, generation: int, jsonl: Path, csv_path: Path):
         self.store = store
         self.generation = generation
         self.jsonl = jsonl
+        self.csv = csv_path
         self._t0 = time.monotonic()
         self._step0 = 0
         self._last: tuple[float, int] = (self._t0, 0)
@@ -59,6 +64,12 @@ class MetricsCallback(TrainerCallback):
         }
         with self.jsonl.open("a", encoding="utf-8") as f:
             f.write(json.dumps(row) + "\n")
+        header = not self.csv.is_file() or not self.csv.stat().st_size  # a resumed run appends to its file
+        with self.csv.open("a", encoding="utf-8", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=FIELDS)
+            if header:
+                writer.writeheader()
+            writer.writerow(row)
         add_train_metric(self.store, row)
 
 

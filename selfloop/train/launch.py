@@ -18,7 +18,8 @@ import signal
 import subprocess
 import sys
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -162,6 +163,18 @@ def launch_training(run_dir: Path, *, should_stop: Callable[[], bool] | None = N
     if rc != 0 or result is None:
         raise SelfloopError(f"training of generation {generation} failed (exit {rc}): {failure_reason(log_path)}")
     return result
+
+
+@contextmanager
+def tracked(proc: subprocess.Popen) -> Iterator[subprocess.Popen]:
+    """Count ``proc`` among the children a forced exit kills, while the block runs."""
+    with _active_lock:
+        _active.add(proc)
+    try:
+        yield proc
+    finally:
+        with _active_lock:
+            _active.discard(proc)
 
 
 def kill_active_children() -> int:

@@ -102,6 +102,7 @@ def train_dpo(
     seed: int,
     callbacks: Sequence[Any] = (),
     use_cpu: bool = True,
+    report_to: str | list[str] = "none",
 ) -> dict[str, Any]:
     """DPO on ``pairs`` starting from ``model`` against the frozen ``ref_model``; returns its figures.
 
@@ -142,7 +143,7 @@ def train_dpo(
         save_strategy="steps",
         save_steps=max(1, cfg.steps // 2),
         save_total_limit=1,
-        report_to="none",
+        report_to=report_to,
         disable_tqdm=True,
         log_level="warning",
         use_cpu=use_cpu,

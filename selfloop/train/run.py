@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import re
 import shutil
 import sys
@@ -99,7 +100,7 @@ def training_arguments(cfg: Config, run_dir: Path, steps: int):
         save_steps=t.save_steps,
         save_total_limit=2,
         eval_strategy="no",
-        report_to="none",
+        report_to=t.report_to,
         push_to_hub=False,
         disable_tqdm=True,
         log_level="warning",
@@ -169,7 +170,8 @@ def train(args: argparse.Namespace) -> int:
     targs.dataloader_drop_last = counts is not None and sum(counts.values()) >= t.batch_size * targs.world_size
     primary = targs.process_index == 0
     store = Store.open(values.db) if primary else None
-    callbacks = [MetricsCallback(store, values.generation, run.metrics), stop] if primary else [stop]
+    callbacks = [MetricsCallback(store, values.generation, run.metrics, run.metrics_csv), stop] if primary else [stop]
+    os.environ["TENSORBOARD_LOGGING_DIR"] = str(run.logs)  # [train] report_to's TensorBoard logs: kept by the registry
     trainer = Trainer(
         model=model,
         args=targs,
@@ -208,6 +210,7 @@ def _preference_stage(cfg: Config, run: RunDir, pairs: list[dict[str, str]], sto
     model, tokenizer = load_pretrained(sft.final, dtype=torch.float32, for_training=True)
     reference, _ = load_pretrained(sft.final, dtype=torch.float32)  # the frozen SFT model, also after a resume
     started = time.time()
+    os.environ["TENSORBOARD_LOGGING_DIR"] = str(run.logs / "preference")
     result["preference"] = train_dpo(
         model,
         reference,
@@ -219,6 +222,7 @@ def _preference_stage(cfg: Config, run: RunDir, pairs: list[dict[str, str]], sto
         seed=cfg.train.seed,
         callbacks=[stop],
         use_cpu=resolve_device(cfg.model) == "cpu",
+        report_to=cfg.train.report_to,
     )
     result["preference"]["seconds"] = time.time() - started
     if stop.terminated:

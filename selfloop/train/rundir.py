@@ -19,7 +19,7 @@ from typing import Any
 
 from selfloop.config import Config, ProjectPaths, parse_config
 from selfloop.errors import SelfloopError
-from selfloop.model.registry import RESOLVED_CONFIG
+from selfloop.model.registry import LOGS, METRICS, METRICS_CSV, RESOLVED_CONFIG, TRAIN_LOG
 
 RUN_KEY = "run"  # the resolved config's table of run values (Config itself has no such key)
 
@@ -70,7 +70,7 @@ class RunDir:
     pairs = property(lambda self: self.path / "pairs.jsonl")
     config = property(lambda self: self.path / RESOLVED_CONFIG)
     recipes = property(lambda self: self.path / "recipes.json")  # the plan of a recipe search
-    log = property(lambda self: self.path / "train.log")
+    log = property(lambda self: self.path / TRAIN_LOG)
     # Written by the child.
     tokenizer = property(lambda self: self.path / "tokenizer")
     arrow = property(lambda self: self.path / "arrow")
@@ -79,7 +79,13 @@ class RunDir:
     sft = property(lambda self: self.path / "sft")  # the SFT stage's own output when DPO follows
     preference = property(lambda self: self.path / "preference")
     result = property(lambda self: self.path / "result.json")
-    metrics = property(lambda self: self.path / "metrics.jsonl")
+    metrics = property(lambda self: self.path / METRICS)
+    metrics_csv = property(lambda self: self.path / METRICS_CSV)
+    logs = property(lambda self: self.path / LOGS)  # the Trainer integrations' own (TensorBoard)
+
+    def kept(self) -> list[Path]:
+        """What the registry keeps beside the weights: the training metrics and logs."""
+        return [self.metrics, self.metrics_csv, self.log, self.logs]
 
     def recipe(self, k: int) -> RunDir:
         """Recipe ``k``'s run of a recipe search."""

@@ -1,6 +1,5 @@
 """Shared helpers for the sandbox and judge tests: backends that work here (or a
-clear skip; in CI a missing docker/bwrap fails instead), the docker image built
-on demand, and leftover-process checks."""
+clear skip; in CI a missing docker/bwrap fails instead) and leftover-process checks."""
 
 from __future__ import annotations
 
@@ -20,7 +19,6 @@ from selfloop.sandbox.backends.docker import OWNER_LABEL, owner_tag
 from selfloop.sandbox.worker import SandboxUnavailable
 
 IN_CI = os.environ.get("CI", "").lower() == "true"
-_built: set[str] = set()
 
 
 # A benign job takes about 0.1 s; its limit is generous because a stalled CI host once took a docker
@@ -34,17 +32,11 @@ def config(**kw) -> SandboxConfig:
 
 
 def backend_or_skip(name: str, cfg: SandboxConfig) -> Backend:
-    """The named backend, building the docker image when only the image is missing or stale."""
+    """The named backend (``make_backend`` builds a missing or stale docker image itself)."""
     try:
         return make_backend(name, cfg)
     except SandboxUnavailable as e:
         reason = str(e)
-    if name == "docker" and ("build it" in reason or "rebuild" in reason) and cfg.image not in _built:
-        from selfloop.sandbox.image import build_image
-
-        build_image(cfg)
-        _built.add(cfg.image)
-        return backend_or_skip(name, cfg)
     if IN_CI and name in ("docker", "bwrap"):
         pytest.fail(f"{name} sandbox backend unavailable in CI: {reason}")
     pytest.skip(f"{name} sandbox backend unavailable here: {reason}")

@@ -16,6 +16,7 @@ from typing import Any
 
 from selfloop.config import SandboxConfig
 from selfloop.sandbox.backends.base import Backend, harness_args
+from selfloop.sandbox.engine import docker_client, engine_name
 from selfloop.sandbox.job import Limits
 from selfloop.sandbox.runtime import harness_sha256
 from selfloop.sandbox.worker import SandboxUnavailable, Worker
@@ -44,26 +45,6 @@ def owner_gone(tag: str) -> bool:
     except PermissionError:
         return False
     return False
-
-
-def engine_name(cfg: SandboxConfig) -> str:
-    """The engine the sandbox talks to, for messages."""
-    return cfg.docker_host or os.environ.get("DOCKER_HOST") or "the local socket"
-
-
-def docker_client(cfg: SandboxConfig, timeout: int = 60):
-    """A Docker SDK client for ``cfg.docker_host``, else DOCKER_HOST, else the local socket.
-
-    Always through ``docker.from_env`` so the TLS settings of the environment
-    (DOCKER_TLS_VERIFY, DOCKER_CERT_PATH: a remote engine on tcp://) apply to a
-    configured host as well. Used for jobs, the leftover sweep and image builds alike.
-    """
-    import docker
-
-    env = dict(os.environ)
-    if cfg.docker_host:
-        env["DOCKER_HOST"] = cfg.docker_host
-    return docker.from_env(timeout=timeout, environment=env)
 
 
 def container_options(cfg: SandboxConfig) -> dict[str, Any]:
@@ -97,6 +78,11 @@ def container_options(cfg: SandboxConfig) -> dict[str, Any]:
         "environment": {},
         "labels": {LABEL: "1", OWNER_LABEL: owner_tag()},
     }
+
+
+class ImageMissing(SandboxUnavailable):
+    """The engine answers but lacks the image `selfloop sandbox build` makes: none under the tag, or one built for
+    another harness. ``make_backend`` builds it offline and tries again."""
 
 
 class DockerWorker(Worker):
@@ -182,7 +168,7 @@ class DockerBackend(Backend):
             image = self.client.images.get(cfg.image)
         except docker.errors.ImageNotFound:
             self.client.close()
-            raise SandboxUnavailable(f"image {cfg.image} not found: build it with `selfloop sandbox build`") from None
+            raise ImageMissing(f"image {cfg.image} not found") from None
         except docker.errors.APIError as e:
             self.client.close()
             raise SandboxUnavailable(f"cannot inspect image {cfg.image}: {e}") from None
@@ -190,9 +176,7 @@ class DockerBackend(Backend):
         built_for = (image.labels or {}).get(HARNESS_LABEL)
         if built_for and built_for != harness_sha256():
             self.client.close()
-            raise SandboxUnavailable(
-                f"image {cfg.image} holds an older harness: rebuild it with `selfloop sandbox build`"
-            )
+            raise ImageMissing(f"image {cfg.image} holds an older harness")
         self.sweep()
 
     def sweep(self) -> int:

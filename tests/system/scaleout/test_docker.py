@@ -23,7 +23,8 @@ from sandbox_helpers import IN_CI, config
 
 from selfloop.sandbox import Job, Sandbox
 from selfloop.sandbox.backends import make_backend
-from selfloop.sandbox.backends.docker import LABEL, OWNER_LABEL, docker_client, owner_tag
+from selfloop.sandbox.backends.docker import LABEL, OWNER_LABEL, owner_tag
+from selfloop.sandbox.engine import docker_client
 from selfloop.sandbox.image import build_image
 from selfloop.sandbox.worker import SandboxUnavailable
 

@@ -122,3 +122,13 @@ def test_validate_config_cli(tmp_path, cli):
     assert len(lines) == 2
     assert 'did you mean "train.max_steps"' in r.stderr
     assert "train.learning_rate = 7" in r.stderr
+
+
+def test_train_report_to_takes_the_trainers_integrations():
+    assert Config().train.report_to == "none"
+    assert parse_config({"train": {"report_to": "tensorboard"}}).train.report_to == "tensorboard"
+    assert parse_config({"train": {"report_to": ["tensorboard", "wandb"]}}).train.report_to == ["tensorboard", "wandb"]
+    with pytest.raises(ConfigError, match="unknown integration 'tensorbord'"):
+        parse_config({"train": {"report_to": "tensorbord"}})
+    with pytest.raises(ConfigError, match="stand alone"):
+        parse_config({"train": {"report_to": ["none", "wandb"]}})

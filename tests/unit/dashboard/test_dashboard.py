@@ -151,3 +151,47 @@ def test_recipe_search_shows_its_history_and_the_curve_of_the_recipe_training_no
     text = _text(render(snap, 160), 160)
     for expected in ["recipe search", "1.00e-04", "4.00e-04", "(incumbent)", "promoted", "no figure improved"]:
         assert expected in text, expected
+
+
+def test_frontier_panel_shows_accuracy_by_level_and_label_sources(tmp_path):
+    from selfloop.store.frontier import record_step
+
+    paths = _paths(tmp_path)
+    store = Store.open(paths.db)
+    gen0 = {"family": "addition", "kind": "gen0", "generation": 0, "promoted": True, "reason": "generation 0"}
+    record_step(store, {**gen0, "accuracy_by_level": {"1": 1.0, "4": 0.99, "5": 0.19}, "frontier": {"level": 5}})
+    labels = {"source": "self", "kept": 81, "yield": 0.03, "audited_label_accuracy": 1.0}
+    record_step(
+        store,
+        {
+            **gen0,
+            "kind": "round",
+            "round": 1,
+            "level": 5,
+            "promoted": False,
+            "reason": "level 5: not better beyond noise",
+            "labels": labels,
+        },
+    )
+    record_step(
+        store,
+        {
+            **gen0,
+            "kind": "round",
+            "round": 2,
+            "level": 5,
+            "generation": 1,
+            "reason": "level 5 better",
+            "labels": {**labels, "kept": 300, "audited_label_accuracy": 0.9},
+            "accuracy_by_level": {"1": 1.0, "4": 1.0, "5": 0.97, "6": 0.4},
+            "frontier": {"level": 6},
+        },
+    )
+    text = _text(render(snapshot(store, paths), 160), 160)
+    store.close()
+    assert "frontier: addition" in text
+    assert "generator labels" in text  # generation 0's data
+    assert "self 381" in text  # both rounds' labels made generation 1 (the rejected round's joined the retry)
+    assert "0.92" in text  # audited share of those 381: (81 * 1.0 + 300 * 0.9) / 381
+    assert "0.97" in text and "0.19" in text
+    assert "last: round 2 at level 5: promoted" in text

@@ -17,13 +17,12 @@ from pathlib import Path
 import pytest
 from datasketch import LeanMinHash, MinHash
 
+from selfloop.cli.project import starter_corpus
 from selfloop.config import IngestConfig, ProjectPaths, WatchConfig
 from selfloop.corpus.dedup import HASH_SCHEME, signature, to_bytes
 from selfloop.ingest.ingestor import Ingestor
 from selfloop.store import Store
 from selfloop.store import corpus as queries
-
-REPO = Path(__file__).resolve().parents[3]
 
 LONG = (
     "The harbor was quiet in the early morning, and the fishing boats rocked gently at their moorings. "
@@ -352,7 +351,8 @@ def test_missing_orig_is_a_clear_error(project, store):
 
 
 def test_starter_corpus_ingests_cleanly(tmp_path):
-    paths = ProjectPaths(root=tmp_path, orig=REPO / "corpus/orig", rework=tmp_path / "rework", state=tmp_path / "state")
+    orig = starter_corpus() / "orig"  # the packaged one: files a user dropped into corpus/orig change nothing here
+    paths = ProjectPaths(root=tmp_path, orig=orig, rework=tmp_path / "rework", state=tmp_path / "state")
     with Store.open(paths.db) as store:
         report = Ingestor(IngestConfig(), WatchConfig(), paths, store).scan()
         assert not report.quarantined

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import json
 
 import pytest
@@ -142,3 +143,26 @@ def test_a_stop_request_interrupts_at_the_next_phase_boundary(tmp_path):
         detail = run_cycle(cfg, paths, store, config_path=config_path, phases=NO_INGEST)
         assert detail["phases"]["promote"]["out"]["current"] == 0
         assert store.scalar("SELECT COUNT(*) FROM cycles") == 1
+
+
+def test_a_generation_keeps_its_metrics_config_and_tensorboard_logs_beside_its_weights(tmp_path, cli):
+    pytest.importorskip("tensorboard")
+    config_path, cfg, paths = make_project(tmp_path, {"train": {"report_to": "tensorboard", "log_steps": 2}})
+    with Store.open(paths.db) as store:
+        fill_corpus(store)
+        run_cycle(cfg, paths, store, config_path=config_path, phases=NO_INGEST)
+    gen = Registry(paths.models).path(0)
+    assert not (paths.runs / "gen-0000").exists()  # the run dir goes once decided; what matters stayed
+    rows = [json.loads(line) for line in (gen / "metrics.jsonl").read_text().splitlines()]
+    assert rows and all(r["generation"] == 0 and r["loss"] > 0 for r in rows)
+    with (gen / "metrics.csv").open(newline="") as f:
+        table = list(csv.DictReader(f))
+    assert [int(r["step"]) for r in table] == [r["step"] for r in rows]
+    assert [float(r["loss"]) for r in table] == [r["loss"] for r in rows]
+    assert json.loads((gen / "selfloop_config.json").read_text())["train"]["report_to"] == "tensorboard"
+    assert (gen / "train.log").is_file()
+    assert list((gen / "logs").rglob("events.out.tfevents.*"))  # TensorBoard's own event files
+    png = tmp_path / "loss.png"
+    r = cli("models", "--plot", str(png), "-c", str(config_path))
+    assert r.returncode == 0, r.stderr
+    assert png.read_bytes().startswith(b"\x89PNG\r\n\x1a\n") and "1 generation" in r.stdout

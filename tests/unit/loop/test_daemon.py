@@ -5,8 +5,10 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -14,6 +16,7 @@ import psutil
 import pytest
 from lifecycle_helpers import chat_record, make_project, paragraph
 
+from selfloop.errors import AlreadyRunning
 from selfloop.loop.daemon import CycleTrigger, EventExporter
 from selfloop.store import Store
 
@@ -52,15 +55,37 @@ def test_event_exporter_appends_and_resumes(tmp_path):
     assert [r["kind"] for r in rows] == ["a", "b"] and rows[1]["data"] == {"n": 2}
 
 
+def test_event_exporter_after_a_rotation_exports_nothing_twice(tmp_path):
+    store = Store.open(tmp_path / "state.db")
+    out = tmp_path / "events.jsonl"
+    for i in range(3):
+        store.event("old", f"event {i}")
+    exporter = EventExporter(store, out)
+    assert exporter.export() == 3
+    out.rename(tmp_path / "events.jsonl.1")  # logrotate moves the file away while the daemon runs
+    store.event("during", "after the rotation")
+    assert exporter.export() == 1  # reopened: the line lands in a new file, not the moved one
+    (tmp_path / "events.jsonl.1").rename(tmp_path / "events.jsonl.2")
+    out.rename(tmp_path / "events.jsonl.1")
+    store.event("after", "after the restart")
+    assert EventExporter(store, out).export() == 1  # a restart resumes from the store, not from the (new, empty) file
+    kinds = [
+        json.loads(line)["kind"]
+        for name in ("events.jsonl.2", "events.jsonl.1", "events.jsonl")
+        for line in (tmp_path / name).read_text().splitlines()
+    ]
+    assert kinds == ["old", "old", "old", "during", "after"]
+
+
 # --------------------------------------------------------------------------- the real daemon
 
 
 class Daemon:
-    def __init__(self, config_path: Path):
+    def __init__(self, config_path: Path, env: dict[str, str] | None = None):
         self.config_path = config_path
         self.root = config_path.parent
         self.log = open(self.root / "daemon.log", "ab")
-        env = {k: v for k, v in os.environ.items() if not k.startswith("SELFLOOP_")}
+        env = {k: v for k, v in os.environ.items() if not k.startswith("SELFLOOP_")} | (env or {})
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "selfloop", "run", "--headless", "-c", str(config_path)],
             cwd=self.root,
@@ -118,7 +143,7 @@ def test_daemon_ingests_dropped_file_reloads_config_refuses_twin_and_stops_clean
         d.wait_for("SELECT COUNT(*) FROM cycles WHERE status = 'done'", what="generation 0")
         # A second daemon on the same state dir is refused with the running pid.
         twin = cli("run", "--headless", "-c", str(config_path), timeout=60)
-        assert twin.returncode == 1 and f"pid {d.proc.pid}" in twin.stderr
+        assert twin.returncode == AlreadyRunning.exit_code and f"pid {d.proc.pid}" in twin.stderr
         status = json.loads(cli("status", "--json", "-c", str(config_path)).stdout)
         assert (
             status["daemon"]["running"] and status["daemon"]["pid"] == d.proc.pid and status["current_generation"] == 0
@@ -163,6 +188,70 @@ def test_daemon_ingests_dropped_file_reloads_config_refuses_twin_and_stops_clean
     assert [json.loads(line) for line in (paths.logs / "selfloop.jsonl").read_text().splitlines()]  # JSON log lines
 
 
+def notifications(sock: socket.socket, until: str, timeout: float) -> list[str]:
+    """The sd_notify lines received on ``sock`` up to and including the first that equals ``until``."""
+    got: list[str] = []
+    deadline = time.monotonic() + timeout
+    while until not in got:
+        sock.settimeout(max(0.1, deadline - time.monotonic()))
+        try:
+            got += sock.recv(4096).decode().splitlines()
+        except TimeoutError:
+            raise AssertionError(f"no {until} within {timeout:.0f}s; got {got}") from None
+    return got
+
+
+@pytest.mark.slow
+def test_daemon_notifies_systemd_rotates_its_logs_and_refuses_a_twin_with_its_own_exit_code(tmp_path, cli):
+    config_path, _, paths = make_project(tmp_path / "proj", FAST)
+    write_corpus(paths.orig)
+    short = Path(tempfile.mkdtemp(prefix="sl-notify-", dir="/tmp"))  # a socket path has ~100 bytes
+    notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    notify.bind(str(short / "notify"))
+    d = Daemon(config_path, env={"NOTIFY_SOCKET": str(short / "notify"), "WATCHDOG_USEC": "400000"})
+    try:
+        assert "READY=1" in notifications(notify, "READY=1", timeout=180)
+        with d.store() as s:  # ready means up: the lock is held and the start-up scan is done
+            assert s.scalar("SELECT COUNT(*) FROM documents") > 0
+        assert "WATCHDOG=1" in notifications(notify, "WATCHDOG=1", timeout=10)
+        assert "WATCHDOG=1" in notifications(notify, "WATCHDOG=1", timeout=10)  # and again: pings, not a one-off
+
+        # A twin exits with the code the unit's RestartPreventExitStatus names.
+        twin = cli("run", "--headless", "-c", str(config_path), timeout=60)
+        assert twin.returncode == AlreadyRunning.exit_code == 3 and f"pid {d.proc.pid}" in twin.stderr
+
+        # logrotate moves both files away; the next lines land in new files.
+        (paths.logs / "selfloop.jsonl").rename(paths.logs / "selfloop.jsonl.1")
+        (paths.state / "events.jsonl").rename(paths.state / "events.jsonl.1")
+        d.proc.send_signal(signal.SIGHUP)
+        d.wait_for("SELECT COUNT(*) FROM events WHERE kind = 'config_reloaded'", what="config_reloaded", timeout=30)
+        new_events = paths.state / "events.jsonl"
+        deadline = time.time() + 30
+        while not (new_events.exists() and "config_reloaded" in new_events.read_text()):
+            assert time.time() < deadline, "config_reloaded never reached the new events.jsonl"
+            time.sleep(0.2)
+        assert "config reloaded" in (paths.logs / "selfloop.jsonl").read_text()
+    finally:
+        if d.proc.poll() is None:
+            assert d.stop() == 0
+        else:
+            d.kill()
+        notify.close()
+    d = Daemon(config_path)  # a restart after the rotation
+    try:
+        d.wait_for("SELECT COUNT(*) FROM events WHERE kind = 'daemon_started' HAVING COUNT(*) = 2", what="restart")
+    finally:
+        assert d.stop() == 0
+    exported = [
+        json.loads(line)["id"]
+        for name in ("events.jsonl.1", "events.jsonl")
+        for line in (paths.state / name).read_text().splitlines()
+    ]
+    with Store.open(paths.db, readonly=True) as s:
+        assert exported == [r["id"] for r in s.query("SELECT id FROM events ORDER BY id")]  # each once, in order
+    assert "daemon stopped" in (paths.logs / "selfloop.jsonl").read_text()
+
+
 @pytest.mark.slow
 def test_kill_9_during_training_then_restart_resumes_from_the_checkpoint(tmp_path):
     config_path, _, paths = make_project(
@@ -193,3 +282,26 @@ def test_kill_9_during_training_then_restart_resumes_from_the_checkpoint(tmp_pat
         assert resumed_from > 10 and resumed_from <= killed_at + 10  # from the last checkpoint, not from zero
         assert s.integrity_ok()
     assert json.loads((paths.models / "gen-0000" / "manifest.json").read_text())["train"]["global_step"] == 120
+
+
+@pytest.mark.slow
+def test_daemon_grows_the_frontier_between_cycles_and_stops_a_step_cleanly(tmp_path):
+    from selfloop.testing import TINY_FRONTIER
+
+    frontier = {**TINY_FRONTIER, "enabled": True, "pause_s": 1.0}
+    config_path, _, paths = make_project(tmp_path / "proj", {**FAST, "frontier": frontier})
+    write_corpus(paths.orig)
+    d = Daemon(config_path)
+    try:
+        d.wait_for("SELECT COUNT(*) FROM frontier_steps WHERE kind = 'gen0'", what="frontier generation 0")
+        d.wait_for("SELECT COUNT(*) FROM frontier_steps WHERE kind = 'round'", what="a frontier round")
+        with d.store() as s:
+            assert s.scalar("SELECT COUNT(*) FROM cycles WHERE status = 'done'") >= 1  # cycles ran as well
+            assert s.scalar("SELECT COUNT(*) FROM events WHERE kind = 'frontier'") >= 2
+        assert (paths.frontier_rework / "addition" / "round-0001.jsonl").is_file()
+        assert d.stop() == 0
+    finally:
+        d.kill()
+    # The frontier labels are the frontier model's: the text model's ingest never saw them.
+    with Store.open(paths.db, readonly=True) as s:
+        assert not s.scalar("SELECT COUNT(*) FROM files WHERE path LIKE 'rework/frontier/%'")

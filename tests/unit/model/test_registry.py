@@ -148,3 +148,21 @@ def test_models_and_rollback_commands(tmp_path, model_dir, cli):
     assert Registry(paths.models).current() == 0
     out = cli("rollback", "-c", str(config_path), "--to", "7")
     assert out.returncode == 1 and "generation 7 is not on disk" in out.stderr
+
+
+def test_a_generation_keeps_the_runs_metrics_and_logs(tmp_path, model_dir):
+    run = tmp_path / "run"
+    (run / "logs").mkdir(parents=True)
+    (run / "logs" / "events.out.tfevents.1").write_bytes(b"tb")
+    rows = [{"generation": 0, "step": 2, "loss": 5.5}, {"generation": 0, "step": 4, "loss": 4.25}]
+    (run / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    (run / "metrics.csv").write_text("generation,step,loss\n0,2,5.5\n0,4,4.25\n")
+    reg = Registry(tmp_path / "models")
+    extras = [run / "metrics.jsonl", run / "metrics.csv", run / "train.log", run / "logs"]  # no train.log: skipped
+    path = reg.add(0, model_dir, {"parent": None}, {"train": {}}, extras=extras)
+    assert reg.metrics(0) == rows
+    assert (path / "metrics.csv").read_text() == (run / "metrics.csv").read_text()
+    assert (path / "logs" / "events.out.tfevents.1").read_bytes() == b"tb"
+    assert not (path / "train.log").exists()
+    reg.add(1, model_dir, {"parent": 0}, {})
+    assert reg.metrics(1) == []

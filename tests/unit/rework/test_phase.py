@@ -101,6 +101,7 @@ def test_rework_then_judge_writes_only_judged_candidates_with_provenance(project
     assert len(records) == len(accepted) == judged["accepted"]
     for rec in records:
         assert {"id", "strategy", "generation", "sources", "verdicts", "created_at", "cycle"} <= set(rec)
+        assert rec["label_source"] == {"task": "oracle", "python": "tool"}.get(rec["kind"], "self")
         assert ("text" in rec) != ("messages" in rec)
         assert rec["verdicts"] and all(v["status"] == "accept" for v in rec["verdicts"])
     assert len({r["id"] for r in records}) == len(records)

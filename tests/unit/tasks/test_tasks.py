@@ -6,12 +6,12 @@ from __future__ import annotations
 import json
 import random
 from contextlib import contextmanager
-from pathlib import Path
 
 import pytest
 from pydantic import ValidationError
 from sandbox_helpers import backend_or_skip, config
 
+from selfloop.cli.project import starter_corpus
 from selfloop.config import JudgeConfig, TasksConfig, parse_config
 from selfloop.errors import ConfigError
 from selfloop.judge import Candidate, JudgeContext, Pipeline
@@ -30,7 +30,7 @@ from selfloop.tasks.pack import starter_pack
 from selfloop.tasks.training import heldout_loss_docs, training_docs
 from selfloop.train.suite import TaskSuite, build_items, frontier, summarize
 
-PACK = Path(__file__).resolve().parents[3] / "corpus" / "orig" / "tasks" / "starter.jsonl"
+PACK = starter_corpus() / "orig" / "tasks" / "starter.jsonl"
 FRACTION = 0.1
 
 

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from lifecycle_helpers import prepared_run
 
-from selfloop.config import LauncherConfig
+from selfloop.config import REPORT_TO, LauncherConfig
 from selfloop.store import Store
 from selfloop.train.launch import TrainingInterrupted, build_argv, child_args, launch_training
 from selfloop.train.rundir import RunDir, RunValues, last_complete_checkpoint
@@ -137,3 +137,9 @@ def test_kill_9_resumes_from_the_last_save_steps_checkpoint(run_setup):
     assert result["resumed_from"] == last and result["global_step"] == steps
     # The tokenizer trained before the kill is reused, so the checkpoint's vocabulary still fits.
     assert (run_dir / "tokenizer" / "tokenizer.json").is_file()
+
+
+def test_report_to_knows_the_trainers_integrations():
+    from transformers.integrations.integration_utils import INTEGRATION_TO_CALLBACK
+
+    assert REPORT_TO == set(INTEGRATION_TO_CALLBACK)  # a new transformers integration is accepted by the config too

@@ -1,0 +1,167 @@
+"""One arm of frontier growth: generation 0 on the labelled range, then rounds that label the frontier, train on
+the mixture and move the curriculum.
+
+An arm differs from another only in who fills the newest slot of the mixture: ``self`` (the model, filtered by its
+own checks), ``unfiltered`` (the model, format only), ``oracle`` (the answer key), ``control`` (nobody: fresh
+problems from the labelled range). Steps, schedule, replay and seeds are the same.
+
+Does not cover: storing generations (the daemon) or comparing arms (``bench.selfimprove``).
+"""
+
+from __future__ import annotations
+
+import copy
+import random
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from selfloop.config import FrontierConfig
+from selfloop.frontier import curriculum, engine
+from selfloop.frontier.family import Family
+from selfloop.frontier.label import Label, SelfFilters, Source, label
+from selfloop.frontier.mixture import Mixture
+
+
+@dataclass(frozen=True)
+class Arm:
+    name: str
+    source: Source | None  # None: the control, which labels nothing
+    filters: SelfFilters
+
+
+def arms(cfg: FrontierConfig) -> dict[str, Arm]:
+    """The experiment's arms, with the self filters ``cfg`` configures."""
+    own = SelfFilters(cfg.checks, cfg.samples, cfg.vote_threshold, cfg.temperature, cfg.agree_previous)
+    off = SelfFilters(checks=False, samples=0, agree_previous=False)
+    return {
+        "self": Arm("self", "self", own),
+        "unfiltered": Arm("unfiltered", "self", off),
+        "oracle": Arm("oracle", "oracle", off),
+        "control": Arm("control", None, off),
+    }
+
+
+def fixed_problems(family: Family, level: int, n: int, seed: int) -> list:
+    """The fixed test problems of a level: their own seed, never drawn by generation 0 or a round."""
+    rng = random.Random(f"{seed}/{family.name}/{level}")
+    return [family.sample(level, rng) for _ in range(n)]
+
+
+def outcomes(solver: engine.ModelSolver, family: Family, problems: list) -> list[bool]:
+    """Per problem: is the greedy answer exactly the right one."""
+    answers = solver.greedy([family.prompt(p) for p in problems])
+    return [family.parse(p, a) == family.solve(p) for p, a in zip(problems, answers)]
+
+
+class Grower:
+    """A model, its optimizer, its mixture and its frontier, for one family and one arm."""
+
+    def __init__(self, cfg: FrontierConfig, family: Family, arm: Arm, seed: int) -> None:
+        self.cfg, self.family, self.arm, self.seed = cfg, family, arm, seed
+        torch.manual_seed(seed)
+        self.tokenizer = engine.build_tokenizer(family.alphabet)
+        self.model = engine.build_model(cfg, self.tokenizer)
+        self.optimizer = engine.make_optimizer(self.model, cfg.gen0_lr)
+        self.mixture = Mixture(family, cfg.labelled_max, new_share=cfg.new_share, min_kept=cfg.min_kept)
+        self.frontier = curriculum.Frontier(cfg.labelled_max + 1)
+        self.rounds_done = 0
+        self.previous: engine.ModelSolver | None = None  # the generation before this one (agree_previous)
+
+    def solver(self) -> engine.ModelSolver:
+        return engine.ModelSolver(self.model, self.tokenizer)
+
+    def _train(self, steps: int, lr: float, warmup: int, seed: int) -> dict[str, Any]:
+        stream = engine.ExampleStream(self.mixture.draw, self.tokenizer, seed)
+        collator = engine.Collator(self.tokenizer.pad_token_id, self.cfg.position, self.cfg.n_positions, seed)
+        return engine.train_steps(
+            self.model,
+            self.optimizer,
+            stream,
+            collator,
+            steps=steps,
+            lr=lr,
+            warmup=warmup,
+            decay_fraction=self.cfg.decay_fraction,
+            batch_size=self.cfg.batch_size,
+            seed=seed,
+        )
+
+    def generation0(self) -> dict[str, Any]:
+        """Train the labelled range from streamed generator labels (the mixture holds no rounds yet)."""
+        started = time.time()
+        result = self._train(self.cfg.gen0_steps, self.cfg.gen0_lr, self.cfg.gen0_warmup, self.seed)
+        return {**result, "seconds": round(time.time() - started, 1)}
+
+    def save(self, path: Path) -> None:
+        torch.save({"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict()}, path)
+
+    def load(self, path: Path) -> None:
+        state = torch.load(path, weights_only=True)
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+
+    def round(self) -> dict[str, Any]:
+        """Label the frontier (all of this round's solve budget there), train on the mixture, move the curriculum."""
+        kept, record = self.label_round()
+        return self.train_round(kept, record)
+
+    def label_round(self) -> tuple[list[Label], dict[str, Any]]:
+        """This round's kept labels at the frontier (none for the control) and what the filters did."""
+        self.rounds_done += 1
+        rng = random.Random(f"{self.seed}/round/{self.rounds_done}")
+        started = time.time()
+        record: dict[str, Any] = {"round": self.rounds_done, "level": self.frontier.level}
+        kept: list[Label] = []
+        if self.arm.source is not None:
+            kept, stats = self._label(self.frontier.level, rng)
+            record["labels"] = stats.to_dict()
+        record["label_seconds"] = round(time.time() - started, 1)
+        return kept, record
+
+    def train_round(self, kept: list[Label], record: dict[str, Any]) -> dict[str, Any]:
+        """Add ``kept`` as the newest round, train ``round_steps`` from where the model is, then move the curriculum."""
+        started = time.time()
+        self.mixture.add([(k.prompt, k.answer) for k in kept])
+        if self.arm.filters.agree_previous:
+            self.previous = engine.ModelSolver(copy.deepcopy(self.model), self.tokenizer)
+        if "labels" in record:
+            self.frontier, why = curriculum.step(
+                self.frontier,
+                record["labels"]["yield"],
+                advance_yield=self.cfg.advance_yield,
+                max_level=self.cfg.max_level,
+                max_holds=self.cfg.max_holds,
+                fixed=self.cfg.fixed_advance,
+            )
+            record.update(curriculum=why, saturated=self.frontier.saturated)
+        seed = self.seed * 1000 + self.rounds_done
+        record.update(self._train(self.cfg.round_steps, self.cfg.round_lr, self.cfg.round_warmup, seed))
+        record["seconds"] = round(record["label_seconds"] + time.time() - started, 1)
+        return record
+
+    def _label(self, level: int, rng: random.Random):
+        """Chunks of candidates at ``level`` until ``min_kept`` labels are kept or ``candidates_max`` are spent."""
+        kept, total = [], None
+        solver = self.solver()
+        while total is None or (len(kept) < self.cfg.min_kept and total.candidates < self.cfg.candidates_max):
+            problems = [self.family.sample(level, rng) for _ in range(self.cfg.candidates_chunk)]
+            more, stats = label(
+                self.family,
+                problems,
+                self.arm.source,
+                solver,
+                filters=self.arm.filters,
+                trusted=self.cfg.labelled_max,
+                rng=rng,
+                previous=self.previous,
+            )
+            kept += more
+            if total is None:
+                total = stats
+            else:
+                total.merge(stats)
+        return kept, total
