@@ -419,15 +419,45 @@ class TrainConfig(Section):
 
 
 class GateConfig(Section):
-    """When a challenger replaces the champion (A versus B on held-out data)."""
+    """When a challenger replaces the champion: paired tests on the same held-out questions and documents.
+
+    Rule in ``selfloop.train.gate.decide``: task pass@1 from per-question outcomes on the gate split
+    (exact McNemar, non-inferiority at mastered levels), the text/chat loss from a paired bootstrap over examples.
+    """
 
     loss_tolerance: float = Field(
-        0.0, ge=0, le=1, description="challenger held-out loss may be at most champion * (1 + this)"
+        0.0,
+        ge=0,
+        le=1,
+        description="extra slack on the loss guard: reject when the whole 95 % interval of the relative text/chat "
+        "loss change is above this (0: worse beyond noise)",
     )
-    task_tolerance: float = Field(0.02, ge=0, le=1, description="no task family's pass@1 may drop by more than this")
+    task_tolerance: float = Field(
+        0.02, ge=0, le=1, description="deprecated, unused (the paired gate uses noninferiority_margin); still accepted"
+    )
     min_improvement: float = Field(
-        0.001, ge=0, description="some figure must improve by at least this (relative loss or absolute pass@1)"
+        0.001,
+        ge=0,
+        description="an improvement must also be at least this: the loss interval's upper bound below -this "
+        "(relative), or the pass@1 difference at least this (absolute)",
     )
+    noninferiority_margin: float = Field(
+        0.02,
+        ge=0,
+        le=1,
+        description="at a family's mastered levels (champion pass@1 >= tasks.advance_threshold) the lower bound of "
+        "the 95 % interval of challenger - champion pass@1 must be at least -this",
+    )
+    alpha: float = Field(
+        0.05,
+        gt=0,
+        lt=1,
+        description="one-sided exact McNemar level for 'better' pass@1, split evenly between the families (Bonferroni)",
+    )
+    bootstrap_samples: int = Field(
+        2000, ge=100, le=100_000, description="resamples of the paired bootstrap over held-out loss examples"
+    )
+    seed: int = Field(0, description="seed of the paired bootstrap (the same figures give the same decision)")
 
 
 class TasksConfig(Section):
@@ -458,6 +488,15 @@ class TasksConfig(Section):
         8, ge=1, le=1000, description="held-out tasks per family and difficulty (fixed, seeded; never trained on)"
     )
     heldout_seed: int = Field(0, description="seed of the fixed held-out task set (changing it changes the benchmark)")
+    gate_per_level: int = Field(
+        8,
+        ge=1,
+        le=1000,
+        description="gate-split tasks per family and difficulty: the gate decides on these, disjoint from the "
+        "reported held-out set (fixed, seeded; never trained on). More questions show smaller differences "
+        "(about 1/sqrt(n)) and cost evaluation time for both models every cycle",
+    )
+    gate_seed: int = Field(0, description="seed of the fixed gate split (tasks also in the reported set are left out)")
     loss_max_difficulty: int = Field(
         0,
         ge=0,

@@ -29,7 +29,7 @@ from selfloop.tasks.curriculum import step
 from selfloop.tasks.training import heldout_loss_docs, task_records, training_docs
 from selfloop.train.data import read_snapshot, select_mixture, summarize, write_snapshot
 from selfloop.train.evaluate import evaluate_model
-from selfloop.train.gate import Decision, decide
+from selfloop.train.gate import Decision, decide, headline
 from selfloop.train.launch import launch_training
 from selfloop.train.preference import preference_enabled, select_pairs, write_pairs
 from selfloop.train.rundir import RunDir, RunValues
@@ -408,7 +408,9 @@ def _snapshot_pairs(ctx: CycleContext, champion: int | None, run: RunDir) -> Non
 def phase_evaluate(ctx: CycleContext) -> EvaluateOut:
     """Figures of every challenger and of its champion on the same held-out documents, one model at a time.
 
-    Under a search the gate's favourite recipe is registered as this cycle's
+    The loss is reported over every held-out document (tasks in their trained format); the gate's loss guard
+    gets per-example losses over the held-out text and chat that are not tasks, and its task tables come from the
+    gate split. Under a search the gate's favourite recipe is registered as this cycle's
     generation and every recipe goes into the history.
     """
     cfg, reg = ctx.cfg, ctx.registry
@@ -419,12 +421,16 @@ def phase_evaluate(ctx: CycleContext) -> EvaluateOut:
         heldout += heldout_loss_docs(cfg.tasks, cfg.ingest.heldout_fraction)
     device = resolve_device(cfg.model)
     dtype = resolve_dtype(cfg.model, device)
+    guard = [d for d in raw_heldout if d.kind != "task"]
     suite = _task_suite(ctx, raw_heldout)
+    gate_suite = _gate_suite(ctx) if train.parent is not None else None  # generation 0 has nothing to compare
 
     def figures_of(model, tok) -> Figures:
-        figures = evaluate_model(model, tok, heldout, cfg.train, suite)
+        figures = evaluate_model(model, tok, heldout, cfg.train, suite, guard_docs=guard)
         if isinstance(suite, TaskSuite):
             figures["task_detail"] = suite.detail(model)
+        if gate_suite is not None:
+            figures["gate"] = gate_suite.table(model, tok)
         return figures
 
     searched = train.recipes is not None
@@ -452,14 +458,16 @@ def phase_evaluate(ctx: CycleContext) -> EvaluateOut:
         out = EvaluateOut(challengers[0], champion)
     else:
         out = _choose(ctx, train, challengers, _without_samples(champion))
-    reg.update(ctx.generation, metrics=_without_samples(out.challenger), samples=out.challenger.get("samples", []))
+    reg.update(ctx.generation, metrics=headline(out.challenger), samples=out.challenger.get("samples", []))
     return out
 
 
 def _choose(ctx: CycleContext, train: TrainOut, challengers: list[Figures], champion: Figures) -> EvaluateOut:
     """A search's choice: the gate's verdict on every recipe, the history, and the favourite registered."""
     assert train.recipes is not None
-    choice = choose([_without_samples(c) for c in challengers], champion, ctx.cfg.gate)
+    choice = choose(
+        [_without_samples(c) for c in challengers], champion, ctx.cfg.gate, mastered=ctx.cfg.tasks.advance_threshold
+    )
     best = choice.best
     ctx.log(
         "evaluate: recipes "
@@ -507,13 +515,24 @@ def _task_suite(ctx: CycleContext, raw_heldout: list[Any]) -> Any:
     )
 
 
+def _gate_suite(ctx: CycleContext) -> TaskSuite | None:
+    """The gate split's suite, when the generated task families are evaluated by the daemon's own suite (a
+    caller's suite has no gate split: its pass@1 is reported, not gated)."""
+    tasks = ctx.cfg.tasks
+    if ctx.task_suite is not None or not tasks.enabled or not tasks.families:
+        return None
+    return TaskSuite(
+        tasks, ctx.cfg.judge, ctx.sandbox_source, heldout_fraction=ctx.cfg.ingest.heldout_fraction, split="gate"
+    )
+
+
 # --------------------------------------------------------------------------- gate, promote
 
 
 def phase_gate(ctx: CycleContext) -> GateOut:
     ev = EvaluateOut.from_json(ctx.output("evaluate"))
     champion = _without_samples(ev.champion) if ev.champion else None
-    decision = decide(_without_samples(ev.challenger), champion, ctx.cfg.gate)
+    decision = decide(_without_samples(ev.challenger), champion, ctx.cfg.gate, mastered=ctx.cfg.tasks.advance_threshold)
     ctx.log(f"gate: {'PROMOTE' if decision.promote else 'REJECT'} generation {ctx.generation}: {decision.reason}")
     return GateOut(decision)
 

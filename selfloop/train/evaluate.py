@@ -1,8 +1,9 @@
 """Held-out evaluation of the champion and the challenger on the same data.
 
 Covers: loss and perplexity on the orig held-out split (text, chat and combined, token-weighted) on a fixed,
-never-shuffled eval set; pass@1 per task family from an optional callable; a few greedy samples from fixed held-out
-prompts for the manifest and dashboard.
+never-shuffled eval set; per-example loss sums and token counts on the guard documents (held-out text and chat that
+are not tasks), which the gate bootstraps; pass@1 per task family from an optional callable; a few greedy samples
+from fixed held-out prompts for the manifest and dashboard.
 
 Does not cover: the promotion decision (``selfloop.train.gate``).
 """
@@ -27,13 +28,14 @@ def eval_examples(docs: Sequence[Doc], tokenizer, cfg: TrainConfig) -> dict[str,
     return {kind: examples[:limit] for kind, examples in encode_docs(docs, tokenizer, cfg.block_size).items()}
 
 
-def summed_loss(model, examples: Sequence[dict[str, list[int]]], batch_size: int) -> tuple[float, int]:
-    """Sum of next-token cross-entropy over labelled tokens, and their count."""
+def example_losses(model, examples: Sequence[dict[str, list[int]]], batch_size: int) -> tuple[list[float], list[int]]:
+    """Per example: the sum of next-token cross-entropy over its labelled tokens, and their count."""
     import torch
     import torch.nn.functional as F
 
     device = next(model.parameters()).device
-    total, count = 0.0, 0
+    sums: list[float] = []
+    counts: list[int] = []
     with torch.inference_mode():
         for start in range(0, len(examples), batch_size):
             chunk = examples[start : start + batch_size]
@@ -42,11 +44,10 @@ def summed_loss(model, examples: Sequence[dict[str, list[int]]], batch_size: int
             labels = torch.tensor([e["labels"] for e in chunk], device=device)
             logits = model(input_ids=ids, attention_mask=mask).logits[:, :-1].float()
             target = labels[:, 1:]
-            total += F.cross_entropy(
-                logits.reshape(-1, logits.shape[-1]), target.reshape(-1), ignore_index=IGNORE, reduction="sum"
-            ).item()
-            count += int((target != IGNORE).sum())
-    return total, count
+            losses = F.cross_entropy(logits.transpose(1, 2), target, ignore_index=IGNORE, reduction="none")
+            sums += losses.sum(dim=1).tolist()
+            counts += (target != IGNORE).sum(dim=1).tolist()
+    return sums, counts
 
 
 def sample_prompts(docs: Sequence[Doc], n: int, words: int = 6) -> list[tuple[str, str]]:
@@ -63,16 +64,25 @@ def sample_prompts(docs: Sequence[Doc], n: int, words: int = 6) -> list[tuple[st
 
 
 def evaluate_model(
-    model, tokenizer, docs: Sequence[Doc], cfg: TrainConfig, task_suite: TaskSuite | None = None
+    model,
+    tokenizer,
+    docs: Sequence[Doc],
+    cfg: TrainConfig,
+    task_suite: TaskSuite | None = None,
+    guard_docs: Sequence[Doc] | None = None,
 ) -> dict[str, Any]:
-    """Figures of one model: losses, perplexities, token counts, task pass@1, samples."""
+    """Figures of one model: losses, perplexities, token counts, the guard's per-example losses (when
+    ``guard_docs`` is given: ``{"guard": {kind: {"sums": [...], "tokens": [...]}}}``), task pass@1, samples."""
     model.eval()
     figures: dict[str, Any] = {"tokens": {}}
     total, count = 0.0, 0
+    per_example: dict[str, tuple[list, tuple[list[float], list[int]]]] = {}
     for kind, examples in eval_examples(docs, tokenizer, cfg).items():
         if not examples:
             continue
-        s, c = summed_loss(model, examples, cfg.batch_size)
+        sums, counts = example_losses(model, examples, cfg.batch_size)
+        per_example[kind] = (examples, (sums, counts))
+        s, c = sum(sums), sum(counts)
         if c:
             figures[f"{kind}_loss"] = s / c
             figures[f"{kind}_ppl"] = math.exp(min(s / c, 50.0))
@@ -80,6 +90,15 @@ def evaluate_model(
             total, count = total + s, count + c
     figures["loss"] = total / count if count else None
     figures["ppl"] = math.exp(min(total / count, 50.0)) if count else None
+    if guard_docs is not None:
+        guard: dict[str, Any] = {}
+        for kind, examples in eval_examples(guard_docs, tokenizer, cfg).items():
+            if not examples:
+                continue
+            seen = per_example.get(kind)  # text held-out blocks are the same in both sets: computed once
+            sums, counts = seen[1] if seen and seen[0] == examples else example_losses(model, examples, cfg.batch_size)
+            guard[kind] = {"sums": [round(x, 5) for x in sums], "tokens": counts}
+        figures["guard"] = guard
     figures["tasks"] = dict(task_suite(model, tokenizer)) if task_suite else {}
     samples = []
     for kind, prompt in sample_prompts(docs, cfg.eval_samples):

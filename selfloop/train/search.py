@@ -93,23 +93,30 @@ class Choice:
 
 
 def rank_key(figures: dict[str, Any]) -> tuple[float, float]:
-    """Higher mean pass@1 first, then lower held-out loss (missing or non-finite figures rank last)."""
-    tasks = figures.get("tasks") or {}
+    """Higher mean pass@1 first (on the gate split when there is one, so the reported split is not selected on),
+    then lower held-out loss (missing or non-finite figures rank last)."""
+    tasks = (figures.get("gate") or {}).get("tasks") or figures.get("tasks") or {}
     mean_pass = sum(tasks.values()) / len(tasks) if tasks else 0.0
     loss = figures.get("loss")
     finite = isinstance(loss, (int, float)) and math.isfinite(loss)
     return (-mean_pass, loss if finite else math.inf)
 
 
-def choose(challengers: Sequence[dict[str, Any]], champion: dict[str, Any] | None, gate: GateConfig) -> Choice:
+def choose(
+    challengers: Sequence[dict[str, Any]],
+    champion: dict[str, Any] | None,
+    gate: GateConfig,
+    *,
+    mastered: float = 0.9,
+) -> Choice:
     """The gate's decision on every recipe's challenger, and the best one it would promote.
 
     Among the challengers the gate would promote, the best wins (highest mean task pass@1,
     then lowest held-out loss). Selection uses the gate's own held-out data, so the
-    winner's figures are optimistic by the spread of K draws; the gate's
-    ``min_improvement`` is what keeps noise out.
+    winner's figures are optimistic by the spread of K draws: each decision is a paired
+    test of one challenger, not corrected for the K recipes tried.
     """
-    decisions = [decide(c, champion, gate) for c in challengers]
+    decisions = [decide(c, champion, gate, mastered=mastered) for c in challengers]
     order = sorted(range(len(challengers)), key=lambda i: (rank_key(challengers[i]), i))
     promotable = [i for i in order if decisions[i].promote]
     return Choice(

@@ -58,23 +58,36 @@ def test_the_incumbent_is_the_last_promoted_winner_clipped_into_the_current_boun
     assert incumbent_of(train, winner) == {"learning_rate": 5e-3, "max_steps": 100, "rework_max_share": 0.5}
 
 
+def figures(scale: float, addition: dict[str, str]) -> dict:
+    """Paired figures: per-example text losses ``scale`` times the champion's, and gate-split outcomes."""
+    sums = [3.0 + (i % 7) * 0.5 for i in range(64)]
+    flat = "".join(addition.values())
+    return {
+        "loss": 2.0 * scale,
+        "guard": {"text": {"sums": [x * scale for x in sums], "tokens": [31] * 64}},
+        "gate": {"items": "q", "tasks": {"addition": flat.count("1") / len(flat)}, "outcomes": {"addition": addition}},
+    }
+
+
 def test_the_gate_chooses_the_best_recipe_it_would_promote():
-    gate = GateConfig(loss_tolerance=0.0, task_tolerance=0.02, min_improvement=0.01)
-    champion = {"loss": 2.0, "tasks": {"addition": 0.5}}
+    gate = GateConfig(min_improvement=0.01)
+    mastered, frontier = "1" * 16, "0" * 16
+    champion = figures(1.0, {"1": mastered, "2": frontier})
     challengers = [
-        {"loss": 1.995, "tasks": {"addition": 0.5}},  # the incumbent: too little gain
-        {"loss": 1.5, "tasks": {"addition": 0.3}},  # best loss, but a family regressed
-        {"loss": 1.9, "tasks": {"addition": 0.6}},  # promotable
-        {"loss": 1.7, "tasks": {"addition": 0.55}},  # promotable, lower loss but lower pass@1
+        figures(0.999, {"1": mastered, "2": frontier}),  # the incumbent: nothing better beyond noise
+        figures(0.75, {"1": "1" * 8 + "0" * 8, "2": "1" * 16}),  # best loss and frontier, but mastered level lost
+        figures(0.95, {"1": mastered, "2": "1" * 12 + "0" * 4}),  # promotable
+        figures(0.85, {"1": mastered, "2": "1" * 8 + "0" * 8}),  # promotable, lower loss but lower pass@1
         {"loss": None, "error": "does not load"},
     ]
     choice = choose(challengers, champion, gate)
-    assert choice.index == 2 and choice.best == 2  # pass@1 first, then loss
+    assert choice.index == 2 and choice.best == 2  # pass@1 on the gate split first, then loss
     assert [d.promote for d in choice.decisions] == [False, False, True, True, False]
-    assert "addition pass@1 dropped" in choice.decisions[1].reason
-    without_tasks = choose([{"loss": 1.9}, {"loss": 1.8}, {"loss": 2.5}], {"loss": 2.0}, gate)
+    assert "addition pass@1 at mastered levels" in choice.decisions[1].reason
+    losses = [figures(s, {"1": "0" * 16}) for s in (0.95, 0.9, 1.25)]  # at the floor: the loss decides
+    without_tasks = choose(losses, figures(1.0, {"1": "0" * 16}), gate)
     assert without_tasks.index == 1
-    none = choose([{"loss": 2.1}, {"loss": 2.05}], {"loss": 2.0}, gate)
+    none = choose([figures(s, {"1": "0" * 16}) for s in (1.1, 1.05)], figures(1.0, {"1": "0" * 16}), gate)
     assert none.index is None and none.best == 1  # the best loser goes to the gate (and is rejected)
 
 
