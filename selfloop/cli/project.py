@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import json
 import shutil
+import sys
 import time
 from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from selfloop.config import ProjectPaths, load_config
+from selfloop.config import ProjectPaths, deprecations, load_config
 from selfloop.dashboard import current_generation
 from selfloop.errors import SelfloopError, UsageError
 from selfloop.store import Store, daemon_alive
@@ -85,7 +86,9 @@ def cmd_init(args: Any) -> int:
 
 
 def cmd_validate_config(args: Any) -> int:
-    load_config(args.path)  # ConfigError prints one line per problem, exit 2
+    cfg, _ = load_config(args.path)  # ConfigError prints one line per problem, exit 2
+    for line in deprecations(cfg):
+        print(f"{args.path}: warning: {line}", file=sys.stderr)
     print(f"OK: {args.path}")
     return 0
 

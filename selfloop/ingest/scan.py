@@ -20,6 +20,7 @@ from functools import cached_property
 from pathlib import Path, PurePosixPath
 
 from selfloop.config import ProjectPaths
+from selfloop.corpus.formats import reader_for
 from selfloop.errors import SelfloopError
 from selfloop.records import Reason
 
@@ -184,17 +185,17 @@ class FileRead:
     mtime_ns: int | None
     sha: str
     data: bytes
-    fmt: str
+    fmt: str  # the reader (selfloop.corpus.formats.parse)
 
 
-def read_file(loc: Located, pr: Probe, extensions: set[str], max_file_mb: float) -> FileRead | Reason:
-    """The probed file's bytes and hash, or why it is refused (a link or special file, its type, its size)."""
+def read_file(loc: Located, pr: Probe, readers: dict[str, str], max_file_mb: float) -> FileRead | Reason:
+    """The probed file's bytes and hash, or why it is refused (a link or special file, its size).
+
+    Any name is read: whether a file is text is told by its content (``selfloop.corpus.decode``);
+    the name only picks the reader.
+    """
     if pr.refused is not None or pr.real is None:
         return pr.refused or Reason("unreadable", "unknown")
-    ext = (loc.root / loc.rel).suffix.lower()
-    if ext not in extensions:
-        allowed = ", ".join(sorted(extensions))
-        return Reason("unsupported_type", f"{ext or 'no extension'} (ingested: {allowed})")
     limit = int(max_file_mb * 2**20)
     if (pr.size or 0) > limit:
         mib = (pr.size or 0) / 2**20
@@ -202,7 +203,9 @@ def read_file(loc: Located, pr: Probe, extensions: set[str], max_file_mb: float)
     data = read_bytes(pr.real, limit)
     if isinstance(data, Reason):
         return data
-    return FileRead(loc, pr.size, pr.mtime_ns, hashlib.sha256(data).hexdigest(), data, ext[1:])
+    return FileRead(
+        loc, pr.size, pr.mtime_ns, hashlib.sha256(data).hexdigest(), data, reader_for(loc.rel.name, readers)
+    )
 
 
 def read_bytes(real: Path, limit: int) -> bytes | Reason:
