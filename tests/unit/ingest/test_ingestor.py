@@ -15,7 +15,6 @@ from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 
 import pytest
-from datasketch import LeanMinHash, MinHash
 
 from selfloop.config import IngestConfig, ProjectPaths, WatchConfig
 from selfloop.corpus.dedup import HASH_SCHEME, signature, to_bytes
@@ -379,16 +378,13 @@ def test_cli_ingest_prints_the_table(tmp_path, cli):
 def test_signatures_of_an_older_hash_scheme_are_recomputed_on_open(project, store):
     (project.orig / "a.txt").write_text(LONG)
     make(project, store).scan()
-    # What an older selfloop stored: datasketch's MinHash of SHA-1-hashed shingle texts, serialized
-    # by LeanMinHash (a different byte length too), under an older scheme name.
+    # What an older selfloop stored: datasketch's LeanMinHash layout (seed, permutations, 32-bit
+    # hash values; a different byte length too), under an older scheme name.
     words = re.findall(r"\w+", LONG.lower())
-    legacy = MinHash(num_perm=128)
-    legacy.update_batch([" ".join(words[i : i + 5]).encode() for i in range(len(words) - 4)])
-    lean = LeanMinHash(legacy)
-    buf = bytearray(lean.bytesize(byteorder="<"))
-    lean.serialize(buf, byteorder="<")
+    values = sorted(hashlib.sha1(" ".join(words[i : i + 5]).encode()).digest()[:4] for i in range(len(words) - 4))
+    legacy = (1).to_bytes(8, "little") + (128).to_bytes(4, "little") + b"".join((values * 128)[:128])
     with store.tx() as c:
-        c.execute("UPDATE documents SET minhash = ?", (bytes(buf),))
+        c.execute("UPDATE documents SET minhash = ?", (legacy,))
     store.set_meta("corpus.minhash_params", "perm=128 shingle=5 hash=words-xxh3-poly64-top32/affine32")
 
     ing = make(project, store)
