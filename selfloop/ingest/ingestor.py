@@ -36,6 +36,7 @@ from selfloop.ingest.scan import (
     enough_changed,
     ensure_roots,
     is_ignored,
+    is_pairs,
     locate,
     probe,
     read_file,
@@ -220,6 +221,8 @@ class Ingestor:
             return lambda: FileResult(str(path), None, "ignored", "outside the corpus roots")
         if is_ignored(loc.rel, self.watch.ignore):
             return lambda: FileResult(loc.key, loc.origin, "ignored", "matches watch.ignore")
+        if is_pairs(loc):
+            return lambda: FileResult(loc.key, loc.origin, "ignored", "preference pairs (trained by DPO)")
         full = loc.root / loc.rel
         try:
             if stat.S_ISDIR(full.lstat().st_mode):

@@ -70,6 +70,15 @@ def is_ignored(rel: PurePosixPath, patterns: list[str]) -> bool:
     return any(fnmatchcase(part, pat) for part in rel.parts for pat in patterns)
 
 
+# rework/pairs/ holds the preference pairs (selfloop.rework.writer): DPO trains on them from the store, so they
+# are not documents.
+PAIRS_DIR = "pairs"
+
+
+def is_pairs(loc: Located) -> bool:
+    return loc.origin == "rework" and loc.rel.parts[:1] == (PAIRS_DIR,)
+
+
 # --------------------------------------------------------------------------- walking
 
 
@@ -84,12 +93,12 @@ def ensure_roots(paths: ProjectPaths) -> None:
 
 def walk(paths: ProjectPaths, ignore: list[str]) -> Iterator[Path]:
     """Every non-ignored entry that is not a real directory, in a stable order; links are not followed."""
-    for root in roots(paths).values():
+    for origin, root in roots(paths).items():
         for dirpath, dirnames, filenames in os.walk(root, followlinks=False, onerror=_walk_error):
             base = Path(dirpath)
             keep = []
             for d in sorted(dirnames):
-                if is_ignored(PurePosixPath(d), ignore):
+                if is_ignored(PurePosixPath(d), ignore) or (origin == "rework" and base == root and d == PAIRS_DIR):
                     continue
                 if (base / d).is_symlink():
                     yield base / d  # quarantined as a directory link
