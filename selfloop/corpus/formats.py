@@ -90,7 +90,7 @@ def parse(
         return list(parse_jsonl(text, max_json_depth=max_json_depth, fields=fields))
     if fmt == "json":
         return parse_json(text, max_json_depth=max_json_depth, fields=fields)
-    if fmt == "text" and _HTML_START.match(text):
+    if fmt == "text" and looks_like_html(text):
         fmt = "html"
     if fmt == "html":
         text, fmt = html_to_markdown(text), "md"
@@ -199,9 +199,21 @@ def pack(
 
 # ----------------------------------------------------------------- HTML
 
-_HTML_START = re.compile(r"\s*(<!--.*?-->\s*)*<(!doctype\s+html|html[\s>])", re.IGNORECASE | re.DOTALL)
+_HTML_START = re.compile(r"<(!doctype\s+html|html[\s>])", re.IGNORECASE)
 # Never text to learn from: page chrome, code that runs in the browser, embedded media.
 _HTML_DROP = ("head", "script", "style", "noscript", "template", "nav", "svg", "iframe", "object")
+
+
+def looks_like_html(text: str) -> bool:
+    """Whether ``text`` starts as an HTML document does (after whitespace, comments, an XML declaration)."""
+    head = text.lstrip()
+    while head.startswith(("<!--", "<?xml")):
+        close = "-->" if head.startswith("<!--") else "?>"
+        end = head.find(close)
+        if end < 0:
+            return False
+        head = head[end + len(close) :].lstrip()
+    return _HTML_START.match(head) is not None
 
 
 def html_to_markdown(html: str) -> str:

@@ -12,7 +12,16 @@ import zstandard
 
 from selfloop.config import DEFAULT_READERS
 from selfloop.corpus.decode import decode, decompress
-from selfloop.corpus.formats import ChatRecord, Rejected, TextRecord, html_to_markdown, json_record, parse, reader_for
+from selfloop.corpus.formats import (
+    ChatRecord,
+    Rejected,
+    TextRecord,
+    html_to_markdown,
+    json_record,
+    looks_like_html,
+    parse,
+    reader_for,
+)
 from selfloop.records import Reason
 
 PROSE = "The harbor was quiet in the early morning, and the fishing boats rocked gently at their moorings."
@@ -104,6 +113,8 @@ def test_html_is_converted_to_markdown_without_page_chrome():
     # An HTML document without an .html name is still read as HTML; the fence keeps the code in one chunk.
     [rec] = records(page, "text")
     assert rec.text == md
+    assert looks_like_html('<?xml version="1.0"?>\n<!-- saved -->\n<html xmlns="x"><p>a</p></html>')
+    assert not looks_like_html("<!--" * 10_000) and not looks_like_html("The <html> tag starts a page.")
 
 
 def test_decompress_gzip_bzip2_zstd_by_header():
