@@ -48,6 +48,7 @@ test-fast: $(STAMP)
 	$(PYTEST) -m "not hostile and not slow"
 
 bench: $(STAMP)
+	$(BIN)/pip install --quiet -e '.[bench]'  # datatrove, for bench.ingest_speed's comparison
 	$(BIN)/python -m bench
 
 chaos: $(STAMP)

@@ -201,11 +201,13 @@ def rework_problems(rework: Path) -> tuple[list[str], int, int]:
             if not isinstance(rec, dict):
                 problems.append(f"{p}:{n}: not an object")
                 continue
+            records += 1
+            if p.is_relative_to(rework / "pairs"):
+                continue  # preference pairs have no id: a cycle's pairs are written once, as one file
             key = str(rec.get("candidate") or rec.get("id"))  # task records keep the task id in "id"
             if key in seen:
                 problems.append(f"{p}:{n}: record id {key} also in {seen[key]}")
             seen[key] = f"{p.name}:{n}"
-            records += 1
     return problems, records, strays
 
 

@@ -20,6 +20,22 @@ from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, Settings
 from selfloop.errors import ConfigError
 
 ENV_PREFIX = "SELFLOOP_"
+# The readers of selfloop.corpus.formats.parse; a file whose suffix has none is read as text.
+Reader = Literal["text", "md", "py", "html", "jsonl", "json"]
+DEFAULT_READERS: dict[str, Reader] = {
+    ".md": "md",
+    ".markdown": "md",
+    ".py": "py",
+    ".html": "html",
+    ".htm": "html",
+    ".xhtml": "html",
+    ".jsonl": "jsonl",
+    ".json": "json",
+}
+# The keys selfloop reads JSON records by (selfloop.corpus.formats.json_record): [ingest.json_fields] maps onto them.
+JsonField = Literal[
+    "text", "messages", "conversations", "prompt", "completion", "instruction", "input", "output", "system"
+]
 # The generated task families of selfloop.tasks.families (a test keeps the two equal).
 TASK_FAMILIES = ("addition", "reverse")
 
@@ -54,9 +70,18 @@ class WatchConfig(Section):
 class IngestConfig(Section):
     """Preprocessing: formats, normalization, filters (each drop has a reason), dedup, held-out split."""
 
-    extensions: list[str] = Field(
-        default_factory=lambda: [".txt", ".md", ".py", ".jsonl"],
-        description="file types that are ingested; anything else is quarantined",
+    # Deprecated: every text file is read now. Still accepted (configs written before load), never written out.
+    extensions: list[str] | None = Field(None, exclude=True, description="deprecated and ignored")
+    readers: dict[str, Reader] = Field(
+        default_factory=lambda: dict(DEFAULT_READERS),
+        description=(
+            "reader by file suffix (text, md, py, html, jsonl, json), added to these defaults; "
+            "every other file that decodes as text is read as text"
+        ),
+    )
+    json_fields: dict[str, JsonField] = Field(
+        default_factory=dict,
+        description='JSON record keys renamed before reading, e.g. question = "prompt", answer = "completion"',
     )
     max_file_mb: float = Field(64.0, gt=0, description="larger files are quarantined unread")
     chunk_chars: int = Field(
@@ -110,13 +135,19 @@ class IngestConfig(Section):
         description="new or changed MB a scan needs before it starts workers",
     )
 
+    @field_validator("readers", mode="before")
+    @classmethod
+    def _over_defaults(cls, value: Any) -> Any:
+        # A config adds a suffix (".rst" = "md") without restating the defaults.
+        return {**DEFAULT_READERS, **value} if isinstance(value, dict) else value
+
     @model_validator(mode="after")
     def _bounds(self) -> "IngestConfig":
         if self.min_chars >= self.max_chars:
             raise ValueError(f"min_chars ({self.min_chars}) must be below max_chars ({self.max_chars})")
-        bad = [e for e in self.extensions if not e.startswith(".")]
+        bad = [e for e in self.readers if not e.startswith(".") or e != e.lower()]
         if bad:
-            raise ValueError(f"extensions must start with a dot, got {bad}")
+            raise ValueError(f"readers: suffixes are lower case and start with a dot, got {bad}")
         return self
 
 
@@ -780,6 +811,17 @@ def parse_config(raw: dict[str, Any], *, source: str = "config", env: bool = Tru
             os.environ.update(saved)
 
 
+def deprecations(cfg: Config) -> list[str]:
+    """What a valid config sets that no longer has an effect, one line each (``selfloop validate-config``)."""
+    out = []
+    if cfg.ingest.extensions is not None:
+        out.append(
+            "ingest.extensions is deprecated and ignored: every file that decodes as text is ingested; "
+            "[ingest.readers] picks the reader by suffix, watch.ignore leaves files out"
+        )
+    return out
+
+
 def format_errors(err: ValidationError, source: str) -> list[str]:
     """One line per error: file, dotted key, bad value, and what is allowed."""
     lines = []
@@ -824,15 +866,24 @@ def render_toml(cfg: Config | None = None) -> str:
         out.append(f"[{name}]")
         if doc:
             out.append(f"# {doc[0]}")
-        nested = []
+        nested, tables = [], []
         for key, field in type(model).model_fields.items():
             value = getattr(model, key)
+            if field.exclude:  # deprecated: read, never written
+                continue
             if isinstance(value, BaseModel):
                 nested.append((f"{name}.{key}", value))
+                continue
+            if isinstance(value, dict):  # a table: after the section's plain keys, as TOML requires
+                tables.append((f"{name}.{key}", field.description, value))
                 continue
             if field.description:
                 out.append(f"# {field.description}")
             out.append(tomli_w.dumps({key: value}).rstrip())
+        for table, description, value in tables:
+            out.extend(["", f"[{table}]", f"# {description}"])
+            if value:
+                out.append(tomli_w.dumps(value).rstrip())
         for sub_name, sub in nested:
             section(sub_name, sub)
 

@@ -15,7 +15,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
 # --------------------------------------------------------------------------- reasons
 
@@ -123,6 +123,15 @@ class TaskRecord(BaseModel):
     provenance: dict[str, Any] | None = Field(
         None, description="for model-solved records in rework/: who solved it, how, and the verdicts"
     )
+
+    # A row of rework/tasks (selfloop.rework.writer) has every column in every row, for ``datasets``: an absent
+    # field is "", the variants are JSON text. An empty checker, test, solution or answer means nothing anyway.
+    @field_validator("checker", "tests", "solution", "answer", "variants", mode="before")
+    @classmethod
+    def _absent(cls, value: Any, info: ValidationInfo) -> Any:
+        if value == "":
+            return None
+        return json.loads(value) if info.field_name == "variants" and isinstance(value, str) else value
 
     @model_validator(mode="before")
     @classmethod

@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import json
 import shutil
+import sys
 import time
 from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from selfloop.config import ProjectPaths, load_config
+from selfloop.config import ProjectPaths, deprecations, load_config
 from selfloop.dashboard import Col, current_generation, fit_table
 from selfloop.errors import SelfloopError, UsageError
 from selfloop.frontier.families import load_family
@@ -96,6 +97,8 @@ def cmd_init(args: Any) -> int:
 def cmd_validate_config(args: Any) -> int:
     path = args.path or args.config
     cfg, _ = load_config(path)  # ConfigError prints one line per problem, exit 2
+    for line in deprecations(cfg):
+        print(f"{path}: warning: {line}", file=sys.stderr)
     if cfg.frontier.enabled:
         for spec in cfg.frontier.families:
             load_family(spec)  # a plugin that does not import is a config error too

@@ -1,7 +1,8 @@
 """The CPU part of ingesting one file: bytes to prepared documents with their MinHash signatures.
 
-Covers decoding, parsing, normalization, quality filters, content hashes and MinHash signatures (``analyse_file``,
-a pure function of the bytes, the format and the ingest settings; run in worker processes for a scan).
+Covers decompression, decoding, parsing, normalization, quality filters, content hashes and MinHash signatures
+(``analyse_file``, a pure function of the bytes, the reader and the ingest settings; run in worker processes for a
+scan).
 
 Does not cover: reading files, anything that depends on the corpus already stored (exact and near duplicates,
 held-out split of a text seen before) or writes; that is ``selfloop.ingest``.
@@ -14,7 +15,7 @@ from dataclasses import dataclass
 from rensa import RMinHash
 
 from selfloop.config import IngestConfig
-from selfloop.corpus.decode import decode
+from selfloop.corpus.decode import decode, decompress
 from selfloop.corpus.dedup import minhashes
 from selfloop.corpus.formats import Rejected, parse
 from selfloop.corpus.normalize import normalize_newlines
@@ -34,10 +35,21 @@ class Analysed:
 
 def analyse_file(data: bytes, fmt: str, cfg: IngestConfig) -> list[Analysed] | Reason:
     """The documents of one file in file order, or why the whole file is refused."""
+    data = decompress(data, int(cfg.max_file_mb * 2**20))
+    if isinstance(data, Reason):
+        return data
     text = decode(data, cfg.max_control_ratio)
     if isinstance(text, Reason):
         return text
-    items = list(parse(normalize_newlines(text), fmt, chunk_chars=cfg.chunk_chars, max_json_depth=cfg.max_json_depth))
+    items = parse(
+        normalize_newlines(text),
+        fmt,
+        chunk_chars=cfg.chunk_chars,
+        max_json_depth=cfg.max_json_depth,
+        fields=cfg.json_fields,
+    )
+    if isinstance(items, Reason):
+        return items
     if not items:
         # Often a file caught between create and write; examined again once it changes.
         return Reason("empty", "a zero-length file" if not data else "only blank lines or whitespace")

@@ -23,7 +23,6 @@ import shutil
 import threading
 import time
 from dataclasses import asdict
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -36,7 +35,7 @@ from selfloop.frontier.family import Family
 from selfloop.frontier.grow import Grower, arms, fixed_problems, outcomes
 from selfloop.frontier.label import Label
 from selfloop.lifeline import ParentWatch
-from selfloop.rework.writer import write_records
+from selfloop.rework.writer import FRONTIER, write_records
 
 POINTER = "CHAMPION"
 NAME = re.compile(r"^[A-Za-z0-9_.-]+$")
@@ -103,16 +102,11 @@ def read_rounds(rework: Path) -> list[list[tuple[str, str]]]:
 
 
 def write_round(rework: Path, number: int, kept: list[Label], generation: int, filters: dict[str, Any]) -> Path:
-    """The round's kept labels as prompt/completion records with their provenance (append-only, atomic)."""
-    now = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    """The round's kept labels as prompt/completion rows with their provenance (append-only, atomic)."""
+    now = time.time()
     records = [
         {
             "id": f"{k.family}-r{number:04d}-{i:05d}",
-            "strategy": "frontier",
-            "generation": generation,
-            "sources": [],
-            "verdicts": {"filters": filters},
-            "created_at": now,
             "prompt": k.prompt,
             "completion": k.answer,
             "family": k.family,
@@ -120,11 +114,15 @@ def write_round(rework: Path, number: int, kept: list[Label], generation: int, f
             "round": number,
             "label_source": k.source,
             "audit_correct": k.audit_correct,
+            "strategy": "frontier",
+            "generation": generation,
+            "created_at": now,
+            "filters": filters,
         }
         for i, k in enumerate(kept)
     ]
     path = rework / f"round-{number:04d}.jsonl"
-    write_records(path, records)
+    write_records(path, records, kind=FRONTIER)
     return path
 
 

@@ -6,7 +6,8 @@ is ``selfloop.ingest.scan``, per-file CPU work ``selfloop.corpus.analyse`` (in w
 the SQL ``selfloop.store.corpus``; dedup decisions and every write stay here, in path order.
 
 Guarantees: nothing under the corpus roots is ever written, moved or deleted; a bad file becomes a ``quarantined``
-row with its reason (examined again once it changes); dropped and duplicate documents are stored with their reason.
+row with its reason (examined again once it changes, or by the first scan under other ingest settings); dropped
+and duplicate documents are stored with their reason.
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ from selfloop.ingest.scan import (
     enough_changed,
     ensure_roots,
     is_ignored,
+    is_pairs,
     locate,
     probe,
     read_file,
@@ -142,7 +144,9 @@ class Ingestor:
         self.watch = watch
         self.paths = paths
         self.store = store
-        self._exts = {e.lower() for e in cfg.extensions}
+        # Quarantined files are examined again by the first scan under other settings (a reader, a limit).
+        self._settings = content_hash(cfg.model_dump_json(exclude={"workers", "parallel_min_mb"}))
+        self._recheck = store.get_meta("ingest.settings") != self._settings
         self._index = NearDupIndex(threshold=cfg.near_dup_threshold, num_perm=cfg.minhash_perm)
         self._load_index()
 
@@ -176,6 +180,9 @@ class Ingestor:
         for key in corpus_store.tracked_files(self.store):
             if key not in seen:
                 report.add(self._remove(key))
+        if self._recheck:
+            self.store.set_meta("ingest.settings", self._settings)
+            self._recheck = False
         self.store.clear_progress("ingest")
         return report
 
@@ -192,7 +199,7 @@ class Ingestor:
         if kind == "text":
             record = TextRecord("candidate", content)
         else:
-            parsed = parse_json_line(content, max_json_depth=self.cfg.max_json_depth)
+            parsed = parse_json_line(content, max_json_depth=self.cfg.max_json_depth, fields=self.cfg.json_fields)
             if kind == "task" and isinstance(parsed, TaskRecord):
                 record = TaskItem("candidate", parsed)
             elif kind == "chat" and isinstance(parsed, tuple):
@@ -214,6 +221,8 @@ class Ingestor:
             return lambda: FileResult(str(path), None, "ignored", "outside the corpus roots")
         if is_ignored(loc.rel, self.watch.ignore):
             return lambda: FileResult(loc.key, loc.origin, "ignored", "matches watch.ignore")
+        if is_pairs(loc):
+            return lambda: FileResult(loc.key, loc.origin, "ignored", "preference pairs (trained by DPO)")
         full = loc.root / loc.rel
         try:
             if stat.S_ISDIR(full.lstat().st_mode):
@@ -228,9 +237,14 @@ class Ingestor:
     def _read_file(self, loc: Located, full: Path) -> _Step:
         pr = probe(full, loc.root)
         row = corpus_store.file_row(self.store, loc.key)
-        if row is not None and row["status"] != "removed" and (row["size"], row["mtime_ns"]) == (pr.size, pr.mtime_ns):
+        if (
+            row is not None
+            and row["status"] != "removed"
+            and (row["size"], row["mtime_ns"]) == (pr.size, pr.mtime_ns)
+            and not (self._recheck and row["status"] == "quarantined")
+        ):
             return lambda: FileResult(loc.key, loc.origin, "unchanged", row["reason"])
-        read = read_file(loc, pr, self._exts, self.cfg.max_file_mb)
+        read = read_file(loc, pr, self.cfg.readers, self.cfg.max_file_mb)
         if isinstance(read, Reason):
             return lambda: self._quarantine(loc, pr.size, pr.mtime_ns, read)
         if row is not None and row["status"] == "ingested" and row["sha256"] == read.sha:

@@ -20,6 +20,7 @@ from functools import cached_property
 from pathlib import Path, PurePosixPath
 
 from selfloop.config import ProjectPaths
+from selfloop.corpus.formats import reader_for
 from selfloop.errors import SelfloopError
 from selfloop.records import Reason
 
@@ -71,6 +72,15 @@ def is_ignored(rel: PurePosixPath, patterns: list[str]) -> bool:
     return any(fnmatchcase(part, pat) for part in rel.parts for pat in patterns)
 
 
+# rework/pairs/ holds the preference pairs (selfloop.rework.writer): DPO trains on them from the store, so they
+# are not documents.
+PAIRS_DIR = "pairs"
+
+
+def is_pairs(loc: Located) -> bool:
+    return loc.origin == "rework" and loc.rel.parts[:1] == (PAIRS_DIR,)
+
+
 # --------------------------------------------------------------------------- walking
 
 
@@ -85,12 +95,13 @@ def ensure_roots(paths: ProjectPaths) -> None:
 
 def walk(paths: ProjectPaths, ignore: list[str]) -> Iterator[Path]:
     """Every non-ignored entry that is not a real directory, in a stable order; links are not followed."""
-    for root in roots(paths).values():
+    for origin, root in roots(paths).items():
         for dirpath, dirnames, filenames in os.walk(root, followlinks=False, onerror=_walk_error):
             base = Path(dirpath)
             keep = []
             for d in sorted(dirnames):
-                if is_ignored(PurePosixPath(d), ignore) or base / d == paths.frontier_rework:
+                skipped = base / d == paths.frontier_rework or (origin == "rework" and base == root and d == PAIRS_DIR)
+                if is_ignored(PurePosixPath(d), ignore) or skipped:
                     continue
                 if (base / d).is_symlink():
                     yield base / d  # quarantined as a directory link
@@ -186,17 +197,17 @@ class FileRead:
     mtime_ns: int | None
     sha: str
     data: bytes
-    fmt: str
+    fmt: str  # the reader (selfloop.corpus.formats.parse)
 
 
-def read_file(loc: Located, pr: Probe, extensions: set[str], max_file_mb: float) -> FileRead | Reason:
-    """The probed file's bytes and hash, or why it is refused (a link or special file, its type, its size)."""
+def read_file(loc: Located, pr: Probe, readers: dict[str, str], max_file_mb: float) -> FileRead | Reason:
+    """The probed file's bytes and hash, or why it is refused (a link or special file, its size).
+
+    Any name is read: whether a file is text is told by its content (``selfloop.corpus.decode``);
+    the name only picks the reader.
+    """
     if pr.refused is not None or pr.real is None:
         return pr.refused or Reason("unreadable", "unknown")
-    ext = (loc.root / loc.rel).suffix.lower()
-    if ext not in extensions:
-        allowed = ", ".join(sorted(extensions))
-        return Reason("unsupported_type", f"{ext or 'no extension'} (ingested: {allowed})")
     limit = int(max_file_mb * 2**20)
     if (pr.size or 0) > limit:
         mib = (pr.size or 0) / 2**20
@@ -204,7 +215,9 @@ def read_file(loc: Located, pr: Probe, extensions: set[str], max_file_mb: float)
     data = read_bytes(pr.real, limit)
     if isinstance(data, Reason):
         return data
-    return FileRead(loc, pr.size, pr.mtime_ns, hashlib.sha256(data).hexdigest(), data, ext[1:])
+    return FileRead(
+        loc, pr.size, pr.mtime_ns, hashlib.sha256(data).hexdigest(), data, reader_for(loc.rel.name, readers)
+    )
 
 
 def read_bytes(real: Path, limit: int) -> bytes | Reason:

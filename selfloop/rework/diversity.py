@@ -3,6 +3,7 @@
 Two figures per batch, recorded per generation: ``distinct_2`` (distinct / all word bigrams, Li et al. 2016; a
 collapsing model drives it down) and the MinHash Jaccard of each record to its nearest neighbour in the batch
 (``max_similarity`` / ``mean_similarity``). A batch whose distinct-2 is below the configured floor is not admitted.
+Signatures and the LSH index are rensa's, through ``selfloop.corpus.dedup`` as for ingest's near-dedup.
 """
 
 from __future__ import annotations
@@ -11,9 +12,12 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from datasketch import MinHash, MinHashLSH
+from rensa import RMinHashLSH
+
+from selfloop.corpus.dedup import lsh_bands, minhashes
 
 _WORD = re.compile(r"\w+|[^\w\s]")
+_NEIGHBOUR = 0.3  # the LSH threshold of a neighbour: less similar records need not be found
 
 
 def words(text: str) -> list[str]:
@@ -29,14 +33,6 @@ def distinct_n(texts: Sequence[str], n: int = 2) -> float:
         total += len(grams)
         seen.update(grams)
     return len(seen) / total if total else 0.0
-
-
-def minhash(text: str, num_perm: int = 64, shingle: int = 3) -> MinHash:
-    m = MinHash(num_perm=num_perm)
-    toks = words(text)
-    grams = [" ".join(toks[i : i + shingle]) for i in range(max(1, len(toks) - shingle + 1))]
-    m.update_batch(g.encode("utf-8") for g in grams)
-    return m
 
 
 @dataclass(frozen=True)
@@ -58,11 +54,11 @@ class Diversity:
 
 
 def measure(texts: Sequence[str], num_perm: int = 64) -> Diversity:
-    """Diversity of a batch. Nearest neighbours come from an LSH index, not all pairs."""
-    hashes = [minhash(t, num_perm) for t in texts]
+    """Diversity of a batch. Nearest neighbours (word 3-gram MinHash) come from an LSH index, not all pairs."""
+    hashes = minhashes(texts, num_perm=num_perm, shingle_words=3)
     nearest = [0.0] * len(texts)
     if len(texts) > 1:
-        lsh = MinHashLSH(threshold=0.3, num_perm=num_perm)
+        lsh = RMinHashLSH(_NEIGHBOUR, num_perm, lsh_bands(_NEIGHBOUR, num_perm))
         for i, m in enumerate(hashes):
             for j in lsh.query(m):
                 sim = m.jaccard(hashes[j])

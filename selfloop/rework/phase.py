@@ -25,7 +25,7 @@ from selfloop.judge import Candidate, JudgeContext, Outcome, Pipeline
 from selfloop.model.generate import generate
 from selfloop.rework import diversity, solve
 from selfloop.rework.strategies import Draft, Prompt, Source, assemble, plan_budget, rewrite_prompts, synthesize_prompts
-from selfloop.rework.writer import rework_file, write_records
+from selfloop.rework.writer import PAIRS, rework_file, write_records
 from selfloop.store import Store, candidates
 from selfloop.store.corpus import rework_sources
 
@@ -205,6 +205,7 @@ def run_judge(
         written += write_accepted(paths, store, earlier)
     for path in written:
         ingestor.ingest_path(path)
+    pairs = write_pairs(paths, store, cycle_id)
     counts = {f"{status}:{reason}": n for (status, reason), n in candidates.counts_by_reason(store, cycle_id).items()}
     accepted = candidates.count(store, cycle_id, "accepted")
     store.event(
@@ -217,8 +218,13 @@ def run_judge(
         "accepted": accepted,
         "counts": counts,
         "diversity": figures,
-        "files": [str(p.relative_to(paths.root)) if p.is_relative_to(paths.root) else str(p) for p in written],
+        "files": [_shown(paths, p) for p in written],
+        "pairs": [_shown(paths, p) for p in pairs],
     }
+
+
+def _shown(paths: ProjectPaths, path: Path) -> str:
+    return str(path.relative_to(paths.root)) if path.is_relative_to(paths.root) else str(path)
 
 
 def _judge_rationalized(
@@ -273,19 +279,19 @@ def admit_by_diversity(store: Store, cycle_id: int, floor: float) -> dict[str, A
 
 
 def write_accepted(paths: ProjectPaths, store: Store, cycle_id: int) -> list[Path]:
-    """One rework file per strategy with every accepted candidate of the cycle and its provenance."""
+    """One rework file per kind and strategy with every accepted candidate of the cycle and its provenance."""
     written = []
     rows = candidates.accepted(store, cycle_id)
-    by_strategy: dict[str, list[Any]] = {}
+    groups: dict[tuple[str, str], list[Any]] = {}
     for r in rows:
-        by_strategy.setdefault(r["strategy"], []).append(r)
-    for strategy, group in by_strategy.items():
-        path = rework_file(paths.rework, group[0]["generation"], strategy, cycle_id)
+        groups.setdefault((_dataset_kind(r), r["strategy"]), []).append(r)
+    for (kind, strategy), group in groups.items():
+        path = rework_file(paths.rework, kind, group[0]["generation"], strategy, cycle_id)
         if all(r["rework_path"] for r in group) and path.exists():
             continue
         kept = solve.distinct_rows(group) if strategy == solve.STRATEGY else group
         records = [_record(store, r, cycle_id) for r in kept]
-        write_records(path, records)  # False when a resumed phase finds the file already whole
+        write_records(path, records, kind=kind)  # False when a resumed phase finds the file already whole
         candidates.mark_written(store, [r["id"] for r in group], str(path))
         written.append(path)
     return written
@@ -296,6 +302,26 @@ def label_source(kind: str) -> str:
     checker or tests that know the answer (``oracle``); Python is accepted by running it (``tool``); text and chat
     by judges that score them, the model's own perplexity among them (``self``)."""
     return {"task": "oracle", "python": "tool"}.get(kind, "self")
+
+
+def write_pairs(paths: ProjectPaths, store: Store, cycle_id: int) -> list[Path]:
+    """The cycle's preference pairs, one file per source (a_vs_b, task), in TRL's format; DPO reads the store."""
+    by_source: dict[str, list[Any]] = {}
+    for p in candidates.cycle_pairs(store, cycle_id):
+        by_source.setdefault(p["source"], []).append({**dict(p), "cycle": cycle_id})
+    written = []
+    for source, group in by_source.items():
+        path = rework_file(paths.rework, PAIRS, group[0]["generation"], source, cycle_id)
+        if write_records(path, group, kind=PAIRS):
+            written.append(path)
+    return written
+
+
+def _dataset_kind(row: Any) -> str:
+    """The rework dataset a candidate goes to: solved tasks, chats, or text (Python sources included)."""
+    if row["strategy"] == solve.STRATEGY:
+        return "tasks"
+    return "chat" if row["kind"] == "chat" else "text"
 
 
 def _record(store: Store, row: Any, cycle_id: int) -> dict[str, Any]:
@@ -315,8 +341,7 @@ def _record(store: Store, row: Any, cycle_id: int) -> dict[str, Any]:
         "generation": row["generation"],
         "cycle": cycle_id,
         "sources": json.loads(row["source_ids"]),
-        "verdicts": verdicts,
-        "scores": json.loads(row["scores"] or "{}"),
+        "verdicts": verdicts,  # each judge's score is here (the candidate's ``scores`` repeat them)
         "created_at": row["created_at"],
     }
     if row["strategy"] == solve.STRATEGY:

@@ -189,7 +189,9 @@ def rework_record(row: Any, provenance: dict[str, Any]) -> dict[str, Any]:
     through the prose filters that short answers would fail.
     """
     meta = json.loads(row["meta"])
-    record = {k: v for k, v in meta["task"].items() if k not in ("answer", "solution", "provenance")}
+    record = {"variants": None} | {
+        k: v for k, v in meta["task"].items() if k not in ("answer", "solution", "provenance")
+    }
     completion = json.loads(row["content"])["messages"][1]["content"]
     if meta["answer_kind"] == "answer":
         record["answer"] = meta["answer"]

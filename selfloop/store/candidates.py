@@ -214,6 +214,19 @@ def replace_pairs(store: Store, cycle_id: int, source: str, pairs: Sequence[tupl
         c.executemany(_INSERT_PAIR, [(cycle_id, *p, source, now) for p in pairs])
 
 
+def cycle_pairs(store: Store, cycle_id: int) -> list[sqlite3.Row]:
+    """(prompt, chosen, rejected, source, created_at, generation) of a cycle's pairs, in the order they were made.
+
+    The generation is that of the cycle's candidates (the model whose samples were paired).
+    """
+    return store.query(
+        "SELECT p.prompt, p.chosen, p.rejected, p.source, p.created_at,"
+        " (SELECT generation FROM candidates c WHERE c.cycle_id = p.cycle_id LIMIT 1) AS generation"
+        " FROM pairs p WHERE p.cycle_id = ? ORDER BY p.id",
+        (cycle_id,),
+    )
+
+
 def preference_pairs(store: Store, sources: Sequence[str]) -> list[sqlite3.Row]:
     """(prompt, chosen, rejected, source) of the pairs from ``sources`` whose two sides differ, newest first."""
     if not sources:

@@ -6,6 +6,7 @@ positive figures. Results go to a temporary directory, not ``bench/results``.
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import subprocess
@@ -58,6 +59,9 @@ def test_quick_benchmarks_write_positive_figures(tmp_path):
     assert positive(ingest["mb_per_s"]) and positive(ingest["read_and_hash_mb_per_s"])
     assert all(r["documents"] > 0 for r in ingest["synthetic"].values())
     assert positive(ingest["serial_16x"]["mb_per_s"]) and positive(ingest["shipped_vs_serial"])
+    if importlib.util.find_spec("datatrove"):  # the bench extra
+        assert positive(ingest["datatrove_16x"]["mb_per_s"])
+        assert positive(ingest["datatrove_16x"]["selfloop_serial_vs_datatrove"])
 
     reload = figures("reload")
     assert positive(reload["hot_reload_ms"]["median"]) and positive(reload["cold_start_process_s"]["median"])

@@ -66,8 +66,11 @@ def record(i: int) -> dict:
     return {
         "id": f"c00001-{i}",
         "text": paragraph(i),
+        "kind": "text",
+        "label_source": "self",
         "strategy": "rewrite",
         "generation": 0,
+        "cycle": 1,
         "sources": [i],
         "verdicts": [],
         "created_at": 0.0,
@@ -77,19 +80,19 @@ def record(i: int) -> dict:
 def test_rework_write_on_a_full_disk_fails_whole_and_leaves_nothing(tmp_path):
     with small_filesystem(tmp_path / "rework", "256k") as rework:
         done = rework / "gen-0000" / "rewrite-c00001.jsonl"
-        assert write_records(done, [record(i) for i in range(5)])
+        assert write_records(done, [record(i) for i in range(5)], kind="text")
         before = done.read_bytes()
         fill(rework)
         target = rework / "gen-0000" / "synthesize-c00002.jsonl"
         with pytest.raises(OSError) as err:
-            write_records(target, [record(i) for i in range(100, 400)])
+            write_records(target, [record(i) for i in range(100, 400)], kind="text")
         assert err.value.errno == errno.ENOSPC
         # Nothing half written: no target, no temp file, the earlier file untouched.
         assert not target.exists()
         assert sorted(p.name for p in (rework / "gen-0000").iterdir()) == ["rewrite-c00001.jsonl"]
         assert done.read_bytes() == before
         (rework / "ballast.bin").unlink()
-        assert write_records(target, [record(i) for i in range(100, 400)])  # room again: it works
+        assert write_records(target, [record(i) for i in range(100, 400)], kind="text")  # room again: it works
         assert len(target.read_text().splitlines()) == 300
 
 

@@ -76,7 +76,7 @@ def hostile_corpus(orig: Path) -> dict[str, str | None]:
     n = iter(range(10_000, 10_100))
     put("elf.txt", b"\x7fELF\x02\x01\x01\x00" + os.urandom(2048), "binary")
     put("random.md", bytes(range(1, 32)) * 64, "binary")
-    put("image.png", b"\x89PNG\r\n\x1a\n" + os.urandom(256), "unsupported_type")
+    put("image.png", b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR" + os.urandom(256), "binary")
     put("latin1.txt", ("Caf\u00e9 cr\u00e8me br\u00fbl\u00e9e " * 8).encode("latin-1"), "not_utf8")
     put("broken-utf8.py", b"print('ok')\n# \xe2\x82 truncated sequence\n", "not_utf8")
     put("utf16-lone-surrogate.txt", b"\xff\xfe" + b"\x00\xd8" + "after".encode("utf-16-le"), "bad_encoding")

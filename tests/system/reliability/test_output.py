@@ -120,9 +120,8 @@ def test_hostile_generations_are_stored_rejected_with_reasons_and_never_written(
     }
     # Anything accepted (only JSON-looking text can be) is written as a record that parses back exactly.
     accepted = store.query("SELECT completion FROM candidates WHERE status = 'accepted'")
-    records = [
-        json.loads(line) for f in paths.rework.rglob("*.jsonl") for line in f.read_text(encoding="utf-8").splitlines()
-    ]
+    written = [f for kind in ("text", "chat", "tasks") for f in (paths.rework / kind).rglob("*.jsonl")]
+    records = [json.loads(line) for f in written for line in f.read_text(encoding="utf-8").splitlines()]
     assert len(records) == judged["accepted"] == len(accepted)
     assert all(r["completion"] == valid_unicode(HOSTILE["json_breaker"]) for r in accepted)
     for rec in records:

@@ -92,7 +92,7 @@ def test_status_files_lists_each_files_outcome(ingested, cli):
     assert files["orig/b.txt"]["lines"] == {}  # a text chunk is not a line
     assert files["orig/short.txt"]["dropped"] == {"too_short": 1}
     blob = files["orig/blob.bin"]
-    assert blob["status"] == "quarantined" and blob["reason"].startswith("unsupported_type")
+    assert blob["status"] == "quarantined" and blob["reason"].startswith("binary")
     r = cli("status", "--files", "-c", str(config), cwd=root, env={"COLUMNS": "80"})
     assert r.returncode == 0, r.stderr
     assert "invalid_json 2 (lines 2, 5)" in r.stdout

@@ -132,3 +132,25 @@ def test_train_report_to_takes_the_trainers_integrations():
         parse_config({"train": {"report_to": "tensorbord"}})
     with pytest.raises(ConfigError, match="stand alone"):
         parse_config({"train": {"report_to": ["none", "wandb"]}})
+
+
+def test_deprecated_extensions_still_load_and_validate_config_says_so(tmp_path, cli):
+    old = tmp_path / "config.toml"
+    old.write_text('[ingest]\nextensions = [".txt", ".md", ".py", ".jsonl"]\n')
+    cfg, _ = load_config(old)
+    assert cfg.ingest.readers[".json"] == "json"  # the defaults hold; the old key limits nothing
+    r = cli("validate-config", str(old))
+    assert r.returncode == 0 and r.stdout.startswith("OK")
+    assert "ingest.extensions is deprecated and ignored" in r.stderr and "ingest.readers" in r.stderr
+    assert "extensions" not in render_toml()
+
+
+def test_readers_add_to_the_defaults_and_are_checked(tmp_path):
+    p = tmp_path / "config.toml"
+    p.write_text('[ingest.readers]\n".rst" = "md"\n\n[ingest.json_fields]\nquestion = "prompt"\n')
+    cfg, _ = load_config(p)
+    assert cfg.ingest.readers[".rst"] == "md" and cfg.ingest.readers[".py"] == "py"
+    assert cfg.ingest.json_fields == {"question": "prompt"}
+    p.write_text('[ingest.readers]\n".rst" = "pdf"\n')
+    with pytest.raises(ConfigError, match="ingest.readers.*rst"):
+        load_config(p)

@@ -83,7 +83,7 @@ def test_decode_refuses_latin1_binary_and_controls():
     bad = decode("caf\u00e9".encode("latin-1"), 0.01)
     assert isinstance(bad, Reason) and bad.code == "not_utf8" and "byte 3" in bad.detail
     nul = decode(b"abc\x00def", 0.01)
-    assert nul == Reason("binary", "NUL byte at offset 3")
+    assert nul.code == "binary" and nul.detail.startswith("NUL byte at offset 3; ") and "watch.ignore" in nul.detail
     ctl = decode(b"text" + b"\x01\x02\x03" * 10, 0.01)
     assert isinstance(ctl, Reason) and ctl.code == "binary" and "control characters" in ctl.detail
 
@@ -160,13 +160,13 @@ def test_quality_check_for_generated_text():
 
 
 def test_short_text_is_one_document():
-    [rec] = parse_all(PROSE, "txt")
+    [rec] = parse_all(PROSE, "text")
     assert rec == TextRecord("chunk 1 (lines 1-1)", PROSE)
 
 
 def test_long_text_splits_at_blank_lines_near_chunk_chars():
     paras = [f"Paragraph {i}. " + PROSE for i in range(12)]
-    recs = parse_all("\n\n".join(paras), "txt", chunk_chars=700)
+    recs = parse_all("\n\n".join(paras), "text", chunk_chars=700)
     assert len(recs) > 3
     assert all(len(r.text) <= 700 for r in recs)
     # nothing lost, nothing cut mid-paragraph

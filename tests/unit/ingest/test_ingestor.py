@@ -15,7 +15,6 @@ from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 
 import pytest
-from datasketch import LeanMinHash, MinHash
 
 from selfloop.cli.project import starter_corpus
 from selfloop.config import IngestConfig, ProjectPaths, WatchConfig
@@ -185,7 +184,7 @@ def test_is_duplicate_and_quality_check_for_candidates(project, store):
     [
         ("bin.txt", b"\x7fELF\x02\x01\x01\x00\x00\x00", "binary"),
         ("latin.txt", "caf\u00e9 cr\u00e8me br\u00fbl\u00e9e, a long enough line".encode("latin-1"), "not_utf8"),
-        ("doc.pdf", b"%PDF-1.4", "unsupported_type"),
+        ("doc.pdf", b"%PDF-1.4\n%\xe2\xe3\xcf\xd3\n1 0 obj\n<< /Length 5 >>\nstream\n\x00\x01\x02", "binary"),
     ],
 )
 def test_bad_files_are_quarantined_with_reason(project, store, name, data, code):
@@ -372,23 +371,20 @@ def test_cli_ingest_prints_the_table(tmp_path, cli):
     proc = cli("ingest", "-c", str(tmp_path / "config.toml"), cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
     assert "documents accepted" in proc.stdout and "dropped: too_short" in proc.stdout
-    assert "orig/c.bin" in proc.stdout and "unsupported_type" in proc.stdout
+    assert "orig/c.bin" in proc.stdout and "binary" in proc.stdout
     assert (tmp_path / "st/state.db").exists() and (tmp_path / "data/rework").is_dir()
 
 
 def test_signatures_of_an_older_hash_scheme_are_recomputed_on_open(project, store):
     (project.orig / "a.txt").write_text(LONG)
     make(project, store).scan()
-    # What an older selfloop stored: datasketch's MinHash of SHA-1-hashed shingle texts, serialized
-    # by LeanMinHash (a different byte length too), under an older scheme name.
+    # What an older selfloop stored: datasketch's LeanMinHash layout (seed, permutations, 32-bit
+    # hash values; a different byte length too), under an older scheme name.
     words = re.findall(r"\w+", LONG.lower())
-    legacy = MinHash(num_perm=128)
-    legacy.update_batch([" ".join(words[i : i + 5]).encode() for i in range(len(words) - 4)])
-    lean = LeanMinHash(legacy)
-    buf = bytearray(lean.bytesize(byteorder="<"))
-    lean.serialize(buf, byteorder="<")
+    values = sorted(hashlib.sha1(" ".join(words[i : i + 5]).encode()).digest()[:4] for i in range(len(words) - 4))
+    legacy = (1).to_bytes(8, "little") + (128).to_bytes(4, "little") + b"".join((values * 128)[:128])
     with store.tx() as c:
-        c.execute("UPDATE documents SET minhash = ?", (bytes(buf),))
+        c.execute("UPDATE documents SET minhash = ?", (legacy,))
     store.set_meta("corpus.minhash_params", "perm=128 shingle=5 hash=words-xxh3-poly64-top32/affine32")
 
     ing = make(project, store)
@@ -578,3 +574,61 @@ def test_a_dead_worker_leaves_its_file_to_the_scanning_process(project, store):
     result = ing._complete(ing._examine(project.orig / "a.txt"), died)
     assert (result.status, result.accepted) == ("ingested", 1)
     assert [r["file_path"] for r in docs(store)] == ["orig/a.txt"]
+
+
+def test_text_is_read_whatever_its_name_and_compressed_files_are_opened(project, store):
+    import bz2
+    import gzip
+
+    import zstandard
+
+    for name in ("GPL-3", "README", "LICENSE", "notes.rst", "paper.tex", "run.log"):
+        (project.orig / name).write_text(LONG)
+    (project.orig / "page.html").write_text(f"<html><body><script>x()</script><p>{OTHER}</p></body></html>")
+    chat = {
+        "conversations": [
+            {"from": "human", "value": "Why do fishing boats go out so early in the morning?"},
+            {"from": "gpt", "value": "The fish feed near the surface at dawn, and the market opens at seven."},
+        ]
+    }
+    (project.orig / "chat.jsonl.gz").write_bytes(gzip.compress(json.dumps(chat).encode()))
+    alpaca = [{"instruction": "Name a color of the sky.", "input": "", "output": "Blue, on a clear day."}]
+    (project.orig / "alpaca.json.zst").write_bytes(zstandard.ZstdCompressor().compress(json.dumps(alpaca).encode()))
+    (project.orig / "notes.txt.bz2").write_bytes(bz2.compress(OTHER.replace("Hikers", "Walkers").encode() * 2))
+    report = make(project, store).scan()
+    assert not report.quarantined
+    by_file = {r["file_path"]: r for r in docs(store, None)}
+    assert {r["file_path"] for r in docs(store)} >= {
+        "orig/GPL-3",
+        "orig/page.html",
+        "orig/chat.jsonl.gz",
+        "orig/alpaca.json.zst",
+        "orig/notes.txt.bz2",
+    }
+    assert by_file["orig/page.html"]["content"] == OTHER  # the script is gone
+    assert by_file["orig/chat.jsonl.gz"]["kind"] == "chat" and by_file["orig/alpaca.json.zst"]["kind"] == "chat"
+    # The same text under six names: one active, the others exact duplicates, none refused.
+    same = [r for r in docs(store, None) if r["content"] == LONG]
+    assert len(same) == 6 and sum(r["status"] == "active" for r in same) == 1
+
+
+def test_a_decompression_bomb_is_quarantined_past_the_cap(project, store):
+    import gzip
+
+    (project.orig / "bomb.txt.gz").write_bytes(gzip.compress(b"a " * (2 << 20)))  # 4 MiB from about 4 KiB
+    make(project, store, max_file_mb=1.0).scan()
+    row = file_row(store, "orig/bomb.txt.gz")
+    assert row["status"] == "quarantined" and row["reason"].startswith("too_large: gzip data decompresses to more")
+
+
+def test_a_settings_change_reexamines_quarantined_files(project, store):
+    qa = {"question": "What is the capital of France?", "answer": "Paris is the capital of France."}
+    (project.orig / "qa.json").write_text(json.dumps(qa))
+    make(project, store).scan()
+    row = file_row(store, "orig/qa.json")
+    assert row["status"] == "quarantined" and row["reason"].startswith("unsupported_json:")
+    assert make(project, store).scan().unchanged == 1  # same settings: not read again
+    report = make(project, store, json_fields={"question": "prompt", "answer": "completion"}).scan()
+    assert report.ingested == 1 and file_row(store, "orig/qa.json")["status"] == "ingested"
+    [doc] = docs(store)
+    assert json.loads(doc["content"])["messages"][1] == {"role": "assistant", "content": qa["answer"]}

@@ -55,7 +55,8 @@ def test_cycle_once_with_rework_end_to_end(tmp_path, cli):
         assert data["rework_share"] <= 0.5
         if accepted:
             assert rework_docs >= 1 and data["rework_share"] > 0
-    records = [json.loads(line) for f in paths.rework.rglob("*.jsonl") for line in f.read_text().splitlines()]
+    written = [f for kind in ("text", "chat", "tasks") for f in (paths.rework / kind).rglob("*.jsonl")]
+    records = [json.loads(line) for f in written for line in f.read_text().splitlines()]
     assert len(records) == accepted
     assert all(r["generation"] == 0 and r["cycle"] == 2 for r in records)
     assert {p: p.read_bytes() for p in paths.orig.rglob("*") if p.is_file()} == orig_before  # orig untouched

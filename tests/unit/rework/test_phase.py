@@ -2,6 +2,7 @@
 
 import json
 from contextlib import contextmanager
+from pathlib import Path
 
 import pytest
 from lifecycle_helpers import chat_record, install_champion, make_project, paragraph
@@ -95,7 +96,7 @@ def test_rework_then_judge_writes_only_judged_candidates_with_provenance(project
     assert all(r[0].startswith(("python/", "text_quality/", "a_vs_b/")) for r in rejected_python)
 
     accepted = store.query("SELECT * FROM candidates WHERE status = 'accepted'")
-    files = sorted(paths.rework.rglob("*.jsonl"))
+    files = sorted(f for kind in ("text", "chat") for f in (paths.rework / kind).rglob("*.jsonl"))
     assert len(files) == len(judged["files"])
     records = [json.loads(line) for f in files for line in f.read_text().splitlines()]
     assert len(records) == len(accepted) == judged["accepted"]
@@ -103,12 +104,14 @@ def test_rework_then_judge_writes_only_judged_candidates_with_provenance(project
         assert {"id", "strategy", "generation", "sources", "verdicts", "created_at", "cycle"} <= set(rec)
         assert rec["label_source"] == {"task": "oracle", "python": "tool"}.get(rec["kind"], "self")
         assert ("text" in rec) != ("messages" in rec)
-        assert rec["verdicts"] and all(v["status"] == "accept" for v in rec["verdicts"])
+        verdicts = json.loads(rec["verdicts"])
+        assert verdicts and all(v["status"] == "accept" for v in verdicts)
     assert len({r["id"] for r in records}) == len(records)
-    if files:
-        ds = datasets.load_dataset("json", data_files=[str(f) for f in files], split="train")
-        assert ds.num_rows == len(records)
-        # Accepted rework is ingested as rework documents, ready for the next mixture.
+    for kind in ("text", "chat"):  # one dataset per kind
+        if kind_files := [str(f) for f in files if f.is_relative_to(paths.rework / kind)]:
+            ds = datasets.load_dataset("json", data_files=kind_files, split="train")
+            assert ds.num_rows == sum(len(Path(f).read_text().splitlines()) for f in kind_files)
+    if files:  # accepted rework is ingested as rework documents, ready for the next mixture
         assert store.scalar("SELECT COUNT(*) FROM documents WHERE origin = 'rework'") >= 1
     # A-vs-B comparisons become preference pairs (chosen/rejected) either way; a sample that
     # stopped at its first token has no completion to pair (record_outcome skips it).
@@ -118,8 +121,14 @@ def test_rework_then_judge_writes_only_judged_candidates_with_provenance(project
     )
     assert store.scalar("SELECT COUNT(*) FROM pairs") == ab > 0
 
+    # The pairs, in TRL's preference format, beside the rework.
+    [pairs_file] = (paths.rework / "pairs").rglob("a_vs_b-c00001.jsonl")
+    assert len(pairs_file.read_text().splitlines()) == ab and judged["pairs"] == [
+        "corpus/rework/" + str(pairs_file.relative_to(paths.rework))
+    ]
+
     # Resuming either phase duplicates nothing.
-    before = [f.read_bytes() for f in files]
+    before = [f.read_bytes() for f in sorted(paths.rework.rglob("*.jsonl"))]
     assert run_rework(cfg, store, cycle_id=1, model_source=model_source)["resumed"]
     run_judge(cfg, paths, store, cycle_id=1, model_source=model_source, sandbox_source=sandbox_source)
     assert store.scalar("SELECT COUNT(*) FROM candidates") == 24
@@ -172,7 +181,7 @@ def test_diversity_floor_rejects_a_batch_of_near_copies(project):
     run_rework(cfg, store, cycle_id=1, model_source=model_source)
     out = run_judge(cfg, paths, store, cycle_id=1, model_source=model_source, sandbox_source=sandbox_source)
     assert out["accepted"] == 0 and out["files"] == []
-    assert not list(paths.rework.rglob("*.jsonl"))
+    assert not [f for f in paths.rework.rglob("*.jsonl") if not f.is_relative_to(paths.rework / "pairs")]
     if out["diversity"]:
         assert all(not f["admitted"] for f in out["diversity"].values())
         assert store.scalar("SELECT COUNT(*) FROM candidates WHERE reason = 'diversity_floor'") > 0

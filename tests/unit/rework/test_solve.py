@@ -72,8 +72,13 @@ def test_solved_answers_are_judged_in_the_sandbox_and_only_correct_ones_train(pr
     assert "solve" not in out["diversity"]  # the collapse guard is for free text, not verified answers
     accepted = store.query("SELECT content FROM candidates WHERE status = 'accepted'")
     assert {r["content"] for r in accepted} == {d.content for d in drafts[::2]}
-    records = [json.loads(line) for f in paths.rework.rglob("*.jsonl") for line in f.read_text().splitlines()]
+    records = [
+        json.loads(line) for f in (paths.rework / "tasks").rglob("*.jsonl") for line in f.read_text().splitlines()
+    ]
     assert len(records) == 12
+    # The cycle's preference pairs, in TRL's format, beside them.
+    [pairs_file] = (paths.rework / "pairs").rglob("task-c*.jsonl")
+    assert len(pairs_file.read_text().splitlines()) == 12
     for r in records:
         # A self-labelled task record: the model's answer or program as its worked answer, with provenance.
         task = TaskRecord.model_validate(r)
@@ -81,7 +86,7 @@ def test_solved_answers_are_judged_in_the_sandbox_and_only_correct_ones_train(pr
         assert (
             prov["strategy"] == "solve"
             and not prov["rationalized"]
-            and [v["judge"] for v in prov["verdicts"]] == ["task"]
+            and [v["judge"] for v in json.loads(prov["verdicts"])] == ["task"]
         )
         assert (task.answer is not None) == (prov["answer_kind"] == "answer") and (task.solution is not None) == (
             prov["answer_kind"] == "program"
