@@ -290,7 +290,8 @@ def test_records_with_variants_round_trip_through_rework_and_ingest(tmp_path):
         store_drafts(store, 1, 0, drafts)
         out = run_judge(cfg, paths, store, 1, model_source, sandbox_source)
         assert out["accepted"] == 1 and out["counts"]["rejected:task/hard-coded"] == 1
-        (written,) = [json.loads(line) for f in paths.rework.rglob("*.jsonl") for line in f.read_text().splitlines()]
+        tasks = (paths.rework / "tasks").rglob("*.jsonl")  # the cycle's preference pair went to pairs/
+        (written,) = [json.loads(line) for f in tasks for line in f.read_text().splitlines()]
         assert TaskRecord.model_validate(written).variants == task.variants
         (doc,) = store.query("SELECT content FROM documents WHERE origin = 'rework' AND kind = 'task'")
         assert TaskRecord.model_validate_json(doc["content"]).variants == task.variants
