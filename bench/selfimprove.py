@@ -206,6 +206,13 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     unknown = set(args.arms.split(",")) - set(ARMS)
     if unknown:
         p.error(f"unknown arms {sorted(unknown)}; the tool arm needs a model that writes programs (BENCHMARKS.md)")
+    from selfloop.errors import ConfigError
+    from selfloop.frontier.families import load_family
+
+    try:
+        load_family(args.family)  # a family that does not load fails here, not in every worker
+    except ConfigError as e:
+        p.error(str(e))
     return args
 
 
