@@ -2,12 +2,14 @@
 
 Per seed, one generation 0 learns levels 1..labelled_max from streamed generator labels; every arm starts from it
 and runs the same rounds (steps, schedule, replay, seeds) and differs only in who fills the newest slot of the
-mixture: ``self`` (the model, kept by its own checks), ``unfiltered`` (the model, format only), ``oracle`` (the
-answer key: the upper bound) or ``control`` (nobody: fresh labelled-range problems). Each arm's final model is
-tested on problems from a seed no round draws from. The criteria below are fixed before the run.
+mixture: ``self`` (the model, kept by its own checks), ``tool`` (the stdout of programs the model wrote, run in the
+sandbox, kept by key-free checks), ``unfiltered`` (the model, format only), ``oracle`` (the answer key: the upper
+bound) or ``control`` (nobody: fresh labelled-range problems). Each arm's final model is tested on problems from a
+seed no round draws from. The criteria below are fixed before the run.
 
     python -m bench.selfimprove                                   # 3 seeds x 4 arms, about an hour on 2 cores
     python -m bench.selfimprove --family reverse --seeds 1 --arms self,control
+    python -m bench.selfimprove --arms tool,control --rounds 6 --sandbox bwrap
     python -m bench.selfimprove --quick                           # smoke: tiny sizes, about a minute
 
 A benchmark, not a test: it asserts nothing; it writes ``bench/results/selfimprove.json`` (or ``--json``) and a PNG
@@ -34,12 +36,13 @@ CRITERIA: dict[str, Any] = {
     "final_margin": 0.5,
     "in_distribution_margin": 0.02,
     "rule": (
-        "in every seed: accuracy(self) - accuracy(control) >= final_margin at the final level, and "
-        "in-distribution accuracy (levels 1..labelled_max) of self >= control - in_distribution_margin; "
-        "each arm's final model, test problems from test_seed"
+        "for self and for tool (each that runs): in every seed, accuracy(arm) - accuracy(control) >= final_margin "
+        "at the final level, and in-distribution accuracy (levels 1..labelled_max) of the arm >= control - "
+        "in_distribution_margin; each arm's final model, test problems from test_seed"
     ),
 }
-ARMS = ("self", "unfiltered", "oracle", "control")
+ARMS = ("self", "tool", "unfiltered", "oracle", "control")
+JUDGED = ("self", "tool")  # the arms the criteria are about: no answer key selects their labels
 QUICK: dict[str, Any] = {
     "n_layer": 2,
     "n_embd": 32,
@@ -60,14 +63,14 @@ def _threads() -> None:
     torch.set_num_threads(1)
 
 
-def _grower(cfg_raw: dict[str, Any], family_spec: str, arm_name: str, seed: int):
+def _grower(cfg_raw: dict[str, Any], family_spec: str, arm_name: str, seed: int, runner=None):
     from selfloop.config import FrontierConfig
     from selfloop.frontier.families import load_family
     from selfloop.frontier.grow import Grower, arms
 
     cfg = FrontierConfig(**cfg_raw)
     family = load_family(family_spec)
-    return Grower(cfg, family, arms(cfg)[arm_name], seed)
+    return Grower(cfg, family, arms(cfg)[arm_name], seed, runner)
 
 
 def _evaluate(grower, levels: list[int], n: int, test_seed: int) -> dict[int, list[bool]]:
@@ -93,12 +96,34 @@ def run_gen0(cfg_raw: dict[str, Any], family_spec: str, seed: int, levels: list[
 
 
 def run_arm(
-    cfg_raw: dict[str, Any], family_spec: str, seed: int, arm: str, gen0: str, rounds: int, levels: list[int]
+    cfg_raw: dict[str, Any],
+    family_spec: str,
+    seed: int,
+    arm: str,
+    gen0: str,
+    rounds: int,
+    levels: list[int],
+    sandbox: str,
 ) -> dict[str, Any]:
     """Every round of one arm from the seed's generation 0; accuracy by length after each round."""
+    from contextlib import ExitStack
+
+    from selfloop.config import SandboxConfig
+    from selfloop.frontier.tool import SandboxRunner
+    from selfloop.sandbox import Sandbox
+
     _threads()
     started = time.time()
-    grower = _grower(cfg_raw, family_spec, arm, seed)
+    with ExitStack() as stack:
+        runner = None
+        if arm == "tool":  # one sandbox worker: the arm's process already has its core
+            box = stack.enter_context(Sandbox(SandboxConfig(backend=sandbox, pool_size=1)))
+            runner = SandboxRunner(box)
+        return _rounds(cfg_raw, family_spec, seed, arm, gen0, rounds, levels, runner, started)
+
+
+def _rounds(cfg_raw, family_spec, seed, arm, gen0, rounds, levels, runner, started) -> dict[str, Any]:
+    grower = _grower(cfg_raw, family_spec, arm, seed, runner)
     grower.load(Path(gen0))
     records, final = [], {}
     for _ in range(rounds):
@@ -154,8 +179,8 @@ def verdict(result: dict[str, Any], final_level: int, labelled_max: int) -> dict
             "final_diff_over_seeds": mean_interval([p["final"]["diff"] for p in per_seed]),
             "meets_criteria": ok,
         }
-    self_arm = out["by_arm"].get("self")
-    out["passed"] = None if self_arm is None else self_arm["meets_criteria"]
+    judged = [out["by_arm"][a]["meets_criteria"] for a in JUDGED if a in out["by_arm"]]
+    out["passed"] = all(judged) if judged else None
     return out
 
 
@@ -202,10 +227,12 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--json", type=Path, default=None, help="where the figures go (bench/results/selfimprove.json)")
     p.add_argument("--png", type=Path, default=None, help="the plot (next to the JSON, .png)")
     p.add_argument("--quick", action="store_true", help="tiny sizes: the mechanics run, the numbers mean little")
+    p.add_argument("--sandbox", default="auto", help="the tool arm's sandbox backend: auto, docker, bwrap, process")
+    p.add_argument("--program-share", type=float, default=None, help="share of batches teaching programs (0.2)")
     args = p.parse_args(argv)
     unknown = set(args.arms.split(",")) - set(ARMS)
     if unknown:
-        p.error(f"unknown arms {sorted(unknown)}; the tool arm needs a model that writes programs (BENCHMARKS.md)")
+        p.error(f"unknown arms {sorted(unknown)}")
     from selfloop.errors import ConfigError
     from selfloop.frontier.families import load_family
 
@@ -224,7 +251,10 @@ def main(argv: list[str] | None = None) -> int:
     arm_names = args.arms.split(",")
     if args.quick:
         seeds, args.rounds = seeds[:1], min(args.rounds, 2)
-    base = FrontierConfig(**(QUICK if args.quick else {}))
+    sizes = {**(QUICK if args.quick else {})}
+    if args.program_share is not None:
+        sizes["program_share"] = args.program_share
+    base = FrontierConfig(**sizes)
     final_level = args.final_level or base.labelled_max + 3
     cfg_raw = base.model_copy(update={"max_level": final_level}).model_dump()
     levels = list(range(1, final_level + 2))
@@ -248,7 +278,9 @@ def main(argv: list[str] | None = None) -> int:
         for s in seeds:
             gen0[s].result()
             runs += [
-                pool.submit(run_arm, cfg_raw, args.family, s, a, f"{tmp}/gen0-{s}.pt", args.rounds, levels)
+                pool.submit(
+                    run_arm, cfg_raw, args.family, s, a, f"{tmp}/gen0-{s}.pt", args.rounds, levels, args.sandbox
+                )
                 for a in arm_names
             ]
         result["gen0"] = [{"seed": s, **gen0[s].result()} for s in seeds]
@@ -300,7 +332,7 @@ def _summary(result: dict[str, Any], final_level: int) -> None:
             f"  {arm} - control at {final_level}: mean {d['mean']:+.3f} [{d['low']:+.3f}, {d['high']:+.3f}] "
             f"over {d['n']} seeds; meets criteria: {data['meets_criteria']}"
         )
-    say(f"verdict (self): {'PASS' if v.get('passed') else 'FAIL' if v.get('passed') is False else 'n/a'}")
+    say(f"verdict (self, tool): {'PASS' if v.get('passed') else 'FAIL' if v.get('passed') is False else 'n/a'}")
 
 
 if __name__ == "__main__":

@@ -585,10 +585,20 @@ class FrontierConfig(Section):
             ' or a plugin "module:object" (validate-config imports it)'
         ),
     )
-    label_sources: list[Literal["self", "oracle"]] = Field(
-        default_factory=lambda: ["self"],
-        description="who may select a frontier label: self (model-internal checks) or oracle (an answer key)",
+    label_sources: list[Literal["self", "tool", "oracle"]] = Field(
+        default_factory=lambda: ["self", "tool"],
+        description=(
+            "who may select a frontier label, tried in order: self (model-internal checks), tool (the model's"
+            " program run in the sandbox, key-free checks) or oracle (an answer key)"
+        ),
     )
+    family_sources: dict[str, list[Literal["self", "tool", "oracle"]]] = Field(
+        default_factory=dict, description='label_sources for one family, by its name (e.g. {reverse = ["self"]})'
+    )
+    program_share: float = Field(
+        0.2, ge=0, lt=1, description="share of training batches that teach writing programs (tool needs > 0)"
+    )
+    tool_chunk: int = Field(256, ge=1, description="tool: programs written and run per chunk")
     labelled_max: int = Field(4, ge=1, description="generation 0 learns levels 1..this from generator labels")
     max_level: int = Field(16, ge=2, description="the frontier stops here")
     position: Literal["nope", "learned", "offset"] = Field(
@@ -597,7 +607,9 @@ class FrontierConfig(Section):
     n_layer: int = Field(4, ge=1, description="transformer blocks")
     n_head: int = Field(4, ge=1, description="attention heads")
     n_embd: int = Field(128, ge=8, description="hidden width (divisible by n_head)")
-    n_positions: int = Field(96, ge=16, description="context length in tokens (offset mode draws offsets in it)")
+    n_positions: int = Field(
+        128, ge=16, description="context length in tokens (offset mode draws offsets in it; programs need ~4x level)"
+    )
     batch_size: int = Field(64, ge=1, description="sequences per step")
     gen0_steps: int = Field(6000, ge=1, description="generation 0 steps on streamed generator-labelled problems")
     gen0_lr: float = Field(2e-3, gt=0, description="generation 0 peak learning rate")

@@ -63,21 +63,40 @@ def make_optimizer(model, lr: float) -> torch.optim.Optimizer:
     return torch.optim.AdamW(params, lr=lr, betas=(0.9, 0.98), weight_decay=0.01)
 
 
-class ExampleStream(IterableDataset):
-    """An endless stream of tokenized (prompt, answer) examples from ``draw``; loss falls on answer and eos only."""
+Draw = Callable[[random.Random], tuple[str, str]]
 
-    def __init__(self, draw: Callable[[random.Random], tuple[str, str]], tokenizer, seed: int) -> None:
+
+class ExampleStream(IterableDataset):
+    """An endless stream of tokenized (prompt, answer) examples; loss falls on answer and eos only.
+
+    With ``programs`` a share of whole batches comes from it instead of ``draw``: one kind per batch, so a batch of
+    short answers is never padded to the length of a program.
+    """
+
+    def __init__(
+        self,
+        draw: Draw,
+        tokenizer,
+        seed: int,
+        *,
+        programs: Draw | None = None,
+        program_share: float = 0.0,
+        batch_size: int = 1,
+    ) -> None:
         self.draw, self.seed = draw, seed
+        self.programs, self.program_share, self.batch_size = programs, program_share, batch_size
         self.ids = {t: i for t, i in tokenizer.get_vocab().items()}
         self.eos = tokenizer.eos_token_id
 
     def __iter__(self) -> Iterator[dict[str, list[int]]]:
         rng = random.Random(self.seed)
         while True:
-            prompt, answer = self.draw(rng)
-            p = [self.ids[c] for c in prompt]
-            a = [self.ids[c] for c in answer] + [self.eos]
-            yield {"input_ids": p + a, "labels": [-100] * len(p) + a}
+            draw = self.programs if self.programs and rng.random() < self.program_share else self.draw
+            for _ in range(self.batch_size):
+                prompt, answer = draw(rng)
+                p = [self.ids[c] for c in prompt]
+                a = [self.ids[c] for c in answer] + [self.eos]
+                yield {"input_ids": p + a, "labels": [-100] * len(p) + a}
 
 
 class Collator:
@@ -160,18 +179,22 @@ class ModelSolver:
 
     def __init__(self, model, tokenizer, chunk: int = 1024) -> None:
         self.model, self.chunk = model, chunk
+        self.context = model.config.n_positions
         self.ids = tokenizer.get_vocab()
         self.chars = {i: t for t, i in self.ids.items()}
         self.eos, self.pad = tokenizer.eos_token_id, tokenizer.pad_token_id
 
-    def greedy(self, prompts: Sequence[str]) -> list[str]:
-        return [texts[0] for texts in self._generate(prompts, 1, None, 0)]
+    def greedy(self, prompts: Sequence[str], max_new_tokens: int | None = None) -> list[str]:
+        """Answers (at most prompt length + 1 tokens: every built-in answer fits) or programs (``max_new_tokens``)."""
+        return [texts[0] for texts in self._generate(prompts, 1, None, 0, max_new_tokens)]
 
     def sample(self, prompts: Sequence[str], n: int, temperature: float, seed: int) -> list[list[str]]:
         return self._generate(prompts, n, temperature, seed)
 
     @torch.no_grad()
-    def _generate(self, prompts: Sequence[str], n: int, temperature: float | None, seed: int) -> list[list[str]]:
+    def _generate(
+        self, prompts: Sequence[str], n: int, temperature: float | None, seed: int, max_new_tokens: int | None = None
+    ) -> list[list[str]]:
         self.model.eval()
         device = next(self.model.parameters()).device
         out: list[list[str]] = [[] for _ in prompts]
@@ -190,7 +213,7 @@ class ModelSolver:
                 gen = self.model.generate(
                     input_ids=ids,
                     attention_mask=torch.ones_like(ids),
-                    max_new_tokens=length + 1,
+                    max_new_tokens=min(max_new_tokens or length + 1, self.context - length),
                     eos_token_id=self.eos,
                     pad_token_id=self.pad,
                     **(sampling or {"do_sample": False}),

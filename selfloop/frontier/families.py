@@ -8,6 +8,11 @@ Each family's ``checks`` are the key-free consistency tests of its self labels:
 * **shift**: an equivalent prompt with another answer path (a+d)+(b-d), (a+d)-(b+d), or a relabelled string;
 * **split**: the problem cut at digit ``k`` into problems inside the trusted range; the answers are joined (and the
   carry or borrow *read* from the low answer picks which high answer applies), never added up by the check.
+
+For ``tool`` labels each family shows a program prompt (``?`` where the answer prompt has ``=``) and gives
+generation 0 a reference program that holds the inputs exactly as the prompt writes them and lets Python compute,
+e.g. ``print(str(int('321'[::-1])+int('54'[::-1]))[::-1])``; ``read`` pads its printed answer to the problem's
+width (shape only).
 """
 
 from __future__ import annotations
@@ -52,6 +57,10 @@ def _same_answer(answers: Sequence[str | None]) -> str | None:
     return answers[0]
 
 
+def _program_alphabet(*programs: str) -> str:
+    return "".join(sorted(set("".join(programs))))
+
+
 class _Arithmetic:
     """Two reversed operands and a reversed, zero-padded answer; the subclass says which operation."""
 
@@ -92,6 +101,21 @@ class _Arithmetic:
         ok = len(text) == self.width(*problem) and all(c in DIGITS for c in text)
         return text if ok else None
 
+    def program_prompt(self, problem: Problem) -> str:
+        return self.prompt(problem)[:-1] + "?"
+
+    def literals(self, problem: Problem) -> tuple[str, ...]:
+        a, b = problem
+        return str(a)[::-1], str(b)[::-1]
+
+    def program(self, problem: Problem) -> str:
+        x, y = self.literals(problem)
+        return f"print(str(int('{x}'[::-1]){self.sign}int('{y}'[::-1]))[::-1])"
+
+    def read(self, problem: Problem, stdout: str) -> str | None:
+        text = stdout.strip()
+        return _width(text, self.width(*problem)) if text and all(c in DIGITS for c in text) else None
+
     def _shift(self, a: int, b: int, d: int) -> Problem:
         raise NotImplementedError
 
@@ -124,7 +148,7 @@ class Addition(_Arithmetic):
 
     name = "addition"
     sign = "+"
-    alphabet = DIGITS + "+="
+    alphabet = DIGITS + "+=?" + _program_alphabet("print(str(int(''[::-1])+int(''[::-1]))[::-1])")
 
     def value(self, a: int, b: int) -> int:
         return a + b
@@ -161,7 +185,7 @@ class Subtraction(_Arithmetic):
 
     name = "subtraction"
     sign = "-"
-    alphabet = DIGITS + "-="
+    alphabet = DIGITS + "-=?" + _program_alphabet("print(str(int(''[::-1])-int(''[::-1]))[::-1])")
 
     def order(self, a: int, b: int) -> tuple[int, int]:
         return (a, b) if a >= b else (b, a)
@@ -210,7 +234,7 @@ class Reverse:
 
     name = "reverse"
     letters = "abcdefghij"
-    alphabet = letters + "="
+    alphabet = letters + "=?" + _program_alphabet("print(''[::-1])")
 
     def sample(self, level: int, rng: random.Random) -> Problem:
         return ("".join(rng.choice(self.letters) for _ in range(level)),)
@@ -230,6 +254,18 @@ class Reverse:
     def parse(self, problem: Problem, text: str) -> str | None:
         text = text.strip()
         return text if len(text) == len(problem[0]) and all(c in self.letters for c in text) else None
+
+    def program_prompt(self, problem: Problem) -> str:
+        return problem[0] + "?"
+
+    def literals(self, problem: Problem) -> tuple[str, ...]:
+        return (problem[0],)
+
+    def program(self, problem: Problem) -> str:
+        return f"print('{problem[0]}'[::-1])"
+
+    def read(self, problem: Problem, stdout: str) -> str | None:
+        return self.parse(problem, stdout)
 
     def checks(self, problem: Problem, trusted: int, rng: random.Random) -> list[Check]:
         (s,) = problem

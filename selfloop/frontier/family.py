@@ -5,6 +5,10 @@ length check), labels them for generation 0 and audits (``solve``: the generator
 declares ``checks``: equivalent prompts or decompositions into easier problems whose answers, combined without
 computing the answer, must reproduce a label. ``checks`` is what lets a model label its own frontier.
 
+A ``ToolFamily`` also lets the model answer by writing a Python program (the ``tool`` label source): it shows the
+program prompt, gives generation 0 a reference program for each labelled problem, names the inputs a program must
+hold as literals, and reads a program's stdout into an answer (``read``: shape only, it knows no answer).
+
 Does not cover: any model (``selfloop.frontier.engine``), the choice of labels (``selfloop.frontier.label``) or
 finding a family by name (``selfloop.frontier.families.load_family``).
 """
@@ -48,3 +52,22 @@ class Family(Protocol):
     def parse(self, problem: Problem, text: str) -> str | None: ...
 
     def checks(self, problem: Problem, trusted: int, rng: random.Random) -> list[Check]: ...
+
+
+@runtime_checkable
+class ToolFamily(Family, Protocol):
+    def program_prompt(self, problem: Problem) -> str: ...
+
+    def program(self, problem: Problem) -> str: ...
+
+    def literals(self, problem: Problem) -> tuple[str, ...]: ...
+
+    def read(self, problem: Problem, stdout: str) -> str | None: ...
+
+
+TOOL_METHODS = ("program_prompt", "program", "literals", "read")
+
+
+def writes_programs(family: Family) -> bool:
+    """Can the model answer this family's problems with programs (the ``tool`` source)?"""
+    return all(hasattr(family, m) for m in TOOL_METHODS)

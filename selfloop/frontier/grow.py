@@ -2,8 +2,10 @@
 the mixture and move the curriculum.
 
 An arm differs from another only in who fills the newest slot of the mixture: ``self`` (the model, filtered by its
-own checks), ``unfiltered`` (the model, format only), ``oracle`` (the answer key), ``control`` (nobody: fresh
-problems from the labelled range). Steps, schedule, replay and seeds are the same.
+own checks), ``tool`` (programs the model wrote, run in the sandbox, kept by key-free checks), ``unfiltered`` (the
+model, format only), ``oracle`` (the answer key), ``control`` (nobody: fresh problems from the labelled range).
+Steps, schedule, replay and seeds are the same. With ``program_share`` > 0 the model also learns to write programs
+(generation 0 from reference programs of the labelled range, rounds from kept ``tool`` programs), in every arm.
 
 Does not cover: storing generations (the daemon) or comparing arms (``bench.selfimprove``).
 """
@@ -21,28 +23,38 @@ import torch
 
 from selfloop.config import FrontierConfig
 from selfloop.frontier import curriculum, engine
-from selfloop.frontier.family import Family
-from selfloop.frontier.label import Label, SelfFilters, Source, label
+from selfloop.frontier.family import Family, writes_programs
+from selfloop.frontier.label import Label, LabelStats, SelfFilters, Source, label
 from selfloop.frontier.mixture import Mixture
+from selfloop.frontier.tool import Runner
 
 
 @dataclass(frozen=True)
 class Arm:
     name: str
-    source: Source | None  # None: the control, which labels nothing
+    sources: tuple[Source, ...]  # who may select labels, tried in order; () for the control, which labels nothing
     filters: SelfFilters
+
+
+def self_filters(cfg: FrontierConfig) -> SelfFilters:
+    return SelfFilters(cfg.checks, cfg.samples, cfg.vote_threshold, cfg.temperature, cfg.agree_previous)
 
 
 def arms(cfg: FrontierConfig) -> dict[str, Arm]:
     """The experiment's arms, with the self filters ``cfg`` configures."""
-    own = SelfFilters(cfg.checks, cfg.samples, cfg.vote_threshold, cfg.temperature, cfg.agree_previous)
     off = SelfFilters(checks=False, samples=0, agree_previous=False)
     return {
-        "self": Arm("self", "self", own),
-        "unfiltered": Arm("unfiltered", "self", off),
-        "oracle": Arm("oracle", "oracle", off),
-        "control": Arm("control", None, off),
+        "self": Arm("self", ("self",), self_filters(cfg)),
+        "tool": Arm("tool", ("tool",), off),
+        "unfiltered": Arm("unfiltered", ("self",), off),
+        "oracle": Arm("oracle", ("oracle",), off),
+        "control": Arm("control", (), off),
     }
+
+
+def daemon_arm(cfg: FrontierConfig, sources: tuple[Source, ...]) -> Arm:
+    """What the daemon runs: the configured sources of one family, with the configured self filters."""
+    return Arm("+".join(sources), sources, self_filters(cfg))
 
 
 def fixed_problems(family: Family, level: int, n: int, seed: int) -> list:
@@ -60,13 +72,19 @@ def outcomes(solver: engine.ModelSolver, family: Family, problems: list) -> list
 class Grower:
     """A model, its optimizer, its mixture and its frontier, for one family and one arm."""
 
-    def __init__(self, cfg: FrontierConfig, family: Family, arm: Arm, seed: int) -> None:
-        self.cfg, self.family, self.arm, self.seed = cfg, family, arm, seed
+    def __init__(self, cfg: FrontierConfig, family: Family, arm: Arm, seed: int, runner: Runner | None = None) -> None:
+        self.cfg, self.family, self.arm, self.seed, self.runner = cfg, family, arm, seed, runner
+        self.programs_share = cfg.program_share if writes_programs(family) else 0.0
+        if "tool" in arm.sources and not self.programs_share:
+            raise ValueError(
+                f"the tool source needs program_share > 0 and a family that writes programs ({family.name})"
+            )
         torch.manual_seed(seed)
         self.tokenizer = engine.build_tokenizer(family.alphabet)
         self.model = engine.build_model(cfg, self.tokenizer)
         self.optimizer = engine.make_optimizer(self.model, cfg.gen0_lr)
         self.mixture = Mixture(family, cfg.labelled_max, new_share=cfg.new_share, min_kept=cfg.min_kept)
+        self.programs = Mixture(family, cfg.labelled_max, new_share=cfg.new_share, min_kept=cfg.min_kept, program=True)
         self.frontier = curriculum.Frontier(cfg.labelled_max + 1)
         self.rounds_done = 0
         self.previous: engine.ModelSolver | None = None  # the generation before this one (agree_previous)
@@ -75,7 +93,14 @@ class Grower:
         return engine.ModelSolver(self.model, self.tokenizer)
 
     def _train(self, steps: int, lr: float, warmup: int, seed: int) -> dict[str, Any]:
-        stream = engine.ExampleStream(self.mixture.draw, self.tokenizer, seed)
+        stream = engine.ExampleStream(
+            self.mixture.draw,
+            self.tokenizer,
+            seed,
+            programs=self.programs.draw if self.programs_share else None,
+            program_share=self.programs_share,
+            batch_size=self.cfg.batch_size,
+        )
         collator = engine.Collator(self.tokenizer.pad_token_id, self.cfg.position, self.cfg.n_positions, seed)
         return engine.train_steps(
             self.model,
@@ -116,9 +141,11 @@ class Grower:
         started = time.time()
         record: dict[str, Any] = {"round": self.rounds_done, "level": self.frontier.level}
         kept: list[Label] = []
-        if self.arm.source is not None:
-            kept, stats = self._label(self.frontier.level, rng)
+        if self.arm.sources:
+            kept, stats, by_source = self._label(self.frontier.level, rng)
             record["labels"] = stats.to_dict()
+            if len(by_source) > 1:
+                record["labels_by_source"] = {s: st.to_dict() for s, st in by_source.items()}
         record["label_seconds"] = round(time.time() - started, 1)
         return kept, record
 
@@ -126,12 +153,13 @@ class Grower:
         """Add ``kept`` as the newest round, train ``round_steps`` from where the model is, then move the curriculum."""
         started = time.time()
         self.mixture.add([(k.prompt, k.answer) for k in kept])
+        self.programs.add([(self.family.program_prompt(k.problem), k.program) for k in kept if k.program])  # type: ignore[attr-defined]
         if self.arm.filters.agree_previous:
             self.previous = engine.ModelSolver(copy.deepcopy(self.model), self.tokenizer)
         if "labels" in record:
             self.frontier, why = curriculum.step(
                 self.frontier,
-                record["labels"]["yield"],
+                record["labels"]["curriculum_yield"],
                 advance_yield=self.cfg.advance_yield,
                 max_level=self.cfg.max_level,
                 max_holds=self.cfg.max_holds,
@@ -143,25 +171,44 @@ class Grower:
         record["seconds"] = round(record["label_seconds"] + time.time() - started, 1)
         return record
 
-    def _label(self, level: int, rng: random.Random):
-        """Chunks of candidates at ``level`` until ``min_kept`` labels are kept or ``candidates_max`` are spent."""
-        kept, total = [], None
+    def _label(self, level: int, rng: random.Random) -> tuple[list[Label], LabelStats, dict[str, LabelStats]]:
+        """Each source labels chunks at ``level`` until ``min_kept`` are kept or ``candidates_max`` are spent.
+
+        Sources are tried in order; one problem keeps the first source's label. The curriculum reads the best
+        source's yield (``LabelStats.yield_`` of the combined stats is the best one's).
+        """
         solver = self.solver()
-        while total is None or (len(kept) < self.cfg.min_kept and total.candidates < self.cfg.candidates_max):
-            problems = [self.family.sample(level, rng) for _ in range(self.cfg.candidates_chunk)]
-            more, stats = label(
-                self.family,
-                problems,
-                self.arm.source,
-                solver,
-                filters=self.arm.filters,
-                trusted=self.cfg.labelled_max,
-                rng=rng,
-                previous=self.previous,
-            )
-            kept += more
-            if total is None:
-                total = stats
-            else:
+        kept: dict = {}
+        by_source: dict[str, LabelStats] = {}
+        for source in self.arm.sources:
+            chunk = self.cfg.tool_chunk if source == "tool" else self.cfg.candidates_chunk
+            total = LabelStats(level=level, source=source)
+            mine = 0
+            while total.candidates == 0 or (mine < self.cfg.min_kept and total.candidates < self.cfg.candidates_max):
+                problems = [self.family.sample(level, rng) for _ in range(chunk)]
+                more, stats = label(
+                    self.family,
+                    problems,
+                    source,
+                    solver,
+                    filters=self.arm.filters,
+                    trusted=self.cfg.labelled_max,
+                    rng=rng,
+                    previous=self.previous,
+                    runner=self.runner,
+                    program_tokens=self.cfg.n_positions,
+                )
+                mine += len(more)
+                for k in more:
+                    kept.setdefault(k.problem, k)
                 total.merge(stats)
-        return kept, total
+            by_source[source] = total
+        best = max(by_source.values(), key=lambda st: st.yield_)
+        combined = LabelStats(level=level, source="+".join(self.arm.sources))
+        for st in by_source.values():
+            combined.merge(st)
+        # The combined figures describe every candidate; the yield that moves the curriculum is the best source's.
+        combined.kept = len(kept)
+        combined.audited_correct = sum(k.audit_correct for k in kept.values())
+        combined.best_yield = best.yield_
+        return list(kept.values()), combined, by_source

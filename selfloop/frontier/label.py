@@ -2,10 +2,12 @@
 
 ``self``: the model's greedy answer, kept only by model-internal signals: its format and length (``parse``), the
 family's checks (equivalent prompts and decompositions answered by the same model must reproduce it), optionally a
-vote of sampled answers and agreement with the previous generation. ``oracle``: the generator's answer (an answer
-key: supervision, reported as such). In either case the key then audits what was kept; nothing selects on the audit.
+vote of sampled answers and agreement with the previous generation. ``tool``: the stdout of a program the model
+wrote for the problem, kept by key-free checks (``selfloop.frontier.tool``). ``oracle``: the generator's answer (an
+answer key: supervision, reported as such). In every case the key then audits what was kept; nothing selects on the
+audit.
 
-Pure: the model is a ``Solver`` the caller passes in.
+Pure: the model is a ``Solver`` and the sandbox a ``Runner`` the caller passes in.
 """
 
 from __future__ import annotations
@@ -16,13 +18,15 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal, Protocol
 
-from selfloop.frontier.family import Family, Problem
+from selfloop.frontier.family import Family, Problem, ToolFamily, writes_programs
+from selfloop.frontier.tool import Runner, tool_verdicts
 
-Source = Literal["self", "oracle"]
+Source = Literal["self", "tool", "oracle"]
+SOURCES: tuple[Source, ...] = ("self", "tool", "oracle")
 
 
 class Solver(Protocol):
-    def greedy(self, prompts: Sequence[str]) -> list[str]: ...
+    def greedy(self, prompts: Sequence[str], max_new_tokens: int | None = None) -> list[str]: ...
 
     def sample(self, prompts: Sequence[str], n: int, temperature: float, seed: int) -> list[list[str]]: ...
 
@@ -47,6 +51,7 @@ class Label:
     source: Source
     level: int
     audit_correct: bool  # the answer key's verdict: recorded, never read by selection
+    program: str | None = None  # tool: the program whose stdout is the answer (trained on too)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -55,12 +60,13 @@ class Label:
 @dataclass
 class LabelStats:
     level: int
-    source: Source
+    source: str  # a Source, or several joined by "+" when a round used more than one
     candidates: int = 0
     kept: int = 0
     dropped: Counter = field(default_factory=Counter)
     audited_correct: int = 0
     greedy_correct: int = 0  # audit of every candidate's greedy answer, kept or not
+    best_yield: float | None = None  # several sources: the best one's yield, which moves the curriculum
 
     @property
     def yield_(self) -> float:
@@ -85,6 +91,7 @@ class LabelStats:
             "candidates": self.candidates,
             "kept": self.kept,
             "yield": round(self.yield_, 4),
+            "curriculum_yield": round(self.yield_ if self.best_yield is None else self.best_yield, 4),
             "dropped": dict(self.dropped),
             "audited_label_accuracy": None if accuracy is None else round(accuracy, 4),
             "greedy_accuracy": round(self.greedy_correct / self.candidates, 4) if self.candidates else None,
@@ -101,6 +108,8 @@ def label(
     trusted: int,
     rng: random.Random,
     previous: Solver | None = None,
+    runner: Runner | None = None,
+    program_tokens: int = 160,
 ) -> tuple[list[Label], LabelStats]:
     """Label ``problems`` (all of one level) and keep those the source's filters accept."""
     level = family.level_of(problems[0])
@@ -108,18 +117,27 @@ def label(
     truth = [family.solve(p) for p in problems]
     greedy = [family.parse(p, text) for p, text in zip(problems, solver.greedy([family.prompt(p) for p in problems]))]
     stats.greedy_correct = sum(g == t for g, t in zip(greedy, truth))
+    programs: list[str | None] = [None] * len(problems)
     if source == "oracle":
         answers: list[str | None] = list(truth)
         verdicts: list[str | None] = [None] * len(problems)
+    elif source == "tool":
+        if runner is None or not writes_programs(family):
+            raise ValueError(f"tool labels need a sandbox runner and a family that writes programs ({family.name})")
+        tool: ToolFamily = family  # type: ignore[assignment]
+        written = solver.greedy([tool.program_prompt(p) for p in problems], program_tokens)
+        attempts = tool_verdicts(tool, problems, written, runner, trusted=trusted, rng=rng)
+        answers, verdicts = [a.answer for a in attempts], [a.verdict for a in attempts]
+        programs = [a.program for a in attempts]
     else:
         answers = greedy
         verdicts = _self_verdicts(family, problems, greedy, solver, filters, trusted, rng, previous)
     kept = []
-    for p, answer, verdict, right in zip(problems, answers, verdicts, truth):
+    for p, answer, verdict, right, program in zip(problems, answers, verdicts, truth, programs):
         if verdict is not None or answer is None:
             stats.dropped[verdict or "format"] += 1
             continue
-        kept.append(Label(family.name, p, family.prompt(p), answer, source, level, answer == right))
+        kept.append(Label(family.name, p, family.prompt(p), answer, source, level, answer == right, program))
     stats.kept = len(kept)
     stats.audited_correct = sum(k.audit_correct for k in kept)
     return kept, stats

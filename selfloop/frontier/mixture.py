@@ -4,6 +4,9 @@ Pure. The newest round gets ``new_share`` of the draws (less while it holds fewe
 tiny round is not repeated hundreds of times); older rounds pooled and fresh generator-labelled problems split the
 rest. With no rounds (the ``control`` arm) every draw is fresh, so an arm differs from the control only in the
 labelled slot.
+
+A model that also writes programs (the ``tool`` source) trains on two mixtures of the same shape, answers and
+programs; ``program=True`` makes the fresh draws the family's reference programs for labelled-range problems.
 """
 
 from __future__ import annotations
@@ -17,8 +20,10 @@ Example = tuple[str, str]  # (prompt, answer)
 
 
 class Mixture:
-    def __init__(self, family: Family, labelled_max: int, *, new_share: float, min_kept: int) -> None:
-        self.family, self.labelled_max = family, labelled_max
+    def __init__(
+        self, family: Family, labelled_max: int, *, new_share: float, min_kept: int, program: bool = False
+    ) -> None:
+        self.family, self.labelled_max, self.program = family, labelled_max, program
         self.new_share, self.min_kept = new_share, min_kept
         self.rounds: list[list[Example]] = []
         self._older: list[Example] = []
@@ -34,6 +39,8 @@ class Mixture:
             problem = sample(self.labelled_max, rng)
         else:
             problem = self.family.sample(rng.randint(1, self.labelled_max), rng)
+        if self.program:
+            return self.family.program_prompt(problem), self.family.program(problem)  # type: ignore[attr-defined]
         return self.family.prompt(problem), self.family.solve(problem)
 
     def draw(self, rng: random.Random) -> Example:

@@ -1,11 +1,13 @@
 """One frontier step for one family, in a child process the daemon starts.
 
-``python -m selfloop.frontier.run --config CFG.json --family SPEC --home DIR --rework DIR --out RESULT.json``
+``python -m selfloop.frontier.run --config CFG.json [--sandbox SANDBOX.json] --family SPEC --home DIR --rework DIR
+--out RESULT.json``
 
 With no champion yet it trains generation 0 (streamed generator labels of levels 1..labelled_max). Otherwise it is
 one round: the champion labels the frontier (its kept labels land in ``REWORK/round-NNNN.jsonl`` with their
 provenance), trains on the mixture of all rounds so far from the champion's weights and optimizer, and the paired
-gate decides. A rejected round's labels stay on disk and join the next try's mixture.
+gate decides. A rejected round's labels stay on disk and join the next try's mixture. The family's label sources
+are ``family_sources[name]`` or ``label_sources``; ``tool`` runs the model's programs in the configured sandbox.
 
 Writes ``RESULT.json`` last; everything before it is atomic, so a child killed midway leaves the champion as it was.
 
@@ -22,20 +24,23 @@ import re
 import shutil
 import threading
 import time
+from contextlib import ExitStack
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from selfloop.config import FrontierConfig
-from selfloop.errors import SelfloopError
+from selfloop.config import FrontierConfig, SandboxConfig
+from selfloop.errors import ConfigError, SelfloopError
 from selfloop.frontier import gate
 from selfloop.frontier.curriculum import Frontier
 from selfloop.frontier.families import load_family
-from selfloop.frontier.family import Family
-from selfloop.frontier.grow import Grower, arms, fixed_problems, outcomes
+from selfloop.frontier.family import Family, writes_programs
+from selfloop.frontier.grow import Arm, Grower, daemon_arm, fixed_problems, outcomes
 from selfloop.frontier.label import Label
+from selfloop.frontier.tool import Runner, SandboxRunner
 from selfloop.lifeline import ParentWatch
 from selfloop.rework.writer import FRONTIER, write_records
+from selfloop.sandbox import Sandbox
 
 POINTER = "CHAMPION"
 NAME = re.compile(r"^[A-Za-z0-9_.-]+$")
@@ -92,16 +97,30 @@ class Home:
         return max(gens, default=-1) + 1
 
 
-def read_rounds(rework: Path) -> list[list[tuple[str, str]]]:
-    """Every round's kept labels so far, oldest first (a rejected round's too: it joins the next try)."""
+Rows = list[tuple[str, str]]
+_TEXT = ("prompt", "completion", "program_prompt", "program")
+
+
+def read_rounds(rework: Path, family: Family) -> list[tuple[Rows, Rows]]:
+    """Every round's kept (answers, programs) so far, oldest first (a rejected round's too: it joins the next try).
+
+    A row with a character the family's model cannot read (a hand-edited file) is left out, not fatal.
+    """
     rounds = []
+    alphabet = set(family.alphabet)
     for path in sorted(rework.glob("round-*.jsonl")):
         with path.open(encoding="utf-8") as f:
-            rounds.append([(r["prompt"], r["completion"]) for r in map(json.loads, f) if r.get("prompt")])
+            rows = [r for r in map(json.loads, f) if r.get("prompt") and isinstance(r.get("completion"), str)]
+        ok = [r for r in rows if set("".join(str(r.get(k) or "") for k in _TEXT)) <= alphabet]
+        answers = [(r["prompt"], r["completion"]) for r in ok]
+        programs = [(r["program_prompt"], r["program"]) for r in ok if r.get("program") and r.get("program_prompt")]
+        rounds.append((answers, programs))
     return rounds
 
 
-def write_round(rework: Path, number: int, kept: list[Label], generation: int, filters: dict[str, Any]) -> Path:
+def write_round(
+    rework: Path, family: Family, number: int, kept: list[Label], generation: int, filters: dict[str, Any]
+) -> Path:
     """The round's kept labels as prompt/completion rows with their provenance (append-only, atomic)."""
     now = time.time()
     records = [
@@ -114,6 +133,8 @@ def write_round(rework: Path, number: int, kept: list[Label], generation: int, f
             "round": number,
             "label_source": k.source,
             "audit_correct": k.audit_correct,
+            "program_prompt": family.program_prompt(k.problem) if k.program else "",  # type: ignore[attr-defined]
+            "program": k.program or "",
             "strategy": "frontier",
             "generation": generation,
             "created_at": now,
@@ -149,12 +170,19 @@ def accuracy(grower: Grower, family: Family, levels: list[int], cfg: FrontierCon
     return result
 
 
-def _source(cfg: FrontierConfig) -> str:
-    return "self" if "self" in cfg.label_sources else "oracle"
+def arm_of(cfg: FrontierConfig, family: Family) -> Arm:
+    """The family's label sources (``family_sources`` over ``label_sources``); tool only where programs can be run."""
+    sources = tuple(dict.fromkeys(cfg.family_sources.get(family.name, cfg.label_sources)))
+    if "tool" in sources and not (writes_programs(family) and cfg.program_share > 0):
+        # A family without programs still grows on its other sources; with none left that is a config error.
+        sources = tuple(s for s in sources if s != "tool")
+    if not sources:
+        raise ConfigError(f"frontier family {family.name}: no label source it supports (tool needs programs)")
+    return daemon_arm(cfg, sources)
 
 
 def generation0(cfg: FrontierConfig, family: Family, home: Home) -> dict[str, Any]:
-    grower = Grower(cfg, family, arms(cfg)[_source(cfg)], cfg.seed)
+    grower = Grower(cfg, family, arm_of(cfg, family), cfg.seed)
     record = grower.generation0()
     levels = list(range(1, cfg.labelled_max + 2))
     state = {
@@ -173,19 +201,22 @@ def generation0(cfg: FrontierConfig, family: Family, home: Home) -> dict[str, An
     }
 
 
-def one_round(cfg: FrontierConfig, family: Family, home: Home, champion: Path, rework: Path) -> dict[str, Any]:
+def one_round(
+    cfg: FrontierConfig, family: Family, home: Home, champion: Path, rework: Path, runner: Runner | None
+) -> dict[str, Any]:
     """Label, train, gate; promote or keep the champion."""
     before = home.state(champion)
-    grower = Grower(cfg, family, arms(cfg)[_source(cfg)], cfg.seed)
+    grower = Grower(cfg, family, arm_of(cfg, family), cfg.seed, runner)
     _load(grower, champion)
     grower.frontier = Frontier(**before["frontier"])
-    rounds = read_rounds(rework)
-    for labels in rounds:
-        grower.mixture.add(labels)
+    rounds = read_rounds(rework, family)
+    for answers, programs in rounds:
+        grower.mixture.add(answers)
+        grower.programs.add(programs)
     # A step that died after writing its labels left a round file the champion's counter does not know yet.
     grower.rounds_done = max(before["rounds"], len(rounds))
     kept, record = grower.label_round()
-    write_round(rework, grower.rounds_done, kept, before["generation"], _filters_of(grower))
+    write_round(rework, family, grower.rounds_done, kept, before["generation"], _filters_of(grower))
     level = record["level"]
     gate_levels = list(range(1, level + 1))
     problems = {lv: gate_problems(family, lv, cfg) for lv in gate_levels}
@@ -214,13 +245,22 @@ def one_round(cfg: FrontierConfig, family: Family, home: Home, champion: Path, r
         "rounds": grower.rounds_done,
         "accuracy_by_level": accuracy(grower, family, levels, cfg),
         "labels": record.get("labels"),
+        "label_sources": label_shares(kept),
     }
     home.promote(home.save(grower, generation, state, cfg), cfg.keep_generations)
     return {**result, **state}
 
 
+def label_shares(kept: list[Label]) -> dict[str, float]:
+    """Each source's share of a round's new labels."""
+    counts: dict[str, int] = {}
+    for k in kept:
+        counts[k.source] = counts.get(k.source, 0) + 1
+    return {s: round(n / len(kept), 4) for s, n in sorted(counts.items())}
+
+
 def _filters_of(grower: Grower) -> dict[str, Any]:
-    return {"source": grower.arm.source, **asdict(grower.arm.filters)}
+    return {"sources": list(grower.arm.sources), **asdict(grower.arm.filters)}
 
 
 def _load(grower: Grower, gen_dir: Path) -> None:
@@ -228,6 +268,12 @@ def _load(grower: Grower, gen_dir: Path) -> None:
     from safetensors.torch import load_file
 
     state = load_file(gen_dir / "model.safetensors")
+    vocab = grower.model.get_input_embeddings().weight.shape[0]
+    if state["transformer.wte.weight"].shape[0] != vocab:
+        raise SelfloopError(
+            f"{gen_dir}: trained with another alphabet (an older selfloop, before programs); move"
+            f" {gen_dir.parent} aside to grow this family again from generation 0"
+        )
     missing, unexpected = grower.model.load_state_dict(state, strict=False)
     # save_pretrained drops the tied output matrix; anything else missing means another architecture.
     if unexpected or any(k != "lm_head.weight" for k in missing):
@@ -242,7 +288,9 @@ def finished(state: dict[str, Any], cfg: FrontierConfig) -> bool:
     return state["frontier"]["level"] >= cfg.max_level and accuracy.get(str(cfg.max_level), 0.0) >= cfg.mastery
 
 
-def step(cfg: FrontierConfig, spec: str, home_dir: Path, rework: Path) -> dict[str, Any]:
+def step(
+    cfg: FrontierConfig, spec: str, home_dir: Path, rework: Path, sandbox: SandboxConfig | None = None
+) -> dict[str, Any]:
     """One step for one family: generation 0 when there is no champion, else one round."""
     family = load_family(spec)
     if not NAME.match(family.name):
@@ -252,7 +300,14 @@ def step(cfg: FrontierConfig, spec: str, home_dir: Path, rework: Path) -> dict[s
     started = time.time()
     if champion is not None and finished(home.state(champion), cfg):
         return {"family": family.name, "kind": "done", "reason": f"level {cfg.max_level} (max_level) is mastered"}
-    result = generation0(cfg, family, home) if champion is None else one_round(cfg, family, home, champion, rework)
+    if champion is None:
+        result = generation0(cfg, family, home)
+    else:
+        with ExitStack() as stack:
+            runner = None
+            if "tool" in arm_of(cfg, family).sources:
+                runner = SandboxRunner(stack.enter_context(Sandbox(sandbox or SandboxConfig())))
+            result = one_round(cfg, family, home, champion, rework, runner)
     return {"family": family.name, "wall_seconds": round(time.time() - started, 1), **result}
 
 
@@ -271,6 +326,7 @@ def _watch(pid: int) -> None:
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m selfloop.frontier.run", description=__doc__.split("\n\n")[0])
     p.add_argument("--config", type=Path, required=True, help="the resolved [frontier] section as JSON")
+    p.add_argument("--sandbox", type=Path, default=None, help="the resolved [sandbox] section as JSON (tool labels)")
     p.add_argument("--family", required=True)
     p.add_argument("--home", type=Path, required=True, help="the family's generations")
     p.add_argument("--rework", type=Path, required=True, help="where the family's kept labels go")
@@ -288,7 +344,8 @@ def main(argv: list[str] | None = None) -> int:
 
     hf_logging.disable_progress_bar()  # the daemon's log is no place for progress bars
     cfg = FrontierConfig.model_validate_json(args.config.read_text())
-    result = step(cfg, args.family, args.home, args.rework)
+    sandbox = SandboxConfig.model_validate_json(args.sandbox.read_text()) if args.sandbox else None
+    result = step(cfg, args.family, args.home, args.rework, sandbox)
     _atomic_write(args.out, json.dumps(result, default=str))
     return 0
 

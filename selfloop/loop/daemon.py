@@ -368,7 +368,14 @@ class Daemon:
             for spec in self.cfg.frontier.families:
                 if self.stop_event.is_set() or not self.cfg.frontier.enabled:
                     break
-                result = run_step(self.cfg.frontier, spec, self.paths, store, should_stop=self.stop_event.is_set)
+                result = run_step(
+                    self.cfg.frontier,
+                    spec,
+                    self.paths,
+                    store,
+                    should_stop=self.stop_event.is_set,
+                    sandbox=self.cfg.sandbox,
+                )
                 done += result["kind"] == "done"
                 log.info("frontier %s: %s", result["family"], result["reason"])
             self.frontier_failures = 0

@@ -15,7 +15,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from selfloop.config import FrontierConfig, ProjectPaths
+from selfloop.config import FrontierConfig, ProjectPaths, SandboxConfig
 from selfloop.errors import SelfloopError
 from selfloop.frontier.families import load_family
 from selfloop.store import Store
@@ -28,7 +28,13 @@ class FrontierInterrupted(SelfloopError):
 
 
 def run_step(
-    cfg: FrontierConfig, spec: str, paths: ProjectPaths, store: Store, *, should_stop: Callable[[], bool]
+    cfg: FrontierConfig,
+    spec: str,
+    paths: ProjectPaths,
+    store: Store,
+    *,
+    should_stop: Callable[[], bool],
+    sandbox: SandboxConfig | None = None,
 ) -> dict[str, Any]:
     """Run one step of family ``spec`` to the end and record it; returns the step's result."""
     family = load_family(spec)
@@ -38,8 +44,11 @@ def run_step(
     with tempfile.TemporaryDirectory(prefix="step-", dir=paths.frontier) as tmp:
         config, out = Path(tmp) / "frontier_config.json", Path(tmp) / "result.json"
         config.write_text(cfg.model_dump_json())
+        sandbox_json = Path(tmp) / "sandbox_config.json"
+        sandbox_json.write_text((sandbox or SandboxConfig()).model_dump_json())
         argv = [
-            sys.executable, "-m", "selfloop.frontier.run", "--config", str(config), "--family", spec,
+            sys.executable, "-m", "selfloop.frontier.run", "--config", str(config), "--sandbox", str(sandbox_json),
+            "--family", spec,
             "--home", str(paths.frontier / family.name), "--rework", str(paths.frontier_rework / family.name),
             "--out", str(out), "--watch-pid", str(os.getpid()),
         ]  # fmt: skip

@@ -70,8 +70,10 @@ SCHEMAS: dict[str, dict[str, Any]] = {
         "family": str,
         "level": int,
         "round": int,
-        "label_source": str,  # self or oracle
+        "label_source": str,  # self, tool or oracle
         "audit_correct": bool,  # the answer key's verdict: recorded, never used to select
+        "program_prompt": _OPTIONAL,  # tool: what the model was asked to write the program for
+        "program": _OPTIONAL,  # tool: the program whose stdout is the completion
         "strategy": str,
         "generation": int,  # the champion that labelled it
         "created_at": float,

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from selfloop.config import FrontierConfig
+from selfloop.config import FrontierConfig, SandboxConfig
 from selfloop.errors import SelfloopError
 from selfloop.ingest.scan import locate, walk
 from selfloop.loop.frontier import run_step
@@ -31,19 +31,23 @@ def project(tmp_path, monkeypatch):
 def test_generation_0_then_rounds_that_keep_their_labels(project):
     paths, store = project
     cfg = FrontierConfig(**TINY_FRONTIER)
-    first = run_step(cfg, "addition", paths, store, should_stop=lambda: False)
+    sandbox = SandboxConfig(backend="process")
+    first = run_step(cfg, "addition", paths, store, should_stop=lambda: False, sandbox=sandbox)
     assert first["kind"] == "gen0" and first["promoted"] and first["generation"] == 0
     assert (paths.frontier / "addition" / "CHAMPION").read_text().strip() == "gen-0000"
     for n in (1, 2):
-        result = run_step(cfg, "addition", paths, store, should_stop=lambda: False)
+        result = run_step(cfg, "addition", paths, store, should_stop=lambda: False, sandbox=sandbox)
         assert result["kind"] == "round" and result["round"] == n
-        assert result["labels"]["source"] == "self" and "reason" in result
+        assert result["labels"]["source"] == "self+tool" and "reason" in result
+        assert set(result["labels_by_source"]) == {"self", "tool"}
         path = paths.frontier_rework / "addition" / f"round-{n:04d}.jsonl"
         assert path.is_file()  # written whether or not the gate promotes: a rejected round's data stays
         for line in path.read_text().splitlines():
             record = json.loads(line)
-            assert record["label_source"] == "self" and isinstance(record["audit_correct"], bool)
+            assert record["label_source"] in ("self", "tool") and isinstance(record["audit_correct"], bool)
             assert record["strategy"] == "frontier" and record["prompt"].endswith("=")
+            # A tool label trains the direct answer and, with its prompt, the program that printed it.
+            assert (record["label_source"] == "tool") == record["program_prompt"].endswith("?")
     rows = steps(store, "addition")
     assert [r["kind"] for r in rows] == ["gen0", "round", "round"]
     events = store.query("SELECT message FROM events WHERE kind = 'frontier'")
