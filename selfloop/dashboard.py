@@ -303,9 +303,9 @@ def _events(snap: Snapshot) -> RenderableType:
 def frontier_tables(steps: list[dict[str, Any]], rows: int = 8) -> list[Table]:
     """Per family: test accuracy by level of each promoted generation, and the labels that made it.
 
-    "new data" counts the kept labels by source of every round since the previous promotion (a rejected round's
-    labels join the next try's mixture); "audited" is the answer key's share right of those labels, recorded but
-    never used to select them.
+    "new data" counts the kept labels by source (self, tool, oracle) of every round since the previous promotion (a
+    rejected round's labels join the next try's mixture); "audited" is the answer key's share right of those labels,
+    recorded but never used to select them.
     """
     tables = []
     for family in sorted({s["family"] for s in steps}):
@@ -315,7 +315,8 @@ def frontier_tables(steps: list[dict[str, Any]], rows: int = 8) -> list[Table]:
             labels = s.get("labels") or {}
             if labels.get("kept"):
                 by = pending["kept"]
-                by[labels["source"]] = by.get(labels["source"], 0) + labels["kept"]
+                for source, n in (s.get("kept_by_source") or {labels["source"]: labels["kept"]}).items():
+                    by[source] = by.get(source, 0) + n
                 pending["right"] += (labels.get("audited_label_accuracy") or 0) * labels["kept"]
                 pending["n"] += labels["kept"]
             if s["promoted"]:

@@ -14,10 +14,11 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from selfloop.config import ProjectPaths, deprecations, load_config
+from selfloop.config import FrontierConfig, ProjectPaths, deprecations, load_config
 from selfloop.dashboard import Col, current_generation, fit_table
-from selfloop.errors import SelfloopError, UsageError
+from selfloop.errors import ConfigError, SelfloopError, UsageError
 from selfloop.frontier.families import load_family
+from selfloop.frontier.family import writes_programs
 from selfloop.store import Store, daemon_alive
 from selfloop.store import status as views
 
@@ -100,10 +101,26 @@ def cmd_validate_config(args: Any) -> int:
     for line in deprecations(cfg):
         print(f"{path}: warning: {line}", file=sys.stderr)
     if cfg.frontier.enabled:
-        for spec in cfg.frontier.families:
-            load_family(spec)  # a plugin that does not import is a config error too
+        for line in _frontier_problems(cfg.frontier):
+            print(f"{path}: warning: {line}", file=sys.stderr)
     print(f"OK: {path}")
     return 0
+
+
+def _frontier_problems(cfg: FrontierConfig) -> list[str]:
+    """What the frontier families will not do as configured; a plugin that does not import is a ConfigError."""
+    found, names = [], set()
+    for spec in cfg.families:
+        family = load_family(spec)
+        names.add(family.name)
+        sources = cfg.family_sources.get(family.name, cfg.label_sources)
+        if "tool" in sources and not (writes_programs(family) and cfg.program_share > 0):
+            why = "program_share is 0" if cfg.program_share == 0 else "it writes no programs (README, Writing a family)"
+            if set(sources) == {"tool"}:
+                raise ConfigError(f"frontier family {family.name}: tool is its only label source, but {why}")
+            found.append(f"frontier family {family.name}: no tool labels: {why}")
+    unknown = [n for n in cfg.family_sources if n not in names]
+    return found + [f"frontier.family_sources.{n}: no family of that name in frontier.families" for n in unknown]
 
 
 # --------------------------------------------------------------------------- status

@@ -144,6 +144,7 @@ class Grower:
         if self.arm.sources:
             kept, stats, by_source = self._label(self.frontier.level, rng)
             record["labels"] = stats.to_dict()
+            record["kept_by_source"] = {src: sum(k.source == src for k in kept) for src in self.arm.sources}
             if len(by_source) > 1:
                 record["labels_by_source"] = {s: st.to_dict() for s, st in by_source.items()}
         record["label_seconds"] = round(time.time() - started, 1)

@@ -245,18 +245,9 @@ def one_round(
         "rounds": grower.rounds_done,
         "accuracy_by_level": accuracy(grower, family, levels, cfg),
         "labels": record.get("labels"),
-        "label_sources": label_shares(kept),
     }
     home.promote(home.save(grower, generation, state, cfg), cfg.keep_generations)
     return {**result, **state}
-
-
-def label_shares(kept: list[Label]) -> dict[str, float]:
-    """Each source's share of a round's new labels."""
-    counts: dict[str, int] = {}
-    for k in kept:
-        counts[k.source] = counts.get(k.source, 0) + 1
-    return {s: round(n / len(kept), 4) for s, n in sorted(counts.items())}
 
 
 def _filters_of(grower: Grower) -> dict[str, Any]:

@@ -198,3 +198,20 @@ def test_validate_config_imports_the_frontier_families(tmp_path, cli):
     )
     r = cli("validate-config", str(config), cwd=tmp_path)
     assert r.returncode == 2 and 'frontier family "no_such_plugin:Family": cannot import it' in r.stderr
+
+
+def test_validate_config_says_which_families_get_no_tool_labels(tmp_path, cli, monkeypatch):
+    init_project(tmp_path, starter=False)
+    monkeypatch.setenv("PYTHONPATH", str(Path(__file__).resolve().parents[2] / "helpers"))
+    config = tmp_path / "config.toml"
+    text = config.read_text()
+    plugin = text.replace('families = [\n    "addition",\n]', 'families = ["addition", "frontier_plugin:Copy"]', 1)
+    config.write_text(plugin.replace("[frontier.family_sources]\n", '[frontier.family_sources]\nreverse = ["self"]\n'))
+    r = cli("validate-config", str(config), cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert "frontier family copy: no tool labels: it writes no programs" in r.stderr
+    assert "frontier.family_sources.reverse: no family of that name" in r.stderr
+    assert "addition" not in r.stderr  # it writes programs: nothing to say
+    config.write_text(plugin.replace("[frontier.family_sources]\n", '[frontier.family_sources]\ncopy = ["tool"]\n'))
+    r = cli("validate-config", str(config), cwd=tmp_path)
+    assert r.returncode == 2 and "tool is its only label source" in r.stderr

@@ -182,7 +182,8 @@ def test_frontier_panel_shows_accuracy_by_level_and_label_sources(tmp_path):
             "level": 5,
             "generation": 1,
             "reason": "level 5 better",
-            "labels": {**labels, "kept": 300, "audited_label_accuracy": 0.9},
+            "labels": {**labels, "source": "self+tool", "kept": 300, "audited_label_accuracy": 0.9},
+            "kept_by_source": {"self": 100, "tool": 200},
             "accuracy_by_level": {"1": 1.0, "4": 1.0, "5": 0.97, "6": 0.4},
             "frontier": {"level": 6},
         },
@@ -191,7 +192,8 @@ def test_frontier_panel_shows_accuracy_by_level_and_label_sources(tmp_path):
     store.close()
     assert "frontier: addition" in text
     assert "generator labels" in text  # generation 0's data
-    assert "self 381" in text  # both rounds' labels made generation 1 (the rejected round's joined the retry)
+    # Both rounds' labels made generation 1 (the rejected round's joined the retry), counted by source.
+    assert "self 181 tool 200" in text
     assert "0.92" in text  # audited share of those 381: (81 * 1.0 + 300 * 0.9) / 381
     assert "0.97" in text and "0.19" in text
     assert "last: round 2 at level 5: promoted" in text

@@ -2,6 +2,7 @@
 
 import random
 
+import pytest
 import torch
 
 from selfloop.config import FrontierConfig
@@ -60,3 +61,45 @@ def test_greedy_answers_come_back_per_prompt_in_order():
     assert len(answers) == 5 and all(isinstance(a, str) for a in answers)
     assert grower.solver().greedy(prompts) == answers  # greedy is deterministic
     assert [len(s) for s in grower.solver().sample(prompts, 3, 1.0, seed=1)] == [3] * 5
+
+
+def test_program_batches_are_whole_batches_of_one_kind():
+    tok = engine.build_tokenizer(Addition().alphabet)
+    stream = engine.ExampleStream(
+        lambda rng: ("12+34=", "460"),
+        tok,
+        seed=0,
+        programs=lambda rng: ("12+34?", Addition().program((21, 43))),
+        program_share=0.5,
+        batch_size=4,
+    )
+    it = iter(stream)
+    batches = [[len(next(it)["input_ids"]) for _ in range(4)] for _ in range(40)]
+    assert all(len(set(b)) == 1 for b in batches)  # never a short answer padded to a program's length
+    assert 5 < sum(b[0] > 10 for b in batches) < 35
+
+
+def test_tool_arm_trains_answers_and_programs_with_the_control_s_steps():
+    from selfloop.config import SandboxConfig
+    from selfloop.frontier.label import Label
+    from selfloop.frontier.tool import SandboxRunner
+    from selfloop.sandbox import Sandbox
+
+    cfg = FrontierConfig(**TINY_FRONTIER)
+    with Sandbox(SandboxConfig(backend="process")) as sandbox:
+        tool = Grower(cfg, Addition(), arms(cfg)["tool"], seed=3, runner=SandboxRunner(sandbox))
+        tool.generation0()
+        record = tool.round()
+    assert record["labels"]["source"] == "tool" and record["kept_by_source"] == {"tool": record["labels"]["kept"]}
+    assert {int(s["step"]) for s in tool.optimizer.state.values()} == {cfg.gen0_steps + cfg.round_steps}
+    problem = (123, 456)
+    kept = [Label("addition", problem, "321+654=", "9750", "tool", 3, True, Addition().program(problem))]
+    tool.train_round(kept, {"round": 2, "level": 3, "label_seconds": 0.0})
+    assert tool.mixture.rounds[-1] == [("321+654=", "9750")]
+    assert tool.programs.rounds[-1] == [("321+654?", Addition().program(problem))]
+
+
+def test_the_tool_source_needs_programs():
+    cfg = FrontierConfig(**{**TINY_FRONTIER, "program_share": 0.0})
+    with pytest.raises(ValueError, match="program_share"):
+        Grower(cfg, Addition(), arms(cfg)["tool"], seed=0)
