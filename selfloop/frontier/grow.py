@@ -74,8 +74,8 @@ class Grower:
 
     def __init__(self, cfg: FrontierConfig, family: Family, arm: Arm, seed: int, runner: Runner | None = None) -> None:
         self.cfg, self.family, self.arm, self.seed, self.runner = cfg, family, arm, seed, runner
-        self.programs_share = cfg.program_share if writes_programs(family) else 0.0
-        if "tool" in arm.sources and not self.programs_share:
+        self.program_share = cfg.program_share if writes_programs(family) else 0.0
+        if "tool" in arm.sources and not self.program_share:
             raise ValueError(
                 f"the tool source needs program_share > 0 and a family that writes programs ({family.name})"
             )
@@ -97,8 +97,8 @@ class Grower:
             self.mixture.draw,
             self.tokenizer,
             seed,
-            programs=self.programs.draw if self.programs_share else None,
-            program_share=self.programs_share,
+            programs=self.programs.draw if self.program_share else None,
+            program_share=self.program_share,
             batch_size=self.cfg.batch_size,
         )
         collator = engine.Collator(self.tokenizer.pad_token_id, self.cfg.position, self.cfg.n_positions, seed)
@@ -154,7 +154,7 @@ class Grower:
         """Add ``kept`` as the newest round, train ``round_steps`` from where the model is, then move the curriculum."""
         started = time.time()
         self.mixture.add([(k.prompt, k.answer) for k in kept])
-        self.programs.add([(self.family.program_prompt(k.problem), k.program) for k in kept if k.program])  # type: ignore[attr-defined]
+        self.programs.add([(k.program_prompt, k.program) for k in kept if k.program_prompt and k.program])
         if self.arm.filters.agree_previous:
             self.previous = engine.ModelSolver(copy.deepcopy(self.model), self.tokenizer)
         if "labels" in record:
@@ -175,8 +175,8 @@ class Grower:
     def _label(self, level: int, rng: random.Random) -> tuple[list[Label], LabelStats, dict[str, LabelStats]]:
         """Each source labels chunks at ``level`` until ``min_kept`` are kept or ``candidates_max`` are spent.
 
-        Sources are tried in order; one problem keeps the first source's label. The curriculum reads the best
-        source's yield (``LabelStats.yield_`` of the combined stats is the best one's).
+        Sources are tried in order; one problem keeps the first source's label. The combined stats count every
+        candidate; their ``curriculum_yield``, which moves the curriculum, is the best source's yield.
         """
         solver = self.solver()
         kept: dict = {}

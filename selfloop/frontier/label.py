@@ -52,6 +52,7 @@ class Label:
     level: int
     audit_correct: bool  # the answer key's verdict: recorded, never read by selection
     program: str | None = None  # tool: the program whose stdout is the answer (trained on too)
+    program_prompt: str | None = None  # tool: what the model was asked when it wrote ``program``
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -117,7 +118,7 @@ def label(
     truth = [family.solve(p) for p in problems]
     greedy = [family.parse(p, text) for p, text in zip(problems, solver.greedy([family.prompt(p) for p in problems]))]
     stats.greedy_correct = sum(g == t for g, t in zip(greedy, truth))
-    programs: list[str | None] = [None] * len(problems)
+    programs: list[tuple[str, str] | None] = [None] * len(problems)  # tool: (program prompt, program)
     if source == "oracle":
         answers: list[str | None] = list(truth)
         verdicts: list[str | None] = [None] * len(problems)
@@ -125,10 +126,10 @@ def label(
         if runner is None or not writes_programs(family):
             raise ValueError(f"tool labels need a sandbox runner and a family that writes programs ({family.name})")
         tool: ToolFamily = family  # type: ignore[assignment]
-        written = solver.greedy([tool.program_prompt(p) for p in problems], program_tokens)
-        attempts = tool_verdicts(tool, problems, written, runner, trusted=trusted, rng=rng)
+        asked = [tool.program_prompt(p) for p in problems]
+        attempts = tool_verdicts(tool, problems, solver.greedy(asked, program_tokens), runner, trusted=trusted, rng=rng)
         answers, verdicts = [a.answer for a in attempts], [a.verdict for a in attempts]
-        programs = [a.program for a in attempts]
+        programs = [(q, a.program) for q, a in zip(asked, attempts)]
     else:
         answers = greedy
         verdicts = _self_verdicts(family, problems, greedy, solver, filters, trusted, rng, previous)
@@ -137,7 +138,8 @@ def label(
         if verdict is not None or answer is None:
             stats.dropped[verdict or "format"] += 1
             continue
-        kept.append(Label(family.name, p, family.prompt(p), answer, source, level, answer == right, program))
+        prompt, text = program or (None, None)
+        kept.append(Label(family.name, p, family.prompt(p), answer, source, level, answer == right, text, prompt))
     stats.kept = len(kept)
     stats.audited_correct = sum(k.audit_correct for k in kept)
     return kept, stats

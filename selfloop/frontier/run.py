@@ -118,9 +118,7 @@ def read_rounds(rework: Path, family: Family) -> list[tuple[Rows, Rows]]:
     return rounds
 
 
-def write_round(
-    rework: Path, family: Family, number: int, kept: list[Label], generation: int, filters: dict[str, Any]
-) -> Path:
+def write_round(rework: Path, number: int, kept: list[Label], generation: int, filters: dict[str, Any]) -> Path:
     """The round's kept labels as prompt/completion rows with their provenance (append-only, atomic)."""
     now = time.time()
     records = [
@@ -133,7 +131,7 @@ def write_round(
             "round": number,
             "label_source": k.source,
             "audit_correct": k.audit_correct,
-            "program_prompt": family.program_prompt(k.problem) if k.program else "",  # type: ignore[attr-defined]
+            "program_prompt": k.program_prompt or "",
             "program": k.program or "",
             "strategy": "frontier",
             "generation": generation,
@@ -216,7 +214,7 @@ def one_round(
     # A step that died after writing its labels left a round file the champion's counter does not know yet.
     grower.rounds_done = max(before["rounds"], len(rounds))
     kept, record = grower.label_round()
-    write_round(rework, family, grower.rounds_done, kept, before["generation"], _filters_of(grower))
+    write_round(rework, grower.rounds_done, kept, before["generation"], _filters_of(grower))
     level = record["level"]
     gate_levels = list(range(1, level + 1))
     problems = {lv: gate_problems(family, lv, cfg) for lv in gate_levels}

@@ -93,10 +93,11 @@ def test_tool_arm_trains_answers_and_programs_with_the_control_s_steps():
     assert record["labels"]["source"] == "tool" and record["kept_by_source"] == {"tool": record["labels"]["kept"]}
     assert {int(s["step"]) for s in tool.optimizer.state.values()} == {cfg.gen0_steps + cfg.round_steps}
     problem = (123, 456)
-    kept = [Label("addition", problem, "321+654=", "9750", "tool", 3, True, Addition().program(problem))]
+    program = Addition().program(problem)
+    kept = [Label("addition", problem, "321+654=", "9750", "tool", 3, True, program, "321+654?")]
     tool.train_round(kept, {"round": 2, "level": 3, "label_seconds": 0.0})
     assert tool.mixture.rounds[-1] == [("321+654=", "9750")]
-    assert tool.programs.rounds[-1] == [("321+654?", Addition().program(problem))]
+    assert tool.programs.rounds[-1] == [("321+654?", program)]
 
 
 def test_the_tool_source_needs_programs():

@@ -79,6 +79,7 @@ def test_tool_labels_are_program_stdout_and_carry_the_program(runner):
     assert stats.kept == stats.candidates == 12 and stats.audited_accuracy == 1.0
     assert stats.greedy_correct == 0  # the direct answers were worthless; the program computed
     assert all(k.source == "tool" and k.program == fam.program(k.problem) for k in kept)
+    assert all(k.program_prompt == fam.program_prompt(k.problem) for k in kept)
     assert all(k.prompt == fam.prompt(k.problem) for k in kept)  # the label trains a direct answer
     assert 160 in model.asked
 
