@@ -117,10 +117,10 @@ def _last_run(rows: list[Any]) -> list[Any]:
 
 
 def _progress_of(store: Store, meta: dict[str, str], cycle: Any) -> list[dict[str, Any]]:
-    """Progress bars: what a long step publishes itself (ingest, rework), and what the running
+    """Progress bars: what a long step publishes itself (ingest, rework, frontier), and what the running
     cycle's rows say (verdicts judged, training steps)."""
     bars: list[dict[str, Any]] = []
-    for name in ("ingest", "rework"):
+    for name in ("ingest", "rework", "frontier"):
         try:
             bars.append({"name": name, **json.loads(meta[f"progress.{name}"])})
         except (KeyError, ValueError, TypeError):
@@ -212,7 +212,7 @@ def _progress(snap: Snapshot, width: int) -> RenderableType:
     for p in snap.progress:
         total = p.get("total") or 0
         done = p.get("done") or 0
-        extra = []
+        extra = [p["what"]] if p.get("what") else []
         if p.get("rate"):
             extra.append(f"{p['rate']:.1f} {p.get('rate_unit', '/s')}")
         if p.get("eta_s") is not None:

@@ -133,10 +133,19 @@ def train_steps(
     decay_fraction: float,
     batch_size: int,
     seed: int,
+    progress: Callable[[int, int], None] | None = None,
 ) -> dict[str, Any]:
-    """``steps`` optimizer steps with the transformers Trainer: warmup, stable, then a linear decay to 0."""
-    from transformers import PrinterCallback, Trainer, TrainingArguments, get_wsd_schedule
+    """``steps`` optimizer steps with the transformers Trainer: warmup, stable, then a linear decay to 0.
+
+    ``progress(done, total)`` hears about every 1 % of the steps.
+    """
+    from transformers import PrinterCallback, Trainer, TrainerCallback, TrainingArguments, get_wsd_schedule
     from transformers.utils import logging as hf_logging
+
+    class Progress(TrainerCallback):
+        def on_step_end(self, args, state, control, **kwargs):
+            if progress and (state.global_step % max(1, state.max_steps // 100) == 0):
+                progress(state.global_step, state.max_steps)
 
     hf_logging.set_verbosity_error()
     for group in optimizer.param_groups:
@@ -169,6 +178,7 @@ def train_steps(
             model=model, args=args, train_dataset=stream, data_collator=collator, optimizers=(optimizer, schedule)
         )
         trainer.remove_callback(PrinterCallback)  # the caller reports; no metrics dicts on stdout
+        trainer.add_callback(Progress())
         result = trainer.train()
     model.eval()
     return {"steps": steps, "train_loss": round(result.training_loss, 5)}

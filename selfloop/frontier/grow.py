@@ -15,6 +15,7 @@ from __future__ import annotations
 import copy
 import random
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -88,11 +89,12 @@ class Grower:
         self.frontier = curriculum.Frontier(cfg.labelled_max + 1)
         self.rounds_done = 0
         self.previous: engine.ModelSolver | None = None  # the generation before this one (agree_previous)
+        self.progress: Callable[[str, int, int], None] = lambda what, done, total: None  # e.g. for a dashboard
 
     def solver(self) -> engine.ModelSolver:
         return engine.ModelSolver(self.model, self.tokenizer)
 
-    def _train(self, steps: int, lr: float, warmup: int, seed: int) -> dict[str, Any]:
+    def _train(self, steps: int, lr: float, warmup: int, seed: int, what: str) -> dict[str, Any]:
         stream = engine.ExampleStream(
             self.mixture.draw,
             self.tokenizer,
@@ -113,12 +115,13 @@ class Grower:
             decay_fraction=self.cfg.decay_fraction,
             batch_size=self.cfg.batch_size,
             seed=seed,
+            progress=lambda done, total: self.progress(what, done, total),
         )
 
     def generation0(self) -> dict[str, Any]:
         """Train the labelled range from streamed generator labels (the mixture holds no rounds yet)."""
         started = time.time()
-        result = self._train(self.cfg.gen0_steps, self.cfg.gen0_lr, self.cfg.gen0_warmup, self.seed)
+        result = self._train(self.cfg.gen0_steps, self.cfg.gen0_lr, self.cfg.gen0_warmup, self.seed, "generation 0")
         return {**result, "seconds": round(time.time() - started, 1)}
 
     def save(self, path: Path) -> None:
@@ -168,7 +171,8 @@ class Grower:
             )
             record.update(curriculum=why, saturated=self.frontier.saturated)
         seed = self.seed * 1000 + self.rounds_done
-        record.update(self._train(self.cfg.round_steps, self.cfg.round_lr, self.cfg.round_warmup, seed))
+        what = f"round {self.rounds_done}: training"
+        record.update(self._train(self.cfg.round_steps, self.cfg.round_lr, self.cfg.round_warmup, seed, what))
         record["seconds"] = round(record["label_seconds"] + time.time() - started, 1)
         return record
 
@@ -182,6 +186,7 @@ class Grower:
         kept: dict = {}
         by_source: dict[str, LabelStats] = {}
         for source in self.arm.sources:
+            self.progress(f"round {self.rounds_done}: {source} labels at level {level}", 0, 1)
             chunk = self.cfg.tool_chunk if source == "tool" else self.cfg.candidates_chunk
             total = LabelStats(level=level, source=source)
             mine = 0

@@ -24,6 +24,7 @@ import re
 import shutil
 import threading
 import time
+from collections.abc import Callable
 from contextlib import ExitStack
 from dataclasses import asdict
 from pathlib import Path
@@ -179,8 +180,22 @@ def arm_of(cfg: FrontierConfig, family: Family) -> Arm:
     return daemon_arm(cfg, sources)
 
 
-def generation0(cfg: FrontierConfig, family: Family, home: Home) -> dict[str, Any]:
+Progress = Callable[[str, int, int], None]
+
+
+def _progress_file(path: Path) -> Progress:
+    """A progress hook that replaces ``path`` with ``{"what", "done", "total"}`` (the daemon polls it)."""
+
+    def report(what: str, done: int, total: int) -> None:
+        _atomic_write(path, json.dumps({"what": what, "done": done, "total": total}))
+
+    return report
+
+
+def generation0(cfg: FrontierConfig, family: Family, home: Home, progress: Progress | None = None) -> dict[str, Any]:
     grower = Grower(cfg, family, arm_of(cfg, family), cfg.seed)
+    if progress:
+        grower.progress = progress
     record = grower.generation0()
     levels = list(range(1, cfg.labelled_max + 2))
     state = {
@@ -200,11 +215,19 @@ def generation0(cfg: FrontierConfig, family: Family, home: Home) -> dict[str, An
 
 
 def one_round(
-    cfg: FrontierConfig, family: Family, home: Home, champion: Path, rework: Path, runner: Runner | None
+    cfg: FrontierConfig,
+    family: Family,
+    home: Home,
+    champion: Path,
+    rework: Path,
+    runner: Runner | None,
+    progress: Progress | None = None,
 ) -> dict[str, Any]:
     """Label, train, gate; promote or keep the champion."""
     before = home.state(champion)
     grower = Grower(cfg, family, arm_of(cfg, family), cfg.seed, runner)
+    if progress:
+        grower.progress = progress
     _load(grower, champion)
     grower.frontier = Frontier(**before["frontier"])
     rounds = read_rounds(rework, family)
@@ -278,7 +301,12 @@ def finished(state: dict[str, Any], cfg: FrontierConfig) -> bool:
 
 
 def step(
-    cfg: FrontierConfig, spec: str, home_dir: Path, rework: Path, sandbox: SandboxConfig | None = None
+    cfg: FrontierConfig,
+    spec: str,
+    home_dir: Path,
+    rework: Path,
+    sandbox: SandboxConfig | None = None,
+    progress: Path | None = None,
 ) -> dict[str, Any]:
     """One step for one family: generation 0 when there is no champion, else one round."""
     family = load_family(spec)
@@ -289,14 +317,15 @@ def step(
     started = time.time()
     if champion is not None and finished(home.state(champion), cfg):
         return {"family": family.name, "kind": "done", "reason": f"level {cfg.max_level} (max_level) is mastered"}
+    hook = _progress_file(progress) if progress else None
     if champion is None:
-        result = generation0(cfg, family, home)
+        result = generation0(cfg, family, home, hook)
     else:
         with ExitStack() as stack:
             runner = None
             if "tool" in arm_of(cfg, family).sources:
                 runner = SandboxRunner(stack.enter_context(Sandbox(sandbox or SandboxConfig())))
-            result = one_round(cfg, family, home, champion, rework, runner)
+            result = one_round(cfg, family, home, champion, rework, runner, hook)
     return {"family": family.name, "wall_seconds": round(time.time() - started, 1), **result}
 
 
@@ -317,6 +346,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--config", type=Path, required=True, help="the resolved [frontier] section as JSON")
     p.add_argument("--sandbox", type=Path, default=None, help="the resolved [sandbox] section as JSON (tool labels)")
     p.add_argument("--family", required=True)
+    p.add_argument("--progress", type=Path, default=None, help="a JSON file the step keeps replacing with its progress")
     p.add_argument("--home", type=Path, required=True, help="the family's generations")
     p.add_argument("--rework", type=Path, required=True, help="where the family's kept labels go")
     p.add_argument("--out", type=Path, required=True, help="the step's result (JSON)")
@@ -334,7 +364,7 @@ def main(argv: list[str] | None = None) -> int:
     hf_logging.disable_progress_bar()  # the daemon's log is no place for progress bars
     cfg = FrontierConfig.model_validate_json(args.config.read_text())
     sandbox = SandboxConfig.model_validate_json(args.sandbox.read_text()) if args.sandbox else None
-    result = step(cfg, args.family, args.home, args.rework, sandbox)
+    result = step(cfg, args.family, args.home, args.rework, sandbox, args.progress)
     _atomic_write(args.out, json.dumps(result, default=str))
     return 0
 

@@ -42,13 +42,13 @@ def run_step(
     paths.logs.mkdir(parents=True, exist_ok=True)
     paths.frontier.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="step-", dir=paths.frontier) as tmp:
-        config, out = Path(tmp) / "frontier_config.json", Path(tmp) / "result.json"
+        config, out, progress = (Path(tmp) / name for name in ("frontier_config.json", "result.json", "progress.json"))
         config.write_text(cfg.model_dump_json())
         sandbox_json = Path(tmp) / "sandbox_config.json"
         sandbox_json.write_text((sandbox or SandboxConfig()).model_dump_json())
         argv = [
             sys.executable, "-m", "selfloop.frontier.run", "--config", str(config), "--sandbox", str(sandbox_json),
-            "--family", spec,
+            "--family", spec, "--progress", str(progress),
             "--home", str(paths.frontier / family.name), "--rework", str(paths.frontier_rework / family.name),
             "--out", str(out), "--watch-pid", str(os.getpid()),
         ]  # fmt: skip
@@ -57,11 +57,13 @@ def run_step(
             tracked(subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, env=child_env())) as proc,
         ):
             while proc.poll() is None:
+                publish_progress(store, progress, family.name)
                 if should_stop():
                     proc.terminate()  # every write of a step is atomic: a killed step leaves the champion as it was
                     proc.wait()
                     raise FrontierInterrupted(f"frontier step of {family.name} stopped; it runs again after a restart")
                 time.sleep(0.5)
+        store.clear_progress("frontier")
         if proc.returncode != 0 or not out.is_file():
             raise SelfloopError(
                 f"frontier step of {family.name} failed (exit {proc.returncode}): {failure_reason(log_path)}"
@@ -72,6 +74,15 @@ def run_step(
     record_step(store, result)
     store.event("frontier", summary(result), family=family.name, generation=result["generation"])
     return result
+
+
+def publish_progress(store: Store, path: Path, family: str) -> None:
+    """The child's latest progress as the dashboard's ``frontier`` bar (a missing or half-read file: next time)."""
+    try:
+        p = json.loads(path.read_text())
+        store.set_progress("frontier", int(p["done"]), int(p["total"]), "steps", what=f"{family}: {p['what']}")
+    except (OSError, ValueError, KeyError, TypeError):
+        pass
 
 
 def summary(result: dict[str, Any]) -> str:

@@ -197,3 +197,22 @@ def test_frontier_panel_shows_accuracy_by_level_and_label_sources(tmp_path):
     assert "0.92" in text  # audited share of those 381: (81 * 1.0 + 300 * 0.9) / 381
     assert "0.97" in text and "0.19" in text
     assert "last: round 2 at level 5: promoted" in text
+
+
+def test_a_running_frontier_step_shows_a_progress_bar(tmp_path):
+    from selfloop.loop.frontier import publish_progress
+
+    paths = _paths(tmp_path)
+    store = Store.open(paths.db)
+    progress = tmp_path / "progress.json"
+    publish_progress(store, progress, "addition")  # no file yet: nothing to show, no error
+    progress.write_text(json.dumps({"what": "round 3: tool labels at level 6", "done": 0, "total": 1}))
+    publish_progress(store, progress, "addition")
+    progress.write_text(json.dumps({"what": "round 3: training", "done": 150, "total": 300}))
+    publish_progress(store, progress, "addition")
+    text = _text(render(snapshot(store, paths), 160), 160)
+    store.clear_progress("frontier")
+    idle = _text(render(snapshot(store, paths), 160), 160)
+    store.close()
+    assert "150/300 steps" in text and "addition: round 3: training" in text
+    assert "round 3" not in idle
