@@ -261,6 +261,17 @@ class JudgeConfig(Section):
     external_url: str = Field(
         "", description="OpenAI-compatible endpoint on localhost for an external judge model (optional)"
     )
+    pairwise_model: str = Field("judge", description="pairwise judge: the model name sent to judge.external_url")
+    pairwise_system: str = Field(
+        "You are a careful, strict judge of writing. You compare two continuations of the same text.",
+        description="pairwise judge: the system prompt",
+    )
+    pairwise_prompt: str = Field(
+        "Text: {prompt}\n\nResponse 1: {first}\n\nResponse 2: {second}\n\n"
+        "Which response continues the text better: fluent, correct and faithful to it? "
+        "Answer with 1, 2 or tie and nothing else.",
+        description="pairwise judge: the question, asked twice with the responses swapped ({prompt} {first} {second})",
+    )
     reference: Literal["ngram", "hf", "endpoint"] = Field(
         "ngram",
         description="A-vs-B perplexity reference, never the model being judged: ngram (built from orig/ only, "
@@ -286,6 +297,17 @@ class JudgeConfig(Section):
     python_require_tests: bool = Field(
         False, description="python judge: reject code that has no tests or doctests to run"
     )
+
+    @field_validator("pairwise_prompt")
+    @classmethod
+    def _pairwise_fields(cls, v: str) -> str:
+        try:
+            v.format(prompt="", first="", second="")
+        except (KeyError, IndexError, ValueError) as e:
+            raise ValueError(f"may use only {{prompt}}, {{first}} and {{second}} (and {{{{ }}}} for braces): {e}")
+        if "{first}" not in v or "{second}" not in v:
+            raise ValueError("must show both responses: {first} and {second}")
+        return v
 
 
 class SandboxConfig(Section):

@@ -29,6 +29,7 @@ BUILTIN: dict[str, str] = {
     "text_quality": "selfloop.judge.text_judges:TextQualityJudge",
     "doc_quality": "selfloop.judge.text_judges:DocQualityJudge",
     "a_vs_b": "selfloop.judge.text_judges:ABJudge",
+    "pairwise": "selfloop.judge.pairwise:PairwiseJudge",
 }
 
 _registered: dict[str, Factory] = {}
