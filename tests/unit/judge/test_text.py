@@ -241,3 +241,26 @@ def test_a_duplicated_half_loses_to_the_whole_on_quality_when_fluency_ties(ngram
     # Without the quality rules, a near tie is not a win.
     strict = _fluency(ngram, ab_scorers=["fluency"], ab_fluency_margin=0.5).judge(cand)
     assert not strict.accepted and "fluency" in strict.reason
+
+
+def test_a_frozen_hf_dir_outside_the_state_dir_is_a_reference(trained_lm, tmp_path):
+    from selfloop.judge.reference import load_reference
+    from selfloop.store import Store
+    from selfloop.testing import make_project, tiny_config
+
+    model, tok = trained_lm
+    frozen = tmp_path / "frozen-judge"
+    model.save_pretrained(frozen)
+    tok.save_pretrained(frozen)
+    _, _, paths = make_project(tmp_path / "project", tiny_config())
+    with Store.open(paths.db) as store:
+        ref = load_reference(JudgeConfig(reference="hf", reference_path=str(frozen)), paths, store)
+    prompt = "The quiet river runs past"
+    memorized, junk = ref.nll([prompt, prompt], [SENTENCE[len(prompt) :], " zqx vvk jjj mmm qqq."])
+    assert memorized < junk
+    cfg = JudgeConfig(text=["a_vs_b"], ab_scorers=["perplexity"])
+    pipe = Pipeline(JudgeContext(cfg, resources={"reference": ref}), kinds=["text"])
+    good = SENTENCE[len(prompt) :]
+    assert pipe.judge(
+        Candidate("text", SENTENCE, source=" zqx vvk.", metadata={"prompt": prompt, "completion": good})
+    ).accepted
