@@ -231,7 +231,7 @@ class ABJudge(Judge):
                 detail["external"] = winner
                 if winner != "B":
                     failure = f"lost_a_vs_b: external judge preferred {winner}"
-            failure = failure or unusable
+            failure = unusable or failure  # an empty or broken B loses whatever A is: the clearest reason
             score = detail.get("fluency_gain", detail.get("gain"))
             out.append(
                 reject(self.name, failure, score=score, **detail)
