@@ -12,7 +12,7 @@ import os
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict, SettingsError
@@ -36,6 +36,21 @@ DEFAULT_READERS: dict[str, Reader] = {
 JsonField = Literal[
     "text", "messages", "conversations", "prompt", "completion", "instruction", "input", "output", "system"
 ]
+# The doc_quality judge's rules (selfloop.judge.doc_rules): Gopher, C4 and FineWeb heuristics, each one check.
+DocRule = Literal[
+    "gopher_stop_words",
+    "gopher_alpha_words",
+    "gopher_word_length",
+    "gopher_symbols",
+    "gopher_lines",
+    "gopher_repetition",
+    "gopher_top_ngrams",
+    "c4_sentences",
+    "fineweb_line_punct",
+    "fineweb_newlines",
+    "fineweb_short_lines",
+]
+DOC_RULES: tuple[str, ...] = get_args(DocRule)
 # The generated task families of selfloop.tasks.families (a test keeps the two equal).
 TASK_FAMILIES = ("addition", "reverse")
 
@@ -214,28 +229,85 @@ class JudgeConfig(Section):
     """The eval space: judge pipelines per candidate kind, A-vs-B scoring, diversity floor."""
 
     text: list[str] = Field(
-        default_factory=lambda: ["text_quality", "a_vs_b"], description="judge pipeline for text candidates"
+        default_factory=lambda: ["text_quality", "a_vs_b", "doc_quality"],
+        description="judge pipeline for text candidates",
     )
     chat: list[str] = Field(
-        default_factory=lambda: ["text_quality", "a_vs_b"], description="judge pipeline for chat candidates"
+        default_factory=lambda: ["text_quality", "a_vs_b", "doc_quality"],
+        description="judge pipeline for chat candidates",
     )
     python: list[str] = Field(
         default_factory=lambda: ["text_quality", "python"], description="judge pipeline for Python candidates"
     )
     task: list[str] = Field(default_factory=lambda: ["task"], description="judge pipeline for task answers")
     ab_scorers: list[str] = Field(
-        default_factory=lambda: ["perplexity", "quality"], description="A-vs-B scorers: perplexity, quality, external"
+        default_factory=lambda: ["fluency", "quality"],
+        description="A-vs-B scorers: fluency (ngram reference: log-odds over the unigram), perplexity, quality, "
+        "external",
     )
     ab_min_margin: float = Field(0.0, ge=0, description="B must beat A by more than this (relative) to be accepted")
+    ab_fluency_margin: float = Field(
+        0.0, ge=0, description="fluency: B must beat A by more than this many nats per token"
+    )
+    ab_fluency_tie: float = Field(
+        0.3,
+        ge=0,
+        description="fluency: a B that passes the quality rules its A fails wins unless it is this many nats per "
+        "token less fluent",
+    )
     diversity_floor: float = Field(
         0.2, ge=0, le=1, description="a batch whose distinct-2 ratio is below this is not admitted"
     )
     external_url: str = Field(
         "", description="OpenAI-compatible endpoint on localhost for an external judge model (optional)"
     )
+    pairwise_model: str = Field("judge", description="pairwise judge: the model name sent to judge.external_url")
+    pairwise_system: str = Field(
+        "You are a careful, strict judge of writing. You compare two continuations of the same text.",
+        description="pairwise judge: the system prompt",
+    )
+    pairwise_prompt: str = Field(
+        "Text: {prompt}\n\nResponse 1: {first}\n\nResponse 2: {second}\n\n"
+        "Which response continues the text better: fluent, correct and faithful to it? "
+        "Answer with 1, 2 or tie and nothing else.",
+        description="pairwise judge: the question, asked twice with the responses swapped ({prompt} {first} {second})",
+    )
+    reference: Literal["ngram", "hf", "endpoint"] = Field(
+        "ngram",
+        description="A-vs-B perplexity reference, never the model being judged: ngram (built from orig/ only, "
+        "cached in the state dir), hf (a frozen local model dir), endpoint (OpenAI-compatible, on localhost)",
+    )
+    reference_order: int = Field(4, ge=2, le=8, description="ngram reference: n-gram order")
+    reference_vocab: int = Field(4000, ge=300, le=65536, description="ngram reference: byte-level BPE vocabulary size")
+    reference_folds: int = Field(
+        2, ge=2, le=10, description="ngram reference: folds; a candidate is scored by folds that never saw its sources"
+    )
+    reference_path: str = Field("", description="hf reference: a frozen local Hugging Face model dir, outside state")
+    reference_url: str = Field("", description="endpoint reference: OpenAI-compatible /v1/completions on localhost")
+    doc_rules: list[DocRule] = Field(
+        default_factory=lambda: list(DOC_RULES),
+        description="doc_quality judge: Gopher / C4 / FineWeb rules (datatrove) applied to rework candidates",
+    )
+    doc_rules_max_orig_drop: float = Field(
+        0.05,
+        ge=0,
+        le=1,
+        description="a doc rule that would drop more than this share of orig/ is reported and not applied",
+    )
     python_require_tests: bool = Field(
         False, description="python judge: reject code that has no tests or doctests to run"
     )
+
+    @field_validator("pairwise_prompt")
+    @classmethod
+    def _pairwise_fields(cls, v: str) -> str:
+        try:
+            v.format(prompt="", first="", second="")
+        except (KeyError, IndexError, ValueError) as e:
+            raise ValueError(f"may use only {{prompt}}, {{first}} and {{second}} (and {{{{ }}}} for braces): {e}")
+        if "{first}" not in v or "{second}" not in v:
+            raise ValueError("must show both responses: {first} and {second}")
+        return v
 
 
 class SandboxConfig(Section):

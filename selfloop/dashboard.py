@@ -40,6 +40,7 @@ class Snapshot:
     curve_generation: int | None = None
     generations: list[dict[str, Any]] = field(default_factory=list)
     verdicts: list[tuple[str, str, int]] = field(default_factory=list)  # status, reason, count
+    judges: list[dict[str, Any]] = field(default_factory=list)  # per judge: verdicts, accept rate, reasons
     corpus: dict[str, Any] = field(default_factory=dict)
     quarantined: list[tuple[str, str]] = field(default_factory=list)
     events: list[tuple[float, str, str]] = field(default_factory=list)
@@ -84,6 +85,7 @@ def snapshot(store: Store | None, paths: ProjectPaths, cfg: DashboardConfig | No
             }
         )
     snap.verdicts = [(r[0], r[1] or "", r[2]) for r in views.verdict_counts(store)]
+    snap.judges = views.judge_figures(store)
     for r in views.corpus_counts(store):
         snap.corpus[f"{r['origin']}.{r['status']}"] = {"n": r["n"], "chars": r["chars"]}
     snap.quarantined = [(r[0], r[1] or "") for r in views.recent_quarantined(store)]
@@ -270,7 +272,16 @@ def _verdicts(snap: Snapshot) -> RenderableType:
     t.add_column("n", justify="right")
     for status, reason, n in snap.verdicts:
         t.add_row(Text(status, style="green" if status == "accepted" else "red"), reason, str(n))
-    return t
+    if not snap.judges:
+        return t
+    j = Table(title="judges", expand=True)
+    j.add_column("judge")
+    j.add_column("accepted", justify="right")
+    j.add_column("rejected for", overflow="fold")
+    for fig in snap.judges:
+        reasons = ", ".join(f"{code} {n}" for code, n in list(fig["rejected_by"].items())[:3])
+        j.add_row(fig["judge"], f"{fig['accepted']}/{fig['verdicts']} ({fig['accept_rate']:.0%})", reasons or "-")
+    return Group(t, j)
 
 
 def _corpus(snap: Snapshot) -> RenderableType:

@@ -118,6 +118,22 @@ def build_parser() -> argparse.ArgumentParser:
 
     cmd("dashboard", "selfloop.cli.dashboard:cmd_dashboard", "attach a live view to a running daemon (read-only)")
 
+    jg = sub.add_parser("judge", help="the text and chat judges", description="the text and chat judges")
+    _global_options(jg)
+    jgs = jg.add_subparsers(dest="judge_command", metavar="SUBCOMMAND", required=True)
+    p = jgs.add_parser(
+        "check", help='judge each line {"kind", "prompt", "a", "b"} of a JSONL file and print the verdicts'
+    )
+    p.set_defaults(handler="selfloop.cli.judge:cmd_check")
+    _global_options(p)
+    p.add_argument("file", help="JSONL: kind (text | chat), prompt, a (the original, or null), b (the candidate)")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p = jgs.add_parser("eval", help="precision, recall and F1 per judge and for the pipeline on a labelled JSONL file")
+    p.set_defaults(handler="selfloop.cli.judge:cmd_eval")
+    _global_options(p)
+    p.add_argument("file", help='JSONL lines as for check, with "label": "good" | "bad" and an optional "why"')
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+
     sb = sub.add_parser("sandbox", help="the eval-space sandbox", description="the eval-space sandbox")
     _global_options(sb)
     sbs = sb.add_subparsers(dest="sandbox_command", metavar="SUBCOMMAND", required=True)

@@ -19,6 +19,7 @@ from selfloop.model.registry import Registry
 from selfloop.store import Store
 from selfloop.store.frontier import steps as frontier_steps
 from selfloop.store.runs import recipe_history as history
+from selfloop.store.status import judge_figures
 
 
 def cmd_models(args: Any) -> int:
@@ -30,10 +31,12 @@ def cmd_models(args: Any) -> int:
     manifests = [reg.manifest(n) for n in gens]
     recipes: list[dict[str, Any]] = []
     frontier: list[dict[str, Any]] = []
+    judges: list[dict[str, Any]] = []
     if paths.db.exists():
         with Store.open(paths.db, readonly=True) as store:
             recipes = history(store, limit=args.recipes)
             frontier = frontier_steps(store)
+            judges = judge_figures(store)
     if args.plot:
         drawn = plot_losses(reg, gens, Path(args.plot))
         print(
@@ -48,6 +51,7 @@ def cmd_models(args: Any) -> int:
             "generations": manifests,
             "recipes": recipes,
             "frontier": frontier,
+            "judges": judges,
         }
         print(json.dumps(out, indent=2, default=str))
         return 0
@@ -88,10 +92,32 @@ def cmd_models(args: Any) -> int:
         )
     console.print(fit_table(f"generations in {paths.models}", cols, rows, console.width))
     console.print("* = current champion", markup=False)
+    if judges:
+        console.print(judges_table(judges, console.width))
     if recipes:
         title = f"recipe search: the last {len(recipes)} recipes (newest last)"
         console.print(history_table(recipes, title=title, width=console.width))
     return 0
+
+
+def judges_table(judges: list[dict[str, Any]], width: int) -> Any:
+    """Each judge's verdicts on rework candidates: accept rate and the reasons it rejected for."""
+    cols = [
+        Col("judge"),
+        Col("verdicts", justify="right"),
+        Col("accepted", justify="right"),
+        Col("rejected for (most first)", wrap=True),
+    ]
+    rows = [
+        [
+            j["judge"],
+            str(j["verdicts"]),
+            f"{j['accepted']} ({j['accept_rate']:.0%})",
+            ", ".join(f"{code} {n}" for code, n in j["rejected_by"].items()) or "-",
+        ]
+        for j in judges
+    ]
+    return fit_table("judges on rework candidates (all cycles)", cols, rows, width)
 
 
 def plot_losses(reg: Registry, gens: list[int], path: Path) -> int:

@@ -14,7 +14,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from selfloop.config import FrontierConfig, ProjectPaths, deprecations, load_config
+from selfloop.config import FrontierConfig, JudgeConfig, ProjectPaths, deprecations, load_config
 from selfloop.dashboard import Col, current_generation, fit_table
 from selfloop.errors import ConfigError, SelfloopError, UsageError
 from selfloop.frontier.families import load_family
@@ -130,8 +130,9 @@ def _frontier_problems(cfg: FrontierConfig) -> list[str]:
 _GENERATION = ("id", "parent", "status", "metrics", "gate", "created_at", "decided_at")
 
 
-def collect_status(paths: ProjectPaths) -> dict[str, Any]:
-    """Everything `selfloop status` shows, as plain data (read-only; never blocks the daemon)."""
+def collect_status(paths: ProjectPaths, judge: JudgeConfig | None = None) -> dict[str, Any]:
+    """Everything `selfloop status` shows, as plain data (read-only; never blocks the daemon). With ``judge``, also
+    the document rules that the calibration on orig/ leaves off (measured once per orig/, cached in the state dir)."""
     alive = daemon_alive(paths.state)
     out: dict[str, Any] = {
         "project": str(paths.root),
@@ -154,7 +155,21 @@ def collect_status(paths: ProjectPaths) -> dict[str, Any]:
         last = views.last_cycle(store)
         out["last_cycle"] = last and {**last, "detail": json.loads(last["detail"] or "{}")}
         out["candidates"] = views.candidate_counts(store)
+        if judge is not None and ({"doc_quality", "a_vs_b"} & {*judge.text, *judge.chat}):
+            out["doc_rules"] = doc_rules_status(judge, paths, store)
     return out
+
+
+def doc_rules_status(judge: JudgeConfig, paths: ProjectPaths, store: Store) -> dict[str, Any]:
+    """The document rules that would drop more than ``judge.doc_rules_max_orig_drop`` of orig/, per kind."""
+    from selfloop.judge.doc_rules import load_calibration
+
+    cal = load_calibration(judge, paths, store)
+    return {
+        "max_orig_drop": judge.doc_rules_max_orig_drop,
+        "documents": cal.documents,
+        "off": [{"kind": k, "rule": r, "orig_drop": share} for k, r, share in cal.too_strict()],
+    }
 
 
 def collect_files(paths: ProjectPaths) -> list[dict[str, Any]]:
@@ -166,7 +181,7 @@ def collect_files(paths: ProjectPaths) -> list[dict[str, Any]]:
 
 
 def cmd_status(args: Any) -> int:
-    _, paths = load_config(args.config)
+    cfg, paths = load_config(args.config)
     if args.files:
         files = collect_files(paths)
         if args.json:
@@ -174,7 +189,7 @@ def cmd_status(args: Any) -> int:
         else:
             print_files(files)
         return 0
-    status = collect_status(paths)
+    status = collect_status(paths, cfg.judge)
     if args.json:
         print(json.dumps(status, indent=2, default=str))
         return 0
@@ -230,6 +245,12 @@ def print_status(status: dict[str, Any]) -> None:
         for r in status["generations"]
     ]
     console.print(fit_table(f"generations (current: {status['current_generation']})", cols, rows, width))
+    rules = status.get("doc_rules")
+    if rules and rules["off"]:
+        cols = [Col("kind"), Col("rule"), Col("orig/ dropped", justify="right")]
+        rows = [[r["kind"], r["rule"], f"{r['orig_drop']:.1%}"] for r in rules["off"]]
+        title = f"doc rules left off for rework (they would drop more than {rules['max_orig_drop']:.0%} of orig/)"
+        console.print(fit_table(title, cols, rows, width))
     last = status["last_cycle"]
     if last:
         console.print(

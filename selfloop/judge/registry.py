@@ -27,7 +27,9 @@ BUILTIN: dict[str, str] = {
     "python": "selfloop.judge.python_judge:PythonJudge",
     "task": "selfloop.judge.task_judge:TaskJudge",
     "text_quality": "selfloop.judge.text_judges:TextQualityJudge",
+    "doc_quality": "selfloop.judge.text_judges:DocQualityJudge",
     "a_vs_b": "selfloop.judge.text_judges:ABJudge",
+    "pairwise": "selfloop.judge.pairwise:PairwiseJudge",
 }
 
 _registered: dict[str, Factory] = {}

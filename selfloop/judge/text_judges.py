@@ -1,9 +1,11 @@
 """Judges for model-written text: quality, novelty, and A versus B.
 
 ``text_quality`` holds generated text to the ingest filters and dedups it against the corpus and within the batch;
+``doc_quality`` to the Gopher / C4 / FineWeb rules calibrated on orig/ (``selfloop.judge.doc_rules``);
 ``a_vs_b`` accepts a rewrite B over its original A only if B wins every scorer in ``judge.ab_scorers``, and never
-an empty completion or one holding U+FFFD. Judges never write to the store: the caller stores the (chosen,
-rejected) pairs from the verdicts.
+an empty completion or one holding U+FFFD. Its perplexity comes from a reference that is never the model being
+judged (``selfloop.judge.reference``). Judges never write to the store: the caller stores the (chosen, rejected)
+pairs from the verdicts.
 """
 
 from __future__ import annotations
@@ -13,16 +15,24 @@ import urllib.error
 import urllib.request
 from collections.abc import Sequence
 from typing import Any
-from urllib.parse import urlparse
 
 from selfloop.config import IngestConfig
 from selfloop.corpus.normalize import normalize
 from selfloop.corpus.pipeline import quality_check
 from selfloop.errors import ConfigError
+from selfloop.judge import doc_rules
 from selfloop.judge.base import Candidate, Judge, JudgeContext, JudgeVerdict, accept, reject
-from selfloop.model.score import continuation_nll
+from selfloop.judge.reference import ModelReference, Reference, check_local_url
 
-SCORERS = ("perplexity", "quality", "external")
+SCORERS = ("perplexity", "fluency", "quality", "external")
+
+
+def scorers_need_reference(scorers: Sequence[str]) -> bool:
+    return "perplexity" in scorers or "fluency" in scorers
+
+
+def _unzip(pairs: Sequence[tuple[float, float]], n: int) -> tuple[list[float], list[float]]:
+    return ([p[0] for p in pairs], [p[1] for p in pairs]) if n else ([], [])
 
 
 def visible_text(candidate: Candidate) -> str:
@@ -78,15 +88,38 @@ class TextQualityJudge(Judge):
         return out
 
 
+class DocQualityJudge(Judge):
+    """``doc_quality``: the Gopher / C4 / FineWeb rules of ``judge.doc_rules`` on the candidate's visible text,
+    less those that the calibration on orig/ (``resources["doc_calibration"]``, a
+    `selfloop.judge.doc_rules.Calibration`) found too strict for its kind. Without a calibration every configured
+    rule applies."""
+
+    name = "doc_quality"
+
+    def rules(self, kind: str) -> list[str]:
+        cal = self.context.resources.get("doc_calibration")
+        rules = list(self.context.config.doc_rules)
+        return cal.active(kind, rules) if cal is not None else rules
+
+    def judge(self, candidate: Candidate) -> JudgeVerdict:
+        rules = self.rules(candidate.kind)
+        failed = doc_rules.first_failure(visible_text(candidate), rules)
+        if failed is None:
+            return accept(self.name, f"passes {len(rules)} document rules", rules=len(rules))
+        name, why = failed
+        return reject(self.name, f"{name}: {why} (wants {doc_rules.describe(name)})", rule=name)
+
+
 class ABJudge(Judge):
     """``a_vs_b``: compares a rewrite B with its original A, both as continuations of the
     same prompt (``metadata["prompt"]``; B is ``metadata["completion"]``, A is
     ``candidate.source``), by the scorers named in ``judge.ab_scorers``:
 
-    - ``perplexity``: mean NLL per token under the reference model
-      (``resources["model"]``/``["tokenizer"]``, the champion). B must beat A by
-      more than ``judge.ab_min_margin`` (relative).
-    - ``quality``: B must pass the ingest filters whenever A does.
+    - ``perplexity``: mean NLL per token under the reference (``resources["reference"]``, a
+      `selfloop.judge.reference.Reference` built from ``judge.reference``; or a frozen
+      ``resources["reference_model"]``/``["reference_tokenizer"]``), never the model being judged.
+      B must beat A by more than ``judge.ab_min_margin`` (relative).
+    - ``quality``: B must pass the ingest filters and the document rules whenever A does.
     - ``external``: a judge model behind an OpenAI-compatible endpoint on localhost
       (``judge.external_url``) is asked which continuation is better.
 
@@ -105,24 +138,51 @@ class ABJudge(Judge):
             raise ConfigError(f"judge.ab_scorers: unknown scorer(s) {unknown}; known: {', '.join(SCORERS)}")
         if "external" in context.config.ab_scorers:
             check_local_url(context.config.external_url)
+        ref = context.resources.get("reference")
+        has_ref = ref is not None or context.resources.get("reference_model") is not None
+        if "fluency" in context.config.ab_scorers and has_ref and not hasattr(ref, "scores"):
+            raise ConfigError(
+                "judge.ab_scorers 'fluency' needs a reference with word frequencies: judge.reference = 'ngram' "
+                "(or use 'perplexity' with the hf or endpoint reference)"
+            )
         self.ingest: IngestConfig = context.resources.get("ingest_config") or IngestConfig()
+        self.doc = DocQualityJudge(context)
 
     def judge(self, candidate: Candidate) -> JudgeVerdict:
         return self.judge_batch([candidate])[0]
+
+    def quality(self, kind: str, text: str) -> tuple[bool, str | None]:
+        """Whether ``text`` passes the ingest filters and the document rules, and if not, why."""
+        ok, why = quality_check(text, self.ingest)
+        if not ok:
+            return ok, why
+        failed = doc_rules.first_failure(text, self.doc.rules(kind))
+        return (True, None) if failed is None else (False, f"{failed[0]}: {failed[1]}")
 
     def judge_batch(self, candidates: Sequence[Candidate]) -> list[JudgeVerdict]:
         scorers = self.context.config.ab_scorers
         prompts = [str(c.metadata.get("prompt", "")) for c in candidates]
         b_texts = [str(c.metadata.get("completion", c.content)) for c in candidates]
-        nll_b = nll_a = None
-        if "perplexity" in scorers or any(c.source is None for c in candidates):
-            model, tok = self._model()
-            nll_b = continuation_nll(model, tok, prompts, b_texts)
+        nll_b: list[float] = []
+        uni_b: list[float] = []
+        nll_a: dict[int, float] = {}
+        uni_a: dict[int, float] = {}
+        if scorers_need_reference(scorers) or any(c.source is None for c in candidates):
+            sources = [list(c.metadata.get("source_ids") or ()) for c in candidates]
             paired = [i for i, c in enumerate(candidates) if c.source is not None]
-            a_scores = continuation_nll(
-                model, tok, [prompts[i] for i in paired], [candidates[i].source for i in paired]
+            a_args = (
+                [prompts[i] for i in paired],
+                [candidates[i].source for i in paired],
+                [sources[i] for i in paired],
             )
-            nll_a = dict(zip(paired, a_scores))
+            ref = self.reference()
+            if "fluency" in scorers:
+                nll_b, uni_b = _unzip(ref.scores(prompts, b_texts, sources), len(candidates))
+                a_nll, a_uni = _unzip(ref.scores(*a_args), len(paired))
+                nll_a, uni_a = dict(zip(paired, a_nll)), dict(zip(paired, a_uni))
+            else:
+                nll_b = ref.nll(prompts, b_texts, sources)
+                nll_a = dict(zip(paired, ref.nll(*a_args)))
         out = []
         for i, c in enumerate(candidates):
             unusable = unusable_completion(b_texts[i])
@@ -141,26 +201,38 @@ class ABJudge(Judge):
                 continue
             detail: dict[str, Any] = {}
             failure = None
-            if "perplexity" in scorers:
+            if "perplexity" in scorers or "fluency" in scorers:
                 a, b = nll_a[i], nll_b[i]
                 detail.update(nll_a=_finite(a), nll_b=_finite(b))
+                if a != a or b != b:
+                    failure = f"reference_unavailable: the {self.reference().name} reference could not score A or B"
+            if failure is None and "perplexity" in scorers:
                 gain = (a - b) / a if a > 0 and a != float("inf") else 0.0
-                detail["gain"] = round(gain, 6)
+                detail["gain"] = _finite(gain)
                 if not gain > self.context.config.ab_min_margin:
                     failure = f"lost_a_vs_b: perplexity, B {b:.3f} vs A {a:.3f} nats/token"
             if failure is None and "quality" in scorers:
-                a_ok, _ = quality_check(prompts[i] + c.source, self.ingest)
-                b_ok, why = quality_check(prompts[i] + b_texts[i], self.ingest)
+                a_ok, _ = self.quality(c.kind, prompts[i] + c.source)
+                b_ok, why = self.quality(c.kind, prompts[i] + b_texts[i])
                 detail.update(quality_a=a_ok, quality_b=b_ok)
                 if a_ok and not b_ok:
                     failure = f"lost_a_vs_b: quality, B fails {why} where A passes"
+            if failure is None and "fluency" in scorers:
+                fa, fb = uni_a[i] - nll_a[i], uni_b[i] - nll_b[i]
+                detail.update(fluency_a=_finite(fa), fluency_b=_finite(fb), fluency_gain=_finite(fb - fa))
+                # B passes the quality rules that A fails: a near tie in fluency (a duplicated half reads as
+                # fluently as the whole) goes to B.
+                better = "quality" in scorers and detail["quality_b"] and not detail["quality_a"]
+                bar = -self.context.config.ab_fluency_tie if better else self.context.config.ab_fluency_margin
+                if not fb - fa > bar:
+                    failure = f"lost_a_vs_b: fluency, B {fb:.3f} vs A {fa:.3f} nats/token over the unigram"
             if failure is None and "external" in scorers:
                 winner = ask_external(self.context.config.external_url, prompts[i], c.source, b_texts[i])
                 detail["external"] = winner
                 if winner != "B":
                     failure = f"lost_a_vs_b: external judge preferred {winner}"
-            failure = failure or unusable
-            score = detail.get("gain")
+            failure = unusable or failure  # an empty or broken B loses whatever A is: the clearest reason
+            score = detail.get("fluency_gain", detail.get("gain"))
             out.append(
                 reject(self.name, failure, score=score, **detail)
                 if failure
@@ -168,11 +240,16 @@ class ABJudge(Judge):
             )
         return out
 
-    def _model(self) -> tuple[Any, Any]:
-        model, tok = self.context.resources.get("model"), self.context.resources.get("tokenizer")
-        if model is None or tok is None:
-            raise ConfigError("judge 'a_vs_b' needs the reference model: resources['model'] and ['tokenizer']")
-        return model, tok
+    def reference(self) -> Reference:
+        res = self.context.resources
+        if res.get("reference") is not None:
+            return res["reference"]
+        if res.get("reference_model") is not None and res.get("reference_tokenizer") is not None:
+            return ModelReference(res["reference_model"], res["reference_tokenizer"])
+        raise ConfigError(
+            "judge 'a_vs_b' needs its reference (resources['reference'], built from judge.reference); "
+            "it never scores with the model being judged"
+        )
 
 
 def unusable_completion(text: str) -> str | None:
@@ -194,13 +271,6 @@ def _finite(x: float) -> float | None:
 
 
 # --------------------------------------------------------------------------- external judge
-
-
-def check_local_url(url: str) -> None:
-    """The external judge is a local model server: refuse anything off this machine."""
-    host = urlparse(url).hostname or ""
-    if not url or not (host == "localhost" or host.startswith("127.") or host == "::1"):
-        raise ConfigError(f"judge.external_url = {url!r}: must be an OpenAI-compatible endpoint on localhost")
 
 
 def ask_external(url: str, prompt: str, a: str, b: str, timeout: float = 60.0) -> str:

@@ -22,6 +22,7 @@ from typing import Any
 from selfloop.config import Config, ProjectPaths
 from selfloop.ingest.ingestor import Ingestor
 from selfloop.judge import Candidate, JudgeContext, Outcome, Pipeline
+from selfloop.judge.reference import text_resources
 from selfloop.model.generate import generate
 from selfloop.rework import diversity, solve
 from selfloop.rework.strategies import Draft, Prompt, Source, assemble, plan_budget, rewrite_prompts, synthesize_prompts
@@ -144,7 +145,11 @@ def run_rework(cfg: Config, store: Store, cycle_id: int, model_source: Any) -> d
 def _candidate(row: Any) -> Candidate:
     if row["strategy"] == solve.STRATEGY:
         return solve.candidate_of(row)
-    meta = {"prompt": row["prompt"] or "", "completion": row["completion"] or ""}
+    meta = {
+        "prompt": row["prompt"] or "",
+        "completion": row["completion"] or "",
+        "source_ids": json.loads(row["source_ids"] or "[]"),
+    }
     return Candidate(kind=row["kind"], content=row["content"], source=row["original"], metadata=meta)
 
 
@@ -180,14 +185,15 @@ def run_judge(
         kinds = sorted({r["kind"] for r in pending})
         needs_sandbox = any("python" in getattr(cfg.judge, k) or "task" in getattr(cfg.judge, k) for k in kinds)
         with model_source() as loaded, sandbox_source() if needs_sandbox else _nothing() as sandbox:
+            # No judge is the author: the model that wrote the candidates is not among the judges' resources;
+            # A versus B scores with the reference of judge.reference (built from orig/ only).
             ctx = JudgeContext(
                 cfg.judge,
                 sandbox=sandbox,
                 resources={
-                    "model": loaded.model,
-                    "tokenizer": loaded.tokenizer,
                     "corpus": ingestor,
                     "ingest_config": cfg.ingest,
+                    **text_resources(cfg.judge, paths, store, kinds),
                 },
             )
             pipeline = Pipeline(ctx, kinds=kinds)
@@ -300,7 +306,8 @@ def write_accepted(paths: ProjectPaths, store: Store, cycle_id: int) -> list[Pat
 def label_source(kind: str) -> str:
     """Who selected a candidate of this kind (README, "Where a label comes from"): a task answer is checked by a
     checker or tests that know the answer (``oracle``); Python is accepted by running it (``tool``); text and chat
-    by judges that score them, the model's own perplexity among them (``self``)."""
+    by judges that score the model's own text with no answer key, against a reference that is not the model (``self``).
+    """
     return {"task": "oracle", "python": "tool"}.get(kind, "self")
 
 

@@ -293,3 +293,14 @@ def has_task_documents(store: Store) -> bool:
     return bool(
         store.scalar("SELECT COUNT(*) FROM documents WHERE status = 'active' AND split = 'train' AND kind = 'task'")
     )
+
+
+def reference_documents(store: Store) -> list[sqlite3.Row]:
+    """(id, kind, format, hash, content) of active train-split text and chat documents of orig/ only, by id.
+
+    What the judges' reference is built from: never model-written rework, never held-out documents.
+    """
+    return store.query(
+        "SELECT id, kind, format, hash, content FROM documents WHERE status = 'active' AND split = 'train' "
+        "AND origin = 'orig' AND kind IN ('text', 'chat') ORDER BY id"
+    )

@@ -97,6 +97,26 @@ def candidate_counts(store: Store) -> list[dict[str, Any]]:
     ]
 
 
+def judge_figures(store: Store) -> list[dict[str, Any]]:
+    """Per judge, over every cycle's candidates: verdicts given, accepts, accept rate, and rejections by reason code
+    (most frequent first). A judge sees only what the judges before it in its pipeline accepted."""
+    rows = store.query(
+        f"SELECT judge, status, CASE WHEN status = 'reject' THEN {REASON_CODE} ELSE '' END AS code, COUNT(*) AS n "
+        "FROM verdicts GROUP BY 1, 2, 3 ORDER BY 1, 4 DESC, 3"
+    )
+    out: dict[str, dict[str, Any]] = {}
+    for r in rows:
+        fig = out.setdefault(r["judge"], {"judge": r["judge"], "verdicts": 0, "accepted": 0, "rejected_by": {}})
+        fig["verdicts"] += r["n"]
+        if r["status"] == "accept":
+            fig["accepted"] += r["n"]
+        else:
+            fig["rejected_by"][r["code"] or "?"] = r["n"]
+    for fig in out.values():
+        fig["accept_rate"] = round(fig["accepted"] / fig["verdicts"], 4)
+    return list(out.values())
+
+
 # --------------------------------------------------------------------------- dashboard
 
 

@@ -22,6 +22,7 @@ def test_help_and_version(cli):
         "rollback",
         "generate",
         "sandbox",
+        "judge",
         "dashboard",
         "validate-config",
     ):
@@ -45,7 +46,10 @@ def test_light_packages_do_not_import_torch():
     # The parser, its light commands and the packages below them never import torch/transformers.
     code = (
         "import sys, selfloop.cli, selfloop.cli.project, selfloop.cli.sandbox, selfloop.cli.ingest,"
-        " selfloop.cli.models, selfloop.store, selfloop.corpus, selfloop.ingest, selfloop.sandbox;"
+        " selfloop.cli.models, selfloop.cli.judge, selfloop.store, selfloop.corpus, selfloop.ingest, selfloop.sandbox;"
+        # judge check/eval with the n-gram reference: the judges and the datatrove rules load without torch
+        "from selfloop.judge import registry; registry.factory('a_vs_b'); registry.factory('doc_quality');"
+        "from selfloop.judge.doc_rules import rule; rule('c4_sentences')('One two three. Four five six.');"
         "heavy = [m for m in ('torch', 'transformers') if m in sys.modules];"
         "print(heavy); sys.exit(1 if heavy else 0)"
     )

@@ -77,3 +77,40 @@ def test_recipe_history_is_readable_at_80_columns():
     assert max(len(line) for line in text.splitlines()) <= 80 and "…" not in text
     for whole in ("3.00e-04", "4.1235", "add=0.50", "mul=0.25", "(incumbent)", "promoted", "held-out"):
         assert whole in text, whole
+
+
+def test_models_shows_each_judges_accept_rate_and_reasons(models, cli):
+    from selfloop.config import load_config
+    from selfloop.judge.base import accept, reject
+    from selfloop.rework.strategies import Draft
+    from selfloop.store import Store, candidates
+
+    _, paths = load_config(models, env=False)
+    verdicts = [
+        [accept("text_quality", "ok"), reject("a_vs_b", "lost_a_vs_b: fluency, B 0.1 vs A 0.9", score=-0.8)],
+        [accept("text_quality", "ok"), reject("a_vs_b", "lost_a_vs_b: quality, B fails c4_sentences")],
+        [reject("text_quality", "too_short: 5 chars < min_chars 32")],
+        [accept("text_quality", "ok"), accept("a_vs_b", "B beats A", score=0.4), accept("doc_quality", "passes")],
+    ]
+    with Store.open(paths.db) as store:
+        with store.tx() as c:
+            c.execute("INSERT INTO cycles (started_at, phase, status, detail) VALUES (1, 'judge', 'running', '{}')")
+        drafts = [Draft("rewrite", "text", [1], f"text {i}", "p", f"c{i}", "orig") for i in range(len(verdicts))]
+        candidates.insert_candidates(store, 1, 0, drafts)
+        for row, vs in zip(candidates.pending(store, 1), verdicts, strict=True):
+            ok = all(v.accepted for v in vs)
+            candidates.record_outcome(store, 1, row["id"], vs, accepted=ok, reason="accepted" if ok else "rejected")
+    r = cli("models", "--json", "-c", str(models))
+    assert r.returncode == 0, r.stderr
+    judges = {j["judge"]: j for j in json.loads(r.stdout)["judges"]}
+    assert judges["a_vs_b"] == {
+        "judge": "a_vs_b",
+        "verdicts": 3,
+        "accepted": 1,
+        "accept_rate": 0.3333,
+        "rejected_by": {"lost_a_vs_b": 2},
+    }
+    assert judges["text_quality"]["rejected_by"] == {"too_short": 1} and judges["doc_quality"]["accept_rate"] == 1.0
+    r = cli("models", "-c", str(models), env={"COLUMNS": "80"})
+    assert r.returncode == 0, r.stderr
+    assert "judges on rework candidates" in r.stdout and "lost_a_vs_b 2" in r.stdout and "1 (33%)" in r.stdout

@@ -97,3 +97,25 @@ def test_status_files_lists_each_files_outcome(ingested, cli):
     assert r.returncode == 0, r.stderr
     assert "invalid_json 2 (lines 2, 5)" in r.stdout
     assert "quarantined" in r.stdout and "orig/blob.bin" in r.stdout
+
+
+def test_status_reports_the_doc_rules_that_would_gut_orig(tmp_path, cli):
+    config, _, paths = make_project(tmp_path, tiny_config())
+    answers = [f"{a} + {b} = {a + b}. Adding {b} to {a} gives {a + b}." for a in range(10, 14) for b in range(5)]
+    records = [
+        {"messages": [{"role": "user", "content": "Add them."}, {"role": "assistant", "content": a}]} for a in answers
+    ]
+    (paths.orig / "sums.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
+    (paths.orig / "story.txt").write_text(LONG + "\n")
+    with Store.open(paths.db) as store:
+        Ingestor(IngestConfig(), WatchConfig(), paths, store).scan()
+    r = cli("status", "--json", "-c", str(config), cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    rules = json.loads(r.stdout)["doc_rules"]
+    off = {(o["kind"], o["rule"]): o["orig_drop"] for o in rules["off"]}
+    assert off[("chat", "gopher_alpha_words")] == 1.0  # "10 + 2 = 12." has few words with letters
+    assert not any(kind == "text" for kind, _ in off)  # prose passes every rule
+    assert rules["documents"]["chat"] >= 10 and rules["max_orig_drop"] == 0.05
+    r = cli("status", "-c", str(config), cwd=tmp_path, env={"COLUMNS": "160"})
+    assert r.returncode == 0, r.stderr
+    assert "doc rules left off for rework" in r.stdout and "gopher_alpha_words" in r.stdout

@@ -62,6 +62,19 @@ def test_renders_live_state(tmp_path):
                     "created_at) VALUES ('rewrite', 'text', 'x', 'rejected', ?, 0)",
                     (reason,),
                 )
+        first = c.execute("SELECT MIN(id) FROM candidates").fetchone()[0]
+        for i, (judge, status, reason) in enumerate(
+            [
+                ("a_vs_b", "reject", "lost_a_vs_b: fluency"),
+                ("a_vs_b", "reject", "lost_a_vs_b: quality"),
+                ("a_vs_b", "accept", "B beats A"),
+                ("doc_quality", "reject", "c4_sentences: too_few_sentences"),
+            ]
+        ):
+            c.execute(
+                "INSERT INTO verdicts (candidate_id, judge, status, reason, created_at) VALUES (?, ?, ?, ?, 0)",
+                (first + i, judge, status, reason),
+            )
         c.execute(
             "INSERT INTO files (path, origin, status, reason, updated_at) VALUES "
             "('orig/blob.bin', 'orig', 'quarantined', 'binary: 31% control characters', 0)"
@@ -105,6 +118,8 @@ def test_renders_live_state(tmp_path):
         "12,345",
         "generation 1 promoted",
         "sample of gen 1",
+        "1/3 (33%)",  # a judge's accept rate
+        "c4_sentences 1",  # and what it rejected for
     ]:
         assert expected in text, expected
     assert "sample of gen 2" not in text  # samples come from the current champion only

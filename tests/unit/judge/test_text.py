@@ -96,7 +96,7 @@ def trained_lm():
 def _ab(trained_lm, **judge):
     model, tok = trained_lm
     cfg = JudgeConfig(text=["a_vs_b"], **judge)
-    return Pipeline(JudgeContext(cfg, resources={"model": model, "tokenizer": tok}), kinds=["text"])
+    return Pipeline(JudgeContext(cfg, resources={"reference_model": model, "reference_tokenizer": tok}), kinds=["text"])
 
 
 def test_a_vs_b_accepts_the_likelier_rewrite_and_rejects_the_worse(trained_lm):
@@ -170,3 +170,97 @@ def test_a_vs_b_external_judge_on_localhost(trained_lm, local_judge_server):
     assert win.accepted and win.verdicts[0].detail["external"] == "B"
     assert not lose.accepted and "external judge preferred A" in lose.reason
     assert len(requests) == 2
+
+
+def test_a_vs_b_never_scores_with_the_model_being_judged(trained_lm):
+    """The champion handed over as ``model`` (as the rework phase once did) is not a reference."""
+    model, tok = trained_lm
+    cfg = JudgeConfig(text=["a_vs_b"], ab_scorers=["perplexity"])
+    pipe = Pipeline(JudgeContext(cfg, resources={"model": model, "tokenizer": tok}), kinds=["text"])
+    prompt, good = "The quiet river runs past", " the old mill and the green fields every morning."
+    with pytest.raises(ConfigError, match="never scores with the model being judged"):
+        pipe.judge(Candidate("text", prompt + good, source=good, metadata={"prompt": prompt, "completion": good}))
+    with pytest.raises(ConfigError, match="fluency"):
+        _ab(trained_lm, ab_scorers=["fluency"])
+
+
+PROSE = [
+    "The harbor was quiet in the early morning, and the fishing boats rocked gently at their moorings.",
+    "A gull circled over the market square while the baker opened his shutters and set out fresh bread.",
+    "The old lighthouse keeper climbed the stairs each evening to light the lamp before the sun went down.",
+    "Children ran along the beach, and their parents watched them from the benches by the sea wall.",
+    "In the afternoon the wind turned, and the boats came back to the harbor before the storm arrived.",
+    "The market closed at noon, and the traders packed their stalls and carried the baskets home.",
+]
+
+
+@pytest.fixture(scope="module")
+def ngram():
+    from selfloop.judge.reference import build_ngram
+
+    return build_ngram(list(enumerate(PROSE * 4)), order=3, vocab_size=300, folds=2)
+
+
+def _fluency(ngram, **judge):
+    cfg = JudgeConfig(text=["a_vs_b"], **judge)
+    return Pipeline(JudgeContext(cfg, resources={"reference": ngram}), kinds=["text"])
+
+
+def _pair(prompt: str, a: str, b: str) -> Candidate:
+    return Candidate("text", prompt + b, source=a, metadata={"prompt": prompt, "completion": b})
+
+
+def test_fluency_prefers_the_clean_text_to_a_word_salad_or_its_damaged_copy(ngram):
+    pipe = _fluency(ngram, ab_scorers=["fluency"])
+    prompt = "Early in the day "
+    clean = "the fishing boats rocked gently at their moorings, and a gull circled over the market square."
+    salad = "the of and to the of and that with be the have to of the and of to the with."
+    shuffled = "market the moorings gull rocked a square, boats at the over gently fishing their and circled."
+    dropped = "the fishing rocked gently their moorings, a gull circled the market."
+    lose_salad, lose_shuffled, win = pipe.judge_batch(
+        [_pair(prompt, clean, salad), _pair(prompt, clean, shuffled), _pair(prompt, dropped, clean)]
+    )
+    assert not lose_salad.accepted and "fluency" in lose_salad.reason
+    assert not lose_shuffled.accepted
+    assert win.accepted, win.reason
+    v = win.verdicts[0]
+    assert v.score == v.detail["fluency_gain"] > 0 and v.detail["fluency_b"] > v.detail["fluency_a"]
+
+
+def test_a_duplicated_half_loses_to_the_whole_on_quality_when_fluency_ties(ngram):
+    prompt = "Early in the day "
+    clean = (
+        "the fishing boats rocked gently at their moorings. A gull circled over the market square while the baker "
+        "opened his shutters and set out fresh bread. The lighthouse keeper climbed the stairs to light the lamp."
+    )
+    words = clean.split(" ")
+    doubled = " ".join(words + words[: len(words) // 2] + words[: len(words) // 2])
+    cand = _pair(prompt, doubled, clean)
+    won = _fluency(ngram, ab_scorers=["fluency", "quality"]).judge(cand)
+    assert won.accepted, won.reason
+    # Without the quality rules, a near tie is not a win.
+    strict = _fluency(ngram, ab_scorers=["fluency"], ab_fluency_margin=0.5).judge(cand)
+    assert not strict.accepted and "fluency" in strict.reason
+
+
+def test_a_frozen_hf_dir_outside_the_state_dir_is_a_reference(trained_lm, tmp_path):
+    from selfloop.judge.reference import load_reference
+    from selfloop.store import Store
+    from selfloop.testing import make_project, tiny_config
+
+    model, tok = trained_lm
+    frozen = tmp_path / "frozen-judge"
+    model.save_pretrained(frozen)
+    tok.save_pretrained(frozen)
+    _, _, paths = make_project(tmp_path / "project", tiny_config())
+    with Store.open(paths.db) as store:
+        ref = load_reference(JudgeConfig(reference="hf", reference_path=str(frozen)), paths, store)
+    prompt = "The quiet river runs past"
+    memorized, junk = ref.nll([prompt, prompt], [SENTENCE[len(prompt) :], " zqx vvk jjj mmm qqq."])
+    assert memorized < junk
+    cfg = JudgeConfig(text=["a_vs_b"], ab_scorers=["perplexity"])
+    pipe = Pipeline(JudgeContext(cfg, resources={"reference": ref}), kinds=["text"])
+    good = SENTENCE[len(prompt) :]
+    assert pipe.judge(
+        Candidate("text", SENTENCE, source=" zqx vvk.", metadata={"prompt": prompt, "completion": good})
+    ).accepted

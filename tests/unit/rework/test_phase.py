@@ -142,17 +142,17 @@ def test_resume_after_a_crash_mid_judging(project):
     run_rework(cfg, store, cycle_id=1, model_source=model_source)
     # Simulate a crash after some candidates were judged: judge only the first few rows by hand.
     from selfloop.judge import JudgeContext, Pipeline
+    from selfloop.judge.reference import text_resources
     from selfloop.rework.phase import _candidate, record_outcome
 
     rows = store.query("SELECT * FROM candidates WHERE kind = 'text' ORDER BY id LIMIT 3")
-    with model_source() as loaded:
+    with model_source():
         ctx = JudgeContext(
             cfg.judge,
             resources={
-                "model": loaded.model,
-                "tokenizer": loaded.tokenizer,
                 "corpus": Ingestor(cfg.ingest, cfg.watch, paths, store),
                 "ingest_config": cfg.ingest,
+                **text_resources(cfg.judge, paths, store, ["text"]),
             },
         )
         for row, outcome in zip(rows, Pipeline(ctx, kinds=["text"]).judge_batch([_candidate(r) for r in rows])):

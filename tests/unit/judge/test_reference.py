@@ -1,0 +1,164 @@
+"""The A-vs-B reference is never the author: an n-gram model of orig/ only (cross-fitted, cached in the state dir),
+a frozen model dir outside the state dir, or a localhost endpoint's log-probabilities."""
+
+from __future__ import annotations
+
+import json
+import threading
+from http.server import BaseHTTPRequestHandler, HTTPServer
+
+import pytest
+
+from selfloop.config import IngestConfig, JudgeConfig, WatchConfig
+from selfloop.errors import ConfigError
+from selfloop.ingest.ingestor import Ingestor
+from selfloop.judge.reference import (
+    EndpointReference,
+    NgramReference,
+    build_ngram,
+    load_hf,
+    load_ngram,
+    load_reference,
+)
+from selfloop.store import Store
+from selfloop.testing import make_project, tiny_config
+
+PROSE = [
+    "The harbor was quiet in the early morning, and the fishing boats rocked gently at their moorings.",
+    "A gull circled over the market square while the baker opened his shutters and set out fresh bread.",
+    "The old lighthouse keeper climbed the stairs each evening to light the lamp before the sun went down.",
+    "Children ran along the beach, and their parents watched them from the benches by the sea wall.",
+    "In the afternoon the wind turned, and the boats came back to the harbor before the storm arrived.",
+    "The market closed at noon, and the traders packed their stalls and carried the baskets home.",
+]
+FIXED = "The baker opened his shutters in the early morning and set out fresh bread for the market."
+
+
+def small_reference(order: int = 3) -> NgramReference:
+    docs = [(i, text) for i, text in enumerate(PROSE * 3)]
+    return build_ngram(docs, order=order, vocab_size=300, folds=2)
+
+
+def test_ngram_prefers_fluent_text_to_shuffled_words_and_typos():
+    ref = small_reference()
+    prompt = "In the early morning "
+    clean = "the fishing boats rocked gently at their moorings."
+    shuffled = "moorings rocked their the at gently boats fishing."
+    typos = "teh fsihing boast rokced gnetly at thier moornigs."
+    (clean_nll, clean_uni), (shuf_nll, shuf_uni), (typo_nll, _) = ref.scores([prompt] * 3, [clean, shuffled, typos])
+    assert clean_nll < shuf_nll and clean_nll < typo_nll
+    # Over the unigram (SLOR): the same words in no order are no likelier than their frequencies say.
+    assert clean_uni - clean_nll > shuf_uni - shuf_nll
+    assert ref.nll([prompt], [""]) == [float("inf")]
+
+
+def test_cross_fitting_scores_a_source_by_the_folds_that_never_saw_it():
+    docs = [(0, PROSE[0]), (1, PROSE[1]), (2, PROSE[2]), (3, PROSE[3])]
+    ref = build_ngram(docs, order=3, vocab_size=300, folds=2)
+    assert ref.folds_for([0]) == [1] and ref.folds_for([1, 3]) == [0]
+    assert ref.folds_for([0, 1]) == [0, 1] and ref.folds_for(None) == [0, 1]
+    # Document 0 is in fold 0 only: fold 0 memorized it, fold 1 never saw it.
+    memorized = ref.nll([""], [PROSE[0]], [[1]])[0]  # sources in fold 1: scored by fold 0
+    unseen = ref.nll([""], [PROSE[0]], [[0]])[0]  # its own source: scored by fold 1
+    assert unseen > memorized
+
+
+def test_an_empty_orig_is_a_config_error_naming_the_fix():
+    with pytest.raises(ConfigError, match="judge.reference"):
+        build_ngram([(1, "  ")], order=3, vocab_size=300, folds=2)
+
+
+@pytest.fixture
+def ingested(tmp_path):
+    _, cfg, paths = make_project(tmp_path, tiny_config())
+    for i, text in enumerate(PROSE):
+        (paths.orig / f"p{i}.txt").write_text(text + "\n")
+    (paths.orig / "code.py").write_text("def add(a, b):\n    return a + b\n\n\nprint(add(1, 2))\n")
+    with Store.open(paths.db) as store:
+        Ingestor(IngestConfig(), WatchConfig(), paths, store).scan()
+    return cfg, paths
+
+
+def test_ngram_reference_is_built_from_orig_cached_and_rebuilt_when_orig_changes(ingested):
+    cfg, paths = ingested
+    jc = JudgeConfig(reference_vocab=300, reference_order=3)
+    with Store.open(paths.db) as store:
+        ref = load_ngram(jc, paths, store)
+        cached = list((paths.state / "judge").glob("reference-*.pkl"))
+        assert len(cached) == 1 and ref.fingerprint in cached[0].name
+        assert ref.n_docs >= 1  # held-out documents and code (format py) are left out
+        again = load_reference(jc, paths, store)
+        assert again.fingerprint == ref.fingerprint
+        # A new orig document changes the fingerprint: a new model, the old cache file gone.
+        (paths.orig / "new.txt").write_text(FIXED + " " + FIXED.lower() + "\n")
+        Ingestor(IngestConfig(), WatchConfig(), paths, store).scan()
+        fresh = load_ngram(jc, paths, store)
+    assert fresh.fingerprint != ref.fingerprint
+    assert [p.name for p in (paths.state / "judge").glob("reference-*.pkl")] == [f"reference-{fresh.fingerprint}.pkl"]
+
+
+def test_rework_documents_never_reach_the_reference(ingested):
+    cfg, paths = ingested
+    jc = JudgeConfig(reference_vocab=300, reference_order=3)
+    with Store.open(paths.db) as store:
+        before = load_ngram(jc, paths, store).fingerprint
+        (paths.rework / "text").mkdir(parents=True, exist_ok=True)
+        (paths.rework / "text" / "gen.txt").write_text("Model output that must never teach the judge anything new.\n")
+        Ingestor(IngestConfig(), WatchConfig(), paths, store).scan()
+        assert load_ngram(jc, paths, store).fingerprint == before
+
+
+def test_hf_reference_refuses_the_state_dir_and_a_missing_dir(ingested):
+    cfg, paths = ingested
+    (paths.state / "models" / "gen-0000").mkdir(parents=True)
+    with pytest.raises(ConfigError, match="never the author"):
+        load_hf(JudgeConfig(reference="hf", reference_path=str(paths.state / "models" / "gen-0000")), paths)
+    with pytest.raises(ConfigError, match="no such model dir"):
+        load_hf(JudgeConfig(reference="hf", reference_path="nowhere"), paths)
+    with pytest.raises(ConfigError, match="reference_path"):
+        load_hf(JudgeConfig(reference="hf"), paths)
+
+
+@pytest.fixture
+def logprob_server():
+    """A fake OpenAI-compatible /v1/completions: one token per character, log-prob -1 for letters, -3 else."""
+    seen = []
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self):
+            body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+            seen.append(body)
+            text = body["prompt"]
+            lps = [None] + [-1.0 if ch.isalpha() else -3.0 for ch in text[1:]]
+            out = {
+                "choices": [{"text": text, "logprobs": {"token_logprobs": lps, "text_offset": list(range(len(text)))}}]
+            }
+            data = json.dumps(out).encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        def log_message(self, *args):
+            pass
+
+    server = HTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_address[1]}", seen
+    server.shutdown()
+
+
+def test_endpoint_reference_scores_the_continuation_only(logprob_server):
+    url, seen = logprob_server
+    ref = EndpointReference(url)
+    letters, symbols = ref.nll(["12345 "] * 2, ["abcd", "!?#$"])
+    assert letters == pytest.approx(1.0) and symbols == pytest.approx(3.0)
+    assert seen[0]["echo"] is True and seen[0]["max_tokens"] == 0 and seen[0]["prompt"] == "12345 abcd"
+
+
+def test_endpoint_reference_is_local_only_and_unreachable_is_nan():
+    with pytest.raises(ConfigError, match="reference_url"):
+        EndpointReference("http://example.com:8000")
+    (score,) = EndpointReference("http://127.0.0.1:9", timeout=2).nll(["a"], ["b"])
+    assert score != score
