@@ -152,10 +152,14 @@ class IngestConfig(Section):
 
 
 class ModelConfig(Section):
-    """The model: a scratch GPT-2 sized here, or a local Hugging Face model dir."""
+    """The model: a scratch GPT-2 sized here, or a pretrained base (local dir, cached hub id, GGUF file)."""
 
     base: str = Field(
-        "scratch", description='"scratch" (GPT-2 built from the sizes below) or a local Hugging Face model dir'
+        "scratch",
+        description=(
+            '"scratch" (GPT-2 built from the sizes below), a local Hugging Face model dir, a model id already in the '
+            "local Hugging Face cache (never downloaded), or a .gguf file (converted once into the state dir)"
+        ),
     )
     vocab_size: int = Field(
         2048, ge=300, le=1_000_000, description="scratch: byte-level BPE vocabulary trained on the corpus"

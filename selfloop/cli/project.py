@@ -16,7 +16,7 @@ from typing import Any
 
 from selfloop.config import ProjectPaths, deprecations, load_config
 from selfloop.dashboard import Col, current_generation, fit_table
-from selfloop.errors import SelfloopError, UsageError
+from selfloop.errors import ConfigError, SelfloopError, UsageError
 from selfloop.frontier.families import load_family
 from selfloop.store import Store, daemon_alive
 from selfloop.store import status as views
@@ -102,6 +102,14 @@ def cmd_validate_config(args: Any) -> int:
     if cfg.frontier.enabled:
         for spec in cfg.frontier.families:
             load_family(spec)  # a plugin that does not import is a config error too
+    if cfg.model.base != "scratch":
+        from selfloop.model.base import describe_base  # imports transformers: only for a pretrained base
+
+        # A base that does not exist or whose config does not load is an error here, not at the first cycle.
+        try:
+            print(f"model.base: {describe_base(cfg.model.base, Path(path).resolve().parent)}")
+        except SelfloopError as e:
+            raise ConfigError(str(e)) from None
     print(f"OK: {path}")
     return 0
 

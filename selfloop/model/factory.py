@@ -10,11 +10,16 @@ Does not cover: where generations live (``registry``) or training (``selfloop.tr
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
 from selfloop.config import ModelConfig
 from selfloop.errors import SelfloopError
+from selfloop.model.tokenizer import end_token_ids
+
+# transformers 5 writes its own class name, which no other version knows; every version knows this one.
+PORTABLE_TOKENIZER_CLASS = "PreTrainedTokenizerFast"
 
 
 def resolve_device(cfg: ModelConfig) -> str:
@@ -54,18 +59,6 @@ def build_scratch_model(cfg: ModelConfig, tokenizer):
     return GPT2LMHeadModel(config)
 
 
-def local_base_dir(cfg: ModelConfig, root: Path) -> Path:
-    """The local model directory named by ``model.base`` (relative to the project root)."""
-    path = Path(cfg.base).expanduser()
-    path = path if path.is_absolute() else root / path
-    if not (path / "config.json").is_file():
-        raise SelfloopError(
-            f'model.base = "{cfg.base}": {path} is not a local Hugging Face model directory '
-            '(no config.json); use "scratch" or a directory saved with save_pretrained'
-        )
-    return path
-
-
 def load_pretrained(path: Path | str, *, device: str = "cpu", dtype: Any = None, for_training: bool = False):
     """Load a causal LM and its tokenizer from a local directory with the Auto classes."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -93,3 +86,29 @@ def apply_lora(model, cfg: ModelConfig):
     except ImportError:
         raise SelfloopError("model.lora = true needs peft: pip install 'selfloop[lora]'") from None
     return get_peft_model(model, LoraConfig(r=cfg.lora_r, lora_alpha=2 * cfg.lora_r, task_type="CAUSAL_LM"))
+
+
+def save_generation(model, tokenizer, out: Path | str, *, dtype: Any = None) -> Path:
+    """Write ``model`` and ``tokenizer`` as a plain safetensors directory any transformers/peft user can load.
+
+    ``dtype`` (the base model's, e.g. bf16) is what the weights are saved in. The generation config's
+    ``eos_token_id`` lists every end-of-turn token: the model's own plus selfloop's, added and never
+    replacing, so a plain ``model.generate`` or pipeline stops where selfloop does.
+    """
+    out = Path(out)
+    if dtype is not None:
+        model = model.to(dtype)
+    gen = model.generation_config
+    ends = end_token_ids(tokenizer, gen.eos_token_id)
+    if ends:
+        gen.eos_token_id = ends
+    if gen.pad_token_id is None and tokenizer.pad_token_id is not None:
+        gen.pad_token_id = tokenizer.pad_token_id
+    model.save_pretrained(out)
+    tokenizer.save_pretrained(out)
+    config_file = out / "tokenizer_config.json"
+    settings = json.loads(config_file.read_text(encoding="utf-8"))
+    if settings.get("tokenizer_class") == "TokenizersBackend":
+        settings["tokenizer_class"] = PORTABLE_TOKENIZER_CLASS
+        config_file.write_text(json.dumps(settings, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    return out
