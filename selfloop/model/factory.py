@@ -16,7 +16,7 @@ from typing import Any
 
 from selfloop.config import ModelConfig
 from selfloop.errors import SelfloopError
-from selfloop.model.tokenizer import end_token_ids
+from selfloop.model.tokenizer import CHAT_TEMPLATE, END_OF_TURN, ROLE_TOKENS, end_token_ids
 
 # transformers 5 writes its own class name, which no other version knows; every version knows this one.
 PORTABLE_TOKENIZER_CLASS = "PreTrainedTokenizerFast"
@@ -77,6 +77,25 @@ def load_pretrained(path: Path | str, *, device: str = "cpu", dtype: Any = None,
     model.to(device)
     model.train(for_training)
     return model, tokenizer
+
+
+def adopt_chat_template(model, tokenizer) -> list[str]:
+    """Give a tokenizer without a chat template selfloop's (``<|role|>...<|end|>``), adding its special tokens.
+
+    The embeddings grow to the new vocabulary (new rows start at the mean of the old ones). Returns the
+    tokens added ([] when the tokenizer had them already); does nothing to a tokenizer that has a template.
+    """
+    if tokenizer.chat_template:
+        return []
+    wanted = [END_OF_TURN, *ROLE_TOKENS.values()]
+    vocab = tokenizer.get_vocab()
+    added = [t for t in wanted if t not in vocab]
+    if added:
+        tokenizer.add_special_tokens({"additional_special_tokens": added})
+    tokenizer.chat_template = CHAT_TEMPLATE
+    if len(tokenizer) > model.get_input_embeddings().num_embeddings:
+        model.resize_token_embeddings(len(tokenizer))
+    return added
 
 
 def apply_lora(model, cfg: ModelConfig):
