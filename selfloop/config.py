@@ -173,8 +173,24 @@ class ModelConfig(Section):
     dtype: Literal["auto", "float32", "bfloat16", "float16"] = Field(
         "auto", description="auto: fp32 on CPU (bf16 is ~30x slower here), bf16 on GPU"
     )
-    lora: bool = Field(False, description="train LoRA adapters (peft) instead of all weights; for big local models")
+    lora: bool | Literal["auto"] = Field(
+        "auto",
+        description=(
+            'train LoRA adapters (peft) instead of all weights: true, false, or "auto" (a pretrained base of at '
+            "least lora_min_params parameters); generations are saved merged, in the base's dtype"
+        ),
+    )
+    lora_min_params: int = Field(50_000_000, ge=0, description='lora = "auto": LoRA from this many parameters up')
     lora_r: int = Field(8, ge=1, description="LoRA rank")
+    lora_alpha: int = Field(16, ge=1, description="LoRA alpha (the update is scaled by alpha / r)")
+    lora_dropout: float = Field(0.05, ge=0, lt=1, description="dropout on the LoRA path")
+    lora_target_modules: list[str] = Field(
+        default_factory=list,
+        description=(
+            'module names to adapt, e.g. ["q_proj", "k_proj", "v_proj", "o_proj"], or ["all-linear"]; '
+            "[] = peft's default for the architecture"
+        ),
+    )
     keep_generations: int = Field(
         5, ge=2, description="keep this many newest generations (the champion and its predecessor are always kept)"
     )

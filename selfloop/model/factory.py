@@ -98,13 +98,55 @@ def adopt_chat_template(model, tokenizer) -> list[str]:
     return added
 
 
-def apply_lora(model, cfg: ModelConfig):
+def use_lora(cfg: ModelConfig, model, *, pretrained: bool) -> bool:
+    """``model.lora``: true, false, or "auto" (a pretrained model of at least ``lora_min_params`` parameters)."""
+    if cfg.lora != "auto":
+        return bool(cfg.lora)
+    return pretrained and sum(p.numel() for p in model.parameters()) >= cfg.lora_min_params
+
+
+def lora_config(cfg: ModelConfig, new_tokens: list[int] | None = None):
+    """peft's ``LoraConfig`` from the ``model.lora_*`` knobs; ``new_tokens``: embedding rows that train too."""
+    from peft import LoraConfig
+
+    targets: list[str] | str | None = list(cfg.lora_target_modules) or None
+    if targets == ["all-linear"]:
+        targets = "all-linear"  # peft's shorthand: every linear layer but the output head
+    return LoraConfig(
+        r=cfg.lora_r,
+        lora_alpha=cfg.lora_alpha,
+        lora_dropout=cfg.lora_dropout,
+        target_modules=targets,
+        trainable_token_indices=list(new_tokens) if new_tokens else None,
+        task_type="CAUSAL_LM",
+    )
+
+
+def apply_lora(model, cfg: ModelConfig, *, new_tokens: list[int] | None = None):
     """Wrap ``model`` with LoRA adapters (only the adapters train)."""
     try:
-        from peft import LoraConfig, get_peft_model
+        import peft  # noqa: F401
     except ImportError:
-        raise SelfloopError("model.lora = true needs peft: pip install 'selfloop[lora]'") from None
-    return get_peft_model(model, LoraConfig(r=cfg.lora_r, lora_alpha=2 * cfg.lora_r, task_type="CAUSAL_LM"))
+        raise SelfloopError("model.lora needs peft: pip install 'selfloop[lora]'") from None
+    from peft import get_peft_model
+
+    try:
+        return get_peft_model(model, lora_config(cfg, new_tokens))
+    except ValueError as e:  # target modules that the architecture does not have
+        raise SelfloopError(f"model.lora_target_modules: {e}") from None
+
+
+def saved_dtype(path: Path | str):
+    """The torch dtype a saved model's config.json declares (``dtype`` or the older ``torch_dtype``), or None."""
+    import torch
+
+    try:
+        config = json.loads((Path(path) / "config.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    name = config.get("dtype") or config.get("torch_dtype")
+    dtype = getattr(torch, name, None) if isinstance(name, str) else None
+    return dtype if isinstance(dtype, torch.dtype) and dtype.is_floating_point else None
 
 
 def save_generation(model, tokenizer, out: Path | str, *, dtype: Any = None) -> Path:

@@ -30,6 +30,8 @@ from selfloop.model.factory import (
     resolve_device,
     resolve_dtype,
     save_generation,
+    saved_dtype,
+    use_lora,
 )
 from selfloop.model.tokenizer import train_tokenizer
 from selfloop.store import Store
@@ -62,6 +64,7 @@ def starting_point(cfg: Config, init: str, run: RunDir):
     from transformers import AutoTokenizer, set_seed
 
     set_seed(cfg.train.seed)  # the scratch initialisation is part of the recipe
+    new_tokens: list[int] = []
     if init == "scratch":
         tok_dir = run.tokenizer
         if not (tok_dir / "tokenizer.json").is_file():
@@ -79,8 +82,16 @@ def starting_point(cfg: Config, init: str, run: RunDir):
                 f"{init} has no chat template: using selfloop's (<|role|>...<|end|>), "
                 f"added special tokens {' '.join(added)}, embeddings resized to {len(tokenizer)}"
             )
-    if cfg.model.lora:
-        model = apply_lora(model, cfg.model)
+            new_tokens = tokenizer.convert_tokens_to_ids(added)
+    if use_lora(cfg.model, model, pretrained=init != "scratch"):
+        # Tokens added just now have untrained embedding rows: LoRA trains those rows too.
+        model = apply_lora(model, cfg.model, new_tokens=new_tokens)
+        trainable, total = model.get_nb_trainable_parameters()
+        targets = sorted(model.peft_config["default"].target_modules)
+        _log(
+            f"LoRA r={cfg.model.lora_r} alpha={cfg.model.lora_alpha} dropout={cfg.model.lora_dropout} on "
+            f"{', '.join(targets)}: {trainable:,} of {total:,} parameters train ({trainable / total:.2%})"
+        )
     return model, tokenizer
 
 
@@ -273,7 +284,7 @@ def _preference_stage(cfg: Config, run: RunDir, pairs: list[dict[str, str]], sto
     if stop.terminated:
         result.update(status="interrupted", stopped_by="sigterm")
     else:
-        save_generation(model, tokenizer, run.final)
+        save_generation(model, tokenizer, run.final, dtype=saved_dtype(sft.final))
     _write_result(run, result)
     return EXIT_INTERRUPTED if stop.terminated else 0
 
@@ -305,9 +316,10 @@ def _write_generation(
     if not stop.terminated:
         final = out.final
         model = trainer.model  # the bare model, not its DDP wrapper
-        if cfg.model.lora:
+        if hasattr(model, "merge_and_unload"):  # LoRA
             model = model.merge_and_unload()  # a generation must load with the plain Auto classes
-        save_generation(model, tokenizer, final)
+        # In the dtype the starting point was saved in (a bf16 base stays bf16); scratch stays fp32.
+        save_generation(model, tokenizer, final, dtype=None if values.init == "scratch" else saved_dtype(values.init))
     _write_result(out, result)
 
 

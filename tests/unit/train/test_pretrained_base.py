@@ -70,3 +70,33 @@ def test_chats_that_all_train_as_nothing_are_an_error_with_the_reason(tmp_path, 
     assert code == 1
     assert "16 chat documents gave no training example: the chat template refused it" in log
     assert "no assistant turns here" in log and not run.final.exists()
+
+
+@pytest.mark.slow
+def test_lora_from_a_bf16_base_saves_merged_bf16_and_trains_the_added_token_rows(tmp_path, capsys):
+    import torch
+    from safetensors.torch import load_file
+
+    base = tiny_llama_dir(tmp_path / "base", style="none", dtype=torch.bfloat16)
+    _, cfg, paths, run_dir = prepared_run(
+        tmp_path / "project",
+        {
+            "train": {"log_steps": 1, "batch_size": 4, "block_size": 128, "learning_rate": 0.01},
+            "model": {"n_positions": 128, "lora": "auto", "lora_min_params": 0, "lora_r": 4},
+        },
+    )
+    RunDir(run_dir).write_config(cfg, RunValues.of(cfg, paths, generation=0, init=str(base), steps=STEPS))
+    assert main(["--out", str(run_dir)]) == 0
+    log = capsys.readouterr().out
+    assert "LoRA r=4 alpha=16 dropout=0.05 on q_proj, v_proj:" in log  # peft's default targets for llama
+    final = RunDir(run_dir).final
+    assert not (final / "adapter_config.json").exists()  # merged: plain Auto classes load it
+    after = load_file(final / "model.safetensors")
+    before = load_file(base / "model.safetensors")
+    assert all(t.dtype == torch.bfloat16 for t in after.values())
+    embedding = "model.embed_tokens.weight"
+    changed = {k for k in before if k != embedding and not torch.equal(before[k], after[k])}
+    assert changed and all("q_proj" in k or "v_proj" in k for k in changed), changed
+    # The embedding grew by the 4 added tokens (whose rows LoRA trains); the base's rows are untouched.
+    rows = before[embedding].shape[0]
+    assert torch.equal(after[embedding][:rows], before[embedding]) and after[embedding].shape[0] == rows + 4
