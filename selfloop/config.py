@@ -221,11 +221,21 @@ class ReworkConfig(Section):
         0.5, gt=0, lt=1, description="rewrite: keep this share of the sample as prompt, regenerate the rest"
     )
     rewrite_prompt: str = Field(
-        "Improve the following text. Keep its meaning.\n\n{text}\n\nImproved:",
-        description="instruction template for models that follow instructions ({text})",
+        "Rewrite the following text more clearly and fix its errors. Keep its meaning. "
+        "Reply with the rewritten text only.\n\n{text}",
+        description="instruction mode: the rewrite request ({text} is the passage), sent as a user turn",
     )
-    instruction_following: bool = Field(
-        False, description="use the prompt templates (true) or prefix-continuation (false, for small scratch models)"
+    synthesize_prompt: str = Field(
+        "Read the text below. Write one question that it answers, then the answer, in this form:\n"
+        "Question: ...\nAnswer: ...\n\n{text}",
+        description="instruction mode: asks for a question/answer pair about a passage ({text}); it trains as a chat",
+    )
+    instruction_following: bool | Literal["auto"] = Field(
+        "auto",
+        description=(
+            "ask through the chat template with the prompts above (true), continue prefixes (false, small scratch "
+            'models), or "auto": true when the model has a chat template of its own'
+        ),
     )
     seed: int = Field(0, description="sampling seed (mixed with the cycle number)")
 
