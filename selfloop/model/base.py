@@ -138,6 +138,7 @@ def convert_gguf(source: Path, out: Path) -> Path:
     from selfloop.model.factory import save_generation
 
     hf_logging.disable_progress_bar()
+    started = time.perf_counter()
     try:
         tokenizer = AutoTokenizer.from_pretrained(source.parent, gguf_file=source.name)
         loaded = AutoModelForCausalLM.from_pretrained(source.parent, gguf_file=source.name, dtype=torch.float32)
@@ -161,7 +162,16 @@ def convert_gguf(source: Path, out: Path) -> Path:
     try:
         save_generation(model, tokenizer, tmp)
         (tmp / SOURCE).write_text(
-            json.dumps({"gguf": str(source), "sha256": file_sha256(source), "converted_at": time.time()}, indent=2),
+            json.dumps(
+                {
+                    "gguf": str(source),
+                    "sha256": file_sha256(source),
+                    "converted_at": time.time(),
+                    "seconds": round(time.perf_counter() - started, 1),
+                    "parameters": sum(p.numel() for p in model.parameters()),
+                },
+                indent=2,
+            ),
             encoding="utf-8",
         )
         os.rename(tmp, out)
