@@ -40,6 +40,10 @@ PROSE = [
     "use tuple, when you need to add and remove things use list, it is more flexible.",
     "The train leave the station at eight o clock every morning. People who is late must wait for the next "
     "one, which come one hour later, so most of them run very fast to catch it.",
+    "Bees makes honey from the nectar of flower, they carry it to the hive and store it in small wax cell. "
+    "In winter the bees eats the honey because there is not flowers outside.",
+    "A good password have many characters and is not a word from dictionary. You should not use the same "
+    "password on every website, because if one leak then all your account is open.",
 ]
 CHATS = [
     [
@@ -104,7 +108,7 @@ def budget(gguf: Path, quick: bool) -> dict[str, Any]:
         },
         "tasks": {"enabled": False},
         "frontier": {"enabled": False},
-        "ingest": {"min_chars": 16, "heldout_fraction": 0.2},
+        "ingest": {"min_chars": 16, "heldout_fraction": 0.3},
     }
 
 
