@@ -16,6 +16,8 @@ import os
 import re
 import shutil
 import time
+from contextlib import contextmanager
+from functools import partial
 from pathlib import Path
 from typing import Literal
 
@@ -140,8 +142,9 @@ def convert_gguf(source: Path, out: Path) -> Path:
     hf_logging.disable_progress_bar()
     started = time.perf_counter()
     try:
-        tokenizer = AutoTokenizer.from_pretrained(source.parent, gguf_file=source.name)
-        loaded = AutoModelForCausalLM.from_pretrained(source.parent, gguf_file=source.name, dtype=torch.float32)
+        with _quiet_gguf_progress():
+            tokenizer = AutoTokenizer.from_pretrained(source.parent, gguf_file=source.name)
+            loaded = AutoModelForCausalLM.from_pretrained(source.parent, gguf_file=source.name, dtype=torch.float32)
     except (OSError, ValueError, KeyError, RuntimeError) as e:
         raise SelfloopError(f"cannot read GGUF model {source}: {type(e).__name__}: {e}") from None
     config = loaded.config
@@ -179,6 +182,22 @@ def convert_gguf(source: Path, out: Path) -> Path:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return out
+
+
+@contextmanager
+def _quiet_gguf_progress():
+    """transformers' GGUF reader draws a tqdm bar that ignores ``disable_progress_bar``; a daemon's log wants none."""
+    from transformers import modeling_gguf_pytorch_utils as reader
+
+    bar = getattr(reader, "tqdm", None)
+    if bar is None:  # another transformers version: nothing to quiet
+        yield
+        return
+    reader.tqdm = partial(bar, disable=True)
+    try:
+        yield
+    finally:
+        reader.tqdm = bar
 
 
 def describe_base(base: str, root: Path) -> str:
