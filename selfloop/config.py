@@ -167,10 +167,14 @@ class IngestConfig(Section):
 
 
 class ModelConfig(Section):
-    """The model: a scratch GPT-2 sized here, or a local Hugging Face model dir."""
+    """The model: a scratch GPT-2 sized here, or a pretrained base (local dir, cached hub id, GGUF file)."""
 
     base: str = Field(
-        "scratch", description='"scratch" (GPT-2 built from the sizes below) or a local Hugging Face model dir'
+        "scratch",
+        description=(
+            '"scratch" (GPT-2 built from the sizes below), a local Hugging Face model dir, a model id already in the '
+            "local Hugging Face cache (never downloaded), or a .gguf file (converted once into the state dir)"
+        ),
     )
     vocab_size: int = Field(
         2048, ge=300, le=1_000_000, description="scratch: byte-level BPE vocabulary trained on the corpus"
@@ -184,8 +188,24 @@ class ModelConfig(Section):
     dtype: Literal["auto", "float32", "bfloat16", "float16"] = Field(
         "auto", description="auto: fp32 on CPU (bf16 is ~30x slower here), bf16 on GPU"
     )
-    lora: bool = Field(False, description="train LoRA adapters (peft) instead of all weights; for big local models")
+    lora: bool | Literal["auto"] = Field(
+        "auto",
+        description=(
+            'train LoRA adapters (peft) instead of all weights: true, false, or "auto" (a pretrained base of at '
+            "least lora_min_params parameters); generations are saved merged, in the base's dtype"
+        ),
+    )
+    lora_min_params: int = Field(50_000_000, ge=0, description='lora = "auto": LoRA from this many parameters up')
     lora_r: int = Field(8, ge=1, description="LoRA rank")
+    lora_alpha: int = Field(16, ge=1, description="LoRA alpha (the update is scaled by alpha / r)")
+    lora_dropout: float = Field(0.05, ge=0, lt=1, description="dropout on the LoRA path")
+    lora_target_modules: list[str] = Field(
+        default_factory=list,
+        description=(
+            'module names to adapt, e.g. ["q_proj", "k_proj", "v_proj", "o_proj"], or ["all-linear"]; '
+            "[] = peft's default for the architecture"
+        ),
+    )
     keep_generations: int = Field(
         5, ge=2, description="keep this many newest generations (the champion and its predecessor are always kept)"
     )
@@ -216,11 +236,21 @@ class ReworkConfig(Section):
         0.5, gt=0, lt=1, description="rewrite: keep this share of the sample as prompt, regenerate the rest"
     )
     rewrite_prompt: str = Field(
-        "Improve the following text. Keep its meaning.\n\n{text}\n\nImproved:",
-        description="instruction template for models that follow instructions ({text})",
+        "Rewrite the following text more clearly and fix its errors. Keep its meaning. "
+        "Reply with the rewritten text only.\n\n{text}",
+        description="instruction mode: the rewrite request ({text} is the passage), sent as a user turn",
     )
-    instruction_following: bool = Field(
-        False, description="use the prompt templates (true) or prefix-continuation (false, for small scratch models)"
+    synthesize_prompt: str = Field(
+        "Read the text below. Write one question that it answers, then the answer, in this form:\n"
+        "Question: ...\nAnswer: ...\n\n{text}",
+        description="instruction mode: asks for a question/answer pair about a passage ({text}); it trains as a chat",
+    )
+    instruction_following: bool | Literal["auto"] = Field(
+        "auto",
+        description=(
+            "ask through the chat template with the prompts above (true), continue prefixes (false, small scratch "
+            'models), or "auto": true when the model has a chat template of its own'
+        ),
     )
     seed: int = Field(0, description="sampling seed (mixed with the cycle number)")
 

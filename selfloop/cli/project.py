@@ -103,6 +103,14 @@ def cmd_validate_config(args: Any) -> int:
     if cfg.frontier.enabled:
         for line in _frontier_problems(cfg.frontier):
             print(f"{path}: warning: {line}", file=sys.stderr)
+    if cfg.model.base != "scratch":
+        from selfloop.model.base import describe_base  # imports transformers: only for a pretrained base
+
+        # A base that does not exist or whose config does not load is an error here, not at the first cycle.
+        try:
+            print(f"model.base: {describe_base(cfg.model.base, Path(path).resolve().parent)}")
+        except SelfloopError as e:
+            raise ConfigError(str(e)) from None
     print(f"OK: {path}")
     return 0
 

@@ -21,7 +21,8 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from selfloop.errors import SelfloopError
 from selfloop.ingest.ingestor import Ingestor
-from selfloop.model.factory import load_pretrained, local_base_dir, resolve_device, resolve_dtype
+from selfloop.model.base import resolve_base
+from selfloop.model.factory import load_pretrained, resolve_device, resolve_dtype
 from selfloop.rework.phase import run_judge, run_rework
 from selfloop.store.corpus import load_documents
 from selfloop.store.runs import last_winner, mark_recipe_promoted, record_recipes
@@ -296,7 +297,8 @@ def _init(ctx: CycleContext, champion: int | None) -> str:
     """Where a run starts: scratch or the base model for generation 0, else the champion or generation 0."""
     cfg = ctx.cfg
     if champion is None:
-        return "scratch" if cfg.model.base == "scratch" else str(local_base_dir(cfg.model, ctx.paths.root))
+        base = resolve_base(cfg.model.base, ctx.paths.root, ctx.paths.state, log=ctx.log)
+        return "scratch" if base is None else str(base)
     return str(ctx.registry.path(champion if cfg.train.init_from == "champion" else 0))
 
 

@@ -10,11 +10,16 @@ Does not cover: where generations live (``registry``) or training (``selfloop.tr
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
 from selfloop.config import ModelConfig
 from selfloop.errors import SelfloopError
+from selfloop.model.tokenizer import CHAT_TEMPLATE, END_OF_TURN, ROLE_TOKENS, end_token_ids
+
+# transformers 5 writes its own class name, which no other version knows; every version knows this one.
+PORTABLE_TOKENIZER_CLASS = "PreTrainedTokenizerFast"
 
 
 def resolve_device(cfg: ModelConfig) -> str:
@@ -54,18 +59,6 @@ def build_scratch_model(cfg: ModelConfig, tokenizer):
     return GPT2LMHeadModel(config)
 
 
-def local_base_dir(cfg: ModelConfig, root: Path) -> Path:
-    """The local model directory named by ``model.base`` (relative to the project root)."""
-    path = Path(cfg.base).expanduser()
-    path = path if path.is_absolute() else root / path
-    if not (path / "config.json").is_file():
-        raise SelfloopError(
-            f'model.base = "{cfg.base}": {path} is not a local Hugging Face model directory '
-            '(no config.json); use "scratch" or a directory saved with save_pretrained'
-        )
-    return path
-
-
 def load_pretrained(path: Path | str, *, device: str = "cpu", dtype: Any = None, for_training: bool = False):
     """Load a causal LM and its tokenizer from a local directory with the Auto classes."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -86,10 +79,97 @@ def load_pretrained(path: Path | str, *, device: str = "cpu", dtype: Any = None,
     return model, tokenizer
 
 
-def apply_lora(model, cfg: ModelConfig):
+def adopt_chat_template(model, tokenizer) -> list[str]:
+    """Give a tokenizer without a chat template selfloop's (``<|role|>...<|end|>``), adding its special tokens.
+
+    The embeddings grow to the new vocabulary (new rows start at the mean of the old ones). Returns the
+    tokens added ([] when the tokenizer had them already); does nothing to a tokenizer that has a template.
+    """
+    if tokenizer.chat_template:
+        return []
+    wanted = [END_OF_TURN, *ROLE_TOKENS.values()]
+    vocab = tokenizer.get_vocab()
+    added = [t for t in wanted if t not in vocab]
+    if added:
+        tokenizer.add_special_tokens({"additional_special_tokens": added})
+    tokenizer.chat_template = CHAT_TEMPLATE
+    if len(tokenizer) > model.get_input_embeddings().num_embeddings:
+        model.resize_token_embeddings(len(tokenizer))
+    return added
+
+
+def use_lora(cfg: ModelConfig, model, *, pretrained: bool) -> bool:
+    """``model.lora``: true, false, or "auto" (a pretrained model of at least ``lora_min_params`` parameters)."""
+    if cfg.lora != "auto":
+        return bool(cfg.lora)
+    return pretrained and sum(p.numel() for p in model.parameters()) >= cfg.lora_min_params
+
+
+def lora_config(cfg: ModelConfig, new_tokens: list[int] | None = None):
+    """peft's ``LoraConfig`` from the ``model.lora_*`` knobs; ``new_tokens``: embedding rows that train too."""
+    from peft import LoraConfig
+
+    targets: list[str] | str | None = list(cfg.lora_target_modules) or None
+    if targets == ["all-linear"]:
+        targets = "all-linear"  # peft's shorthand: every linear layer but the output head
+    return LoraConfig(
+        r=cfg.lora_r,
+        lora_alpha=cfg.lora_alpha,
+        lora_dropout=cfg.lora_dropout,
+        target_modules=targets,
+        trainable_token_indices=list(new_tokens) if new_tokens else None,
+        task_type="CAUSAL_LM",
+    )
+
+
+def apply_lora(model, cfg: ModelConfig, *, new_tokens: list[int] | None = None):
     """Wrap ``model`` with LoRA adapters (only the adapters train)."""
     try:
-        from peft import LoraConfig, get_peft_model
+        import peft  # noqa: F401
     except ImportError:
-        raise SelfloopError("model.lora = true needs peft: pip install 'selfloop[lora]'") from None
-    return get_peft_model(model, LoraConfig(r=cfg.lora_r, lora_alpha=2 * cfg.lora_r, task_type="CAUSAL_LM"))
+        raise SelfloopError("model.lora needs peft: pip install 'selfloop[lora]'") from None
+    from peft import get_peft_model
+
+    try:
+        return get_peft_model(model, lora_config(cfg, new_tokens))
+    except ValueError as e:  # target modules that the architecture does not have
+        raise SelfloopError(f"model.lora_target_modules: {e}") from None
+
+
+def saved_dtype(path: Path | str):
+    """The torch dtype a saved model's config.json declares (``dtype`` or the older ``torch_dtype``), or None."""
+    import torch
+
+    try:
+        config = json.loads((Path(path) / "config.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    name = config.get("dtype") or config.get("torch_dtype")
+    dtype = getattr(torch, name, None) if isinstance(name, str) else None
+    return dtype if isinstance(dtype, torch.dtype) and dtype.is_floating_point else None
+
+
+def save_generation(model, tokenizer, out: Path | str, *, dtype: Any = None) -> Path:
+    """Write ``model`` and ``tokenizer`` as a plain safetensors directory any transformers/peft user can load.
+
+    ``dtype`` (the base model's, e.g. bf16) is what the weights are saved in. The generation config's
+    ``eos_token_id`` lists every end-of-turn token: the model's own plus selfloop's, added and never
+    replacing, so a plain ``model.generate`` or pipeline stops where selfloop does.
+    """
+    out = Path(out)
+    if dtype is not None:
+        model = model.to(dtype)
+    gen = model.generation_config
+    ends = end_token_ids(tokenizer, gen.eos_token_id)
+    if ends:
+        gen.eos_token_id = ends
+    if gen.pad_token_id is None and tokenizer.pad_token_id is not None:
+        gen.pad_token_id = tokenizer.pad_token_id
+    model.save_pretrained(out)
+    tokenizer.save_pretrained(out)
+    config_file = out / "tokenizer_config.json"
+    settings = json.loads(config_file.read_text(encoding="utf-8"))
+    if settings.get("tokenizer_class") == "TokenizersBackend":
+        settings["tokenizer_class"] = PORTABLE_TOKENIZER_CLASS
+        config_file.write_text(json.dumps(settings, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    return out

@@ -14,7 +14,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from selfloop.model.tokenizer import stop_token_ids
+from selfloop.model.tokenizer import end_token_ids
 
 
 @dataclass(frozen=True)
@@ -72,7 +72,7 @@ def generate(
         # Keep prompt + continuation inside the context: the prompt loses its oldest tokens.
         max_new_tokens = max(1, min(max_new_tokens, limit // 2))
     keep = (limit - max_new_tokens) if limit else None
-    stops = stop_token_ids(tokenizer)
+    stops = end_token_ids(tokenizer, getattr(model.generation_config, "eos_token_id", None))
     device = next(model.parameters()).device
     texts: list[list[str]] = []
     counts: list[list[int]] = []

@@ -78,3 +78,9 @@ def stop_token_ids(tokenizer) -> list[int]:
         if tid is not None and tid != tokenizer.unk_token_id and tid not in ids:
             ids.append(tid)
     return ids
+
+
+def end_token_ids(tokenizer, model_eos: int | list[int] | None = None) -> list[int]:
+    """Every id that ends a turn: the model's own eos ids (its generation config) first, then selfloop's, added."""
+    own = [model_eos] if isinstance(model_eos, int) else list(model_eos or [])
+    return list(dict.fromkeys([*own, *stop_token_ids(tokenizer)]))

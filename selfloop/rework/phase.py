@@ -25,7 +25,16 @@ from selfloop.judge import Candidate, JudgeContext, Outcome, Pipeline
 from selfloop.judge.reference import text_resources
 from selfloop.model.generate import generate
 from selfloop.rework import diversity, solve
-from selfloop.rework.strategies import Draft, Prompt, Source, assemble, plan_budget, rewrite_prompts, synthesize_prompts
+from selfloop.rework.strategies import (
+    Draft,
+    Prompt,
+    Source,
+    assemble,
+    instruction_mode,
+    plan_budget,
+    rewrite_prompts,
+    synthesize_prompts,
+)
 from selfloop.rework.writer import PAIRS, rework_file, write_records
 from selfloop.store import Store, candidates
 from selfloop.store.corpus import rework_sources
@@ -65,12 +74,22 @@ def generate_drafts(
     # Python sources are reworked like text, then judged as Python (they must still compile and run).
     text_like = [Source(s.id, "text", s.content) if s.kind == "python" else s for s in sources]
     python_ids = {s.id for s in sources if s.kind == "python"}
+    # An instruct model is asked through its chat template; a scratch model continues prefixes.
+    instructed = instruction_mode(rc, getattr(tokenizer, "chat_template", None))
     plans: list[tuple[str, list[Prompt]]] = [
-        ("rewrite", rewrite_prompts(text_like, budget["rewrite"], rc, context, rng, render_chat)),
-        ("synthesize", synthesize_prompts(text_like, budget["synthesize"], rc, rng)),
+        (
+            "rewrite",
+            rewrite_prompts(text_like, budget["rewrite"], rc, context, rng, render_chat, instructed=instructed),
+        ),
+        (
+            "synthesize",
+            synthesize_prompts(
+                text_like, budget["synthesize"], rc, rng, render_chat=render_chat if instructed else None
+            ),
+        ),
     ]
     drafts: list[Draft] = []
-    stats: dict[str, Any] = {"budget": budget, "tokens": 0, "seconds": 0.0}
+    stats: dict[str, Any] = {"budget": budget, "tokens": 0, "seconds": 0.0, "instructed": instructed}
     for strategy, prompts in plans:
         if not prompts:
             continue
@@ -87,7 +106,10 @@ def generate_drafts(
         )
         stats["tokens"] += sum(sum(t) for t in result.new_tokens)
         stats["seconds"] += result.seconds
-        made = [assemble(p, text) for p, samples in zip(prompts, result.texts) for text in samples]
+        assembled = [assemble(p, text) for p, samples in zip(prompts, result.texts) for text in samples]
+        made = [d for d in assembled if d is not None]
+        if len(made) < len(assembled):  # question/answer replies not in that form
+            stats["unparsed"] = stats.get("unparsed", 0) + len(assembled) - len(made)
         for d in made[: budget[strategy]]:
             if d.kind == "text" and set(d.source_ids) & python_ids:
                 d = Draft(d.strategy, "python", d.source_ids, d.content, d.prompt, d.completion, d.original)

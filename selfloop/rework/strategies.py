@@ -2,7 +2,9 @@
 
 A strategy turns source documents into *prompts* and each sample into a *draft* candidate for the eval space:
 **rewrite** regenerates part of an existing sample and keeps the original (A) for the A-vs-B judge; **synthesize**
-continues a short seed, with no A to beat.
+continues a short seed, with no A to beat. A model that follows instructions (instruction mode) is asked through its
+chat template instead: rewrite a passage (the configured prompt), or write a question/answer pair about a passage
+(Self-Instruct style), which becomes a chat record; a small scratch model keeps prefix continuation.
 
 Does not cover: task solving (``selfloop.rework.solve``).
 """
@@ -17,6 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from selfloop.config import ReworkConfig
+from selfloop.model.tokenizer import CHAT_TEMPLATE
 
 # Characters per token of a byte-level BPE on English text and code, roughly.
 # Used only to size text windows so that prompts fit the model's context.
@@ -61,6 +64,18 @@ class Draft:
         return {"text": self.content}
 
 
+def instruction_mode(cfg: ReworkConfig, chat_template: str | None) -> bool:
+    """Whether the model is asked with instructions: ``instruction_following``, or for "auto" a model that has a
+    chat template of its own (not selfloop's, which scratch models and template-less bases get)."""
+    if cfg.instruction_following != "auto":
+        return bool(cfg.instruction_following)
+    return bool(chat_template) and chat_template != CHAT_TEMPLATE
+
+
+def _ask(render_chat: Callable[[list[dict[str, str]]], str], instruction: str) -> str:
+    return render_chat([{"role": "user", "content": instruction}])
+
+
 def plan_budget(cfg: ReworkConfig, have_tasks: bool) -> dict[str, int]:
     """Candidates per strategy this cycle. Without tasks, the solve share goes to the others."""
     shares = {
@@ -93,6 +108,8 @@ def rewrite_prompts(
     context_tokens: int,
     rng: random.Random,
     render_chat: Callable[[list[dict[str, str]]], str],
+    *,
+    instructed: bool | None = None,
 ) -> list[Prompt]:
     """Rewrite prompts for ``count`` candidates (each prompt is sampled ``samples_per_prompt`` times).
 
@@ -100,10 +117,14 @@ def rewrite_prompts(
     the assistant header (``apply_chat_template(..., add_generation_prompt=True)``).
 
     A tiny scratch model follows no instructions, so by default it is conditioned on the
-    start of a window of the sample and regenerates the rest (prefix continuation); with
-    ``instruction_following`` the configured prompt template is used instead. For chat
-    records the last assistant turn is regenerated.
+    start of a window of the sample and regenerates the rest (prefix continuation). In
+    instruction mode (``instructed``; None: ``instruction_following is True``) the model gets
+    ``rewrite_prompt`` around a passage short enough for its rewrite to fit ``max_new_tokens``,
+    as a user turn of its chat template, and the whole passage is A. For chat records the last
+    assistant turn is regenerated.
     """
+    if instructed is None:
+        instructed = cfg.instruction_following is True
     prompts: list[Prompt] = []
     n_prompts = max(0, -(-count // cfg.samples_per_prompt))
     if not sources or not n_prompts:
@@ -121,6 +142,10 @@ def rewrite_prompts(
                 prompts.append(p)
             continue
         text = src.content
+        if instructed:
+            if p := _instructed_rewrite(src, cfg, rng, render_chat):
+                prompts.append(p)
+            continue
         if len(text) < prefix_chars + 32:
             continue
         start = _cut_at_space(text, rng.randrange(0, max(1, len(text) - prefix_chars - suffix_chars // 2)))
@@ -129,14 +154,25 @@ def rewrite_prompts(
         prefix, original = text[start:cut].lstrip(), text[cut:end]
         if not original.strip():
             continue
-        if cfg.instruction_following:
-            prompt_text = cfg.rewrite_prompt.format(text=prefix + original)
-            prompts.append(
-                Prompt("rewrite", "text", (src.id,), prompt_text, original=prefix + original, context={"prefix": ""})
-            )
-        else:
-            prompts.append(Prompt("rewrite", "text", (src.id,), prefix, original=original, context={"prefix": prefix}))
+        prompts.append(Prompt("rewrite", "text", (src.id,), prefix, original=original, context={"prefix": prefix}))
     return prompts
+
+
+def _passage(text: str, chars: int, rng: random.Random) -> str:
+    """A window of about ``chars`` characters of ``text``, cut at whitespace."""
+    start = _cut_at_space(text, rng.randrange(0, max(1, len(text) - chars)))
+    return text[start : _cut_at_space(text, start + chars)].strip()
+
+
+def _instructed_rewrite(
+    src: Source, cfg: ReworkConfig, rng: random.Random, render_chat: Callable[[list[dict[str, str]]], str]
+) -> Prompt | None:
+    # About three quarters of the token budget, so the rewrite of the passage fits in it.
+    passage = _passage(src.content, int(cfg.max_new_tokens * CHARS_PER_TOKEN * 0.75), rng)
+    if len(passage) < 32:
+        return None
+    text = _ask(render_chat, cfg.rewrite_prompt.format(text=passage))
+    return Prompt("rewrite", "text", (src.id,), text, original=passage, context={"prefix": ""})
 
 
 def _chat_rewrite(src: Source, render_chat: Callable[[list[dict[str, str]]], str]) -> Prompt | None:
@@ -158,12 +194,20 @@ def _chat_rewrite(src: Source, render_chat: Callable[[list[dict[str, str]]], str
 
 
 def synthesize_prompts(
-    sources: Sequence[Source], count: int, cfg: ReworkConfig, rng: random.Random, seed_chars: int = 80
+    sources: Sequence[Source],
+    count: int,
+    cfg: ReworkConfig,
+    rng: random.Random,
+    seed_chars: int = 80,
+    *,
+    render_chat: Callable[[list[dict[str, str]]], str] | None = None,
 ) -> list[Prompt]:
-    """Seeds for new samples: the opening words of training documents.
+    """Prompts for new samples.
 
-    A new sample from a short seed (the opening of a training document), Self-Instruct
-    style free continuation; the text-quality and dedup judges decide.
+    Without ``render_chat`` (prefix mode): a short seed (the opening of a training document),
+    free continuation. With it (instruction mode): ``synthesize_prompt`` asks for a question
+    that a passage of a training document answers and its answer (Self-Instruct style); the
+    reply becomes a user/assistant chat record. The text-quality and dedup judges decide.
     """
     n_prompts = max(0, -(-count // cfg.samples_per_prompt))
     texts = [s for s in sources if s.kind == "text" and len(s.content) > seed_chars // 2]
@@ -172,13 +216,38 @@ def synthesize_prompts(
     prompts = []
     for _ in range(n_prompts):
         src = texts[rng.randrange(len(texts))]
+        if render_chat is not None:
+            passage = _passage(src.content, int(cfg.max_new_tokens * CHARS_PER_TOKEN * 2), rng)
+            text = _ask(render_chat, cfg.synthesize_prompt.format(text=passage))
+            prompts.append(Prompt("synthesize", "qa", (src.id,), text, context={"passage": passage}))
+            continue
         seed = src.content[: _cut_at_space(src.content, seed_chars // 2)].rstrip()
         prompts.append(Prompt("synthesize", "text", (src.id,), seed, context={"prefix": seed}))
     return prompts
 
 
-def assemble(prompt: Prompt, completion: str) -> Draft:
-    """Turn one sample into a draft candidate."""
+_QA = re.compile(
+    r"^[*_#\s]*question[*_\s]*:[*_\s]*(?P<q>.+?)\s*[*_#\s]*answer[*_\s]*:[*_\s]*(?P<a>.+)$", re.IGNORECASE | re.DOTALL
+)
+
+
+def parse_qa(completion: str) -> tuple[str, str] | None:
+    """``Question: ... Answer: ...`` -> (question, answer); None when the reply is not in that form."""
+    m = _QA.match(completion.strip())
+    if not m or not m.group("q").strip() or not m.group("a").strip():
+        return None
+    return m.group("q").strip(), m.group("a").strip()
+
+
+def assemble(prompt: Prompt, completion: str) -> Draft | None:
+    """Turn one sample into a draft candidate; None for a question/answer reply not in that form."""
+    if prompt.kind == "qa":
+        qa = parse_qa(completion)
+        if qa is None:
+            return None
+        messages = [{"role": "user", "content": qa[0]}, {"role": "assistant", "content": qa[1]}]
+        content = json.dumps({"messages": messages}, ensure_ascii=False, sort_keys=True)
+        return Draft(prompt.strategy, "chat", prompt.source_ids, content, prompt.text, completion.strip(), None)
     if prompt.kind == "chat":
         messages = [
             *prompt.context["messages"],

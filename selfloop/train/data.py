@@ -164,20 +164,67 @@ def pack_texts(texts: Iterable[str], tokenizer, block_size: int) -> list[dict[st
     return list(iter_text_blocks(texts, tokenizer, block_size))
 
 
-def encode_chat(messages: list[dict[str, str]], tokenizer, block_size: int) -> dict[str, list[int]] | None:
-    """One conversation as one sequence, loss on assistant tokens only; None if no assistant token fits."""
+class ChatSkip(ValueError):
+    """Why a conversation trains as no example (the reason is logged and, if every chat is skipped, an error)."""
+
+
+def _render(tokenizer, messages: list[dict[str, str]], *, generation_prompt: bool = False) -> str:
     try:
-        enc = tokenizer.apply_chat_template(
-            messages, return_dict=True, return_assistant_tokens_mask=True, tokenizer_kwargs={"verbose": False}
-        )
-    except Exception:  # a malformed record (unknown role, template error) trains as nothing
-        return None
+        return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=generation_prompt)
+    except Exception as e:  # unknown role, a template that raises: the conversation trains as nothing
+        raise ChatSkip(f"the chat template refused it ({type(e).__name__}: {e})") from None
+
+
+def assistant_spans(messages: list[dict[str, str]], tokenizer) -> tuple[str, list[tuple[int, int]]]:
+    """The rendered conversation and the character spans of its assistant turns, found from the template alone.
+
+    No ``{% generation %}`` marks needed (few real templates have them): an assistant turn is what
+    rendering the conversation up to and including it adds to rendering the conversation before it with
+    the assistant header (``add_generation_prompt``). The span therefore holds the reply and whatever
+    the template closes it with (its end-of-turn token), never the header. A template that renders earlier
+    turns differently once later ones follow (some hide past reasoning) is refused with that reason.
+    """
+    if not tokenizer.chat_template:
+        raise ChatSkip("the tokenizer has no chat template")
+    full = _render(tokenizer, messages)
+    spans = []
+    for i, message in enumerate(messages):
+        if message["role"] != "assistant":
+            continue
+        before = _render(tokenizer, messages[:i], generation_prompt=True) if i else ""
+        upto = _render(tokenizer, messages[: i + 1])
+        if not (upto.startswith(before) and full.startswith(upto)):
+            raise ChatSkip(f"the chat template renders turn {i} differently once later turns follow")
+        if len(upto) > len(before):
+            spans.append((len(before), len(upto)))
+    if not spans:
+        raise ChatSkip("no assistant turn")
+    return full, spans
+
+
+def chat_example(messages: list[dict[str, str]], tokenizer, block_size: int) -> dict[str, list[int]]:
+    """One conversation as one sequence, loss on assistant tokens only; ``ChatSkip`` says why not.
+
+    Tokens are assigned to assistant spans by their character offsets (``return_offsets_mapping``), so
+    the mask is exact whatever the tokenizer merges at a turn boundary.
+    """
+    full, spans = assistant_spans(messages, tokenizer)
+    enc = tokenizer(full, add_special_tokens=False, return_offsets_mapping=True, verbose=False)
     ids = list(enc["input_ids"])[:block_size]
-    mask = list(enc["assistant_masks"])[:block_size]
+    offsets = enc["offset_mapping"][:block_size]
+    mask = [any(lo <= start < hi for lo, hi in spans) for start, _ in offsets]
     if not any(mask):
-        return None
+        raise ChatSkip(f"its first assistant token comes after block_size ({block_size}) tokens")
     labels = [t if m else IGNORE for t, m in zip(ids, mask)]
     return _padded(ids, labels, tokenizer.pad_token_id, block_size)
+
+
+def encode_chat(messages: list[dict[str, str]], tokenizer, block_size: int) -> dict[str, list[int]] | None:
+    """``chat_example``, or None where it would raise ``ChatSkip``."""
+    try:
+        return chat_example(messages, tokenizer, block_size)
+    except ChatSkip:
+        return None
 
 
 def _padded(ids: list[int], labels: list[int], pad_id: int, block_size: int) -> dict[str, list[int]]:
@@ -195,6 +242,43 @@ def iter_chat_examples(docs: Iterable[Doc], tokenizer, block_size: int) -> Itera
         if doc.kind in ("chat", "task") and (messages := messages_of(doc)):
             if example := encode_chat(messages, tokenizer, block_size):
                 yield example
+
+
+def trainable_kinds(docs: Iterable[Doc]) -> dict[str, int]:
+    """Documents that should give training examples, by kind: text, and chat (chats and solved tasks).
+
+    Bare tasks are not counted: they are prompts for the task suite, not text to imitate.
+    """
+    counts = {"text": 0, "chat": 0}
+    for doc in docs:
+        if doc.kind == "text":
+            counts["text"] += 1
+        elif doc.kind == "chat" or (doc.kind == "task" and messages_of(doc) is not None):
+            counts["chat"] += 1
+    return counts
+
+
+def chat_skip_reasons(docs: Iterable[Doc], tokenizer, block_size: int, *, limit: int = 100) -> dict[str, list[int]]:
+    """Why chat documents train as nothing: reason -> ids of (up to ``limit`` looked-at) documents it stopped."""
+    reasons: dict[str, list[int]] = {}
+    for doc in docs:
+        if doc.kind not in ("chat", "task") or (doc.kind == "task" and messages_of(doc) is None):
+            continue
+        limit -= 1
+        if limit < 0:
+            break
+        try:
+            if (messages := messages_of(doc)) is None:
+                raise ChatSkip("not a conversation (no list of role/content messages)")
+            chat_example(messages, tokenizer, block_size)
+        except ChatSkip as e:
+            reasons.setdefault(str(e), []).append(doc.id)
+    return reasons
+
+
+def missing_kinds(documents: dict[str, int], examples: dict[str, int]) -> list[str]:
+    """The kinds that have documents but gave no training example: nothing is dropped silently."""
+    return [kind for kind, n in documents.items() if n and not examples.get(kind)]
 
 
 def encode_docs(docs: Sequence[Doc], tokenizer, block_size: int) -> dict[str, list[dict[str, list[int]]]]:

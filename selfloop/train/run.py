@@ -22,11 +22,28 @@ from pathlib import Path
 
 from selfloop.config import Config
 from selfloop.errors import SelfloopError
-from selfloop.model.factory import apply_lora, build_scratch_model, load_pretrained, resolve_device, resolve_dtype
+from selfloop.model.factory import (
+    adopt_chat_template,
+    apply_lora,
+    build_scratch_model,
+    load_pretrained,
+    resolve_device,
+    resolve_dtype,
+    save_generation,
+    saved_dtype,
+    use_lora,
+)
 from selfloop.model.tokenizer import train_tokenizer
 from selfloop.store import Store
 from selfloop.train.callbacks import MetricsCallback, StopCallback
-from selfloop.train.data import build_train_dataset, iter_snapshot, messages_of
+from selfloop.train.data import (
+    build_train_dataset,
+    chat_skip_reasons,
+    iter_snapshot,
+    messages_of,
+    missing_kinds,
+    trainable_kinds,
+)
 from selfloop.train.preference import read_pairs, train_dpo
 from selfloop.train.rundir import RunDir, RunValues, last_complete_checkpoint
 
@@ -47,6 +64,7 @@ def starting_point(cfg: Config, init: str, run: RunDir):
     from transformers import AutoTokenizer, set_seed
 
     set_seed(cfg.train.seed)  # the scratch initialisation is part of the recipe
+    new_tokens: list[int] = []
     if init == "scratch":
         tok_dir = run.tokenizer
         if not (tok_dir / "tokenizer.json").is_file():
@@ -59,8 +77,21 @@ def starting_point(cfg: Config, init: str, run: RunDir):
         import torch
 
         model, tokenizer = load_pretrained(init, dtype=torch.float32, for_training=True)
-    if cfg.model.lora:
-        model = apply_lora(model, cfg.model)
+        if added := adopt_chat_template(model, tokenizer):
+            _log(
+                f"{init} has no chat template: using selfloop's (<|role|>...<|end|>), "
+                f"added special tokens {' '.join(added)}, embeddings resized to {len(tokenizer)}"
+            )
+            new_tokens = tokenizer.convert_tokens_to_ids(added)
+    if use_lora(cfg.model, model, pretrained=init != "scratch"):
+        # Tokens added just now have untrained embedding rows: LoRA trains those rows too.
+        model = apply_lora(model, cfg.model, new_tokens=new_tokens)
+        trainable, total = model.get_nb_trainable_parameters()
+        targets = sorted(model.peft_config["default"].target_modules)
+        _log(
+            f"LoRA r={cfg.model.lora_r} alpha={cfg.model.lora_alpha} dropout={cfg.model.lora_dropout} on "
+            f"{', '.join(targets)}: {trainable:,} of {total:,} parameters train ({trainable / total:.2%})"
+        )
     return model, tokenizer
 
 
@@ -161,8 +192,8 @@ def train(args: argparse.Namespace) -> int:
             seed=t.seed,
         )
         last = last_complete_checkpoint(Path(targs.output_dir))
-    if counts is not None and not sum(counts.values()):
-        raise SelfloopError("no training examples: the snapshot has no usable text or chat documents")
+    if counts is not None:
+        check_examples(run.data, tokenizer, t.block_size, counts)
     # Every step a full global batch: one process and N processes (same global batch) then
     # see identical batches. Kept otherwise, accelerate would complete a ragged last batch
     # of each epoch by recycling examples on N processes only. A corpus smaller than one
@@ -192,6 +223,31 @@ def train(args: argparse.Namespace) -> int:
     if stop.terminated:
         return EXIT_INTERRUPTED
     return _preference_stage(cfg, run, pairs, stop) if pairs else 0
+
+
+def _log(line: str) -> None:
+    print(f"selfloop.train: {line}", flush=True)  # the launcher sends the child's output to RUNDIR/train.log
+
+
+def check_examples(snapshot: Path, tokenizer, block_size: int, counts: dict[str, int]) -> None:
+    """Log the training examples by kind; a kind with documents and no example is an error with its reason."""
+    documents = trainable_kinds(iter_snapshot(snapshot))
+    _log(
+        "examples by kind: "
+        + ", ".join(f"{kind} {counts.get(kind, 0)} from {n} documents" for kind, n in documents.items())
+    )
+    if not sum(counts.values()):
+        raise SelfloopError("no training examples: the snapshot has no usable text or chat documents")
+    missing = missing_kinds(documents, counts)
+    if not missing:
+        return
+    why = ""
+    if "chat" in missing:
+        reasons = chat_skip_reasons(iter_snapshot(snapshot), tokenizer, block_size)
+        why = ": " + "; ".join(f"{reason} ({len(ids)} documents, e.g. {ids[0]})" for reason, ids in reasons.items())
+    raise SelfloopError(
+        " and ".join(f"{documents[k]} {k} documents" for k in missing) + " gave no training example" + why
+    )
 
 
 def _finished(out: Path) -> bool:
@@ -228,8 +284,7 @@ def _preference_stage(cfg: Config, run: RunDir, pairs: list[dict[str, str]], sto
     if stop.terminated:
         result.update(status="interrupted", stopped_by="sigterm")
     else:
-        model.save_pretrained(run.final)
-        tokenizer.save_pretrained(run.final)
+        save_generation(model, tokenizer, run.final, dtype=saved_dtype(sft.final))
     _write_result(run, result)
     return EXIT_INTERRUPTED if stop.terminated else 0
 
@@ -261,10 +316,10 @@ def _write_generation(
     if not stop.terminated:
         final = out.final
         model = trainer.model  # the bare model, not its DDP wrapper
-        if cfg.model.lora:
+        if hasattr(model, "merge_and_unload"):  # LoRA
             model = model.merge_and_unload()  # a generation must load with the plain Auto classes
-        model.save_pretrained(final)
-        tokenizer.save_pretrained(final)
+        # In the dtype the starting point was saved in (a bf16 base stays bf16); scratch stays fp32.
+        save_generation(model, tokenizer, final, dtype=None if values.init == "scratch" else saved_dtype(values.init))
     _write_result(out, result)
 
 

@@ -219,3 +219,18 @@ def test_validate_config_says_which_families_get_no_tool_labels(tmp_path, cli, m
     config.write_text(plugin.replace("[frontier.family_sources]\n", '[frontier.family_sources]\ncopy = ["tool"]\n'))
     r = cli("validate-config", str(config), cwd=tmp_path)
     assert r.returncode == 2 and "tool is its only label source" in r.stderr
+
+
+def test_validate_config_checks_that_model_base_exists_and_loads(tmp_path, cli):
+    from tiny_models import tiny_llama_dir
+
+    init_project(tmp_path, starter=False)
+    config = tmp_path / "config.toml"
+    shipped = config.read_text()
+    config.write_text(shipped.replace('base = "scratch"', 'base = "./models/nowhere"', 1))
+    r = cli("validate-config", str(config), cwd=tmp_path)
+    assert r.returncode == 2 and "models/nowhere does not exist" in r.stderr, r.stderr
+    tiny_llama_dir(tmp_path / "models" / "tiny")
+    config.write_text(shipped.replace('base = "scratch"', 'base = "models/tiny"', 1))
+    r = cli("validate-config", str(config), cwd=tmp_path)
+    assert r.returncode == 0 and "model.base: dir" in r.stdout and "LlamaForCausalLM" in r.stdout, r.stderr

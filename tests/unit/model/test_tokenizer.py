@@ -13,7 +13,8 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 from selfloop import testing
 from selfloop.config import ModelConfig
 from selfloop.errors import SelfloopError
-from selfloop.model.factory import apply_lora, build_scratch_model, load_pretrained, local_base_dir
+from selfloop.model.base import local_model_dir
+from selfloop.model.factory import apply_lora, build_scratch_model, load_pretrained
 from selfloop.model.generate import generate
 from selfloop.model.holder import ModelHolder
 from selfloop.model.registry import Registry
@@ -89,8 +90,8 @@ def test_generation_loads_with_auto_classes(saved):
 
 
 def test_missing_local_base_is_a_clear_error(tmp_path):
-    with pytest.raises(SelfloopError, match="not a local Hugging Face model directory"):
-        local_base_dir(ModelConfig(base="models/nowhere"), tmp_path)
+    with pytest.raises(SelfloopError, match="does not exist"):
+        local_model_dir("models/nowhere", tmp_path)
     with pytest.raises(SelfloopError, match="cannot load model"):
         load_pretrained(tmp_path)
 

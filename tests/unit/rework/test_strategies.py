@@ -5,7 +5,17 @@ import pytest
 
 from selfloop import testing
 from selfloop.config import ModelConfig, ReworkConfig
-from selfloop.rework.strategies import Source, assemble, plan_budget, rewrite_prompts, synthesize_prompts
+from selfloop.model.tokenizer import CHAT_TEMPLATE
+from selfloop.rework.strategies import (
+    CHARS_PER_TOKEN,
+    Source,
+    assemble,
+    instruction_mode,
+    parse_qa,
+    plan_budget,
+    rewrite_prompts,
+    synthesize_prompts,
+)
 
 TEXT = " ".join(f"Sentence number {i} talks about rivers, trees and small birds." for i in range(40))
 CHAT = json.dumps({"messages": [{"role": "user", "content": "What is 2+3?"}, {"role": "assistant", "content": "5"}]})
@@ -49,11 +59,51 @@ def test_rewrite_chat_regenerates_the_assistant_turn():
     }
 
 
-def test_rewrite_with_instructions_uses_the_template():
-    cfg = ReworkConfig(samples_per_prompt=1, instruction_following=True, rewrite_prompt="Improve: {text}\nBetter:")
+def test_rewrite_with_instructions_asks_through_the_chat_template():
+    cfg = ReworkConfig(
+        samples_per_prompt=1, max_new_tokens=32, instruction_following=True, rewrite_prompt="Improve: {text}\nBetter:"
+    )
     (p,) = rewrite_prompts([Source(1, "text", TEXT)], 1, cfg, 256, random.Random(1), render)
-    assert p.text.startswith("Improve: ") and p.text.endswith("Better:")
-    assert assemble(p, "X").content == "X"
+    assert p.text.startswith("<|user|>Improve: ") and p.text.endswith("\nBetter:<|end|><|assistant|>")
+    # The whole passage is A, and it is short enough for its rewrite to fit max_new_tokens.
+    assert p.original in TEXT and p.original in p.text and len(p.original) <= 32 * CHARS_PER_TOKEN
+    d = assemble(p, "X")
+    assert d.content == "X" and d.original == p.original
+
+
+def test_instruction_mode_auto_means_a_chat_template_of_the_models_own():
+    auto = ReworkConfig()
+    assert auto.instruction_following == "auto"
+    assert instruction_mode(auto, "{% for m in messages %}<|im_start|>{{ m.content }}{% endfor %}")
+    assert not instruction_mode(auto, CHAT_TEMPLATE)  # scratch models and template-less bases
+    assert not instruction_mode(auto, None)
+    assert instruction_mode(ReworkConfig(instruction_following=True), None)
+    assert not instruction_mode(ReworkConfig(instruction_following=False), "{{ messages }}")
+
+
+def test_synthesize_with_instructions_asks_for_a_question_and_answer_pair():
+    cfg = ReworkConfig(samples_per_prompt=1, max_new_tokens=32)
+    prompts = synthesize_prompts([Source(5, "text", TEXT)], 2, cfg, random.Random(0), render_chat=render)
+    assert len(prompts) == 2
+    p = prompts[0]
+    assert p.kind == "qa" and p.text.startswith("<|user|>") and p.context["passage"] in TEXT
+    assert p.context["passage"] in p.text and "Question:" in p.text
+    d = assemble(p, "Question: What do sentences talk about?\nAnswer: Rivers, trees and small birds.")
+    assert d.kind == "chat" and d.original is None
+    assert d.record_body() == {
+        "messages": [
+            {"role": "user", "content": "What do sentences talk about?"},
+            {"role": "assistant", "content": "Rivers, trees and small birds."},
+        ]
+    }
+    assert assemble(p, "Rivers are long.") is None  # not a question/answer pair: no candidate
+
+
+def test_question_answer_replies_are_parsed_leniently():
+    assert parse_qa("**Question:** Why?\n**Answer:** Because.") == ("Why?", "Because.")
+    assert parse_qa("question: a\nanswer: b\nmore b") == ("a", "b\nmore b")
+    assert parse_qa("Question: only a question") is None
+    assert parse_qa("Answer: no question") is None
 
 
 def test_unusable_sources_yield_no_prompts():
