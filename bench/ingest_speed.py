@@ -27,6 +27,7 @@ Cost growth: ingest seconds at the three sizes.
 from __future__ import annotations
 
 import hashlib
+import importlib.util
 import shutil
 import tempfile
 import time
@@ -97,7 +98,10 @@ def ingest(root: Path, corpus: Path | None, **settings: Any) -> dict[str, Any]:
 
 
 def datatrove_steps(corpus: Path, workdir: Path) -> dict[str, Any] | None:
-    """datatrove's reader, Gopher filter and MinHash signatures over ``corpus``, one task; None without datatrove."""
+    """datatrove's reader, Gopher filter and MinHash signatures over ``corpus``, one task; None without the bench
+    extra (datatrove is a dependency, but its Gopher filter's English words need spaCy)."""
+    if importlib.util.find_spec("spacy") is None:
+        return None
     try:
         from datatrove.executor import LocalPipelineExecutor
         from datatrove.pipeline.dedup.minhash import MinhashConfig, MinhashDedupSignature
