@@ -99,10 +99,16 @@ def _check_variants(
         if len(set(own)) < len(own):
             a.verdict = "tool:ambiguous"  # two equal inputs: a swap could not tell them apart
             continue
-        assert a.tree is not None
-        for c in family.checks(a.problem, trusted, rng):
-            sources = [substitute(a.tree, dict(zip(own, family.literals(q)))).source for q in c.problems]
-            planned.append((a, c, sources))
+        tree = a.tree
+        if tree is None:  # not parsed: dropped before it ran
+            continue
+        try:
+            for c in family.checks(a.problem, trusted, rng):
+                sources = [substitute(tree, dict(zip(own, family.literals(q)))).source for q in c.problems]
+                planned.append((a, c, sources))
+        except NotParsed:  # parsed, but too deep to rewrite
+            a.verdict = "tool:parse"
+            planned = [x for x in planned if x[0] is not a]
     flat = [s for _, _, sources in planned for s in sources]
     outputs = iter(runner.run(flat))
     for a, c, sources in planned:
