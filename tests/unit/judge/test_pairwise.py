@@ -2,11 +2,8 @@
 
 from __future__ import annotations
 
-import json
-import threading
-from http.server import BaseHTTPRequestHandler, HTTPServer
-
 import pytest
+from fake_endpoint import chat_answer, fake_endpoint
 
 from selfloop.config import JudgeConfig
 from selfloop.errors import ConfigError
@@ -22,28 +19,15 @@ def judge_server():
     """A fake chat endpoint; ``policy`` maps (response 1, response 2) to the answer it gives."""
     state = {"policy": lambda one, two: "1", "asked": []}
 
-    class Handler(BaseHTTPRequestHandler):
-        def do_POST(self):
-            body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-            question = body["messages"][-1]["content"]
-            one = question.split("Response 1:")[1].split("Response 2:")[0].strip()
-            two = question.split("Response 2:")[1].split("\n\n")[0].strip()
-            state["asked"].append((body, one, two))
-            payload = {"choices": [{"message": {"role": "assistant", "content": state["policy"](one, two)}}]}
-            data = json.dumps(payload).encode()
-            self.send_response(200)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(data)))
-            self.end_headers()
-            self.wfile.write(data)
+    def respond(body):
+        question = body["messages"][-1]["content"]
+        one = question.split("Response 1:")[1].split("Response 2:")[0].strip()
+        two = question.split("Response 2:")[1].split("\n\n")[0].strip()
+        state["asked"].append((body, one, two))
+        return chat_answer(state["policy"](one, two))
 
-        def log_message(self, *args):
-            pass
-
-    server = HTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield f"http://127.0.0.1:{server.server_address[1]}", state
-    server.shutdown()
+    with fake_endpoint(respond) as (url, _):
+        yield url, state
 
 
 def _pipe(url: str, **cfg) -> Pipeline:

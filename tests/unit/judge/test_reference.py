@@ -3,11 +3,8 @@ a frozen model dir outside the state dir, or a localhost endpoint's log-probabil
 
 from __future__ import annotations
 
-import json
-import threading
-from http.server import BaseHTTPRequestHandler, HTTPServer
-
 import pytest
+from fake_endpoint import fake_endpoint
 
 from selfloop.config import IngestConfig, JudgeConfig, WatchConfig
 from selfloop.errors import ConfigError
@@ -122,31 +119,14 @@ def test_hf_reference_refuses_the_state_dir_and_a_missing_dir(ingested):
 @pytest.fixture
 def logprob_server():
     """A fake OpenAI-compatible /v1/completions: one token per character, log-prob -1 for letters, -3 else."""
-    seen = []
 
-    class Handler(BaseHTTPRequestHandler):
-        def do_POST(self):
-            body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-            seen.append(body)
-            text = body["prompt"]
-            lps = [None] + [-1.0 if ch.isalpha() else -3.0 for ch in text[1:]]
-            out = {
-                "choices": [{"text": text, "logprobs": {"token_logprobs": lps, "text_offset": list(range(len(text)))}}]
-            }
-            data = json.dumps(out).encode()
-            self.send_response(200)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(data)))
-            self.end_headers()
-            self.wfile.write(data)
+    def respond(body):
+        text = body["prompt"]
+        lps = [None] + [-1.0 if ch.isalpha() else -3.0 for ch in text[1:]]
+        return {"choices": [{"text": text, "logprobs": {"token_logprobs": lps, "text_offset": list(range(len(text)))}}]}
 
-        def log_message(self, *args):
-            pass
-
-    server = HTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield f"http://127.0.0.1:{server.server_address[1]}", seen
-    server.shutdown()
+    with fake_endpoint(respond) as (url, seen):
+        yield url, seen
 
 
 def test_endpoint_reference_scores_the_continuation_only(logprob_server):

@@ -1,10 +1,9 @@
 """The text judges on real inputs: a real Ingestor over a temp corpus, a tiny trained GPT-2."""
 
 import json
-import threading
-from http.server import BaseHTTPRequestHandler, HTTPServer
 
 import pytest
+from fake_endpoint import chat_answer, fake_endpoint
 
 from selfloop.config import Config, IngestConfig, JudgeConfig, ProjectPaths
 from selfloop.errors import ConfigError
@@ -135,29 +134,12 @@ def test_a_vs_b_refuses_unknown_scorers_and_remote_endpoints(trained_lm):
 
 @pytest.fixture
 def local_judge_server():
-    answers = []
+    def respond(body):
+        text = body["messages"][0]["content"]
+        return chat_answer("B" if "mill" in text.split("B:")[1] else "A")
 
-    class Handler(BaseHTTPRequestHandler):
-        def do_POST(self):
-            body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-            answers.append(body)
-            text = body["messages"][0]["content"]
-            verdict = "B" if "mill" in text.split("B:")[1] else "A"
-            payload = json.dumps({"choices": [{"message": {"role": "assistant", "content": verdict}}]}).encode()
-            self.send_response(200)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(payload)))
-            self.end_headers()
-            self.wfile.write(payload)
-
-        def log_message(self, *args):
-            pass
-
-    server = HTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_address[1]}", answers
-    server.shutdown()
+    with fake_endpoint(respond) as (url, answers):
+        yield url, answers
 
 
 def test_a_vs_b_external_judge_on_localhost(trained_lm, local_judge_server):
