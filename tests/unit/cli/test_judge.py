@@ -4,16 +4,10 @@ from __future__ import annotations
 
 import json
 
+from harbor_prose import HARBOR
+
 from selfloop.testing import make_project, tiny_config
 
-STORY = [
-    "The harbor was quiet in the early morning, and the fishing boats rocked gently at their moorings.",
-    "A gull circled over the market square while the baker opened his shutters and set out fresh bread.",
-    "The old lighthouse keeper climbed the stairs each evening to light the lamp before the sun went down.",
-    "Children ran along the beach, and their parents watched them from the benches by the sea wall.",
-    "In the afternoon the wind turned, and the boats came back to the harbor before the storm arrived.",
-    "The market closed at noon, and the traders packed their stalls and carried the baskets home.",
-]
 PROMPT = "Early in the day "
 CLEAN = "the fishing boats rocked gently at their moorings, and the baker set out fresh bread for the market."
 SMALL_REFERENCE = {"judge": {"reference_order": 3, "reference_vocab": 300}}
@@ -22,7 +16,7 @@ SMALL_REFERENCE = {"judge": {"reference_order": 3, "reference_vocab": 300}}
 def _project(tmp_path):
     config, _, paths = make_project(tmp_path, tiny_config(SMALL_REFERENCE))
     for i in range(4):
-        (paths.orig / f"story{i}.txt").write_text("\n\n".join(STORY[i:] + STORY[:i]) + "\n")
+        (paths.orig / f"story{i}.txt").write_text("\n\n".join(HARBOR[i:] + HARBOR[:i]) + "\n")
     return config, paths
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pytest
 from fake_endpoint import fake_endpoint
+from harbor_prose import HARBOR
 
 from selfloop.config import IngestConfig, JudgeConfig, WatchConfig
 from selfloop.errors import ConfigError
@@ -20,19 +21,11 @@ from selfloop.judge.reference import (
 from selfloop.store import Store
 from selfloop.testing import make_project, tiny_config
 
-PROSE = [
-    "The harbor was quiet in the early morning, and the fishing boats rocked gently at their moorings.",
-    "A gull circled over the market square while the baker opened his shutters and set out fresh bread.",
-    "The old lighthouse keeper climbed the stairs each evening to light the lamp before the sun went down.",
-    "Children ran along the beach, and their parents watched them from the benches by the sea wall.",
-    "In the afternoon the wind turned, and the boats came back to the harbor before the storm arrived.",
-    "The market closed at noon, and the traders packed their stalls and carried the baskets home.",
-]
 FIXED = "The baker opened his shutters in the early morning and set out fresh bread for the market."
 
 
 def small_reference(order: int = 3) -> NgramReference:
-    docs = [(i, text) for i, text in enumerate(PROSE * 3)]
+    docs = [(i, text) for i, text in enumerate(HARBOR * 3)]
     return build_ngram(docs, order=order, vocab_size=300, folds=2)
 
 
@@ -50,13 +43,13 @@ def test_ngram_prefers_fluent_text_to_shuffled_words_and_typos():
 
 
 def test_cross_fitting_scores_a_source_by_the_folds_that_never_saw_it():
-    docs = [(0, PROSE[0]), (1, PROSE[1]), (2, PROSE[2]), (3, PROSE[3])]
+    docs = [(0, HARBOR[0]), (1, HARBOR[1]), (2, HARBOR[2]), (3, HARBOR[3])]
     ref = build_ngram(docs, order=3, vocab_size=300, folds=2)
     assert ref.folds_for([0]) == [1] and ref.folds_for([1, 3]) == [0]
     assert ref.folds_for([0, 1]) == [0, 1] and ref.folds_for(None) == [0, 1]
     # Document 0 is in fold 0 only: fold 0 memorized it, fold 1 never saw it.
-    memorized = ref.nll([""], [PROSE[0]], [[1]])[0]  # sources in fold 1: scored by fold 0
-    unseen = ref.nll([""], [PROSE[0]], [[0]])[0]  # its own source: scored by fold 1
+    memorized = ref.nll([""], [HARBOR[0]], [[1]])[0]  # sources in fold 1: scored by fold 0
+    unseen = ref.nll([""], [HARBOR[0]], [[0]])[0]  # its own source: scored by fold 1
     assert unseen > memorized
 
 
@@ -68,7 +61,7 @@ def test_an_empty_orig_is_a_config_error_naming_the_fix():
 @pytest.fixture
 def ingested(tmp_path):
     _, cfg, paths = make_project(tmp_path, tiny_config())
-    for i, text in enumerate(PROSE):
+    for i, text in enumerate(HARBOR):
         (paths.orig / f"p{i}.txt").write_text(text + "\n")
     (paths.orig / "code.py").write_text("def add(a, b):\n    return a + b\n\n\nprint(add(1, 2))\n")
     with Store.open(paths.db) as store:

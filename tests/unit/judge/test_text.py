@@ -4,6 +4,7 @@ import json
 
 import pytest
 from fake_endpoint import chat_answer, fake_endpoint
+from harbor_prose import HARBOR
 
 from selfloop.config import Config, IngestConfig, JudgeConfig, ProjectPaths
 from selfloop.errors import ConfigError
@@ -166,21 +167,11 @@ def test_a_vs_b_never_scores_with_the_model_being_judged(trained_lm):
         _ab(trained_lm, ab_scorers=["fluency"])
 
 
-PROSE = [
-    "The harbor was quiet in the early morning, and the fishing boats rocked gently at their moorings.",
-    "A gull circled over the market square while the baker opened his shutters and set out fresh bread.",
-    "The old lighthouse keeper climbed the stairs each evening to light the lamp before the sun went down.",
-    "Children ran along the beach, and their parents watched them from the benches by the sea wall.",
-    "In the afternoon the wind turned, and the boats came back to the harbor before the storm arrived.",
-    "The market closed at noon, and the traders packed their stalls and carried the baskets home.",
-]
-
-
 @pytest.fixture(scope="module")
 def ngram():
     from selfloop.judge.reference import build_ngram
 
-    return build_ngram(list(enumerate(PROSE * 4)), order=3, vocab_size=300, folds=2)
+    return build_ngram(list(enumerate(HARBOR * 4)), order=3, vocab_size=300, folds=2)
 
 
 def _fluency(ngram, **judge):
