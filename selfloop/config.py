@@ -312,7 +312,13 @@ class JudgeConfig(Section):
     reference_folds: int = Field(
         2, ge=2, le=10, description="ngram reference: folds; a candidate is scored by folds that never saw its sources"
     )
-    reference_path: str = Field("", description="hf reference: a frozen local Hugging Face model dir, outside state")
+    reference_path: str = Field(
+        "",
+        description=(
+            "hf reference: a frozen model outside the state dir: a local Hugging Face dir, a model id in the local "
+            "cache, or a .gguf file (converted once)"
+        ),
+    )
     reference_url: str = Field("", description="endpoint reference: OpenAI-compatible /v1/completions on localhost")
     doc_rules: list[DocRule] = Field(
         default_factory=lambda: list(DOC_RULES),

@@ -84,6 +84,8 @@ class Judge(ABC):
     """Subclass and set `name`; override `judge`, and `judge_batch` when batching pays off."""
 
     name: str = "?"
+    # True when a candidate's verdict never depends on the others in its batch (no dedup within the batch).
+    independent: bool = False
 
     def __init__(self, context: JudgeContext):
         self.context = context

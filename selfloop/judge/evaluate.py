@@ -148,17 +148,14 @@ def evaluate(pipeline: Pipeline, items: Sequence[Item]) -> Report:
     """Precision, recall and F1 of the pipeline and of each of its judges alone, on labelled items."""
     report = Report(items=len(items))
     cands = [candidate(i) for i in items]
-    for item, outcome in zip(items, judge_items(pipeline, items), strict=True):
-        good = item.label == "good"
-        report.pipeline.add(outcome.accepted, good)
-        if item.why is not None:
-            row = report.by_why.setdefault((item.label or "", item.why), [0, 0])
-            row[0] += outcome.accepted
-            row[1] += 1
     for kind in sorted({i.kind for i in items}):
         idx = [n for n, i in enumerate(items) if i.kind == kind]
         for judge in pipeline.stages[kind]:
-            verdicts = [judge.judge(cands[n]) for n in idx]
+            # Items are independent questions: one batch where no verdict depends on the batch, else one by one.
+            if judge.independent:
+                verdicts = judge.judge_batch([cands[n] for n in idx])
+            else:
+                verdicts = [judge.judge(cands[n]) for n in idx]
             reasons = report.reasons.setdefault(judge.name, {})
             by_why = report.judge_by_why.setdefault(judge.name, {})
             for n, v in zip(idx, verdicts, strict=True):
@@ -170,4 +167,12 @@ def evaluate(pipeline: Pipeline, items: Sequence[Item]) -> Report:
                 if not v.accepted:
                     code = v.reason.split(":", 1)[0].strip()
                     reasons[code] = reasons.get(code, 0) + 1
+    # After the judges alone: a reference keeps the scores their batches computed, the pipeline reuses them.
+    for item, outcome in zip(items, judge_items(pipeline, items), strict=True):
+        good = item.label == "good"
+        report.pipeline.add(outcome.accepted, good)
+        if item.why is not None:
+            row = report.by_why.setdefault((item.label or "", item.why), [0, 0])
+            row[0] += outcome.accepted
+            row[1] += 1
     return report

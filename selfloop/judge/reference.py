@@ -5,8 +5,9 @@
 - ``ngram`` (the default; offline, seconds on two cores): a subword n-gram language model built from the
   train-split text and chat documents of ``orig/`` only (never rework, never held-out documents), cached in the
   state dir under a fingerprint of those documents and rebuilt when they change.
-- ``hf``: a frozen local Hugging Face model dir (``judge.reference_path``); refused when it lies in the state dir,
-  where the generations the loop trains (the authors) live.
+- ``hf``: a frozen model (``judge.reference_path``: a local Hugging Face dir, a model id in the local cache, or a
+  GGUF file, converted once); refused when it lies in the state dir, where the generations the loop trains (the
+  authors) live.
 - ``endpoint``: an OpenAI-compatible ``/v1/completions`` on localhost (``judge.reference_url``), asked for the
   log-probabilities of the prompt and continuation (``echo``, ``max_tokens = 0``).
 
@@ -31,14 +32,15 @@ import os
 import pickle
 import urllib.error
 import urllib.request
-from collections.abc import Sequence
+from collections import OrderedDict
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 from urllib.parse import urlparse
 
 from selfloop.config import JudgeConfig, ProjectPaths
-from selfloop.errors import ConfigError
+from selfloop.errors import ConfigError, SelfloopError
 from selfloop.store import Store
 from selfloop.store.corpus import reference_documents
 
@@ -208,6 +210,31 @@ def load_ngram(cfg: JudgeConfig, paths: ProjectPaths, store: Store) -> NgramRefe
 # --------------------------------------------------------------------------- a frozen model
 
 
+class ScoreMemo:
+    """Scores a frozen reference already gave, by (prompt, continuation), oldest dropped first: the same original A
+    is scored once for every rewrite of it, and ``judge eval`` asks each judge alone and then the pipeline. A
+    failed score (nan) is not kept."""
+
+    def __init__(self, size: int = 4096):
+        self.size, self.scores = size, OrderedDict[tuple[str, str], float]()
+
+    def get(
+        self,
+        prompts: Sequence[str],
+        continuations: Sequence[str],
+        compute: Callable[[list[str], list[str]], list[float]],
+    ) -> list[float]:
+        keys = list(zip(prompts, continuations, strict=True))
+        todo = [k for k in dict.fromkeys(keys) if k not in self.scores]
+        fresh = dict(zip(todo, compute([p for p, _ in todo], [c for _, c in todo]) if todo else [], strict=True))
+        for k, v in fresh.items():
+            if v == v:
+                self.scores[k] = v
+        while len(self.scores) > self.size:
+            self.scores.popitem(last=False)
+        return [fresh[k] if k in fresh else self.scores[k] for k in keys]
+
+
 class ModelReference:
     """A loaded causal LM used as the reference; it must not be the model being judged (the caller sees to it)."""
 
@@ -215,29 +242,38 @@ class ModelReference:
 
     def __init__(self, model: Any, tokenizer: Any):
         self.model, self.tokenizer = model, tokenizer
+        self.memo = ScoreMemo()
 
     def nll(
         self, prompts: Sequence[str], continuations: Sequence[str], sources: Sequence[Sequence[int]] | None = None
     ) -> list[float]:
         from selfloop.model.score import continuation_nll
 
-        return continuation_nll(self.model, self.tokenizer, prompts, continuations)
+        return self.memo.get(prompts, continuations, lambda p, c: continuation_nll(self.model, self.tokenizer, p, c))
 
 
 def load_hf(cfg: JudgeConfig, paths: ProjectPaths) -> ModelReference:
-    if not cfg.reference_path:
-        raise ConfigError("judge.reference = 'hf' needs judge.reference_path: a local Hugging Face model dir")
-    path = Path(cfg.reference_path).expanduser()
-    path = (path if path.is_absolute() else paths.root / path).resolve()
-    if path.is_relative_to(paths.state.resolve()):
+    """The frozen model ``judge.reference_path`` names, in any form ``model.base`` takes: a local model dir, a model
+    id already in the Hugging Face cache, or a GGUF file (converted once into the state dir's ``base/``)."""
+    if not cfg.reference_path or cfg.reference_path == "scratch":
+        raise ConfigError(
+            "judge.reference = 'hf' needs judge.reference_path: a local Hugging Face model dir, a cached model id "
+            "or a .gguf file"
+        )
+    given = Path(cfg.reference_path).expanduser()
+    if (given if given.is_absolute() else paths.root / given).resolve().is_relative_to(paths.state.resolve()):
         raise ConfigError(
             f"judge.reference_path = {cfg.reference_path!r} lies in the state dir, where the generations being "
             "judged live: a judge is never the author; point it at a frozen model outside it"
         )
-    if not path.is_dir():
-        raise ConfigError(f"judge.reference_path = {cfg.reference_path!r}: no such model dir")
+    from selfloop.model.base import resolve_base
     from selfloop.model.factory import load_pretrained
 
+    try:
+        path = resolve_base(cfg.reference_path, paths.root, paths.state, log=log.info, key="judge.reference_path")
+    except SelfloopError as e:
+        raise ConfigError(str(e)) from None
+    assert path is not None  # "scratch" was refused above
     model, tokenizer = load_pretrained(path)
     model.eval()
     return ModelReference(model, tokenizer)
@@ -256,11 +292,12 @@ class EndpointReference:
     def __init__(self, url: str, model: str = "reference", timeout: float = 60.0):
         check_local_url(url, "judge.reference_url")
         self.url, self.model, self.timeout = url.rstrip("/"), model, timeout
+        self.memo = ScoreMemo()
 
     def nll(
         self, prompts: Sequence[str], continuations: Sequence[str], sources: Sequence[Sequence[int]] | None = None
     ) -> list[float]:
-        return [self._one(p, c) for p, c in zip(prompts, continuations, strict=True)]
+        return self.memo.get(prompts, continuations, lambda ps, cs: [self._one(p, c) for p, c in zip(ps, cs)])
 
     def _one(self, prompt: str, cont: str) -> float:
         if not cont:

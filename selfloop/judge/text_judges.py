@@ -95,6 +95,7 @@ class DocQualityJudge(Judge):
     rule applies."""
 
     name = "doc_quality"
+    independent = True
 
     def rules(self, kind: str) -> list[str]:
         cal = self.context.resources.get("doc_calibration")
@@ -130,6 +131,7 @@ class ABJudge(Judge):
     """
 
     name = "a_vs_b"
+    independent = True
 
     def __init__(self, context: JudgeContext):
         super().__init__(context)
@@ -245,7 +247,8 @@ class ABJudge(Judge):
         if res.get("reference") is not None:
             return res["reference"]
         if res.get("reference_model") is not None and res.get("reference_tokenizer") is not None:
-            return ModelReference(res["reference_model"], res["reference_tokenizer"])
+            res["reference"] = ModelReference(res["reference_model"], res["reference_tokenizer"])  # keeps its memo
+            return res["reference"]
         raise ConfigError(
             "judge 'a_vs_b' needs its reference (resources['reference'], built from judge.reference); "
             "it never scores with the model being judged"

@@ -48,19 +48,21 @@ def _local(base: str, root: Path) -> Path:
     return path if path.is_absolute() else root / path
 
 
-def local_model_dir(base: str, root: Path) -> Path:
+def local_model_dir(base: str, root: Path, *, key: str = "model.base") -> Path:
     """A local Hugging Face model directory named by ``base`` (relative to the project root)."""
     path = _local(base, root)
     if not (path / "config.json").is_file():
         what = "does not exist" if not path.exists() else "has no config.json"
         raise SelfloopError(
-            f'model.base = "{base}": {path} {what}; use "scratch", a directory saved with save_pretrained, '
+            f'{key} = "{base}": {path} {what}; use "scratch", a directory saved with save_pretrained, '
             "a model id already in the local Hugging Face cache, or a .gguf file"
         )
     return path
 
 
-def cached_hub_dir(model_id: str, cache_dir: Path | str | None = None, *, root: Path | None = None) -> Path:
+def cached_hub_dir(
+    model_id: str, cache_dir: Path | str | None = None, *, root: Path | None = None, key: str = "model.base"
+) -> Path:
     """The local snapshot of hub model ``model_id`` (never a download: ``local_files_only``).
 
     ``root``: the project root, to say in the error that no local directory of that name exists either.
@@ -73,19 +75,19 @@ def cached_hub_dir(model_id: str, cache_dir: Path | str | None = None, *, root: 
     except (LocalEntryNotFoundError, FileNotFoundError, ValueError) as e:
         local = f"no directory {root / model_id} and " if root is not None else ""
         raise SelfloopError(
-            f'model.base = "{model_id}": {local}not in the local Hugging Face cache, and selfloop never downloads '
+            f'{key} = "{model_id}": {local}not in the local Hugging Face cache, and selfloop never downloads '
             f"({type(e).__name__}); fetch it first (huggingface-cli download {model_id}) or give a local "
             "directory or .gguf file"
         ) from None
     if not (path / "config.json").is_file():
-        raise SelfloopError(f'model.base = "{model_id}": the cached snapshot {path} has no config.json')
+        raise SelfloopError(f'{key} = "{model_id}": the cached snapshot {path} has no config.json')
     return path
 
 
-def gguf_file(base: str, root: Path) -> Path:
+def gguf_file(base: str, root: Path, *, key: str = "model.base") -> Path:
     path = _local(base, root)
     if not path.is_file():
-        raise SelfloopError(f'model.base = "{base}": GGUF file {path} does not exist')
+        raise SelfloopError(f'{key} = "{base}": GGUF file {path} does not exist')
     return path
 
 
@@ -102,7 +104,7 @@ def converted_dir(gguf: Path, state: Path) -> Path:
     return state / BASES_DIR / f"{gguf.stem}-{file_sha256(gguf)[:16]}"
 
 
-def resolve_base(base: str, root: Path, state: Path, *, log=print) -> Path | None:
+def resolve_base(base: str, root: Path, state: Path, *, log=print, key: str = "model.base") -> Path | None:
     """The local model directory training starts from for ``model.base``; None for "scratch".
 
     A ``.gguf`` file is converted on first use into ``<state>/base/<stem>-<sha>/`` (atomic:
@@ -112,10 +114,10 @@ def resolve_base(base: str, root: Path, state: Path, *, log=print) -> Path | Non
     if kind == "scratch":
         return None
     if kind == "dir":
-        return local_model_dir(base, root)
+        return local_model_dir(base, root, key=key)
     if kind == "hub":
-        return cached_hub_dir(base, root=root)
-    source = gguf_file(base, root)
+        return cached_hub_dir(base, root=root, key=key)
+    source = gguf_file(base, root, key=key)
     out = converted_dir(source, state)
     if (out / "config.json").is_file():
         return out

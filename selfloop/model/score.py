@@ -38,10 +38,13 @@ def continuation_nll(
             if len(c) >= limit:
                 c = c[: limit - 1]
         rows.append((p + c, len(p)))
-    out: list[float] = []
+    # Longest first, so each batch pads to lengths close to its own.
+    order = sorted(range(len(rows)), key=lambda i: -len(rows[i][0]))
+    out = [float("inf")] * len(rows)
     with torch.inference_mode():
-        for start in range(0, len(rows), batch_size):
-            chunk = rows[start : start + batch_size]
+        for start in range(0, len(order), batch_size):
+            idx = order[start : start + batch_size]
+            chunk = [rows[i] for i in idx]
             width = max(len(ids) for ids, _ in chunk)
             ids = torch.full((len(chunk), width), pad, dtype=torch.long)
             mask = torch.zeros((len(chunk), width), dtype=torch.long)
@@ -55,6 +58,6 @@ def continuation_nll(
             losses = F.cross_entropy(shift_logits.transpose(1, 2), shift_labels, ignore_index=-100, reduction="none")
             counts = (shift_labels != -100).sum(dim=1)
             sums = losses.sum(dim=1)
-            for s, n in zip(sums.tolist(), counts.tolist()):
-                out.append(s / n if n else float("inf"))
+            for i, s, n in zip(idx, sums.tolist(), counts.tolist(), strict=True):
+                out[i] = s / n if n else float("inf")
     return out

@@ -13,6 +13,7 @@ from selfloop.ingest.ingestor import Ingestor
 from selfloop.judge.reference import (
     EndpointReference,
     NgramReference,
+    ScoreMemo,
     build_ngram,
     load_hf,
     load_ngram,
@@ -103,8 +104,10 @@ def test_hf_reference_refuses_the_state_dir_and_a_missing_dir(ingested):
     (paths.state / "models" / "gen-0000").mkdir(parents=True)
     with pytest.raises(ConfigError, match="never the author"):
         load_hf(JudgeConfig(reference="hf", reference_path=str(paths.state / "models" / "gen-0000")), paths)
-    with pytest.raises(ConfigError, match="no such model dir"):
+    with pytest.raises(ConfigError, match='judge.reference_path = "nowhere": no directory .* never downloads'):
         load_hf(JudgeConfig(reference="hf", reference_path="nowhere"), paths)
+    with pytest.raises(ConfigError, match="GGUF file .* does not exist"):
+        load_hf(JudgeConfig(reference="hf", reference_path="missing.gguf"), paths)
     with pytest.raises(ConfigError, match="reference_path"):
         load_hf(JudgeConfig(reference="hf"), paths)
 
@@ -135,3 +138,35 @@ def test_endpoint_reference_is_local_only_and_unreachable_is_nan():
         EndpointReference("http://example.com:8000")
     (score,) = EndpointReference("http://127.0.0.1:9", timeout=2).nll(["a"], ["b"])
     assert score != score
+
+
+def test_score_memo_computes_each_pair_once_and_never_keeps_a_failure():
+    calls: list[list[tuple[str, str]]] = []
+
+    def compute(prompts: list[str], conts: list[str]) -> list[float]:
+        calls.append(list(zip(prompts, conts)))
+        return [float("nan") if c == "down" else float(len(c)) for c in conts]
+
+    memo = ScoreMemo(size=3)
+    assert memo.get(["p", "p", "q"], ["ab", "ab", "down"], compute) == [
+        2.0,
+        2.0,
+        pytest.approx(float("nan"), nan_ok=True),
+    ]
+    assert calls == [[("p", "ab"), ("q", "down")]]  # the repeated pair is scored once
+    assert memo.get(["p", "q"], ["ab", "down"], compute)[0] == 2.0
+    assert calls[-1] == [("q", "down")]  # a nan is asked again; the kept score is not
+    memo.get(["r", "s", "t"], ["x", "yy", "zzz"], compute)
+    assert ("p", "ab") not in memo.scores and len(memo.scores) == 3  # the oldest goes first
+
+
+def test_hf_reference_takes_a_gguf_file_converted_once_and_scores_with_it(ingested):
+    pytest.importorskip("gguf")
+    from tiny_models import write_tiny_gguf
+
+    cfg, paths = ingested
+    write_tiny_gguf(paths.root / "judge.gguf")
+    ref = load_hf(JudgeConfig(reference="hf", reference_path="judge.gguf"), paths)
+    assert [d.name.startswith("judge-") for d in (paths.state / "base").iterdir()] == [True]
+    (a, b) = ref.nll(["The harbor "] * 2, ["was quiet.", "was quiet."])
+    assert a == b and 0 < a < float("inf")
