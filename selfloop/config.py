@@ -272,8 +272,8 @@ class JudgeConfig(Section):
     task: list[str] = Field(default_factory=lambda: ["task"], description="judge pipeline for task answers")
     ab_scorers: list[str] = Field(
         default_factory=lambda: ["fluency", "quality"],
-        description="A-vs-B scorers: fluency (ngram reference: log-odds over the unigram), perplexity, quality, "
-        "external",
+        description="A-vs-B scorers: fluency (ngram or hf reference: log-odds over the unigram of orig/), "
+        "perplexity, quality, external",
     )
     ab_min_margin: float = Field(0.0, ge=0, description="B must beat A by more than this (relative) to be accepted")
     ab_fluency_margin: float = Field(

@@ -17,6 +17,11 @@ package queries ARPA models but cannot build them (``lmplz`` is a separate C++ p
 same 5 s fit; and over words, every typo would be one ``<UNK>`` as likely as the corpus's hapaxes, whereas
 byte-level subwords make a misspelling a run of rare pieces and a newline a token of its own.
 
+The ``fluency`` scorer (SLOR) also needs word frequencies: the n-gram model's own unigram, or for a model reference
+the token counts of the same orig/ documents under its tokenizer (``load_unigram``, cached), over the tokens
+``counted_tokens`` keeps (no blanks, no repeats: a model predicts those from its context, and the document rules
+judge them).
+
 Cross-fitting: documents fall into ``judge.reference_folds`` folds by id, one model per fold. A candidate whose
 sources are known (``source_ids``) is scored by the folds that never saw them; otherwise its original A, a
 document the model memorized, would always win.
@@ -176,31 +181,43 @@ def _ngram_inputs(cfg: JudgeConfig, store: Store) -> tuple[list[tuple[int, str]]
     return [(r["id"], document_text(r["kind"], r["content"])) for r in rows], h.hexdigest()[:16]
 
 
-def load_ngram(cfg: JudgeConfig, paths: ProjectPaths, store: Store) -> NgramReference:
-    """The n-gram reference of the current orig/ documents: from the state dir's cache, else built and cached."""
-    docs, fingerprint = _ngram_inputs(cfg, store)
-    folder = paths.state / CACHE_DIR
-    path = folder / f"reference-{fingerprint}.pkl"
-    if path.exists():
-        try:
-            with path.open("rb") as f:
-                ref = pickle.load(f)  # our own file in our own state dir
-            if isinstance(ref, NgramReference) and ref.fingerprint == fingerprint:
-                return ref
-        except (OSError, pickle.UnpicklingError, EOFError, AttributeError, ImportError) as e:
-            log.warning("judge reference cache %s unreadable (%s); rebuilding it", path, e)
-    ref = build_ngram(docs, order=cfg.reference_order, vocab_size=cfg.reference_vocab, folds=cfg.reference_folds)
-    ref.fingerprint = fingerprint
-    folder.mkdir(parents=True, exist_ok=True)
+def _read_pickle(path: Path, kind: type) -> Any:
+    """Our own cache file from our own state dir, or None when it is missing, unreadable or of another kind."""
+    if not path.exists():
+        return None
+    try:
+        with path.open("rb") as f:
+            obj = pickle.load(f)
+        return obj if isinstance(obj, kind) else None
+    except (OSError, pickle.UnpicklingError, EOFError, AttributeError, ImportError) as e:
+        log.warning("judge cache %s unreadable (%s); rebuilding it", path, e)
+        return None
+
+
+def _write_pickle(path: Path, obj: Any, *, keep: str) -> None:
+    """Write atomically, then drop the older files of the same pattern ``keep``."""
+    path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(f".tmp{os.getpid()}")
     with tmp.open("wb") as f:
-        pickle.dump(ref, f, protocol=pickle.HIGHEST_PROTOCOL)
+        pickle.dump(obj, f, protocol=pickle.HIGHEST_PROTOCOL)
         f.flush()
         os.fsync(f.fileno())
     os.replace(tmp, path)
-    for old in folder.glob("reference-*.pkl"):
+    for old in path.parent.glob(keep):
         if old != path:
             old.unlink(missing_ok=True)
+
+
+def load_ngram(cfg: JudgeConfig, paths: ProjectPaths, store: Store) -> NgramReference:
+    """The n-gram reference of the current orig/ documents: from the state dir's cache, else built and cached."""
+    docs, fingerprint = _ngram_inputs(cfg, store)
+    path = paths.state / CACHE_DIR / f"reference-{fingerprint}.pkl"
+    ref = _read_pickle(path, NgramReference)
+    if ref is not None and ref.fingerprint == fingerprint:
+        return ref
+    ref = build_ngram(docs, order=cfg.reference_order, vocab_size=cfg.reference_vocab, folds=cfg.reference_folds)
+    ref.fingerprint = fingerprint
+    _write_pickle(path, ref, keep="reference-*.pkl")
     log.info(
         "judge reference: %d-gram over %d orig documents (%d tokens), %s", ref.order, ref.n_docs, ref.n_tokens, path
     )
@@ -211,19 +228,16 @@ def load_ngram(cfg: JudgeConfig, paths: ProjectPaths, store: Store) -> NgramRefe
 
 
 class ScoreMemo:
-    """Scores a frozen reference already gave, by (prompt, continuation), oldest dropped first: the same original A
+    """What a frozen reference already computed, by (prompt, continuation), oldest dropped first: the same original A
     is scored once for every rewrite of it, and ``judge eval`` asks each judge alone and then the pipeline. A
     failed score (nan) is not kept."""
 
     def __init__(self, size: int = 4096):
-        self.size, self.scores = size, OrderedDict[tuple[str, str], float]()
+        self.size, self.scores = size, OrderedDict[tuple[str, str], Any]()
 
     def get(
-        self,
-        prompts: Sequence[str],
-        continuations: Sequence[str],
-        compute: Callable[[list[str], list[str]], list[float]],
-    ) -> list[float]:
+        self, prompts: Sequence[str], continuations: Sequence[str], compute: Callable[[list[str], list[str]], list[Any]]
+    ) -> list[Any]:
         keys = list(zip(prompts, continuations, strict=True))
         todo = [k for k in dict.fromkeys(keys) if k not in self.scores]
         fresh = dict(zip(todo, compute([p for p, _ in todo], [c for _, c in todo]) if todo else [], strict=True))
@@ -235,26 +249,113 @@ class ScoreMemo:
         return [fresh[k] if k in fresh else self.scores[k] for k in keys]
 
 
+@dataclass(frozen=True)
+class Unigram:
+    """How often each token of the reference's vocabulary occurs in orig/: the word-frequency half of SLOR."""
+
+    counts: dict[int, int]
+    total: int
+    vocab: int
+    k: float = 0.1  # add-k smoothing: a token orig/ never has is rare, not impossible
+
+    def nll(self, token: int) -> float:
+        return -math.log((self.counts.get(token, 0) + self.k) / (self.total + self.k * self.vocab))
+
+
+def counted_tokens(ids: Sequence[int], blank: frozenset[int], n: int = 4) -> list[bool]:
+    """Which of a continuation's tokens a model reference's fluency counts: not a token of whitespace alone (layout is
+    for the document rules to judge), and not one that ends an ``n``-gram already seen in it (a model predicts a
+    repeat from its context almost free: a duplicated half would read as the most fluent text; repetition is for the
+    rules too)."""
+    seen: set[tuple[int, ...]] = set()
+    out = []
+    for i, tok in enumerate(ids):
+        gram = tuple(ids[max(0, i - n + 1) : i + 1])
+        out.append(tok not in blank and not (len(gram) == n and gram in seen))
+        seen.add(gram)
+    return out
+
+
 class ModelReference:
-    """A loaded causal LM used as the reference; it must not be the model being judged (the caller sees to it)."""
+    """A loaded causal LM used as the reference; it must not be the model being judged (the caller sees to it).
+
+    ``perplexity`` is its mean NLL over every token of the continuation; ``fluency`` (SLOR) needs ``unigram``, token
+    frequencies of orig/, and counts only the tokens of `counted_tokens`."""
 
     name = "model"
 
-    def __init__(self, model: Any, tokenizer: Any):
-        self.model, self.tokenizer = model, tokenizer
+    def __init__(self, model: Any, tokenizer: Any, unigram: Unigram | None = None):
+        self.model, self.tokenizer, self.unigram = model, tokenizer, unigram
         self.memo = ScoreMemo()
+        self.blank = frozenset(
+            i for t, i in tokenizer.get_vocab().items() if not tokenizer.convert_tokens_to_string([t]).strip()
+        )
+
+    def tokens(self, prompts: Sequence[str], continuations: Sequence[str]) -> list[tuple[list[int], list[float]]]:
+        from selfloop.model.score import token_nll
+
+        return self.memo.get(prompts, continuations, lambda p, c: token_nll(self.model, self.tokenizer, p, c))
 
     def nll(
         self, prompts: Sequence[str], continuations: Sequence[str], sources: Sequence[Sequence[int]] | None = None
     ) -> list[float]:
-        from selfloop.model.score import continuation_nll
+        return [sum(n) / len(n) if n else float("inf") for _, n in self.tokens(prompts, continuations)]
 
-        return self.memo.get(prompts, continuations, lambda p, c: continuation_nll(self.model, self.tokenizer, p, c))
+    def scores(
+        self, prompts: Sequence[str], continuations: Sequence[str], sources: Sequence[Sequence[int]] | None = None
+    ) -> list[tuple[float, float]]:
+        """(mean NLL, mean unigram NLL) over the counted tokens of each continuation; (inf, inf) when none is."""
+        if self.unigram is None:
+            raise ConfigError("this model reference has no unigram of orig/ for fluency; use 'perplexity'")
+        out = []
+        for ids, nll in self.tokens(prompts, continuations):
+            kept = [(t, x) for t, x, keep in zip(ids, nll, counted_tokens(ids, self.blank), strict=True) if keep]
+            if not kept:
+                out.append((float("inf"), float("inf")))
+                continue
+            out.append((sum(x for _, x in kept) / len(kept), sum(self.unigram.nll(t) for t, _ in kept) / len(kept)))
+        return out
 
 
-def load_hf(cfg: JudgeConfig, paths: ProjectPaths) -> ModelReference:
+def has_fluency(ref: Reference) -> bool:
+    """Whether ``ref`` knows word frequencies as well as likelihoods (the ``fluency`` scorer needs both)."""
+    return hasattr(ref, "scores") and getattr(ref, "unigram", True) is not None
+
+
+# The first this many characters of orig/ (by document id) give the unigram: plenty for word frequencies.
+UNIGRAM_CHARS = 20_000_000
+
+
+def load_unigram(tokenizer: Any, paths: ProjectPaths, store: Store) -> Unigram:
+    """Token counts of orig/'s train-split text and chat under ``tokenizer``, cached in the state dir under a
+    fingerprint of the vocabulary and the documents."""
+    rows = [r for r in reference_documents(store) if r["format"] != "py"]
+    vocab = tokenizer.get_vocab()
+    h = hashlib.sha256(f"unigram {UNIGRAM_CHARS} {json.dumps(sorted(vocab.items()))}".encode())
+    for r in rows:
+        h.update(f"\n{r['id']}:{r['hash']}".encode())
+    path = paths.state / CACHE_DIR / f"unigram-{h.hexdigest()[:16]}.pkl"
+    cached = _read_pickle(path, Unigram)
+    if cached is not None:
+        return cached
+    counts: dict[int, int] = {}
+    chars = 0
+    for r in rows:
+        text = document_text(r["kind"], r["content"])
+        for tok in tokenizer(text, add_special_tokens=False, verbose=False)["input_ids"]:
+            counts[tok] = counts.get(tok, 0) + 1
+        chars += len(text)
+        if chars >= UNIGRAM_CHARS:
+            break
+    unigram = Unigram(counts, sum(counts.values()), len(vocab))
+    _write_pickle(path, unigram, keep="unigram-*.pkl")
+    return unigram
+
+
+def load_hf(cfg: JudgeConfig, paths: ProjectPaths, store: Store | None = None) -> ModelReference:
     """The frozen model ``judge.reference_path`` names, in any form ``model.base`` takes: a local model dir, a model
-    id already in the Hugging Face cache, or a GGUF file (converted once into the state dir's ``base/``)."""
+    id already in the Hugging Face cache, or a GGUF file (converted once into the state dir's ``base/``). With
+    ``store``, the token frequencies of orig/ that its fluency needs."""
     if not cfg.reference_path or cfg.reference_path == "scratch":
         raise ConfigError(
             "judge.reference = 'hf' needs judge.reference_path: a local Hugging Face model dir, a cached model id "
@@ -276,7 +377,8 @@ def load_hf(cfg: JudgeConfig, paths: ProjectPaths) -> ModelReference:
     assert path is not None  # "scratch" was refused above
     model, tokenizer = load_pretrained(path)
     model.eval()
-    return ModelReference(model, tokenizer)
+    unigram = load_unigram(tokenizer, paths, store) if store is not None else None
+    return ModelReference(model, tokenizer, unigram)
 
 
 # --------------------------------------------------------------------------- an endpoint
@@ -329,7 +431,7 @@ def load_reference(cfg: JudgeConfig, paths: ProjectPaths, store: Store) -> Refer
     if cfg.reference == "ngram":
         return load_ngram(cfg, paths, store)
     if cfg.reference == "hf":
-        return load_hf(cfg, paths)
+        return load_hf(cfg, paths, store)
     return EndpointReference(cfg.reference_url)
 
 

@@ -22,7 +22,7 @@ from selfloop.corpus.pipeline import quality_check
 from selfloop.errors import ConfigError
 from selfloop.judge import doc_rules
 from selfloop.judge.base import Candidate, Judge, JudgeContext, JudgeVerdict, accept, reject
-from selfloop.judge.reference import ModelReference, Reference, check_local_url
+from selfloop.judge.reference import Reference, check_local_url, has_fluency
 
 SCORERS = ("perplexity", "fluency", "quality", "external")
 
@@ -117,8 +117,7 @@ class ABJudge(Judge):
     ``candidate.source``), by the scorers named in ``judge.ab_scorers``:
 
     - ``perplexity``: mean NLL per token under the reference (``resources["reference"]``, a
-      `selfloop.judge.reference.Reference` built from ``judge.reference``; or a frozen
-      ``resources["reference_model"]``/``["reference_tokenizer"]``), never the model being judged.
+      `selfloop.judge.reference.Reference` built from ``judge.reference``), never the model being judged.
       B must beat A by more than ``judge.ab_min_margin`` (relative).
     - ``quality``: B must pass the ingest filters and the document rules whenever A does.
     - ``external``: a judge model behind an OpenAI-compatible endpoint on localhost
@@ -141,11 +140,10 @@ class ABJudge(Judge):
         if "external" in context.config.ab_scorers:
             check_local_url(context.config.external_url)
         ref = context.resources.get("reference")
-        has_ref = ref is not None or context.resources.get("reference_model") is not None
-        if "fluency" in context.config.ab_scorers and has_ref and not hasattr(ref, "scores"):
+        if "fluency" in context.config.ab_scorers and ref is not None and not has_fluency(ref):
             raise ConfigError(
-                "judge.ab_scorers 'fluency' needs a reference with word frequencies: judge.reference = 'ngram' "
-                "(or use 'perplexity' with the hf or endpoint reference)"
+                "judge.ab_scorers 'fluency' needs a reference with word frequencies: judge.reference = 'ngram' or "
+                "'hf' (or use 'perplexity' with the endpoint reference)"
             )
         self.ingest: IngestConfig = context.resources.get("ingest_config") or IngestConfig()
         self.doc = DocQualityJudge(context)
@@ -243,12 +241,8 @@ class ABJudge(Judge):
         return out
 
     def reference(self) -> Reference:
-        res = self.context.resources
-        if res.get("reference") is not None:
-            return res["reference"]
-        if res.get("reference_model") is not None and res.get("reference_tokenizer") is not None:
-            res["reference"] = ModelReference(res["reference_model"], res["reference_tokenizer"])  # keeps its memo
-            return res["reference"]
+        if self.context.resources.get("reference") is not None:
+            return self.context.resources["reference"]
         raise ConfigError(
             "judge 'a_vs_b' needs its reference (resources['reference'], built from judge.reference); "
             "it never scores with the model being judged"

@@ -18,6 +18,14 @@ def continuation_nll(
     model, tokenizer, prompts: Sequence[str], continuations: Sequence[str], *, batch_size: int = 16
 ) -> list[float]:
     """Mean NLL (nats/token) of each continuation given its prompt; inf for an empty continuation."""
+    scored = token_nll(model, tokenizer, prompts, continuations, batch_size=batch_size)
+    return [sum(nll) / len(nll) if nll else float("inf") for _, nll in scored]
+
+
+def token_nll(
+    model, tokenizer, prompts: Sequence[str], continuations: Sequence[str], *, batch_size: int = 16
+) -> list[tuple[list[int], list[float]]]:
+    """Each continuation's token ids and their NLLs (nats) given the prompt and the tokens before them."""
     import torch
     import torch.nn.functional as F
 
@@ -35,12 +43,10 @@ def continuation_nll(
         if not p:
             # Score the first continuation token too: condition on eos as a document start.
             p = [tokenizer.eos_token_id]
-            if len(c) >= limit:
-                c = c[: limit - 1]
         rows.append((p + c, len(p)))
     # Longest first, so each batch pads to lengths close to its own.
     order = sorted(range(len(rows)), key=lambda i: -len(rows[i][0]))
-    out = [float("inf")] * len(rows)
+    out: list[tuple[list[int], list[float]]] = [([], [])] * len(rows)
     with torch.inference_mode():
         for start in range(0, len(order), batch_size):
             idx = order[start : start + batch_size]
@@ -48,16 +54,11 @@ def continuation_nll(
             width = max(len(ids) for ids, _ in chunk)
             ids = torch.full((len(chunk), width), pad, dtype=torch.long)
             mask = torch.zeros((len(chunk), width), dtype=torch.long)
-            labels = torch.full((len(chunk), width), -100, dtype=torch.long)
-            for i, (seq, n_prompt) in enumerate(chunk):
+            for i, (seq, _) in enumerate(chunk):
                 ids[i, : len(seq)] = torch.tensor(seq)
                 mask[i, : len(seq)] = 1
-                labels[i, n_prompt : len(seq)] = torch.tensor(seq[n_prompt:], dtype=torch.long)
             logits = model(input_ids=ids.to(device), attention_mask=mask.to(device)).logits.float()
-            shift_logits, shift_labels = logits[:, :-1], labels[:, 1:].to(device)
-            losses = F.cross_entropy(shift_logits.transpose(1, 2), shift_labels, ignore_index=-100, reduction="none")
-            counts = (shift_labels != -100).sum(dim=1)
-            sums = losses.sum(dim=1)
-            for i, s, n in zip(idx, sums.tolist(), counts.tolist(), strict=True):
-                out[i] = s / n if n else float("inf")
+            losses = F.cross_entropy(logits[:, :-1].transpose(1, 2), ids[:, 1:].to(device), reduction="none")
+            for row, (i, (seq, n_prompt)) in enumerate(zip(idx, chunk, strict=True)):
+                out[i] = (seq[n_prompt:], losses[row, n_prompt - 1 : len(seq) - 1].tolist())
     return out

@@ -168,11 +168,21 @@ def _candidate(row: Any) -> Candidate:
     if row["strategy"] == solve.STRATEGY:
         return solve.candidate_of(row)
     meta = {
-        "prompt": row["prompt"] or "",
+        "prompt": judged_prompt(row),
         "completion": row["completion"] or "",
         "source_ids": json.loads(row["source_ids"] or "[]"),
     }
     return Candidate(kind=row["kind"], content=row["content"], source=row["original"], metadata=meta)
+
+
+def judged_prompt(row: Any) -> str:
+    """What A versus B conditions A and B on: the text before B in its document. For an instructed rewrite that is
+    nothing (B replaces the whole passage), not the request, which holds A verbatim: a model reference would find A
+    likely by copying it. The request stays the prompt of the preference pair."""
+    content, completion = row["content"] or "", row["completion"] or ""
+    if row["kind"] == "text" and completion and content.endswith(completion):
+        return content[: len(content) - len(completion)]
+    return row["prompt"] or ""
 
 
 def record_outcome(store: Store, row: Any, outcome: Outcome, cycle_id: int) -> None:

@@ -3,6 +3,8 @@ a frozen model dir outside the state dir, or a localhost endpoint's log-probabil
 
 from __future__ import annotations
 
+import math
+
 import pytest
 from fake_endpoint import fake_endpoint
 from harbor_prose import HARBOR
@@ -14,7 +16,10 @@ from selfloop.judge.reference import (
     EndpointReference,
     NgramReference,
     ScoreMemo,
+    Unigram,
     build_ngram,
+    counted_tokens,
+    has_fluency,
     load_hf,
     load_ngram,
     load_reference,
@@ -170,3 +175,32 @@ def test_hf_reference_takes_a_gguf_file_converted_once_and_scores_with_it(ingest
     assert [d.name.startswith("judge-") for d in (paths.state / "base").iterdir()] == [True]
     (a, b) = ref.nll(["The harbor "] * 2, ["was quiet.", "was quiet."])
     assert a == b and 0 < a < float("inf")
+
+
+def test_fluency_of_a_model_counts_neither_blank_tokens_nor_repeats():
+    blank = frozenset({9})
+    ids = [1, 2, 3, 4, 9, 9, 1, 2, 3, 4, 5]
+    # The second 1 2 3 4 is counted up to its third token: the 4-gram (1, 2, 3, 4) is the first one seen again.
+    assert counted_tokens(ids, blank) == [True] * 4 + [False, False] + [True] * 3 + [False, True]
+    uni = Unigram({1: 9, 2: 1}, total=10, vocab=4, k=1.0)
+    assert uni.nll(1) == pytest.approx(-math.log(10 / 14)) and uni.nll(3) == pytest.approx(-math.log(1 / 14))
+
+
+def test_hf_reference_fluency_uses_token_frequencies_of_orig_cached_in_the_state_dir(ingested):
+    pytest.importorskip("gguf")
+    from tiny_models import write_tiny_gguf
+
+    cfg, paths = ingested
+    write_tiny_gguf(paths.root / "judge.gguf")
+    jc = JudgeConfig(reference="hf", reference_path="judge.gguf")
+    with Store.open(paths.db) as store:
+        ref = load_hf(jc, paths, store)
+        assert has_fluency(ref) and ref.unigram.total > 100
+        assert len(list((paths.state / "judge").glob("unigram-*.pkl"))) == 1
+        assert load_hf(jc, paths, store).unigram == ref.unigram  # from the cache
+    line = "the boats came home at dusk. "
+    (nll, uni), (nll_rep, uni_rep) = ref.scores(["The harbor "] * 2, [line, line * 4])
+    assert 0 < nll < float("inf") and 0 < uni < float("inf")
+    # The repeats are not counted: four copies score as one, where the mean over every token would drop.
+    assert nll_rep == pytest.approx(nll, rel=0.2) and uni_rep == pytest.approx(uni, rel=0.2)
+    assert not has_fluency(load_hf(jc, paths))  # no store, no word frequencies

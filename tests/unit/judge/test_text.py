@@ -10,6 +10,7 @@ from selfloop.config import Config, IngestConfig, JudgeConfig, ProjectPaths
 from selfloop.errors import ConfigError
 from selfloop.ingest.ingestor import Ingestor
 from selfloop.judge import Candidate, JudgeContext, Pipeline
+from selfloop.judge.reference import ModelReference
 from selfloop.store import Store
 
 SENTENCE = "The quiet river runs past the old mill and the green fields every morning."
@@ -96,7 +97,7 @@ def trained_lm():
 def _ab(trained_lm, **judge):
     model, tok = trained_lm
     cfg = JudgeConfig(text=["a_vs_b"], **judge)
-    return Pipeline(JudgeContext(cfg, resources={"reference_model": model, "reference_tokenizer": tok}), kinds=["text"])
+    return Pipeline(JudgeContext(cfg, resources={"reference": ModelReference(model, tok)}), kinds=["text"])
 
 
 def test_a_vs_b_accepts_the_likelier_rewrite_and_rejects_the_worse(trained_lm):

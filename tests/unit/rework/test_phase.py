@@ -203,3 +203,21 @@ def test_accepted_candidates_of_a_failed_cycle_are_written_by_the_next(project):
     assert store.scalar("SELECT COUNT(*) FROM candidates WHERE status = 'accepted' AND rework_path IS NULL") == 0
     cycle_one = [json.loads(line) for f in paths.rework.rglob("*-c00001.jsonl") for line in f.read_text().splitlines()]
     assert len(cycle_one) == accepted
+
+
+def test_a_vs_b_conditions_on_the_text_before_b_never_on_a_request_that_holds_a():
+    from selfloop.rework.phase import _candidate
+
+    def row(kind, prompt, content, completion):
+        keys = dict(strategy="rewrite", kind=kind, prompt=prompt, content=content, completion=completion)
+        return keys | dict(original="the original passage", source_ids="[3]")
+
+    request = (
+        "<|im_start|>user\nRewrite the following text ...\n\nthe original passage<|im_end|>\n<|im_start|>assistant\n"
+    )
+    instructed = _candidate(row("text", request, "a better passage", "a better passage"))
+    assert instructed.metadata["prompt"] == "" and instructed.source == "the original passage"
+    prefixed = _candidate(row("text", "It began ", "It began a better passage", "a better passage"))
+    assert prefixed.metadata["prompt"] == "It began " and prefixed.metadata["source_ids"] == [3]
+    chat = _candidate(row("chat", "<|user|>a question<|assistant|>", '{"messages": []}', "an answer"))
+    assert chat.metadata["prompt"] == "<|user|>a question<|assistant|>"  # the question is the answer's context
