@@ -271,9 +271,9 @@ class JudgeConfig(Section):
     )
     task: list[str] = Field(default_factory=lambda: ["task"], description="judge pipeline for task answers")
     ab_scorers: list[str] = Field(
-        default_factory=lambda: ["fluency", "quality"],
-        description="A-vs-B scorers: fluency (ngram or hf reference: log-odds over the unigram of orig/), "
-        "perplexity, quality, external",
+        default_factory=lambda: ["fluency", "quality", "faithful"],
+        description="A-vs-B scorers: fluency (ngram or hf reference: log-odds over the unigram of orig/), quality, "
+        "faithful (B keeps what A says: chrF), perplexity, external",
     )
     ab_min_margin: float = Field(0.0, ge=0, description="B must beat A by more than this (relative) to be accepted")
     ab_fluency_margin: float = Field(
@@ -284,6 +284,13 @@ class JudgeConfig(Section):
         ge=0,
         description="fluency: a B that passes the quality rules its A fails wins unless it is this many nats per "
         "token less fluent",
+    )
+    ab_min_faithful: float = Field(
+        50.0,
+        ge=0,
+        le=100,
+        description="faithful: B's chrF against A (sacrebleu: character n-grams, lowercased, recall-weighted) must be "
+        "at least this; a fluent B that drops or replaces what A says loses",
     )
     diversity_floor: float = Field(
         0.2, ge=0, le=1, description="a batch whose distinct-2 ratio is below this is not admitted"
@@ -304,8 +311,8 @@ class JudgeConfig(Section):
     )
     reference: Literal["ngram", "hf", "endpoint"] = Field(
         "ngram",
-        description="A-vs-B perplexity reference, never the model being judged: ngram (built from orig/ only, "
-        "cached in the state dir), hf (a frozen local model dir), endpoint (OpenAI-compatible, on localhost)",
+        description="A-vs-B reference, never the model being judged: ngram (built from orig/ only, cached in the "
+        "state dir), hf (a frozen model: judge.reference_path), endpoint (OpenAI-compatible, on localhost)",
     )
     reference_order: int = Field(4, ge=2, le=8, description="ngram reference: n-gram order")
     reference_vocab: int = Field(4000, ge=300, le=65536, description="ngram reference: byte-level BPE vocabulary size")

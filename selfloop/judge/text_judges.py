@@ -24,7 +24,7 @@ from selfloop.judge import doc_rules
 from selfloop.judge.base import Candidate, Judge, JudgeContext, JudgeVerdict, accept, reject
 from selfloop.judge.reference import Reference, check_local_url, has_fluency
 
-SCORERS = ("perplexity", "fluency", "quality", "external")
+SCORERS = ("perplexity", "fluency", "quality", "faithful", "external")
 
 
 def scorers_need_reference(scorers: Sequence[str]) -> bool:
@@ -119,7 +119,12 @@ class ABJudge(Judge):
     - ``perplexity``: mean NLL per token under the reference (``resources["reference"]``, a
       `selfloop.judge.reference.Reference` built from ``judge.reference``), never the model being judged.
       B must beat A by more than ``judge.ab_min_margin`` (relative).
+    - ``fluency``: B's mean log-odds per token under the reference over the unigram (SLOR) must beat A's by more
+      than ``judge.ab_fluency_margin``, or, where B passes quality rules that A fails, fall short by less than
+      ``judge.ab_fluency_tie``.
     - ``quality``: B must pass the ingest filters and the document rules whenever A does.
+    - ``faithful``: B must keep what A says: its chrF against A (`faithfulness`) at least
+      ``judge.ab_min_faithful``; the scorers above ask which text reads better, not whether it still says the same.
     - ``external``: a judge model behind an OpenAI-compatible endpoint on localhost
       (``judge.external_url``) is asked which continuation is better.
 
@@ -226,6 +231,11 @@ class ABJudge(Judge):
                 bar = -self.context.config.ab_fluency_tie if better else self.context.config.ab_fluency_margin
                 if not fb - fa > bar:
                     failure = f"lost_a_vs_b: fluency, B {fb:.3f} vs A {fa:.3f} nats/token over the unigram"
+            if failure is None and "faithful" in scorers:
+                kept, bar = faithfulness(c.source, b_texts[i]), self.context.config.ab_min_faithful
+                detail["faithful"] = round(kept, 2)
+                if kept < bar:
+                    failure = f"unfaithful: B keeps too little of what A says (chrF {kept:.1f} < {bar:g})"
             if failure is None and "external" in scorers:
                 winner = ask_external(self.context.config.external_url, prompts[i], c.source, b_texts[i])
                 detail["external"] = winner
@@ -247,6 +257,15 @@ class ABJudge(Judge):
             "judge 'a_vs_b' needs its reference (resources['reference'], built from judge.reference); "
             "it never scores with the model being judged"
         )
+
+
+def faithfulness(a: str, b: str) -> float:
+    """chrF of B against A, 0..100 (sacrebleu: character 6-grams and word bigrams, lowercased, recall weighted twice):
+    how much of what A says B keeps. Characters, not words, so a typo or a merged word in A costs little; a fluent
+    summary or an answer about something else costs a lot."""
+    from sacrebleu.metrics import CHRF
+
+    return CHRF(word_order=2, lowercase=True).sentence_score(b, [a]).score if b.strip() and a.strip() else 0.0
 
 
 def unusable_completion(text: str) -> str | None:

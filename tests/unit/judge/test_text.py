@@ -11,6 +11,7 @@ from selfloop.errors import ConfigError
 from selfloop.ingest.ingestor import Ingestor
 from selfloop.judge import Candidate, JudgeContext, Pipeline
 from selfloop.judge.reference import ModelReference
+from selfloop.judge.text_judges import faithfulness
 from selfloop.store import Store
 
 SENTENCE = "The quiet river runs past the old mill and the green fields every morning."
@@ -238,3 +239,16 @@ def test_a_frozen_hf_dir_outside_the_state_dir_is_a_reference(trained_lm, tmp_pa
     assert pipe.judge(
         Candidate("text", SENTENCE, source=" zqx vvk.", metadata={"prompt": prompt, "completion": good})
     ).accepted
+
+
+def test_faithful_scorer_rejects_a_fluent_b_that_drops_what_a_says(trained_lm):
+    a = "the old mill and the green fields every morning, where the river turns twice before the bridge."
+    fixed = "the old mill and the green fields every morning, where the river turns twice before the bridge."
+    typos = "teh old mlil and the grene fields evry morning, where the rivr turns twice befor the bridge."
+    summary = "a mill."
+    pipe = _ab(trained_lm, ab_scorers=["faithful"])
+    kept = pipe.judge(Candidate("text", fixed, source=typos, metadata={"prompt": "", "completion": fixed}))
+    assert kept.accepted and kept.verdicts[0].detail["faithful"] > 60  # a typo costs a few character n-grams
+    lost = pipe.judge(Candidate("text", summary, source=a, metadata={"prompt": "", "completion": summary}))
+    assert not lost.accepted and lost.reason.startswith("a_vs_b: unfaithful: B keeps too little")
+    assert faithfulness(a, a) == pytest.approx(100.0) and faithfulness(a, " ") == 0.0
