@@ -37,7 +37,7 @@ import os
 import pickle
 import urllib.error
 import urllib.request
-from collections import OrderedDict
+from collections import Counter, OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -338,16 +338,15 @@ def load_unigram(tokenizer: Any, paths: ProjectPaths, store: Store) -> Unigram:
     cached = _read_pickle(path, Unigram)
     if cached is not None:
         return cached
-    counts: dict[int, int] = {}
+    counts: Counter[int] = Counter()
     chars = 0
     for r in rows:
         text = document_text(r["kind"], r["content"])
-        for tok in tokenizer(text, add_special_tokens=False, verbose=False)["input_ids"]:
-            counts[tok] = counts.get(tok, 0) + 1
+        counts.update(tokenizer(text, add_special_tokens=False, verbose=False)["input_ids"])
         chars += len(text)
         if chars >= UNIGRAM_CHARS:
             break
-    unigram = Unigram(counts, sum(counts.values()), len(vocab))
+    unigram = Unigram(dict(counts), counts.total(), len(vocab))
     _write_pickle(path, unigram, keep="unigram-*.pkl")
     return unigram
 
