@@ -10,6 +10,7 @@ from selfloop.testing import make_project, tiny_config
 
 PROMPT = "Early in the day "
 CLEAN = "the fishing boats rocked gently at their moorings, and the baker set out fresh bread for the market."
+TYPOS = "the fsihing boats rokced gently at their moornigs, and the bakre set out fresh bread for teh market."
 SMALL_REFERENCE = {"judge": {"reference_order": 3, "reference_vocab": 300}}
 
 
@@ -29,7 +30,7 @@ def test_judge_check_prints_each_verdict_with_every_judges_reason(tmp_path, cli)
     config, paths = _project(tmp_path)
     items = [
         {"kind": "text", "prompt": PROMPT, "a": CLEAN, "b": "the" + "\n" * 200},
-        {"kind": "text", "prompt": PROMPT, "a": "teh fsihing boast rokced gnetly at thier moornigs.", "b": CLEAN},
+        {"kind": "text", "prompt": PROMPT, "a": TYPOS, "b": CLEAN},
         {"kind": "chat", "prompt": "Tell me about the harbor.", "a": None, "b": CLEAN},
     ]
     f = _write(tmp_path / "items.jsonl", items)
