@@ -97,9 +97,11 @@ class StopCallback(TrainerCallback):
         if self.parent is not None and not self.parent.alive():
             self.terminated = True  # orphaned: the daemon died without a SIGTERM for us
         terminated, out_of_time = agreed([self.terminated, time.monotonic() >= self.deadline], args.device)
-        self.terminated = self.terminated or terminated  # a SIGTERM that arrived meanwhile still counts
-        self.out_of_time = self.out_of_time or out_of_time
-        if self.terminated or self.out_of_time:
+        # Decide on the agreed flags only: a SIGTERM that reaches this rank after the all-reduce is agreed at the next
+        # step; stopping on it now would leave the other ranks waiting in that step's collective.
+        if terminated or out_of_time:
+            self.terminated = self.terminated or terminated
+            self.out_of_time = self.out_of_time or out_of_time
             control.should_save = True
             control.should_training_stop = True
 
