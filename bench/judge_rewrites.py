@@ -29,7 +29,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from bench.judge_set import OUT, ROOT, damage, docstrings, prose_paragraphs
+from bench.judge_set import OUT, ROOT, damage, docstrings
 from bench.pretrained import find_gguf
 
 DAMAGES = ["typos", "dropped_words", "case_noise"]
@@ -37,18 +37,8 @@ DAMAGES = ["typos", "dropped_words", "case_noise"]
 
 def passages() -> list[str]:
     """Paragraphs from files the tune and held-out parts never read."""
-    out = docstrings(ROOT / "tests") + docstrings(ROOT / "selfloop" / "cli")
-    for path in sorted((ROOT / "selfloop").glob("*.py")):
-        out += docstrings_of(path)
-    return list(dict.fromkeys(out))
-
-
-def docstrings_of(path: Path) -> list[str]:
-    import ast
-
-    tree = ast.parse(path.read_text(encoding="utf-8"))
-    docs = [ast.get_docstring(n) for n in ast.walk(tree) if isinstance(n, (ast.Module, ast.ClassDef, ast.FunctionDef))]
-    return [p for d in docs if d for p in prose_paragraphs(d)]
+    pkg = ROOT / "selfloop"
+    return list(dict.fromkeys(docstrings(ROOT / "tests") + docstrings(pkg / "cli") + docstrings(pkg, "*.py")))
 
 
 def similarity(text: str, key: str) -> float:
@@ -110,24 +100,27 @@ def main(argv: list[str] | None = None) -> int:
         item = {"kind": "text", "prompt": "", "a": a, "b": b.strip(), "label": verdict, "why": f"rewrite_of_{kind}"}
         item |= {"label_source": "oracle", "key": key, "sim_a": sim_a, "sim_b": sim_b, "author": gguf.name}
         parts["rewrites-tune" if order[key] % 2 == 0 else "rewrites-heldout"].append(item)
+    write(parts)
+    return 0
+
+
+def relabel() -> int:
+    parts = {}
+    for name in ("rewrites-tune", "rewrites-heldout"):
+        text = (OUT / f"{name}.jsonl").read_text(encoding="utf-8")
+        parts[name] = [json.loads(line) for line in text.splitlines() if line.strip()]
+        for item in parts[name]:
+            item["label"], item["sim_a"], item["sim_b"] = label(item["a"], item["b"], item["key"])
+    write(parts)
+    return 0
+
+
+def write(parts: dict[str, list[dict]]) -> None:
     for name, items in parts.items():
         path = OUT / f"{name}.jsonl"
         path.write_text("".join(json.dumps(i, ensure_ascii=False) + "\n" for i in items), encoding="utf-8")
         good = sum(i["label"] == "good" for i in items)
         print(f"{path.relative_to(ROOT)}: {len(items)} items ({good} good, {len(items) - good} bad)")
-    return 0
-
-
-def relabel() -> int:
-    for name in ("rewrites-tune", "rewrites-heldout"):
-        path = OUT / f"{name}.jsonl"
-        items = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
-        for item in items:
-            item["label"], item["sim_a"], item["sim_b"] = label(item["a"], item["b"], item["key"])
-        path.write_text("".join(json.dumps(i, ensure_ascii=False) + "\n" for i in items), encoding="utf-8")
-        good = sum(i["label"] == "good" for i in items)
-        print(f"{path.relative_to(ROOT)}: {len(items)} items ({good} good, {len(items) - good} bad)")
-    return 0
 
 
 if __name__ == "__main__":

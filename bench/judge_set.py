@@ -49,9 +49,10 @@ def prose_paragraphs(text: str, min_words: int = 25) -> list[str]:
     return out
 
 
-def docstrings(folder: Path) -> list[str]:
+def docstrings(folder: Path, pattern: str = "**/*.py") -> list[str]:
+    """Prose paragraphs of the docstrings of the Python files under ``folder`` that match ``pattern``."""
     out = []
-    for path in sorted(folder.rglob("*.py")):
+    for path in sorted(folder.glob(pattern)):
         try:
             tree = ast.parse(path.read_text(encoding="utf-8"))
         except (SyntaxError, UnicodeDecodeError):
