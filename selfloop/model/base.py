@@ -53,8 +53,9 @@ def local_model_dir(base: str, root: Path, *, key: str = "model.base") -> Path:
     path = _local(base, root)
     if not (path / "config.json").is_file():
         what = "does not exist" if not path.exists() else "has no config.json"
+        scratch = '"scratch", ' if key == "model.base" else ""  # a judge's reference is never an untrained model
         raise SelfloopError(
-            f'{key} = "{base}": {path} {what}; use "scratch", a directory saved with save_pretrained, '
+            f'{key} = "{base}": {path} {what}; use {scratch}a directory saved with save_pretrained, '
             "a model id already in the local Hugging Face cache, or a .gguf file"
         )
     return path

@@ -113,6 +113,10 @@ def test_hf_reference_refuses_the_state_dir_and_a_missing_dir(ingested):
         load_hf(JudgeConfig(reference="hf", reference_path="nowhere"), paths)
     with pytest.raises(ConfigError, match="GGUF file .* does not exist"):
         load_hf(JudgeConfig(reference="hf", reference_path="missing.gguf"), paths)
+    (paths.root / "empty").mkdir()
+    with pytest.raises(ConfigError, match="has no config.json; use a directory") as err:
+        load_hf(JudgeConfig(reference="hf", reference_path="empty"), paths)
+    assert "scratch" not in str(err.value)
     with pytest.raises(ConfigError, match="reference_path"):
         load_hf(JudgeConfig(reference="hf"), paths)
 
