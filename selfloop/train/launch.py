@@ -25,9 +25,7 @@ from typing import Any
 
 from selfloop.config import LauncherConfig
 from selfloop.errors import SelfloopError
-from selfloop.train.rundir import RunDir
-
-EXIT_INTERRUPTED = 3  # keep in step with selfloop.train.run (not imported: it pulls in transformers)
+from selfloop.train.rundir import EXIT_INTERRUPTED, FAILURE_PREFIX, RunDir
 
 
 class TrainingInterrupted(SelfloopError):
@@ -223,7 +221,7 @@ def _wait(proc: subprocess.Popen, timeout: float) -> int | None:
 def failure_reason(path: Path, lines: int = 3) -> str:
     """Why the child failed, from its log: its own error line, else the last exception line, else the tail."""
     text = path.read_text(encoding="utf-8", errors="replace").strip().splitlines()
-    for prefix in ("selfloop.train: ", None):
+    for prefix in (FAILURE_PREFIX, None):
         for line in reversed(text):
             if prefix and line.startswith(prefix):
                 return line.removeprefix(prefix)

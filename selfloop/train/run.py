@@ -45,9 +45,7 @@ from selfloop.train.data import (
     trainable_kinds,
 )
 from selfloop.train.preference import read_pairs, train_dpo
-from selfloop.train.rundir import RunDir, RunValues, last_complete_checkpoint
-
-EXIT_INTERRUPTED = 3
+from selfloop.train.rundir import EXIT_INTERRUPTED, FAILURE_PREFIX, RunDir, RunValues, last_complete_checkpoint
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -328,23 +326,28 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return train(args)
     except SelfloopError as e:
-        print(f"selfloop.train: {e}", file=sys.stderr)
+        _fail(str(e))
         return 1
     except OSError as e:  # a full disk, a vanished run dir: one clear line for the daemon's log
         where = f" ({e.filename})" if e.filename else ""
-        print(f"selfloop.train: {e.strerror or e}{where}", file=sys.stderr)
+        _fail(f"{e.strerror or e}{where}")
         return 1
-    except RuntimeError as e:
-        # torch's checkpoint writer reports a full disk as a C++ stream error without an errno
-        # ("basic_ios::clear: iostream error", "PytorchStreamWriter failed writing file ...").
+    except Exception as e:
+        # Writers that fail on a full disk without an OSError: torch's checkpoint writer (a C++ stream
+        # error, "basic_ios::clear: iostream error") and safetensors (SafetensorError, "os error 28").
         full = disk_full(Path(args.out), e)
         if full is None:
             raise
-        print(f"selfloop.train: {full}", file=sys.stderr)
+        _fail(full)
         return 1
 
 
-_WRITE_FAILURE = re.compile(r"writ|iostream|basic_ios|inline_container", re.IGNORECASE)
+def _fail(reason: str) -> None:
+    # Its own marker: the launcher reports this line, never an informational one of _log.
+    print(f"{FAILURE_PREFIX}{reason}", file=sys.stderr, flush=True)
+
+
+_WRITE_FAILURE = re.compile(r"writ|serializ|iostream|basic_ios|inline_container|os error 28", re.IGNORECASE)
 _NEARLY_FULL = 64 * 2**20  # less room than a checkpoint of even a tiny model needs
 
 

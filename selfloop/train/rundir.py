@@ -22,6 +22,10 @@ from selfloop.errors import SelfloopError
 from selfloop.model.registry import LOGS, METRICS, METRICS_CSV, RESOLVED_CONFIG, TRAIN_LOG
 
 RUN_KEY = "run"  # the resolved config's table of run values (Config itself has no such key)
+# The child's side of the contract: exit 3 when interrupted (its checkpoint saved), and on a failure
+# one line of its own in the log that the launcher reports.
+EXIT_INTERRUPTED = 3
+FAILURE_PREFIX = "selfloop.train failed: "
 
 
 @dataclass(frozen=True)

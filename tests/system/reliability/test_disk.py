@@ -193,3 +193,32 @@ def test_a_write_error_of_torch_on_a_full_disk_is_named_for_what_it_is(tmp_path,
     reason = run.disk_full(tmp_path, stream_error)
     assert reason.startswith("No space left on device: 0.0 MiB free") and "iostream error" in reason
     assert run.disk_full(tmp_path, RuntimeError("mat1 and mat2 shapes cannot be multiplied")) is None  # not a write
+
+
+def test_the_child_reports_a_full_disk_under_safetensors_as_its_failure_line(tmp_path, monkeypatch, capsys):
+    # safetensors fails on a full disk with its own error type, not an OSError (a CI run met it mid-checkpoint).
+    import shutil
+
+    from safetensors import SafetensorError
+
+    from selfloop.train import run
+    from selfloop.train.launch import failure_reason
+    from selfloop.train.rundir import FAILURE_PREFIX
+
+    def save(args):
+        run._log("examples by kind: text 3 from 1 documents")
+        raise SafetensorError("Error while serializing: I/O error: No space left on device (os error 28)")
+
+    monkeypatch.setattr(run, "train", save)
+    usage = shutil.disk_usage(tmp_path)
+    monkeypatch.setattr(run.shutil, "disk_usage", lambda path: usage._replace(free=4096))
+    assert run.main(["--out", str(tmp_path)]) == 1
+    out = capsys.readouterr()
+    assert out.err.startswith(FAILURE_PREFIX)
+    log = tmp_path / "train.log"
+    log.write_text(out.err + out.out)  # the informational line lands after the failure line
+    reason = failure_reason(log)
+    assert reason.startswith("No space left on device: 0.0 MiB free") and "SafetensorError" in reason
+    monkeypatch.setattr(run.shutil, "disk_usage", lambda path: usage)
+    with pytest.raises(SafetensorError):  # room enough: not the disk, the traceback stays
+        run.main(["--out", str(tmp_path)])
