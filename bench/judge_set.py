@@ -1,6 +1,7 @@
 """Build the labelled judge set that ships with the tests (tests/data/judge/), from text in this repository.
 
     python -m bench.judge_set            # writes tests/data/judge/tune.jsonl and heldout.jsonl
+    python -m bench.judge_set --stdlib /tmp/stdlib.jsonl   # a part from outside the repo (not shipped)
 
 Each line is what ``selfloop judge eval`` reads: ``{"kind", "prompt", "a", "b", "label", "why"}``. A prose
 paragraph is cut into a prompt (its first words) and its clean continuation; then
@@ -12,17 +13,21 @@ Two parts from different sources, so that one can stay out of tuning: ``tune`` f
 the docstrings of some of selfloop's packages, ``heldout`` from BENCHMARKS.md, bench/, sandbox/ and the docstrings
 of the other packages; the held-out part also has garbage and damage
 kinds the tuned part lacks (``keyboard_mash``, ``half_gibberish``, ``merged_words``, ``case_noise``). Deterministic:
-the same repository gives the same files.
+the same repository gives the same files. ``--stdlib FILE`` writes a third part, with every kind, from the
+docstrings of Python standard library packages (text no rule was written against, and none the starter corpus
+holds); it depends on the Python version, so it is a check to run, not a file to ship.
 """
 
 from __future__ import annotations
 
+import argparse
 import ast
 import json
 import random
 import re
 import string
 import sys
+import sysconfig
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -189,18 +194,32 @@ def sources() -> dict[str, list[str]]:
     return {"tune": tune, "heldout": heldout}
 
 
+STDLIB = ("email", "http", "logging", "concurrent", "json", "urllib", "xml", "importlib", "unittest", "asyncio")
+
+
+def stdlib_paragraphs(n: int = 75) -> list[str]:
+    """``n`` paragraphs drawn (seeded) from the docstrings of the ``STDLIB`` packages, as many as the held-out part."""
+    root = Path(sysconfig.get_paths()["stdlib"])
+    return random.Random(2026).sample([p for name in STDLIB for p in docstrings(root / name)], n)
+
+
 def main(argv: list[str] | None = None) -> int:
-    OUT.mkdir(parents=True, exist_ok=True)
-    src = sources()
-    parts = {
-        "tune": build(src["tune"], GARBAGE_TUNE, DAMAGE_TUNE, seed=18),
-        "heldout": build(src["heldout"], GARBAGE_HELDOUT, DAMAGE_HELDOUT, seed=1818),
-    }
-    for name, items in parts.items():
-        path = OUT / f"{name}.jsonl"
+    args = argparse.ArgumentParser(prog="python -m bench.judge_set", description=__doc__.split("\n\n")[0])
+    args.add_argument("--stdlib", type=Path, help="write only a part from the standard library's docstrings here")
+    args = args.parse_args(argv)
+    if args.stdlib:
+        parts = {args.stdlib: build(stdlib_paragraphs(), GARBAGE_HELDOUT, DAMAGE_HELDOUT, seed=2026)}
+    else:
+        OUT.mkdir(parents=True, exist_ok=True)
+        src = sources()
+        parts = {
+            OUT / "tune.jsonl": build(src["tune"], GARBAGE_TUNE, DAMAGE_TUNE, seed=18),
+            OUT / "heldout.jsonl": build(src["heldout"], GARBAGE_HELDOUT, DAMAGE_HELDOUT, seed=1818),
+        }
+    for path, items in parts.items():
         path.write_text("".join(json.dumps(i, ensure_ascii=False) + "\n" for i in items), encoding="utf-8")
         good = sum(i["label"] == "good" for i in items)
-        print(f"{path.relative_to(ROOT)}: {len(items)} items ({good} good, {len(items) - good} bad)")
+        print(f"{path}: {len(items)} items ({good} good, {len(items) - good} bad)")
     return 0
 
 

@@ -273,7 +273,7 @@ class JudgeConfig(Section):
     ab_scorers: list[str] = Field(
         default_factory=lambda: ["fluency", "quality", "faithful"],
         description="A-vs-B scorers: fluency (ngram or hf reference: log-odds over the unigram of orig/), quality, "
-        "faithful (B keeps what A says: chrF), perplexity, external",
+        "faithful (B keeps what A says: chrF and A's words), perplexity, external",
     )
     ab_min_margin: float = Field(0.0, ge=0, description="B must beat A by more than this (relative) to be accepted")
     ab_fluency_margin: float = Field(
@@ -291,6 +291,13 @@ class JudgeConfig(Section):
         le=100,
         description="faithful: B's chrF against A (sacrebleu: character n-grams, lowercased, recall-weighted) must be "
         "at least this; a fluent B that drops or replaces what A says loses",
+    )
+    ab_min_word_recall: float = Field(
+        0.9,
+        ge=0,
+        le=1,
+        description="faithful: the share of A's distinct words that B keeps (case-insensitive; a word within a typo "
+        "of one in B, or with its letters re-spaced, counts) must be at least this; a B that drops a clause loses",
     )
     diversity_floor: float = Field(
         0.2, ge=0, le=1, description="a batch whose distinct-2 ratio is below this is not admitted"

@@ -11,6 +11,7 @@ pairs from the verdicts.
 from __future__ import annotations
 
 import json
+import re
 import urllib.error
 import urllib.request
 from collections.abc import Sequence
@@ -124,7 +125,8 @@ class ABJudge(Judge):
       ``judge.ab_fluency_tie``.
     - ``quality``: B must pass the ingest filters and the document rules whenever A does.
     - ``faithful``: B must keep what A says: its chrF against A (`faithfulness`) at least
-      ``judge.ab_min_faithful``; the scorers above ask which text reads better, not whether it still says the same.
+      ``judge.ab_min_faithful``, and at least ``judge.ab_min_word_recall`` of A's words (`word_recall`); the
+      scorers above ask which text reads better, not whether it still says the same.
     - ``external``: a judge model behind an OpenAI-compatible endpoint on localhost
       (``judge.external_url``) is asked which continuation is better.
 
@@ -233,9 +235,15 @@ class ABJudge(Judge):
                     failure = f"lost_a_vs_b: fluency, B {fb:.3f} vs A {fa:.3f} nats/token over the unigram"
             if failure is None and "faithful" in scorers:
                 kept, bar = faithfulness(c.source, b_texts[i]), self.context.config.ab_min_faithful
-                detail["faithful"] = round(kept, 2)
+                recall, dropped = word_recall(c.source, b_texts[i])
+                detail.update(faithful=round(kept, 2), word_recall=round(recall, 3))
                 if kept < bar:
                     failure = f"unfaithful: B keeps too little of what A says (chrF {kept:.1f} < {bar:g})"
+                elif recall < self.context.config.ab_min_word_recall:
+                    failure = (
+                        f"unfaithful: B drops {len(dropped)} of A's words ({recall:.0%} kept < "
+                        f"{self.context.config.ab_min_word_recall:.0%}), e.g. {', '.join(map(repr, dropped[:4]))}"
+                    )
             if failure is None and "external" in scorers:
                 winner = ask_external(self.context.config.external_url, prompts[i], c.source, b_texts[i])
                 detail["external"] = winner
@@ -266,6 +274,32 @@ def faithfulness(a: str, b: str) -> float:
     from sacrebleu.metrics import CHRF
 
     return CHRF(word_order=2, lowercase=True).sentence_score(b, [a]).score if b.strip() and a.strip() else 0.0
+
+
+_WORD = re.compile(r"[^\W\d_][\w'-]*")  # a word starts with a letter (any script); no bare numbers
+_NON_WORD = re.compile(r"[\W_]+")
+
+
+def word_recall(a: str, b: str, typo: float = 75.0) -> tuple[float, list[str]]:
+    """The share of A's distinct words (two characters or more, lowercased) that B keeps, and those it drops in A's
+    order. A word of A is kept when B has it, has it with other spacing (A's "thecat" in B's "the cat"), or has a
+    word within ``typo`` of it (rapidfuzz's ratio, 0..100): a repair keeps A's words, a dropped clause does not.
+    chrF misses a dropped clause: its character n-grams average it away."""
+    from rapidfuzz import fuzz, process
+
+    words = list(dict.fromkeys(w.lower() for w in _WORD.findall(a) if len(w) > 1))
+    if not words:
+        return 1.0, []
+    have = {w.lower() for w in _WORD.findall(b)}
+    squashed = _NON_WORD.sub("", b.lower())
+    dropped = [
+        w
+        for w in words
+        if w not in have
+        and _NON_WORD.sub("", w) not in squashed
+        and process.extractOne(w, have, scorer=fuzz.ratio, score_cutoff=typo) is None
+    ]
+    return 1 - len(dropped) / len(words), dropped
 
 
 def unusable_completion(text: str) -> str | None:

@@ -11,7 +11,7 @@ from selfloop.errors import ConfigError
 from selfloop.ingest.ingestor import Ingestor
 from selfloop.judge import Candidate, JudgeContext, Pipeline
 from selfloop.judge.reference import ModelReference
-from selfloop.judge.text_judges import faithfulness
+from selfloop.judge.text_judges import faithfulness, word_recall
 from selfloop.store import Store
 
 SENTENCE = "The quiet river runs past the old mill and the green fields every morning."
@@ -252,3 +252,27 @@ def test_faithful_scorer_rejects_a_fluent_b_that_drops_what_a_says(trained_lm):
     lost = pipe.judge(Candidate("text", summary, source=a, metadata={"prompt": "", "completion": summary}))
     assert not lost.accepted and lost.reason.startswith("a_vs_b: unfaithful: B keeps too little")
     assert faithfulness(a, a) == pytest.approx(100.0) and faithfulness(a, " ") == 0.0
+
+
+def test_faithful_scorer_rejects_a_b_that_drops_a_clause_and_keeps_a_repair(trained_lm):
+    # A real rewrite by SmolLM2 (bench.judge_rewrites) dropped a clause: chrF still 80, so only word recall sees it.
+    a = (
+        "Importing the package is cheap on purpose: torch and transformers are imported only by the commands "
+        "that need them, so `selfloop --help` and `selfloop status` answer at once."
+    )
+    dropped = "Importing the package is cheap on purpose: `selfloop --help` and `selfloop status` answer at once."
+    pipe = _ab(trained_lm, ab_scorers=["faithful"])
+    lost = pipe.judge(Candidate("text", dropped, source=a, metadata={"prompt": "", "completion": dropped}))
+    assert faithfulness(a, dropped) > 50 and not lost.accepted
+    assert lost.reason.startswith("a_vs_b: unfaithful: B drops 10 of A's words (60% kept < 90%), e.g. 'torch'")
+    assert lost.verdicts[0].detail["word_recall"] == 0.6
+    # Repairs keep A's words: typos within rapidfuzz's ratio, merged words by their letters, case by lowercasing.
+    for damaged in (
+        a.replace("package", "pakcage").replace("transformers", "transfromers"),
+        a.replace("the package", "thepackage").replace("only by", "onlyby"),
+        a.upper(),
+    ):
+        fixed = pipe.judge(Candidate("text", a, source=damaged, metadata={"prompt": "", "completion": a}))
+        assert fixed.accepted and fixed.verdicts[0].detail["word_recall"] == 1.0, damaged
+    assert word_recall(a, a) == (1.0, []) and word_recall("1 2 3", "") == (1.0, [])  # no words: nothing to drop
+    assert word_recall("the cat sat", "") == (0.0, ["the", "cat", "sat"])
