@@ -299,7 +299,9 @@ class ModelReference:
     def nll(
         self, prompts: Sequence[str], continuations: Sequence[str], sources: Sequence[Sequence[int]] | None = None
     ) -> list[float]:
-        return [sum(n) / len(n) if n else float("inf") for _, n in self.tokens(prompts, continuations)]
+        from selfloop.model.score import mean_nll
+
+        return mean_nll(self.tokens(prompts, continuations))
 
     def scores(
         self, prompts: Sequence[str], continuations: Sequence[str], sources: Sequence[Sequence[int]] | None = None

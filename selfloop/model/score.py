@@ -18,7 +18,11 @@ def continuation_nll(
     model, tokenizer, prompts: Sequence[str], continuations: Sequence[str], *, batch_size: int = 16
 ) -> list[float]:
     """Mean NLL (nats/token) of each continuation given its prompt; inf for an empty continuation."""
-    scored = token_nll(model, tokenizer, prompts, continuations, batch_size=batch_size)
+    return mean_nll(token_nll(model, tokenizer, prompts, continuations, batch_size=batch_size))
+
+
+def mean_nll(scored: Sequence[tuple[list[int], list[float]]]) -> list[float]:
+    """Mean NLL (nats/token) of each of ``token_nll``'s results; inf for one with no token."""
     return [sum(nll) / len(nll) if nll else float("inf") for _, nll in scored]
 
 
