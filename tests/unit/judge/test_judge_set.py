@@ -40,6 +40,23 @@ def test_benchmarks_states_floors_for_every_part():
         assert f[(part, "ngram")]["bad"] <= 0.01 and f[(part, "ngram")]["good"] >= 0.90
 
 
+def test_the_stdlib_part_is_drawn_from_outside_the_repo_with_every_held_out_kind(tmp_path):
+    from bench import judge_set
+
+    first, second = tmp_path / "a.jsonl", tmp_path / "b.jsonl"
+    assert judge_set.main(["--stdlib", str(first)]) == 0 and judge_set.main(["--stdlib", str(second)]) == 0
+    assert first.read_bytes() == second.read_bytes()  # seeded: the same Python gives the same part
+    items = [json.loads(line) for line in first.read_text(encoding="utf-8").splitlines()]
+    kinds = {(i["label"], i["why"]) for i in items}
+    assert kinds == {("bad", g) for g in judge_set.GARBAGE_HELDOUT} | {("good", d) for d in judge_set.DAMAGE_HELDOUT}
+    assert len(items) == 75 * len(kinds)
+    shipped = "".join(p.read_text(encoding="utf-8") for p in DATA.glob("*.jsonl"))
+    clean = {i["b"] for i in items if i["label"] == "good"}
+    assert not any(
+        json.dumps(c, ensure_ascii=False)[1:-1] in shipped for c in clean
+    )  # none of it is in the shipped set
+
+
 def smollm2_gguf() -> Path:
     try:
         return Path(importlib.metadata.distribution(PACKAGE_FILE[0]).locate_file(PACKAGE_FILE[1]))
